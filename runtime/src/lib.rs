@@ -1,0 +1,52 @@
+//! # Rampart runtime
+//!
+//! The host side of Rampart: it loads plugins (WebAssembly components built
+//! against the `rampart:plugin` WIT contract), checks them against their
+//! manifest and the tenant's grants, and runs every call in a fresh sandbox
+//! with a memory cap, a fuel budget and a wall-clock deadline.
+//!
+//! Where things live:
+//!
+//! | module | what |
+//! |---|---|
+//! | [`engine`] | the wasmtime engine: pooling allocator, epoch ticker, ceilings |
+//! | [`manifest`] | plugin manifests: parse → validate → lock |
+//! | [`tenant`] | tenants and the grants they give plugins |
+//! | [`sandbox`] | loading, the compiled-artifact cache, calls and their limits |
+//! | [`caps`] | one module per host capability (log, kv, memory, intel, config, http) |
+//! | [`store`] | what the host persists (kv, entity memory, intel) behind a trait |
+//! | [`model`] | the contract's data types as host-side Rust/JSON types |
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use rampart::{Runtime, RuntimeConfig, store::MemoryStore, tenant::{Grants, TenantId}};
+//!
+//! let runtime = Runtime::new(RuntimeConfig::default(), Arc::new(MemoryStore::default()))?;
+//! let tenant = TenantId::new("acme")?;
+//! let grants = Grants::allow_all_capabilities();
+//! let plugin = runtime.load_file(&tenant, &grants, "target/plugins/risk-scorer.toml".as_ref()).await?;
+//! # Ok(()) }
+//! ```
+#![deny(missing_docs)]
+
+mod bindings;
+pub mod caps;
+pub mod engine;
+pub mod feeds;
+pub mod manifest;
+pub mod model;
+pub mod sandbox;
+pub mod store;
+pub mod tenant;
+
+pub use engine::{Engine, EngineConfig};
+pub use sandbox::{
+    CallContext, CallStats, Called, HuntSession, LoadError, Plugin, PluginError, Runtime,
+    RuntimeConfig,
+};
+
+/// The version of the `rampart:plugin` WIT package this runtime speaks.
+/// Components built against any `0.1.x` load (wasmtime matches on the leftmost
+/// non-zero part of the version).
+pub const WIT_VERSION: &str = "0.1.0";

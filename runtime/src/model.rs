@@ -1,0 +1,523 @@
+//! The contract's data types on the host side, with their JSON form.
+//!
+//! These mirror `wit/types.wit` field for field; conversions to and from the
+//! generated bindings live here so the rest of the runtime never sees them.
+//! JSON uses `snake_case` names; times are RFC 3339 strings or Unix
+//! milliseconds on input and Unix milliseconds on output.
+
+use serde::{Deserialize, Serialize};
+
+use crate::bindings::{memory as wit_memory, types as wit};
+
+/// What an entity names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntityKind {
+    /// IP address (optionally with port).
+    Ip,
+    /// Domain name.
+    Domain,
+    /// URL.
+    Url,
+    /// Host name.
+    Hostname,
+    /// User account.
+    User,
+    /// E-mail address.
+    Email,
+    /// File hash.
+    FileHash,
+    /// Process.
+    Process,
+}
+
+/// A thing an alert is about.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Entity {
+    /// What the value names.
+    pub kind: EntityKind,
+    /// The value.
+    pub value: String,
+}
+
+/// Alert severity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// Informational.
+    Info,
+    /// Low.
+    Low,
+    /// Medium.
+    #[default]
+    Medium,
+    /// High.
+    High,
+    /// Critical.
+    Critical,
+}
+
+/// A security alert.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Alert {
+    /// Identifier, unique per tenant and source.
+    pub id: String,
+    /// The product or feed that raised it.
+    pub source: String,
+    /// Title.
+    pub title: String,
+    /// Severity.
+    #[serde(default)]
+    pub severity: Severity,
+    /// When the activity happened, Unix milliseconds.
+    #[serde(default)]
+    pub time: i64,
+    /// Entities named.
+    #[serde(default)]
+    pub entities: Vec<Entity>,
+    /// ATT&CK technique ids.
+    #[serde(default)]
+    pub techniques: Vec<String>,
+    /// Labels.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// The original document.
+    #[serde(default)]
+    pub raw: serde_json::Value,
+}
+
+/// A judgement about an entity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Nothing known.
+    Unknown,
+    /// Known good.
+    Benign,
+    /// Worth a look.
+    Suspicious,
+    /// Known bad.
+    Malicious,
+}
+
+/// What an enricher learned about an entity.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Enrichment {
+    /// The entity.
+    pub entity: Entity,
+    /// The verdict.
+    pub verdict: Verdict,
+    /// Confidence 0-100.
+    pub confidence: u8,
+    /// Labels.
+    pub tags: Vec<String>,
+    /// Details.
+    pub data: serde_json::Value,
+}
+
+/// A risk score.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Score {
+    /// Risk 0-100.
+    pub risk: u8,
+    /// Confidence 0-100.
+    pub confidence: u8,
+    /// Reasons.
+    pub reasons: Vec<String>,
+}
+
+/// A request to a responder.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionRequest {
+    /// Run id.
+    pub run_id: String,
+    /// Step id.
+    pub step_id: String,
+    /// Idempotency key.
+    pub idempotency_key: String,
+    /// Target.
+    pub target: Entity,
+    /// Parameters.
+    #[serde(default)]
+    pub params: serde_json::Value,
+}
+
+/// What a responder did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionOutcome {
+    /// Carried out now.
+    Executed,
+    /// Already in the requested state.
+    AlreadyInState,
+    /// Dry run: only planned.
+    Planned,
+}
+
+/// A responder's report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionResult {
+    /// Outcome.
+    pub outcome: ActionOutcome,
+    /// One line for the analyst.
+    pub summary: String,
+    /// Details.
+    pub data: serde_json::Value,
+}
+
+/// A telemetry event for a hunt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Event {
+    /// Identifier.
+    pub id: String,
+    /// When, Unix milliseconds.
+    #[serde(default)]
+    pub time: i64,
+    /// The event document.
+    pub data: serde_json::Value,
+}
+
+/// What a hunt found.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    /// Rule id.
+    pub rule_id: String,
+    /// Title.
+    pub title: String,
+    /// Severity.
+    pub severity: Severity,
+    /// When, Unix milliseconds.
+    pub time: i64,
+    /// Entities.
+    pub entities: Vec<Entity>,
+    /// ATT&CK technique ids.
+    pub techniques: Vec<String>,
+    /// Matching event ids.
+    pub event_ids: Vec<String>,
+    /// Links.
+    pub references: Vec<String>,
+    /// Details.
+    pub detail: serde_json::Value,
+}
+
+/// Why a plugin says it failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// Bad input.
+    InvalidInput,
+    /// Missing or wrong settings.
+    Misconfigured,
+    /// Upstream refused credentials.
+    Unauthorized,
+    /// Upstream rate limit.
+    RateLimited,
+    /// Upstream unavailable.
+    Unavailable,
+    /// Not found.
+    NotFound,
+    /// Anything else.
+    Internal,
+}
+
+/// A failure the plugin reported itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GuestError {
+    /// Kind.
+    pub kind: ErrorKind,
+    /// Message.
+    pub message: String,
+    /// Retry hint in milliseconds.
+    pub retry_after_ms: Option<u64>,
+}
+
+/// A verdict a past run reached about an entity.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PriorVerdict {
+    /// Verdict.
+    pub verdict: Verdict,
+    /// Confidence 0-100.
+    pub confidence: u8,
+    /// Run id.
+    pub run_id: String,
+    /// Playbook.
+    pub playbook: String,
+    /// When, Unix milliseconds.
+    pub time: i64,
+}
+
+/// An analyst's label on a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FeedbackLabel {
+    /// A real attack.
+    TruePositive,
+    /// A wrong detection.
+    FalsePositive,
+    /// Real but harmless.
+    Benign,
+}
+
+/// One piece of analyst feedback.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Feedback {
+    /// Label.
+    pub label: FeedbackLabel,
+    /// Analyst.
+    pub analyst: String,
+    /// When, Unix milliseconds.
+    pub time: i64,
+    /// Run id.
+    pub run_id: String,
+    /// Comment.
+    pub comment: String,
+}
+
+/// What a tenant remembers about an entity.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct EntityMemory {
+    /// First sighting, Unix milliseconds.
+    pub first_seen: Option<i64>,
+    /// Last sighting, Unix milliseconds.
+    pub last_seen: Option<i64>,
+    /// Number of alerts naming it.
+    pub sightings: u32,
+    /// Past verdicts, newest first.
+    pub verdicts: Vec<PriorVerdict>,
+    /// Analyst feedback, newest first.
+    pub feedback: Vec<Feedback>,
+}
+
+/// One indicator match from the intel index.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IndicatorMatch {
+    /// The indicator as the feed wrote it.
+    pub indicator: String,
+    /// Feed name.
+    pub feed: String,
+    /// Family.
+    pub family: Option<String>,
+    /// Campaign.
+    pub campaign: Option<String>,
+    /// Confidence 0-100.
+    pub confidence: u8,
+    /// References.
+    pub references: Vec<String>,
+    /// ATT&CK ids.
+    pub techniques: Vec<String>,
+    /// First listed, Unix milliseconds.
+    pub first_seen: Option<i64>,
+    /// Last listed, Unix milliseconds.
+    pub last_seen: Option<i64>,
+}
+
+// ---- conversions to and from the generated bindings ----
+
+macro_rules! enum_map {
+    ($host:ty, $guest:ty, [$($variant:ident),* $(,)?]) => {
+        impl From<$host> for $guest {
+            fn from(value: $host) -> Self {
+                match value { $(<$host>::$variant => <$guest>::$variant,)* }
+            }
+        }
+        impl From<$guest> for $host {
+            fn from(value: $guest) -> Self {
+                match value { $(<$guest>::$variant => <$host>::$variant,)* }
+            }
+        }
+    };
+}
+
+enum_map!(EntityKind, wit::EntityKind, [Ip, Domain, Url, Hostname, User, Email, FileHash, Process]);
+enum_map!(Severity, wit::Severity, [Info, Low, Medium, High, Critical]);
+enum_map!(Verdict, wit::Verdict, [Unknown, Benign, Suspicious, Malicious]);
+enum_map!(ActionOutcome, wit::ActionOutcome, [Executed, AlreadyInState, Planned]);
+enum_map!(ErrorKind, wit::ErrorKind, [InvalidInput, Misconfigured, Unauthorized, RateLimited, Unavailable, NotFound, Internal]);
+enum_map!(FeedbackLabel, wit_memory::FeedbackLabel, [TruePositive, FalsePositive, Benign]);
+
+impl From<&Entity> for wit::Entity {
+    fn from(entity: &Entity) -> Self {
+        wit::Entity {
+            kind: entity.kind.into(),
+            value: entity.value.clone(),
+        }
+    }
+}
+
+impl From<wit::Entity> for Entity {
+    fn from(entity: wit::Entity) -> Self {
+        Entity {
+            kind: entity.kind.into(),
+            value: entity.value,
+        }
+    }
+}
+
+impl From<&Alert> for wit::Alert {
+    fn from(alert: &Alert) -> Self {
+        wit::Alert {
+            id: alert.id.clone(),
+            source: alert.source.clone(),
+            title: alert.title.clone(),
+            severity: alert.severity.into(),
+            time: alert.time,
+            entities: alert.entities.iter().map(Into::into).collect(),
+            techniques: alert.techniques.clone(),
+            tags: alert.tags.clone(),
+            raw: alert.raw.to_string(),
+        }
+    }
+}
+
+impl From<&Enrichment> for wit::Enrichment {
+    fn from(found: &Enrichment) -> Self {
+        wit::Enrichment {
+            entity: (&found.entity).into(),
+            verdict: found.verdict.into(),
+            confidence: found.confidence,
+            tags: found.tags.clone(),
+            data: found.data.to_string(),
+        }
+    }
+}
+
+impl From<&ActionRequest> for wit::ActionRequest {
+    fn from(request: &ActionRequest) -> Self {
+        wit::ActionRequest {
+            run_id: request.run_id.clone(),
+            step_id: request.step_id.clone(),
+            idempotency_key: request.idempotency_key.clone(),
+            target: (&request.target).into(),
+            params: request.params.to_string(),
+        }
+    }
+}
+
+impl From<&Event> for wit::Event {
+    fn from(event: &Event) -> Self {
+        wit::Event {
+            id: event.id.clone(),
+            time: event.time,
+            data: event.data.to_string(),
+        }
+    }
+}
+
+impl From<wit::PluginError> for GuestError {
+    fn from(err: wit::PluginError) -> Self {
+        GuestError {
+            kind: err.kind.into(),
+            message: err.message,
+            retry_after_ms: err.retry_after_ms,
+        }
+    }
+}
+
+impl From<&EntityMemory> for wit_memory::EntityMemory {
+    fn from(memory: &EntityMemory) -> Self {
+        wit_memory::EntityMemory {
+            entity: wit::Entity {
+                kind: wit::EntityKind::Ip,
+                value: String::new(),
+            },
+            first_seen: memory.first_seen,
+            last_seen: memory.last_seen,
+            sightings: memory.sightings,
+            verdicts: memory
+                .verdicts
+                .iter()
+                .map(|prior| wit_memory::PriorVerdict {
+                    verdict: prior.verdict.into(),
+                    confidence: prior.confidence,
+                    run_id: prior.run_id.clone(),
+                    playbook: prior.playbook.clone(),
+                    time: prior.time,
+                })
+                .collect(),
+            feedback: memory
+                .feedback
+                .iter()
+                .map(|feedback| wit_memory::Feedback {
+                    label: feedback.label.into(),
+                    analyst: feedback.analyst.clone(),
+                    time: feedback.time,
+                    run_id: feedback.run_id.clone(),
+                    comment: feedback.comment.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A field of a plugin's output that is not what the contract promises.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputViolation(pub String);
+
+fn parse_json(field: &str, text: &str) -> Result<serde_json::Value, OutputViolation> {
+    serde_json::from_str(text).map_err(|err| OutputViolation(format!("{field} is not JSON: {err}")))
+}
+
+fn percent(field: &str, value: u8) -> Result<u8, OutputViolation> {
+    if value > 100 {
+        return Err(OutputViolation(format!("{field} is {value}, above 100")));
+    }
+    Ok(value)
+}
+
+impl Enrichment {
+    pub(crate) fn from_guest(index: usize, found: wit::Enrichment) -> Result<Self, OutputViolation> {
+        Ok(Enrichment {
+            entity: found.entity.into(),
+            verdict: found.verdict.into(),
+            confidence: percent(&format!("enrichment {index}: confidence"), found.confidence)?,
+            tags: found.tags,
+            data: parse_json(&format!("enrichment {index}: data"), &found.data)?,
+        })
+    }
+}
+
+impl Score {
+    pub(crate) fn from_guest(score: wit::Score) -> Result<Self, OutputViolation> {
+        Ok(Score {
+            risk: percent("score: risk", score.risk)?,
+            confidence: percent("score: confidence", score.confidence)?,
+            reasons: score.reasons,
+        })
+    }
+}
+
+impl ActionResult {
+    pub(crate) fn from_guest(result: wit::ActionResult, dry_run: bool) -> Result<Self, OutputViolation> {
+        let outcome: ActionOutcome = result.outcome.into();
+        if dry_run && outcome != ActionOutcome::Planned {
+            return Err(OutputViolation(format!(
+                "dry run answered {outcome:?}; a dry run must only plan"
+            )));
+        }
+        Ok(ActionResult {
+            outcome,
+            summary: result.summary,
+            data: parse_json("action result: data", &result.data)?,
+        })
+    }
+}
+
+impl Finding {
+    pub(crate) fn from_guest(index: usize, finding: wit::Finding) -> Result<Self, OutputViolation> {
+        Ok(Finding {
+            rule_id: finding.rule_id,
+            title: finding.title,
+            severity: finding.severity.into(),
+            time: finding.time,
+            entities: finding.entities.into_iter().map(Into::into).collect(),
+            techniques: finding.techniques,
+            event_ids: finding.event_ids,
+            references: finding.references,
+            detail: parse_json(&format!("finding {index}: detail"), &finding.detail)?,
+        })
+    }
+}

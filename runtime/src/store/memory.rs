@@ -1,0 +1,181 @@
+//! An in-memory [`Store`]: for tests, `rampart plugin call` and embedding.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, MutexGuard};
+
+use super::{KvNamespace, MEMORY_LIST_CAP, Store, StoreError};
+use crate::model::{Entity, EntityMemory, Feedback, IndicatorMatch, PriorVerdict};
+use crate::tenant::TenantId;
+
+#[derive(Default)]
+struct Namespace {
+    entries: BTreeMap<String, Vec<u8>>,
+    bytes: u64,
+}
+
+impl Namespace {
+    fn size_after(&self, key: &str, value: Option<&[u8]>) -> u64 {
+        let old = self.entries.get(key).map_or(0, |old| (key.len() + old.len()) as u64);
+        let new = value.map_or(0, |value| (key.len() + value.len()) as u64);
+        self.bytes - old + new
+    }
+
+    fn put(&mut self, key: &str, value: Option<&[u8]>) {
+        self.bytes = self.size_after(key, value);
+        match value {
+            Some(value) => {
+                self.entries.insert(key.to_owned(), value.to_vec());
+            }
+            None => {
+                self.entries.remove(key);
+            }
+        }
+    }
+}
+
+/// Keeps everything in process memory; lost on exit.
+#[derive(Default)]
+pub struct MemoryStore {
+    kv: Mutex<HashMap<KvNamespace, Namespace>>,
+    memory: Mutex<HashMap<(TenantId, Entity), EntityMemory>>,
+    intel: Mutex<HashMap<(TenantId, Entity), Vec<IndicatorMatch>>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock cannot leave these maps half-updated in
+    // a way that matters more than losing the store, so keep going.
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Normalises an entity for exact-match keys (case, trailing dot).
+fn key(tenant: &TenantId, entity: &Entity) -> (TenantId, Entity) {
+    let mut value = entity.value.trim().trim_end_matches('.').to_owned();
+    if !matches!(entity.kind, crate::model::EntityKind::Url | crate::model::EntityKind::Process) {
+        value = value.to_ascii_lowercase();
+    }
+    (
+        tenant.clone(),
+        Entity {
+            kind: entity.kind,
+            value,
+        },
+    )
+}
+
+impl Store for MemoryStore {
+    fn kv_get(&self, ns: &KvNamespace, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(lock(&self.kv).get(ns).and_then(|space| space.entries.get(key).cloned()))
+    }
+
+    fn kv_set(&self, ns: &KvNamespace, key: &str, value: &[u8], quota: u64) -> Result<(), StoreError> {
+        let mut kv = lock(&self.kv);
+        let space = kv.entry(ns.clone()).or_default();
+        if space.size_after(key, Some(value)) > quota {
+            return Err(StoreError::QuotaExceeded { quota });
+        }
+        space.put(key, Some(value));
+        Ok(())
+    }
+
+    fn kv_delete(&self, ns: &KvNamespace, key: &str) -> Result<bool, StoreError> {
+        let mut kv = lock(&self.kv);
+        let Some(space) = kv.get_mut(ns) else {
+            return Ok(false);
+        };
+        let existed = space.entries.contains_key(key);
+        space.put(key, None);
+        Ok(existed)
+    }
+
+    fn kv_list(
+        &self,
+        ns: &KvNamespace,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let kv = lock(&self.kv);
+        let Some(space) = kv.get(ns) else {
+            return Ok(Vec::new());
+        };
+        Ok(space
+            .entries
+            .range(prefix.to_owned()..)
+            .map(|(key, _)| key)
+            .take_while(|key| key.starts_with(prefix))
+            .filter(|key| after.is_none_or(|after| key.as_str() > after))
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    fn kv_compare_and_swap(
+        &self,
+        ns: &KvNamespace,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+        quota: u64,
+    ) -> Result<bool, StoreError> {
+        let mut kv = lock(&self.kv);
+        let space = kv.entry(ns.clone()).or_default();
+        if space.entries.get(key).map(Vec::as_slice) != expected {
+            return Ok(false);
+        }
+        if new.is_some() && space.size_after(key, new) > quota {
+            return Err(StoreError::QuotaExceeded { quota });
+        }
+        space.put(key, new);
+        Ok(true)
+    }
+
+    fn kv_usage(&self, ns: &KvNamespace) -> Result<u64, StoreError> {
+        Ok(lock(&self.kv).get(ns).map_or(0, |space| space.bytes))
+    }
+
+    fn memory_recall(&self, tenant: &TenantId, entity: &Entity) -> Result<EntityMemory, StoreError> {
+        Ok(lock(&self.memory).get(&key(tenant, entity)).cloned().unwrap_or_default())
+    }
+
+    fn memory_record_sighting(&self, tenant: &TenantId, entity: &Entity, time: i64) -> Result<(), StoreError> {
+        let mut memory = lock(&self.memory);
+        let entry = memory.entry(key(tenant, entity)).or_default();
+        entry.sightings = entry.sightings.saturating_add(1);
+        entry.first_seen = Some(entry.first_seen.map_or(time, |first| first.min(time)));
+        entry.last_seen = Some(entry.last_seen.map_or(time, |last| last.max(time)));
+        Ok(())
+    }
+
+    fn memory_record_verdict(&self, tenant: &TenantId, entity: &Entity, verdict: PriorVerdict) -> Result<(), StoreError> {
+        let mut memory = lock(&self.memory);
+        let entry = memory.entry(key(tenant, entity)).or_default();
+        entry.verdicts.insert(0, verdict);
+        entry.verdicts.truncate(MEMORY_LIST_CAP);
+        Ok(())
+    }
+
+    fn memory_record_feedback(&self, tenant: &TenantId, entity: &Entity, feedback: Feedback) -> Result<(), StoreError> {
+        let mut memory = lock(&self.memory);
+        let entry = memory.entry(key(tenant, entity)).or_default();
+        entry.feedback.insert(0, feedback);
+        entry.feedback.truncate(MEMORY_LIST_CAP);
+        Ok(())
+    }
+
+    fn intel_lookup(&self, tenant: &TenantId, entity: &Entity) -> Result<Vec<IndicatorMatch>, StoreError> {
+        let mut probe = entity.clone();
+        if entity.kind == crate::model::EntityKind::Ip {
+            probe.value = crate::feeds::strip_port(&entity.value).to_owned();
+        }
+        Ok(lock(&self.intel).get(&key(tenant, &probe)).cloned().unwrap_or_default())
+    }
+
+    fn intel_insert(&self, tenant: &TenantId, indicators: Vec<(Entity, IndicatorMatch)>) -> Result<usize, StoreError> {
+        let mut intel = lock(&self.intel);
+        let count = indicators.len();
+        for (entity, indicator) in indicators {
+            intel.entry(key(tenant, &entity)).or_default().push(indicator);
+        }
+        Ok(count)
+    }
+}

@@ -1,0 +1,157 @@
+//! `cargo xtask <command>`:
+//!
+//! - `plugins`: builds every guest crate (plugins/*, tests/fixtures/guests/*)
+//!   for `wasm32-wasip2` and writes `target/plugins/<name>.wasm` beside its
+//!   manifest `target/plugins/<name>.toml` with the sha256 filled in
+//!   (fixtures go to `target/plugins/fixtures/`). Installs the target with
+//!   rustup if it is missing.
+//! - `test`: `plugins`, then formatting, clippy (host and guests) and every
+//!   test of the workspace. This is what CI runs.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use sha2::{Digest, Sha256};
+
+const GUEST_TARGET: &str = "wasm32-wasip2";
+const GUEST_PROFILE: &str = "plugin";
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = workspace_root()?;
+    match args.first().map(String::as_str) {
+        Some("plugins") => build_plugins(&root),
+        Some("test") => test(&root, &args[1..]),
+        _ => {
+            eprintln!("usage: cargo xtask plugins | test [-- extra cargo test args]");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn workspace_root() -> Result<PathBuf> {
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    here.parent()
+        .map(Path::to_path_buf)
+        .context("xtask has no parent directory")
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()))
+}
+
+fn run(command: &mut Command) -> Result<()> {
+    eprintln!("+ {command:?}");
+    let status = command
+        .status()
+        .with_context(|| format!("cannot start {command:?}"))?;
+    if !status.success() {
+        bail!("{command:?} failed: {status}");
+    }
+    Ok(())
+}
+
+fn ensure_guest_target() -> Result<()> {
+    let output = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .context("rustup is needed to install the wasm32-wasip2 target")?;
+    let installed = String::from_utf8_lossy(&output.stdout);
+    if !installed.lines().any(|line| line.trim() == GUEST_TARGET) {
+        run(Command::new("rustup").args(["target", "add", GUEST_TARGET]))?;
+    }
+    Ok(())
+}
+
+/// A guest crate: its package name and the directory holding its Cargo.toml.
+struct Guest {
+    package: String,
+    dir: PathBuf,
+    fixture: bool,
+}
+
+fn guests(root: &Path) -> Result<Vec<Guest>> {
+    let mut found = Vec::new();
+    for (parent, fixture) in [("plugins", false), ("tests/fixtures/guests", true)] {
+        let mut dirs: Vec<PathBuf> = std::fs::read_dir(root.join(parent))
+            .with_context(|| format!("reading {parent}"))?
+            .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+            .filter(|dir| dir.join("Cargo.toml").is_file())
+            .collect();
+        dirs.sort();
+        for dir in dirs {
+            let manifest: toml::Table = toml::from_str(&std::fs::read_to_string(dir.join("Cargo.toml"))?)?;
+            let package = manifest
+                .get("package")
+                .and_then(|package| package.get("name"))
+                .and_then(|name| name.as_str())
+                .with_context(|| format!("{} has no package name", dir.display()))?
+                .to_owned();
+            found.push(Guest { package, dir, fixture });
+        }
+    }
+    Ok(found)
+}
+
+fn build_plugins(root: &Path) -> Result<()> {
+    ensure_guest_target()?;
+    let guests = guests(root)?;
+    let mut build = cargo();
+    build
+        .current_dir(root)
+        .args(["build", "--target", GUEST_TARGET, "--profile", GUEST_PROFILE]);
+    for guest in &guests {
+        build.args(["--package", &guest.package]);
+    }
+    run(&mut build)?;
+
+    let built = root.join("target").join(GUEST_TARGET).join(GUEST_PROFILE);
+    let out = root.join("target").join("plugins");
+    std::fs::create_dir_all(out.join("fixtures"))?;
+    for guest in &guests {
+        let artifact = built.join(format!("{}.wasm", guest.package.replace('-', "_")));
+        let bytes = std::fs::read(&artifact)
+            .with_context(|| format!("reading {}", artifact.display()))?;
+        let digest = hex::encode(Sha256::digest(&bytes));
+        let dest_dir = if guest.fixture { out.join("fixtures") } else { out.clone() };
+        let wasm = dest_dir.join(format!("{}.wasm", guest.package));
+        std::fs::write(&wasm, &bytes)?;
+        let template = guest.dir.join("rampart.toml");
+        if template.is_file() {
+            let mut manifest: toml::Table = toml::from_str(&std::fs::read_to_string(&template)?)
+                .with_context(|| format!("parsing {}", template.display()))?;
+            let component = manifest
+                .entry("component")
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let Some(component) = component.as_table_mut() else {
+                bail!("{}: [component] is not a table", template.display());
+            };
+            component.insert("path".to_owned(), toml::Value::String(format!("{}.wasm", guest.package)));
+            component.insert("sha256".to_owned(), toml::Value::String(digest.clone()));
+            std::fs::write(dest_dir.join(format!("{}.toml", guest.package)), toml::to_string(&manifest)?)?;
+        }
+        eprintln!("  {} ({} KiB, sha256 {})", wasm.display(), bytes.len() / 1024, &digest[..16]);
+    }
+    Ok(())
+}
+
+fn test(root: &Path, extra: &[String]) -> Result<()> {
+    build_plugins(root)?;
+    run(cargo().current_dir(root).args(["fmt", "--all", "--check"]))?;
+    run(cargo()
+        .current_dir(root)
+        .args(["clippy", "--all-targets", "--", "-D", "warnings"]))?;
+    let mut guest_clippy = cargo();
+    guest_clippy
+        .current_dir(root)
+        .args(["clippy", "--target", GUEST_TARGET, "--profile", GUEST_PROFILE]);
+    for guest in guests(root)? {
+        guest_clippy.args(["--package", &guest.package]);
+    }
+    run(guest_clippy.args(["--package", "rampart-sdk", "--", "-D", "warnings"]))?;
+    let mut tests = cargo();
+    tests.current_dir(root).arg("test");
+    tests.args(extra);
+    run(&mut tests)
+}
