@@ -1,0 +1,23 @@
+//! `rampart:plugin/memory`: read-only recall of what the tenant learned
+//! about an entity. Only the host writes entity memory.
+
+use crate::bindings::memory::{EntityMemory, Host};
+use crate::bindings::types::Entity;
+use crate::sandbox::state::HostState;
+
+impl Host for HostState {
+    fn recall(&mut self, entity: Entity) -> EntityMemory {
+        let host_entity: crate::model::Entity = entity.clone().into();
+        let remembered = match self.plugin.store.memory_recall(&self.plugin.tenant, &host_entity) {
+            Ok(remembered) => remembered,
+            Err(err) => {
+                // A plugin cannot act on a store failure; it gets "nothing known".
+                tracing::warn!(tenant = %self.plugin.tenant, plugin = %self.plugin.name, "memory recall failed: {err}");
+                crate::model::EntityMemory::default()
+            }
+        };
+        let mut answer = EntityMemory::from(&remembered);
+        answer.entity = entity;
+        answer
+    }
+}

@@ -1,0 +1,151 @@
+//! The wasmtime engine Rampart runs every plugin on.
+//!
+//! One engine per process: component model on, the pooling allocator (so a
+//! fresh sandbox per call costs microseconds), fuel metering, and epoch
+//! interruption driven by a ticker thread so that a looping guest yields to
+//! the async executor every tick and stops at its deadline.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// Why the engine could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// wasmtime refused the configuration.
+    #[error("engine configuration: {0}")]
+    Config(String),
+    /// The ticker thread could not start.
+    #[error("epoch ticker: {0}")]
+    Ticker(std::io::Error),
+}
+
+/// Runtime-wide ceilings and tuning. Manifest and grant limits are capped by
+/// these.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Most linear memory one call may use, in bytes.
+    pub max_memory_bytes: u64,
+    /// Most fuel one call may burn.
+    pub max_fuel: u64,
+    /// Longest deadline of one call.
+    pub max_timeout: Duration,
+    /// Epoch tick: the granularity of deadlines and of yielding.
+    pub epoch_tick: Duration,
+    /// Sandboxes that may exist at once (pooling allocator slots).
+    pub max_instances: u32,
+    /// Fuel charged for every call from a plugin into the host.
+    pub host_call_fuel: u64,
+    /// Largest output (sum of strings and lists) a call may return, in bytes.
+    pub max_output_bytes: usize,
+    /// Linear memory bytes kept resident in a pooling slot between calls
+    /// (reset with memset rather than madvise: fewer page faults).
+    pub keep_resident_bytes: usize,
+    /// Guest wasm stack size.
+    pub max_wasm_stack: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            max_memory_bytes: 512 << 20,
+            max_fuel: 20_000_000_000,
+            max_timeout: Duration::from_secs(120),
+            epoch_tick: Duration::from_millis(10),
+            max_instances: 200,
+            host_call_fuel: 10_000,
+            max_output_bytes: 4 << 20,
+            keep_resident_bytes: 1 << 20,
+            max_wasm_stack: 512 << 10,
+        }
+    }
+}
+
+struct Ticker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The shared wasmtime engine with its epoch ticker.
+#[derive(Clone)]
+pub struct Engine {
+    inner: wasmtime::Engine,
+    config: Arc<EngineConfig>,
+    _ticker: Arc<Ticker>,
+}
+
+impl Engine {
+    /// Builds the engine and starts its ticker.
+    pub fn new(config: EngineConfig) -> Result<Self, EngineError> {
+        let mut pooling = PoolingAllocationConfig::new();
+        pooling
+            .total_component_instances(config.max_instances)
+            .total_core_instances(config.max_instances * 4)
+            .total_memories(config.max_instances)
+            .total_tables(config.max_instances * 2)
+            .max_memory_size(usize::try_from(config.max_memory_bytes).unwrap_or(usize::MAX))
+            .linear_memory_keep_resident(config.keep_resident_bytes)
+            .table_keep_resident(64 << 10);
+
+        let mut wasm = Config::new();
+        wasm.wasm_component_model(true)
+            .concurrency_support(false)
+            .consume_fuel(true)
+            .epoch_interruption(true)
+            .max_wasm_stack(config.max_wasm_stack)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
+        let inner = wasmtime::Engine::new(&wasm).map_err(|err| EngineError::Config(err.to_string()))?;
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let engine = inner.clone();
+            let stop = stop.clone();
+            let tick = config.epoch_tick;
+            std::thread::Builder::new()
+                .name("rampart-epoch".to_owned())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(tick);
+                        engine.increment_epoch();
+                    }
+                })
+                .map_err(EngineError::Ticker)?
+        };
+        Ok(Engine {
+            inner,
+            config: Arc::new(config),
+            _ticker: Arc::new(Ticker { stop, thread: Some(thread) }),
+        })
+    }
+
+    /// The wasmtime engine.
+    pub fn wasmtime(&self) -> &wasmtime::Engine {
+        &self.inner
+    }
+
+    /// The ceilings and tuning.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// The runtime-wide ceilings as [`crate::tenant::Limits`].
+    pub fn ceilings(&self) -> crate::tenant::Limits {
+        crate::tenant::Limits {
+            memory_bytes: self.config.max_memory_bytes,
+            fuel: self.config.max_fuel,
+            timeout: self.config.max_timeout,
+        }
+    }
+}

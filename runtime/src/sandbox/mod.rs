@@ -1,0 +1,802 @@
+//! The sandbox: loading plugins and running calls under limits.
+//!
+//! Loading ([`Runtime::load`]) checks the component against its locked
+//! manifest and the tenant's grant and refuses, with a specific
+//! [`LoadError`], a digest mismatch, a file that is not a component, a
+//! contract version this runtime does not speak, a component that does not
+//! implement its kind's world, an import the manifest did not declare, and a
+//! capability the tenant did not grant. It compiles once per digest (with an
+//! on-disk cache, see [`cache`]) and keeps an `InstancePre`.
+//!
+//! Every call gets a fresh `Store` with the plugin's memory cap, fuel budget
+//! and deadline (manifest values under the grant's and runtime's ceilings).
+//! The deadline is enforced twice: epoch interruption stops running guest
+//! code (and makes a looping guest yield to tokio every tick), and a tokio
+//! timeout ends a call blocked in the host (a slow server, a sleep). Every
+//! host call is charged fuel. A failure is a [`PluginError`] that says
+//! exactly what happened; it ends that call only.
+
+pub mod cache;
+pub mod inspect;
+mod limits;
+pub(crate) mod state;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, Linker, ResourceAny};
+use wasmtime::{CallHook, Store, Trap, UpdateDeadline};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi_http::WasiHttpCtx;
+
+use crate::bindings::{enricher, host, hunt, responder, scorer, types as wit};
+use crate::caps::http::{HttpLimits, HttpPolicy};
+use crate::caps::kv::KvAccess;
+use crate::caps::log::LogBudget;
+use crate::engine::{Engine, EngineConfig, EngineError};
+use crate::manifest::{LockedManifest, ManifestError, PluginKind};
+use crate::model::{
+    ActionRequest, ActionResult, Alert, Enrichment, Event, Finding, GuestError, OutputViolation, Score,
+};
+use crate::store::{KvNamespace, Store as HostStore};
+use crate::tenant::{Capability, Grants, Limits, TenantId};
+pub use cache::ArtifactSource;
+pub use limits::CallStats;
+use limits::CallLimiter;
+use state::{HostState, PluginIdentity};
+
+/// Runtime configuration.
+#[derive(Debug, Clone, Default)]
+pub struct RuntimeConfig {
+    /// Engine ceilings and tuning.
+    pub engine: EngineConfig,
+    /// Where compiled artifacts are cached (`None`: compile every load).
+    pub cache_dir: Option<PathBuf>,
+    /// Caps on outbound HTTP.
+    pub http: HttpLimits,
+}
+
+/// Why a plugin was refused at load.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The manifest is invalid.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// A file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The manifest names no component file.
+    #[error("manifest of `{0}` has no [component] path")]
+    NoComponentPath(String),
+    /// The component's sha256 is not the manifest's.
+    #[error("sha256 mismatch: manifest says {expected}, component is {actual}")]
+    DigestMismatch {
+        /// From the manifest.
+        expected: String,
+        /// Of the bytes.
+        actual: String,
+    },
+    /// A core module, not a component.
+    #[error("this is a core WebAssembly module, not a component; build for wasm32-wasip2 or wrap it with `wasm-tools component new`")]
+    NotAComponent,
+    /// Not WebAssembly, or truncated.
+    #[error("not a WebAssembly component (bad or truncated header)")]
+    NotWasm,
+    /// wasmtime could not compile it (malformed, truncated, unsupported).
+    #[error("component does not compile: {0}")]
+    Compile(String),
+    /// Built against a contract version this runtime does not speak.
+    #[error("component is built against rampart:plugin@{found}; this runtime speaks {speaks} (same leftmost non-zero version part required)")]
+    WitVersion {
+        /// Version(s) the component names.
+        found: String,
+        /// Our version.
+        speaks: &'static str,
+    },
+    /// The component does not implement the world of its manifest's kind.
+    #[error("component does not implement the `{kind}` world: {detail}")]
+    WrongWorld {
+        /// The manifest's kind.
+        kind: PluginKind,
+        /// What is missing or mistyped.
+        detail: String,
+    },
+    /// The component imports a capability its manifest does not request.
+    #[error("component imports `{import}` (capability `{capability}`) but its manifest does not request it")]
+    UndeclaredImport {
+        /// The import name.
+        import: String,
+        /// The capability.
+        capability: Capability,
+    },
+    /// The manifest requests capabilities the tenant did not grant.
+    #[error("tenant `{tenant}` does not grant plugin `{plugin}` the capabilities: {}", missing.iter().map(|cap| cap.name()).collect::<Vec<_>>().join(", "))]
+    NotGranted {
+        /// Tenant.
+        tenant: TenantId,
+        /// Plugin.
+        plugin: String,
+        /// Requested but not granted.
+        missing: Vec<Capability>,
+    },
+    /// An import the host does not provide at all.
+    #[error("component imports something this runtime does not provide: {0}")]
+    UnknownImport(String),
+}
+
+/// Why one call failed. The call is over; the plugin stays loaded and the
+/// next call gets a fresh sandbox.
+#[derive(Debug, Clone, PartialEq, thiserror::Error, serde::Serialize)]
+#[serde(tag = "error", rename_all = "snake_case")]
+pub enum PluginError {
+    /// The plugin returned an error itself.
+    #[error("plugin error ({:?}): {}", .0.kind, .0.message)]
+    Guest(GuestError),
+    /// The guest trapped (panic, unreachable, stack overflow, ...).
+    #[error("trap: {code}{}", message.as_deref().map(|m| format!(" ({m})")).unwrap_or_default())]
+    Trap {
+        /// The trap code, e.g. `wasm unreachable instruction executed`.
+        code: String,
+        /// The guest's last stderr line (a panic message), if any.
+        message: Option<String>,
+    },
+    /// The fuel budget ran out.
+    #[error("out of fuel: budget of {budget} exhausted")]
+    OutOfFuel {
+        /// The budget.
+        budget: u64,
+    },
+    /// The deadline passed.
+    #[error("deadline of {limit_ms} ms exceeded (ended after {elapsed_ms} ms)")]
+    Deadline {
+        /// The deadline.
+        limit_ms: u64,
+        /// When it ended.
+        elapsed_ms: u64,
+    },
+    /// The plugin tried to grow memory past its cap.
+    #[error("out of memory: cap of {limit_bytes} bytes reached")]
+    OutOfMemory {
+        /// The cap.
+        limit_bytes: u64,
+    },
+    /// The plugin tried to use something it was not granted.
+    #[error("capability denied: {detail}")]
+    CapabilityDenied {
+        /// What was refused.
+        detail: String,
+    },
+    /// The plugin returned something the contract does not allow.
+    #[error("invalid output: {detail}")]
+    InvalidOutput {
+        /// What is wrong.
+        detail: String,
+    },
+    /// The plugin's kind has no such call (e.g. `score` on an enricher).
+    #[error("plugin `{plugin}` is a {kind}, it has no `{call}`")]
+    WrongKind {
+        /// Plugin.
+        plugin: String,
+        /// Its kind.
+        kind: PluginKind,
+        /// The call asked for.
+        call: &'static str,
+    },
+    /// No sandbox slot was free, or the host failed; try again.
+    #[error("sandbox unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// A call's result with what it cost.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Called<T> {
+    /// The result.
+    pub value: T,
+    /// The cost.
+    pub stats: CallStats,
+}
+
+/// Per-call context (who is asking, for logs and spans).
+#[derive(Debug, Clone, Default)]
+pub struct CallContext {
+    /// The playbook run, if any.
+    pub run_id: Option<String>,
+    /// The step, if any.
+    pub step_id: Option<String>,
+}
+
+struct RuntimeInner {
+    engine: Engine,
+    linker: Linker<HostState>,
+    store: Arc<dyn HostStore>,
+    cache: cache::ArtifactCache,
+    compiled: Mutex<HashMap<String, Component>>,
+    http_limits: HttpLimits,
+}
+
+/// Loads plugins and owns what they share: engine, linker, store, caches.
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<RuntimeInner>,
+}
+
+/// Why the runtime could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The engine could not be built.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// Host functions could not be linked.
+    #[error("linking host interfaces: {0}")]
+    Link(String),
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime").finish_non_exhaustive()
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+impl Runtime {
+    /// Builds the engine and links every host interface: all of WASI 0.2
+    /// (denying access), wasi:http (through our policy) and ours.
+    pub fn new(config: RuntimeConfig, store: Arc<dyn HostStore>) -> Result<Self, RuntimeError> {
+        let engine = Engine::new(config.engine)?;
+        let mut linker: Linker<HostState> = Linker::new(engine.wasmtime());
+        let link = |err: wasmtime::Error| RuntimeError::Link(err.to_string());
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(link)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(link)?;
+        host::Host_::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |state| state)
+            .map_err(link)?;
+        Ok(Runtime {
+            inner: Arc::new(RuntimeInner {
+                engine,
+                linker,
+                store,
+                cache: cache::ArtifactCache::new(config.cache_dir),
+                compiled: Mutex::new(HashMap::new()),
+                http_limits: config.http,
+            }),
+        })
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    /// The host store.
+    pub fn store(&self) -> &Arc<dyn HostStore> {
+        &self.inner.store
+    }
+
+    /// Reads a manifest file and the component it names (relative to the
+    /// manifest's directory), then [`Runtime::load`]s it.
+    pub async fn load_file(&self, tenant: &TenantId, grants: &Grants, manifest_path: &Path) -> Result<Plugin, LoadError> {
+        let read = |path: &Path| {
+            std::fs::read(path).map_err(|source| LoadError::Read { path: path.to_path_buf(), source })
+        };
+        let text = String::from_utf8_lossy(&read(manifest_path)?).into_owned();
+        let manifest = crate::manifest::parse(&manifest_path.display().to_string(), &text)?;
+        let Some(relative) = &manifest.component_path else {
+            return Err(LoadError::NoComponentPath(manifest.name.clone()));
+        };
+        let base = manifest_path.parent().unwrap_or(Path::new("."));
+        let wasm = read(&base.join(relative))?;
+        self.load(tenant, grants, manifest, &wasm).await
+    }
+
+    /// Checks `wasm` against `manifest` and the tenant's `grants`, compiles
+    /// (or loads from cache) and prepares it.
+    pub async fn load(
+        &self,
+        tenant: &TenantId,
+        grants: &Grants,
+        manifest: LockedManifest,
+        wasm: &[u8],
+    ) -> Result<Plugin, LoadError> {
+        let actual = sha256_hex(wasm);
+        if actual != manifest.sha256 {
+            return Err(LoadError::DigestMismatch { expected: manifest.sha256.clone(), actual });
+        }
+        match inspect::shape(wasm) {
+            inspect::WasmShape::Component => {}
+            inspect::WasmShape::CoreModule => return Err(LoadError::NotAComponent),
+            inspect::WasmShape::NotWasm => return Err(LoadError::NotWasm),
+        }
+        let (component, source) = self.compile(&actual, wasm.to_vec()).await?;
+        let engine = self.inner.engine.wasmtime();
+        let (imports, exports) = inspect::names(engine, &component);
+
+        let foreign: Vec<String> = inspect::rampart_versions(imports.iter().chain(&exports).map(String::as_str))
+            .into_iter()
+            .filter(|version| {
+                semver::Version::parse(version).map_or(true, |parsed| !crate::manifest::wit_compatible(&parsed))
+            })
+            .collect();
+        if !foreign.is_empty() {
+            return Err(LoadError::WitVersion { found: foreign.join(", "), speaks: crate::WIT_VERSION });
+        }
+
+        let grant = grants.for_plugin(&manifest.name).clone();
+        for import in &imports {
+            if let Some(capability) = Capability::for_import(import) {
+                if !manifest.capabilities.contains(&capability) {
+                    return Err(LoadError::UndeclaredImport { import: import.clone(), capability });
+                }
+            }
+        }
+        let missing: Vec<Capability> =
+            manifest.capabilities.iter().copied().filter(|cap| !grant.capabilities.contains(cap)).collect();
+        if !missing.is_empty() {
+            return Err(LoadError::NotGranted { tenant: tenant.clone(), plugin: manifest.name.clone(), missing });
+        }
+
+        let pre = self
+            .inner
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|err| LoadError::UnknownImport(format!("{err:#}")))?;
+        let wrong_world = |err: wasmtime::Error| LoadError::WrongWorld { kind: manifest.kind, detail: format!("{err:#}") };
+        let kind_pre = match manifest.kind {
+            PluginKind::Enricher => KindPre::Enricher(enricher::EnricherPre::new(pre).map_err(wrong_world)?),
+            PluginKind::Scorer => KindPre::Scorer(scorer::ScorerPre::new(pre).map_err(wrong_world)?),
+            PluginKind::Responder => KindPre::Responder(responder::ResponderPre::new(pre).map_err(wrong_world)?),
+            PluginKind::Hunt => KindPre::Hunt(hunt::HuntPre::new(pre).map_err(wrong_world)?),
+        };
+
+        let ceilings = grant.limits.map_or(self.inner.engine.ceilings(), |granted| granted.min(self.inner.engine.ceilings()));
+        let limits = manifest.limits.min(ceilings);
+        tracing::info!(tenant = %tenant, plugin = %manifest.name, digest = %actual, ?source, "plugin loaded");
+        Ok(Plugin {
+            inner: Arc::new(PluginInner {
+                runtime: self.inner.clone(),
+                identity: Arc::new(PluginIdentity {
+                    tenant: tenant.clone(),
+                    name: manifest.name.clone(),
+                    grant,
+                    store: self.inner.store.clone(),
+                }),
+                manifest,
+                limits,
+                pre: kind_pre,
+                source,
+            }),
+        })
+    }
+
+    async fn compile(&self, digest: &str, wasm: Vec<u8>) -> Result<(Component, ArtifactSource), LoadError> {
+        if let Ok(compiled) = self.inner.compiled.lock() {
+            if let Some(component) = compiled.get(digest) {
+                return Ok((component.clone(), ArtifactSource::Memory));
+            }
+        }
+        // Compiling is CPU-bound (tens of ms): keep it off the async workers.
+        let inner = self.inner.clone();
+        let key = digest.to_owned();
+        let (component, source) = tokio::task::spawn_blocking(move || {
+            inner.cache.load_or_compile(inner.engine.wasmtime(), &key, &wasm)
+        })
+        .await
+        .map_err(|err| LoadError::Compile(err.to_string()))?
+        .map_err(|err| LoadError::Compile(format!("{err:#}")))?;
+        if let Ok(mut compiled) = self.inner.compiled.lock() {
+            compiled.insert(digest.to_owned(), component.clone());
+        }
+        Ok((component, source))
+    }
+}
+
+enum KindPre {
+    Enricher(enricher::EnricherPre<HostState>),
+    Scorer(scorer::ScorerPre<HostState>),
+    Responder(responder::ResponderPre<HostState>),
+    Hunt(hunt::HuntPre<HostState>),
+}
+
+struct PluginInner {
+    runtime: Arc<RuntimeInner>,
+    identity: Arc<PluginIdentity>,
+    manifest: LockedManifest,
+    limits: Limits,
+    pre: KindPre,
+    source: ArtifactSource,
+}
+
+/// A loaded, verified plugin. Cheap to clone; calls may run concurrently.
+#[derive(Clone)]
+pub struct Plugin {
+    inner: Arc<PluginInner>,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("name", &self.inner.manifest.name)
+            .field("tenant", &self.inner.identity.tenant)
+            .field("sha256", &self.inner.manifest.sha256)
+            .finish()
+    }
+}
+
+/// A call in progress: its store and when it started.
+struct Sandbox {
+    store: Store<HostState>,
+    started: Instant,
+    fuel_budget: u64,
+    limits: Limits,
+}
+
+impl Plugin {
+    /// The locked manifest.
+    pub fn manifest(&self) -> &LockedManifest {
+        &self.inner.manifest
+    }
+
+    /// The effective limits of each call.
+    pub fn limits(&self) -> Limits {
+        self.inner.limits
+    }
+
+    /// The tenant that loaded it.
+    pub fn tenant(&self) -> &TenantId {
+        &self.inner.identity.tenant
+    }
+
+    /// Where the compiled artifact came from at load.
+    pub fn artifact_source(&self) -> ArtifactSource {
+        self.inner.source
+    }
+
+    fn wrong_kind(&self, call: &'static str) -> PluginError {
+        PluginError::WrongKind { plugin: self.inner.manifest.name.clone(), kind: self.inner.manifest.kind, call }
+    }
+
+    fn sandbox(&self) -> Sandbox {
+        let runtime = &self.inner.runtime;
+        let limits = self.inner.limits;
+        let grant = &self.inner.identity.grant;
+        let stderr = MemoryOutputPipe::new(crate::caps::wasi::STDERR_CAPACITY);
+        let started = Instant::now();
+        let state = HostState {
+            wasi: crate::caps::wasi::deny_all(stderr.clone()),
+            table: wasmtime::component::ResourceTable::new(),
+            http_ctx: WasiHttpCtx::new(),
+            http: HttpPolicy::new(&grant.http_hosts, &grant.allow_private, runtime.http_limits),
+            limiter: CallLimiter::new(limits.memory_bytes),
+            plugin: self.inner.identity.clone(),
+            kv: KvAccess {
+                store: runtime.store.clone(),
+                namespace: KvNamespace { tenant: self.inner.identity.tenant.clone(), plugin: self.inner.manifest.name.clone() },
+                quota: grant.kv_quota_bytes,
+            },
+            log: LogBudget::default(),
+            stderr,
+            deadline: started + limits.timeout,
+            host_calls: 0,
+            host_fuel_exhausted: false,
+        };
+        let mut store = Store::new(runtime.engine.wasmtime(), state);
+        store.limiter(|state| &mut state.limiter);
+        // Fuel: set_fuel only fails when fuel is not enabled, which the
+        // engine always enables.
+        let _ = store.set_fuel(limits.fuel);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|context| {
+            if Instant::now() >= context.data().deadline {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                // Still in time: give the executor a turn, then carry on.
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        let host_call_fuel = runtime.engine.config().host_call_fuel;
+        store.call_hook(move |mut context, hook| {
+            if matches!(hook, CallHook::CallingHost) {
+                let fuel = context.get_fuel()?;
+                if fuel < host_call_fuel {
+                    context.data_mut().host_fuel_exhausted = true;
+                    return Err(wasmtime::Error::msg("out of fuel in host call"));
+                }
+                context.set_fuel(fuel - host_call_fuel)?;
+                context.data_mut().host_calls += 1;
+            }
+            Ok(())
+        });
+        Sandbox { store, started, fuel_budget: limits.fuel, limits }
+    }
+
+    /// Turns the outcome of a call into its value or a precise error.
+    fn finish<T, U>(
+        &self,
+        sandbox: &mut Sandbox,
+        outcome: Result<wasmtime::Result<Result<T, wit::PluginError>>, tokio::time::error::Elapsed>,
+        convert: impl FnOnce(T) -> Result<U, OutputViolation>,
+    ) -> Result<Called<U>, PluginError> {
+        let elapsed = sandbox.started.elapsed();
+        let state = sandbox.store.data();
+        let stats = CallStats {
+            duration: elapsed,
+            fuel: sandbox.fuel_budget.saturating_sub(sandbox.store.get_fuel().unwrap_or(0)),
+            peak_memory_bytes: state.limiter.peak_memory as u64,
+            host_calls: state.host_calls,
+        };
+        let deadline = || PluginError::Deadline {
+            limit_ms: u64::try_from(sandbox.limits.timeout.as_millis()).unwrap_or(u64::MAX),
+            elapsed_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+        };
+        let result = match outcome {
+            Err(_elapsed) => Err(deadline()),
+            Ok(Err(err)) => Err(self.classify_trap(sandbox, &err, deadline)),
+            Ok(Ok(Err(guest))) => Err(match state.http.denial() {
+                Some(detail) => PluginError::CapabilityDenied { detail },
+                None => PluginError::Guest(guest.into()),
+            }),
+            Ok(Ok(Ok(value))) => convert(value)
+                .map(|value| Called { value, stats })
+                .map_err(|violation| PluginError::InvalidOutput { detail: violation.0 }),
+        };
+        let span_result = match &result {
+            Ok(_) => "ok".to_owned(),
+            Err(err) => err.to_string(),
+        };
+        tracing::debug!(
+            tenant = %self.inner.identity.tenant,
+            plugin = %self.inner.manifest.name,
+            duration_us = stats.duration.as_micros() as u64,
+            fuel = stats.fuel,
+            peak_memory = stats.peak_memory_bytes,
+            host_calls = stats.host_calls,
+            result = %span_result,
+            "plugin call"
+        );
+        result
+    }
+
+    fn classify_trap(&self, sandbox: &Sandbox, err: &wasmtime::Error, deadline: impl Fn() -> PluginError) -> PluginError {
+        let state = sandbox.store.data();
+        if state.host_fuel_exhausted {
+            return PluginError::OutOfFuel { budget: sandbox.fuel_budget };
+        }
+        if let Some(trap) = err.downcast_ref::<Trap>() {
+            match trap {
+                Trap::Interrupt => return deadline(),
+                Trap::OutOfFuel => return PluginError::OutOfFuel { budget: sandbox.fuel_budget },
+                _ => {}
+            }
+            if state.limiter.memory_refused {
+                return PluginError::OutOfMemory { limit_bytes: sandbox.limits.memory_bytes };
+            }
+            let stderr = String::from_utf8_lossy(&state.stderr.contents()).into_owned();
+            let message = stderr.lines().rev().find(|line| !line.trim().is_empty()).map(|line| line.trim().to_owned());
+            return PluginError::Trap { code: trap.to_string(), message };
+        }
+        if state.limiter.memory_refused {
+            return PluginError::OutOfMemory { limit_bytes: sandbox.limits.memory_bytes };
+        }
+        if let Some(detail) = state.http.denial() {
+            return PluginError::CapabilityDenied { detail };
+        }
+        if sandbox.started.elapsed() >= sandbox.limits.timeout {
+            return deadline();
+        }
+        let text = format!("{err:#}");
+        if text.contains("resource limit") || text.contains("instance") && text.contains("limit") {
+            return PluginError::Unavailable(text);
+        }
+        PluginError::Trap { code: "host error".to_owned(), message: Some(text) }
+    }
+
+    fn check_output_size(&self, bytes: usize) -> Result<(), OutputViolation> {
+        let max = self.inner.runtime.engine.config().max_output_bytes;
+        if bytes > max {
+            return Err(OutputViolation(format!("output is {bytes} bytes, more than the {max} allowed")));
+        }
+        Ok(())
+    }
+
+    /// Runs the enricher on `alert`.
+    #[tracing::instrument(skip_all, fields(plugin = %self.inner.manifest.name, tenant = %self.inner.identity.tenant))]
+    pub async fn enrich(&self, alert: &Alert, _context: &CallContext) -> Result<Called<Vec<Enrichment>>, PluginError> {
+        let KindPre::Enricher(pre) = &self.inner.pre else {
+            return Err(self.wrong_kind("enrich"));
+        };
+        let input = wit::Alert::from(alert);
+        let mut sandbox = self.sandbox();
+        let timeout = sandbox.limits.timeout;
+        let store = &mut sandbox.store;
+        let outcome = tokio::time::timeout(timeout, async {
+            let instance = pre.instantiate_async(&mut *store).await?;
+            instance.rampart_plugin_enrich().call_enrich(&mut *store, &input).await
+        })
+        .await;
+        self.finish(&mut sandbox, outcome, |found: Vec<wit::Enrichment>| {
+            self.check_output_size(found.iter().map(enrichment_size).sum())?;
+            found.into_iter().enumerate().map(|(index, item)| Enrichment::from_guest(index, item)).collect()
+        })
+    }
+
+    /// Runs the scorer on `alert` and what enrichers found.
+    #[tracing::instrument(skip_all, fields(plugin = %self.inner.manifest.name, tenant = %self.inner.identity.tenant))]
+    pub async fn score(&self, alert: &Alert, enrichments: &[Enrichment], _context: &CallContext) -> Result<Called<Score>, PluginError> {
+        let KindPre::Scorer(pre) = &self.inner.pre else {
+            return Err(self.wrong_kind("score"));
+        };
+        let input = wit::Alert::from(alert);
+        let found: Vec<wit::Enrichment> = enrichments.iter().map(Into::into).collect();
+        let mut sandbox = self.sandbox();
+        let timeout = sandbox.limits.timeout;
+        let store = &mut sandbox.store;
+        let outcome = tokio::time::timeout(timeout, async {
+            let instance = pre.instantiate_async(&mut *store).await?;
+            instance.rampart_plugin_score().call_score(&mut *store, &input, &found).await
+        })
+        .await;
+        self.finish(&mut sandbox, outcome, |score: wit::Score| {
+            self.check_output_size(score.reasons.iter().map(String::len).sum())?;
+            Score::from_guest(score)
+        })
+    }
+
+    /// Runs the responder. With `dry_run` it must only plan.
+    #[tracing::instrument(skip_all, fields(plugin = %self.inner.manifest.name, tenant = %self.inner.identity.tenant))]
+    pub async fn respond(&self, request: &ActionRequest, dry_run: bool, _context: &CallContext) -> Result<Called<ActionResult>, PluginError> {
+        let KindPre::Responder(pre) = &self.inner.pre else {
+            return Err(self.wrong_kind("respond"));
+        };
+        let input = wit::ActionRequest::from(request);
+        let mut sandbox = self.sandbox();
+        let timeout = sandbox.limits.timeout;
+        let store = &mut sandbox.store;
+        let outcome = tokio::time::timeout(timeout, async {
+            let instance = pre.instantiate_async(&mut *store).await?;
+            instance.rampart_plugin_respond().call_respond(&mut *store, &input, dry_run).await
+        })
+        .await;
+        self.finish(&mut sandbox, outcome, |result: wit::ActionResult| {
+            self.check_output_size(result.summary.len() + result.data.len())?;
+            ActionResult::from_guest(result, dry_run)
+        })
+    }
+
+    /// Opens a hunt session with `params` (JSON). The session keeps one
+    /// sandbox for its lifetime; each push and the close get the plugin's
+    /// fuel budget and deadline afresh.
+    #[tracing::instrument(skip_all, fields(plugin = %self.inner.manifest.name, tenant = %self.inner.identity.tenant))]
+    pub async fn open_hunt(&self, params: &serde_json::Value) -> Result<HuntSession, PluginError> {
+        let KindPre::Hunt(pre) = &self.inner.pre else {
+            return Err(self.wrong_kind("open_hunt"));
+        };
+        let params = params.to_string();
+        let mut sandbox = self.sandbox();
+        let timeout = sandbox.limits.timeout;
+        let store = &mut sandbox.store;
+        let outcome = tokio::time::timeout(timeout, async {
+            let instance = pre.instantiate_async(&mut *store).await?;
+            let opened = instance.rampart_plugin_hunting().session().call_open(&mut *store, &params).await?;
+            Ok(opened.map(|session| (instance, session)))
+        })
+        .await;
+        let opened = self.finish(&mut sandbox, outcome, Ok)?;
+        let (instance, session) = opened.value;
+        Ok(HuntSession { plugin: self.clone(), sandbox, instance, session: Some(session), stats: opened.stats })
+    }
+}
+
+fn enrichment_size(found: &wit::Enrichment) -> usize {
+    found.entity.value.len() + found.tags.iter().map(String::len).sum::<usize>() + found.data.len()
+}
+
+fn finding_size(finding: &wit::Finding) -> usize {
+    finding.rule_id.len()
+        + finding.title.len()
+        + finding.entities.iter().map(|entity| entity.value.len()).sum::<usize>()
+        + finding.techniques.iter().chain(&finding.event_ids).chain(&finding.references).map(String::len).sum::<usize>()
+        + finding.detail.len()
+}
+
+/// An open hunt session: push event batches, then close.
+pub struct HuntSession {
+    plugin: Plugin,
+    sandbox: Sandbox,
+    instance: hunt::Hunt,
+    session: Option<ResourceAny>,
+    stats: CallStats,
+}
+
+impl std::fmt::Debug for HuntSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HuntSession").field("plugin", &self.plugin).finish_non_exhaustive()
+    }
+}
+
+impl HuntSession {
+    /// What opening the session cost.
+    pub fn open_stats(&self) -> CallStats {
+        self.stats
+    }
+
+    fn rearm(&mut self) {
+        let limits = self.sandbox.limits;
+        self.sandbox.started = Instant::now();
+        self.sandbox.store.data_mut().deadline = self.sandbox.started + limits.timeout;
+        let _ = self.sandbox.store.set_fuel(limits.fuel);
+    }
+
+    /// Scans one batch. After any failure the session is dead.
+    pub async fn push(&mut self, events: &[Event]) -> Result<Called<Vec<Finding>>, PluginError> {
+        let Some(session) = self.session else {
+            return Err(PluginError::Unavailable("hunt session already ended".to_owned()));
+        };
+        self.rearm();
+        let batch: Vec<wit::Event> = events.iter().map(Into::into).collect();
+        let timeout = self.sandbox.limits.timeout;
+        let store = &mut self.sandbox.store;
+        let guest = self.instance.rampart_plugin_hunting().session();
+        let outcome = tokio::time::timeout(timeout, guest.call_push(&mut *store, session, &batch)).await;
+        let plugin = self.plugin.clone();
+        let result = plugin.finish(&mut self.sandbox, outcome, |findings: Vec<wit::Finding>| {
+            plugin.check_output_size(findings.iter().map(finding_size).sum())?;
+            findings.into_iter().enumerate().map(|(index, finding)| Finding::from_guest(index, finding)).collect()
+        });
+        if result.is_err() {
+            self.session = None;
+        }
+        result
+    }
+
+    /// Ends the session and returns its final findings.
+    pub async fn close(mut self) -> Result<Called<Vec<Finding>>, PluginError> {
+        let Some(session) = self.session.take() else {
+            return Err(PluginError::Unavailable("hunt session already ended".to_owned()));
+        };
+        self.rearm();
+        let timeout = self.sandbox.limits.timeout;
+        let store = &mut self.sandbox.store;
+        let guest = self.instance.rampart_plugin_hunting().session();
+        let outcome = tokio::time::timeout(timeout, guest.call_close(&mut *store, session)).await;
+        let plugin = self.plugin.clone();
+        plugin.finish(&mut self.sandbox, outcome, |findings: Vec<wit::Finding>| {
+            plugin.check_output_size(findings.iter().map(finding_size).sum())?;
+            findings.into_iter().enumerate().map(|(index, finding)| Finding::from_guest(index, finding)).collect()
+        })
+    }
+}
+
+/// Reads a wasm file and reports what it is (no manifest needed).
+pub fn inspect(engine: &Engine, wasm: &[u8]) -> Result<inspect::Inspection, LoadError> {
+    match inspect::shape(wasm) {
+        inspect::WasmShape::Component => {}
+        inspect::WasmShape::CoreModule => return Err(LoadError::NotAComponent),
+        inspect::WasmShape::NotWasm => return Err(LoadError::NotWasm),
+    }
+    let component = Component::new(engine.wasmtime(), wasm).map_err(|err| LoadError::Compile(format!("{err:#}")))?;
+    let (imports, exports) = inspect::names(engine.wasmtime(), &component);
+    let versions = inspect::rampart_versions(imports.iter().chain(&exports).map(String::as_str));
+    Ok(inspect::Inspection {
+        sha256: sha256_hex(wasm),
+        size: wasm.len(),
+        kind: inspect::kind_of(exports.iter().map(String::as_str)),
+        wit_package: versions.first().map(|version| format!("rampart:plugin@{version}")),
+        imports,
+        exports,
+    })
+}
+
+/// How long a call may run at most, for callers that wait on one.
+pub fn max_call_time(plugin: &Plugin) -> Duration {
+    plugin.limits().timeout
+}

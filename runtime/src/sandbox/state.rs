@@ -1,0 +1,61 @@
+//! The per-call state inside a wasmtime `Store`: WASI (granting nothing),
+//! wasi:http with our policy, the capability back-ends, and the accounting
+//! that turns a trap into a precise error.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use super::limits::CallLimiter;
+use crate::caps::http::HttpPolicy;
+use crate::caps::kv::KvAccess;
+use crate::caps::log::LogBudget;
+use crate::store::Store;
+use crate::tenant::{PluginGrant, TenantId};
+
+/// Who is calling: fixed for a loaded plugin, shared by its calls.
+pub(crate) struct PluginIdentity {
+    pub(crate) tenant: TenantId,
+    pub(crate) name: String,
+    pub(crate) grant: PluginGrant,
+    pub(crate) store: Arc<dyn Store>,
+}
+
+/// The data of one sandbox's `Store`.
+pub(crate) struct HostState {
+    pub(crate) wasi: WasiCtx,
+    pub(crate) table: ResourceTable,
+    pub(crate) http_ctx: WasiHttpCtx,
+    pub(crate) http: HttpPolicy,
+    pub(crate) limiter: CallLimiter,
+    pub(crate) plugin: Arc<PluginIdentity>,
+    pub(crate) kv: KvAccess,
+    pub(crate) log: LogBudget,
+    pub(crate) stderr: MemoryOutputPipe,
+    pub(crate) deadline: Instant,
+    pub(crate) host_calls: u64,
+    pub(crate) host_fuel_exhausted: bool,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http_ctx,
+            table: &mut self.table,
+            hooks: &mut self.http,
+        }
+    }
+}
