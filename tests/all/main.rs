@@ -1,1 +1,8 @@
+//! End-to-end tests of the runtime with real plugin components, one module
+//! per topic (after wasmtime's `tests/all`). Components come from
+//! `cargo xtask plugins`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod hostile;
+mod loading;
+mod plugins;

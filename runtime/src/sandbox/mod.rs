@@ -581,7 +581,18 @@ impl Plugin {
                 return PluginError::OutOfMemory { limit_bytes: sandbox.limits.memory_bytes };
             }
             let stderr = String::from_utf8_lossy(&state.stderr.contents()).into_owned();
-            let message = stderr.lines().rev().find(|line| !line.trim().is_empty()).map(|line| line.trim().to_owned());
+            // Keep what the guest said (a panic's location and message), not
+            // Rust's "note: run with RUST_BACKTRACE" hint.
+            let said: Vec<&str> = stderr
+                .lines()
+                .map(str::trim)
+                .filter(|line| !line.is_empty() && !line.starts_with("note:"))
+                .collect();
+            let message = (!said.is_empty()).then(|| {
+                let mut text = said[said.len().saturating_sub(2)..].join(" ");
+                text.truncate(text.floor_char_boundary(500));
+                text
+            });
             return PluginError::Trap { code: trap.to_string(), message };
         }
         if state.limiter.memory_refused {

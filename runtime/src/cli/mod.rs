@@ -1,0 +1,60 @@
+//! Subcommands of the `rampart` binary.
+
+mod plugin;
+
+use clap::{Parser, Subcommand};
+
+/// Rampart: sandboxed WebAssembly plugins for SOAR playbooks.
+#[derive(Debug, Parser)]
+#[command(name = "rampart", version, about)]
+pub struct Cli {
+    /// Log as JSON lines (to stderr).
+    #[arg(long, global = true)]
+    pub log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Work with plugin components.
+    #[command(subcommand)]
+    Plugin(plugin::PluginCommand),
+}
+
+/// A failed command: what to print and the exit code.
+#[derive(Debug)]
+pub struct Failure {
+    pub message: String,
+    pub code: u8,
+}
+
+/// Exit codes: 2 bad usage or input, 3 plugin refused at load, 4 call failed.
+impl Failure {
+    pub fn usage(message: impl Into<String>) -> Self {
+        Failure { message: message.into(), code: 2 }
+    }
+    pub fn load(message: impl Into<String>) -> Self {
+        Failure { message: message.into(), code: 3 }
+    }
+    pub fn call(message: impl Into<String>) -> Self {
+        Failure { message: message.into(), code: 4 }
+    }
+}
+
+pub fn init_tracing(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RAMPART_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+pub async fn run(cli: Cli) -> Result<(), Failure> {
+    match cli.command {
+        Command::Plugin(command) => plugin::run(command).await,
+    }
+}
