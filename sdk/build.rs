@@ -50,7 +50,10 @@ fn main() {
     let _ = writeln!(out, "    ($($body:tt)*) => {{");
     let _ = writeln!(out, "        $crate::__wit_bindgen::generate!({{");
     let _ = writeln!(out, "            inline: {wit:?},");
-    let _ = writeln!(out, "            runtime_path: \"::rampart_sdk::__wit_bindgen::rt\",");
+    let _ = writeln!(
+        out,
+        "            runtime_path: \"::rampart_sdk::__wit_bindgen::rt\","
+    );
     let _ = writeln!(out, "            $($body)*");
     let _ = writeln!(out, "        }});");
     let _ = writeln!(out, "    }};");

@@ -46,7 +46,10 @@ pub fn grants_with(limits: Option<Limits>, edit: impl FnOnce(&mut PluginGrant)) 
     let mut grant = PluginGrant::with_capabilities(Capability::ALL);
     grant.limits = limits;
     edit(&mut grant);
-    Grants { default: grant, ..Grants::default() }
+    Grants {
+        default: grant,
+        ..Grants::default()
+    }
 }
 
 /// Loads `name` (e.g. `risk-scorer` or `fixtures/hostile`).
@@ -65,7 +68,10 @@ pub fn alert(title: &str) -> Alert {
         title: title.to_owned(),
         severity: Severity::High,
         time: 1_795_756_800_000,
-        entities: vec![Entity { kind: EntityKind::Ip, value: "77.239.124.102".to_owned() }],
+        entities: vec![Entity {
+            kind: EntityKind::Ip,
+            value: "77.239.124.102".to_owned(),
+        }],
         techniques: vec!["T1110".to_owned()],
         tags: Vec::new(),
         raw: serde_json::json!({"k": "v"}),

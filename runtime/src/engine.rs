@@ -106,7 +106,8 @@ impl Engine {
             .epoch_interruption(true)
             .max_wasm_stack(config.max_wasm_stack)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
-        let inner = wasmtime::Engine::new(&wasm).map_err(|err| EngineError::Config(err.to_string()))?;
+        let inner =
+            wasmtime::Engine::new(&wasm).map_err(|err| EngineError::Config(err.to_string()))?;
 
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
@@ -126,7 +127,10 @@ impl Engine {
         Ok(Engine {
             inner,
             config: Arc::new(config),
-            _ticker: Arc::new(Ticker { stop, thread: Some(thread) }),
+            _ticker: Arc::new(Ticker {
+                stop,
+                thread: Some(thread),
+            }),
         })
     }
 

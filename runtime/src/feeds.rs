@@ -29,7 +29,10 @@ pub fn parse_ipsum(feed: &str, text: &str) -> Result<Vec<(Entity, IndicatorMatch
         }
         let mut fields = line.split_whitespace();
         let (Some(address), Some(count)) = (fields.next(), fields.next()) else {
-            return Err(FeedError::BadLine { line: index + 1, reason: "expected `IP<TAB>count`".to_owned() });
+            return Err(FeedError::BadLine {
+                line: index + 1,
+                reason: "expected `IP<TAB>count`".to_owned(),
+            });
         };
         let ip: std::net::IpAddr = address.parse().map_err(|_| FeedError::BadLine {
             line: index + 1,
@@ -47,7 +50,10 @@ pub fn parse_ipsum(feed: &str, text: &str) -> Result<Vec<(Entity, IndicatorMatch
             _ => 90,
         };
         out.push((
-            Entity { kind: EntityKind::Ip, value: ip.to_string() },
+            Entity {
+                kind: EntityKind::Ip,
+                value: ip.to_string(),
+            },
             IndicatorMatch {
                 indicator: ip.to_string(),
                 feed: feed.to_owned(),

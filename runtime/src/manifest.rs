@@ -75,9 +75,14 @@ impl PluginKind {
     }
 
     fn from_name(name: &str) -> Option<Self> {
-        [PluginKind::Enricher, PluginKind::Scorer, PluginKind::Responder, PluginKind::Hunt]
-            .into_iter()
-            .find(|kind| kind.name() == name)
+        [
+            PluginKind::Enricher,
+            PluginKind::Scorer,
+            PluginKind::Responder,
+            PluginKind::Hunt,
+        ]
+        .into_iter()
+        .find(|kind| kind.name() == name)
     }
 }
 
@@ -103,7 +108,9 @@ pub struct Issue {
 impl fmt::Display for Issue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (self.line, self.column) {
-            (Some(line), Some(column)) => write!(f, "{line}:{column}: {}: {}", self.field, self.message),
+            (Some(line), Some(column)) => {
+                write!(f, "{line}:{column}: {}: {}", self.field, self.message)
+            }
             _ => write!(f, "{}: {}", self.field, self.message),
         }
     }
@@ -187,7 +194,11 @@ pub struct LockedManifest {
 fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map_or(0, |tail| tail.chars().count()) + 1;
+    let column = before
+        .rsplit('\n')
+        .next()
+        .map_or(0, |tail| tail.chars().count())
+        + 1;
     (line, column)
 }
 
@@ -208,7 +219,12 @@ impl Collector<'_> {
     }
 
     fn missing(&mut self, field: &str, message: impl Into<String>) {
-        self.issues.push(Issue { line: None, column: None, field: field.to_owned(), message: message.into() });
+        self.issues.push(Issue {
+            line: None,
+            column: None,
+            field: field.to_owned(),
+            message: message.into(),
+        });
     }
 }
 
@@ -236,25 +252,58 @@ pub fn parse(source_name: &str, text: &str) -> Result<LockedManifest, ManifestEr
         });
         ManifestError::Syntax {
             source_name: source_name.to_owned(),
-            issue: Issue { line, column, field: "manifest".to_owned(), message: err.message().to_owned() },
+            issue: Issue {
+                line,
+                column,
+                field: "manifest".to_owned(),
+                message: err.message().to_owned(),
+            },
         }
     })?;
-    let mut check = Collector { text, issues: Vec::new() };
+    let mut check = Collector {
+        text,
+        issues: Vec::new(),
+    };
 
     let name = raw.name.get_ref();
     let name_ok = !name.is_empty()
         && name.len() <= 64
-        && name.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
     if !name_ok {
-        check.at(&raw.name, "name", format!("`{name}` must be 1-64 characters of [a-z0-9-], starting with a letter or digit"));
+        check.at(
+            &raw.name,
+            "name",
+            format!(
+                "`{name}` must be 1-64 characters of [a-z0-9-], starting with a letter or digit"
+            ),
+        );
     }
     if semver::Version::parse(raw.version.get_ref()).is_err() {
-        check.at(&raw.version, "version", format!("`{}` is not a semantic version like 1.2.3", raw.version.get_ref()));
+        check.at(
+            &raw.version,
+            "version",
+            format!(
+                "`{}` is not a semantic version like 1.2.3",
+                raw.version.get_ref()
+            ),
+        );
     }
     let kind = PluginKind::from_name(raw.kind.get_ref());
     if kind.is_none() {
-        check.at(&raw.kind, "kind", format!("`{}` is not one of enricher, scorer, responder, hunt", raw.kind.get_ref()));
+        check.at(
+            &raw.kind,
+            "kind",
+            format!(
+                "`{}` is not one of enricher, scorer, responder, hunt",
+                raw.kind.get_ref()
+            ),
+        );
     }
     let wit = match semver::Version::parse(raw.wit.get_ref()) {
         Ok(version) if wit_compatible(&version) => Some(version),
@@ -266,7 +315,14 @@ pub fn parse(source_name: &str, text: &str) -> Result<LockedManifest, ManifestEr
             None
         }
         Err(_) => {
-            check.at(&raw.wit, "wit", format!("`{}` is not a semantic version like 0.1.0", raw.wit.get_ref()));
+            check.at(
+                &raw.wit,
+                "wit",
+                format!(
+                    "`{}` is not a semantic version like 0.1.0",
+                    raw.wit.get_ref()
+                ),
+            );
             None
         }
     };
@@ -274,13 +330,21 @@ pub fn parse(source_name: &str, text: &str) -> Result<LockedManifest, ManifestEr
     for cap in raw.capabilities.get_ref() {
         match Capability::from_name(cap.get_ref()) {
             Some(found) if !capabilities.insert(found) => {
-                check.at(cap, "capabilities", format!("`{}` is listed twice", cap.get_ref()));
+                check.at(
+                    cap,
+                    "capabilities",
+                    format!("`{}` is listed twice", cap.get_ref()),
+                );
             }
             Some(_) => {}
-            None => check.at(cap, "capabilities", format!(
-                "`{}` is not a capability; known: log, kv, memory, intel, config, http",
-                cap.get_ref()
-            )),
+            None => check.at(
+                cap,
+                "capabilities",
+                format!(
+                    "`{}` is not a capability; known: log, kv, memory, intel, config, http",
+                    cap.get_ref()
+                ),
+            ),
         }
     }
 
@@ -289,7 +353,11 @@ pub fn parse(source_name: &str, text: &str) -> Result<LockedManifest, ManifestEr
         if let Some(memory) = &raw_limits.memory_mib {
             match *memory.get_ref() {
                 0 => check.at(memory, "limits.memory_mib", "must be at least 1"),
-                mib if mib > MAX_MEMORY_MIB => check.at(memory, "limits.memory_mib", format!("{mib} is above the maximum {MAX_MEMORY_MIB}")),
+                mib if mib > MAX_MEMORY_MIB => check.at(
+                    memory,
+                    "limits.memory_mib",
+                    format!("{mib} is above the maximum {MAX_MEMORY_MIB}"),
+                ),
                 mib => limits.memory_bytes = mib << 20,
             }
         }
@@ -302,7 +370,11 @@ pub fn parse(source_name: &str, text: &str) -> Result<LockedManifest, ManifestEr
         if let Some(timeout) = &raw_limits.timeout_ms {
             match *timeout.get_ref() {
                 0 => check.at(timeout, "limits.timeout_ms", "must be at least 1"),
-                ms if ms > MAX_TIMEOUT_MS => check.at(timeout, "limits.timeout_ms", format!("{ms} is above the maximum {MAX_TIMEOUT_MS}")),
+                ms if ms > MAX_TIMEOUT_MS => check.at(
+                    timeout,
+                    "limits.timeout_ms",
+                    format!("{ms} is above the maximum {MAX_TIMEOUT_MS}"),
+                ),
                 ms => limits.timeout = Duration::from_millis(ms),
             }
         }
@@ -311,19 +383,32 @@ pub fn parse(source_name: &str, text: &str) -> Result<LockedManifest, ManifestEr
     let mut sha256 = String::new();
     let mut component_path = None;
     match &raw.component {
-        None => check.missing("component", "missing [component] table with `sha256` (and usually `path`)"),
+        None => check.missing(
+            "component",
+            "missing [component] table with `sha256` (and usually `path`)",
+        ),
         Some(component) => {
             let component = component.get_ref();
             let digest = component.sha256.get_ref();
-            if digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+            if digest.len() == 64
+                && digest
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            {
                 sha256 = digest.clone();
             } else {
-                check.at(&component.sha256, "component.sha256", "must be 64 lower-case hex digits (sha256 of the .wasm file)");
+                check.at(
+                    &component.sha256,
+                    "component.sha256",
+                    "must be 64 lower-case hex digits (sha256 of the .wasm file)",
+                );
             }
             if let Some(path) = &component.path {
                 let candidate = PathBuf::from(path.get_ref());
                 let escapes = candidate.is_absolute()
-                    || candidate.components().any(|part| !matches!(part, std::path::Component::Normal(_)));
+                    || candidate
+                        .components()
+                        .any(|part| !matches!(part, std::path::Component::Normal(_)));
                 if path.get_ref().is_empty() || escapes {
                     check.at(path, "component.path", "must be a relative path inside the manifest's directory (no `..`, not absolute)");
                 } else {
@@ -345,6 +430,9 @@ pub fn parse(source_name: &str, text: &str) -> Result<LockedManifest, ManifestEr
             component_path,
             sha256,
         }),
-        _ => Err(ManifestError::Invalid { source_name: source_name.to_owned(), issues: check.issues }),
+        _ => Err(ManifestError::Invalid {
+            source_name: source_name.to_owned(),
+            issues: check.issues,
+        }),
     }
 }

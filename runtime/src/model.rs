@@ -332,12 +332,40 @@ macro_rules! enum_map {
     };
 }
 
-enum_map!(EntityKind, wit::EntityKind, [Ip, Domain, Url, Hostname, User, Email, FileHash, Process]);
+enum_map!(
+    EntityKind,
+    wit::EntityKind,
+    [Ip, Domain, Url, Hostname, User, Email, FileHash, Process]
+);
 enum_map!(Severity, wit::Severity, [Info, Low, Medium, High, Critical]);
-enum_map!(Verdict, wit::Verdict, [Unknown, Benign, Suspicious, Malicious]);
-enum_map!(ActionOutcome, wit::ActionOutcome, [Executed, AlreadyInState, Planned]);
-enum_map!(ErrorKind, wit::ErrorKind, [InvalidInput, Misconfigured, Unauthorized, RateLimited, Unavailable, NotFound, Internal]);
-enum_map!(FeedbackLabel, wit_memory::FeedbackLabel, [TruePositive, FalsePositive, Benign]);
+enum_map!(
+    Verdict,
+    wit::Verdict,
+    [Unknown, Benign, Suspicious, Malicious]
+);
+enum_map!(
+    ActionOutcome,
+    wit::ActionOutcome,
+    [Executed, AlreadyInState, Planned]
+);
+enum_map!(
+    ErrorKind,
+    wit::ErrorKind,
+    [
+        InvalidInput,
+        Misconfigured,
+        Unauthorized,
+        RateLimited,
+        Unavailable,
+        NotFound,
+        Internal
+    ]
+);
+enum_map!(
+    FeedbackLabel,
+    wit_memory::FeedbackLabel,
+    [TruePositive, FalsePositive, Benign]
+);
 
 impl From<&Entity> for wit::Entity {
     fn from(entity: &Entity) -> Self {
@@ -469,7 +497,10 @@ fn percent(field: &str, value: u8) -> Result<u8, OutputViolation> {
 }
 
 impl Enrichment {
-    pub(crate) fn from_guest(index: usize, found: wit::Enrichment) -> Result<Self, OutputViolation> {
+    pub(crate) fn from_guest(
+        index: usize,
+        found: wit::Enrichment,
+    ) -> Result<Self, OutputViolation> {
         Ok(Enrichment {
             entity: found.entity.into(),
             verdict: found.verdict.into(),
@@ -491,7 +522,10 @@ impl Score {
 }
 
 impl ActionResult {
-    pub(crate) fn from_guest(result: wit::ActionResult, dry_run: bool) -> Result<Self, OutputViolation> {
+    pub(crate) fn from_guest(
+        result: wit::ActionResult,
+        dry_run: bool,
+    ) -> Result<Self, OutputViolation> {
         let outcome: ActionOutcome = result.outcome.into();
         if dry_run && outcome != ActionOutcome::Planned {
             return Err(OutputViolation(format!(

@@ -36,7 +36,11 @@ impl TenantId {
             && id
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-        if valid { Ok(TenantId(id)) } else { Err(TenantError::InvalidId(id)) }
+        if valid {
+            Ok(TenantId(id))
+        } else {
+            Err(TenantError::InvalidId(id))
+        }
     }
 
     /// The id as a string.

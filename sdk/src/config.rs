@@ -1,7 +1,7 @@
 //! The plugin's settings and secrets (capability `config`).
 
-use crate::bindings::rampart::plugin::config as raw;
 use crate::PluginError;
+use crate::bindings::rampart::plugin::config as raw;
 
 /// The setting `key`, if set.
 pub fn get(key: &str) -> Option<String> {

@@ -127,8 +127,8 @@ pub fn send(request: &Request) -> Result<Response, HttpError> {
         .iter()
         .map(|(name, value)| (name.to_ascii_lowercase(), value.as_bytes().to_vec()))
         .collect();
-    let headers =
-        Fields::from_list(&header_list).map_err(|err| HttpError::Url(format!("header: {err:?}")))?;
+    let headers = Fields::from_list(&header_list)
+        .map_err(|err| HttpError::Url(format!("header: {err:?}")))?;
     let outgoing = OutgoingRequest::new(headers);
     let method = match request.method.to_ascii_uppercase().as_str() {
         "GET" => Method::Get,
@@ -140,8 +140,12 @@ pub fn send(request: &Request) -> Result<Response, HttpError> {
         other => Method::Other(other.to_owned()),
     };
     let refused = |what: &str| HttpError::Url(format!("{what} refused"));
-    outgoing.set_method(&method).map_err(|()| refused("method"))?;
-    outgoing.set_scheme(Some(&scheme)).map_err(|()| refused("scheme"))?;
+    outgoing
+        .set_method(&method)
+        .map_err(|()| refused("method"))?;
+    outgoing
+        .set_scheme(Some(&scheme))
+        .map_err(|()| refused("scheme"))?;
     outgoing
         .set_authority(Some(authority))
         .map_err(|()| refused("authority"))?;

@@ -39,9 +39,9 @@ pub fn compare_and_swap(
 /// Reads a JSON value stored with [`set_json`].
 pub fn get_json<T: serde::de::DeserializeOwned>(key: &str) -> Result<Option<T>, PluginError> {
     match get(key)? {
-        Some(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|err| PluginError::new(crate::ErrorKind::Internal, format!("kv {key}: {err}"))),
+        Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|err| {
+            PluginError::new(crate::ErrorKind::Internal, format!("kv {key}: {err}"))
+        }),
         None => Ok(None),
     }
 }

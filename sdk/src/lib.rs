@@ -225,7 +225,7 @@ macro_rules! export_scorer {
                     <$plugin as $crate::Scorer>::score(alert, enrichments)
                 }
             }
-            __rampart_scorer::export!(Adapter with_types_in __rampart_scorer);
+    __rampart_scorer::export!(Adapter with_types_in __rampart_scorer);
         };
     };
 }
@@ -249,7 +249,7 @@ macro_rules! export_responder {
                     <$plugin as $crate::Responder>::respond(request, dry_run)
                 }
             }
-            __rampart_responder::export!(Adapter with_types_in __rampart_responder);
+    __rampart_responder::export!(Adapter with_types_in __rampart_responder);
         };
     };
 }
@@ -280,16 +280,18 @@ macro_rules! export_hunt {
                 fn push(
                     &self,
                     events: ::std::vec::Vec<$crate::Event>,
-                ) -> ::core::result::Result<::std::vec::Vec<$crate::Finding>, $crate::PluginError> {
+                ) -> ::core::result::Result<::std::vec::Vec<$crate::Finding>, $crate::PluginError>
+                {
                     self.0.push(events)
                 }
                 fn close(
                     this: hunting::Session,
-                ) -> ::core::result::Result<::std::vec::Vec<$crate::Finding>, $crate::PluginError> {
+                ) -> ::core::result::Result<::std::vec::Vec<$crate::Finding>, $crate::PluginError>
+                {
                     this.into_inner::<SessionState>().0.close()
                 }
             }
-            __rampart_hunt::export!(Adapter with_types_in __rampart_hunt);
+    __rampart_hunt::export!(Adapter with_types_in __rampart_hunt);
         };
     };
 }

@@ -23,7 +23,9 @@ impl Entity {
 impl Alert {
     /// The alert's entities of one kind.
     pub fn entities_of(&self, kind: EntityKind) -> impl Iterator<Item = &Entity> {
-        self.entities.iter().filter(move |entity| entity.kind == kind)
+        self.entities
+            .iter()
+            .filter(move |entity| entity.kind == kind)
     }
 
     /// The original alert document, parsed (`Null` if it is not valid JSON).

@@ -13,7 +13,11 @@ use tokio::io::AsyncReadExt;
 const DEADLINE: Duration = Duration::from_millis(300);
 
 fn tight_limits() -> Option<Limits> {
-    Some(Limits { memory_bytes: 32 << 20, fuel: 20_000_000_000, timeout: DEADLINE })
+    Some(Limits {
+        memory_bytes: 32 << 20,
+        fuel: 20_000_000_000,
+        timeout: DEADLINE,
+    })
 }
 
 async fn setup(edit: impl FnOnce(&mut rampart::tenant::PluginGrant)) -> (Runtime, Plugin, Grants) {
@@ -35,16 +39,28 @@ async fn attack(plugin: &Plugin, title: &str) -> (PluginError, Duration) {
 
 /// The sandbox still serves: the hostile plugin's own good path and a real plugin.
 async fn still_works(runtime: &Runtime, hostile: &Plugin, grants: &Grants) {
-    let ok = hostile.enrich(&alert("ok"), &CallContext::default()).await.expect("hostile `ok` after attack");
+    let ok = hostile
+        .enrich(&alert("ok"), &CallContext::default())
+        .await
+        .expect("hostile `ok` after attack");
     assert_eq!(ok.value[0].tags, vec!["ok".to_owned()]);
     let scorer = load(runtime, &tenant("acme"), grants, "risk-scorer").await;
-    let score = scorer.score(&alert("after"), &[], &CallContext::default()).await.expect("scorer after attack");
+    let score = scorer
+        .score(&alert("after"), &[], &CallContext::default())
+        .await
+        .expect("scorer after attack");
     assert!(score.value.risk > 0);
 }
 
 fn assert_deadline(err: &PluginError, elapsed: Duration) {
-    assert!(matches!(err, PluginError::Deadline { .. }), "expected a deadline error, got {err:?}");
-    assert!(elapsed < DEADLINE * 2, "ended after {elapsed:?}, more than twice the {DEADLINE:?} deadline");
+    assert!(
+        matches!(err, PluginError::Deadline { .. }),
+        "expected a deadline error, got {err:?}"
+    );
+    assert!(
+        elapsed < DEADLINE * 2,
+        "ended after {elapsed:?}, more than twice the {DEADLINE:?} deadline"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -66,7 +82,9 @@ async fn sleeping_forever_on_a_pollable_hits_the_deadline() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_loris_server_hits_the_deadline() {
     // A server that accepts and then never answers.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let port = listener.local_addr().expect("addr").port();
     tokio::spawn(async move {
         while let Ok((mut socket, _)) = listener.accept().await {
@@ -95,7 +113,12 @@ async fn slow_loris_server_hits_the_deadline() {
 async fn unbounded_memory_growth_is_out_of_memory() {
     let (runtime, hostile, grants) = setup(|_| {}).await;
     let (err, _) = attack(&hostile, "oom").await;
-    assert_eq!(err, PluginError::OutOfMemory { limit_bytes: 32 << 20 });
+    assert_eq!(
+        err,
+        PluginError::OutOfMemory {
+            limit_bytes: 32 << 20
+        }
+    );
     still_works(&runtime, &hostile, &grants).await;
 }
 
@@ -104,7 +127,10 @@ async fn deep_recursion_is_a_stack_overflow_trap() {
     let (runtime, hostile, grants) = setup(|_| {}).await;
     let (err, _) = attack(&hostile, "recurse").await;
     match &err {
-        PluginError::Trap { code, .. } => assert!(code.contains("call stack exhausted") || code.contains("stack overflow"), "{err:?}"),
+        PluginError::Trap { code, .. } => assert!(
+            code.contains("call stack exhausted") || code.contains("stack overflow"),
+            "{err:?}"
+        ),
         other => panic!("expected a stack overflow trap, got {other:?}"),
     }
     still_works(&runtime, &hostile, &grants).await;
@@ -117,7 +143,13 @@ async fn panic_is_a_trap_with_the_panic_message() {
     match &err {
         PluginError::Trap { code, message } => {
             assert!(code.contains("unreachable"), "{err:?}");
-            assert!(message.as_deref().unwrap_or("").contains("hostile plugin panics on purpose"), "{err:?}");
+            assert!(
+                message
+                    .as_deref()
+                    .unwrap_or("")
+                    .contains("hostile plugin panics on purpose"),
+                "{err:?}"
+            );
         }
         other => panic!("expected a trap, got {other:?}"),
     }
@@ -127,7 +159,11 @@ async fn panic_is_a_trap_with_the_panic_message() {
 #[tokio::test]
 async fn host_call_flood_runs_out_of_fuel() {
     let (runtime, _store) = runtime();
-    let limits = Some(Limits { memory_bytes: 32 << 20, fuel: 20_000_000, timeout: Duration::from_secs(10) });
+    let limits = Some(Limits {
+        memory_bytes: 32 << 20,
+        fuel: 20_000_000,
+        timeout: Duration::from_secs(10),
+    });
     let grants = grants_with(limits, |_| {});
     let hostile = load(&runtime, &tenant("acme"), &grants, "fixtures/hostile").await;
     let (err, elapsed) = attack(&hostile, "host-flood").await;
@@ -142,17 +178,25 @@ async fn huge_output_is_refused() {
     let (runtime, hostile, grants) = setup(|_| {}).await;
     let (err, _) = attack(&hostile, "huge-output").await;
     match &err {
-        PluginError::InvalidOutput { detail } => assert!(detail.contains("bytes, more than"), "{err:?}"),
+        PluginError::InvalidOutput { detail } => {
+            assert!(detail.contains("bytes, more than"), "{err:?}")
+        }
         other => panic!("expected invalid output, got {other:?}"),
     }
     still_works(&runtime, &hostile, &grants).await;
 }
 
-async fn http_denied(target: &str, edit: impl FnOnce(&mut rampart::tenant::PluginGrant), expect: &str) {
+async fn http_denied(
+    target: &str,
+    edit: impl FnOnce(&mut rampart::tenant::PluginGrant),
+    expect: &str,
+) {
     let (runtime, hostile, grants) = setup(edit).await;
     let (err, _) = attack(&hostile, &format!("http {target}")).await;
     match &err {
-        PluginError::CapabilityDenied { detail } => assert!(detail.contains(expect), "{target}: {err:?}"),
+        PluginError::CapabilityDenied { detail } => {
+            assert!(detail.contains(expect), "{target}: {err:?}")
+        }
         other => panic!("{target}: expected capability denied, got {other:?}"),
     }
     still_works(&runtime, &hostile, &grants).await;
@@ -160,27 +204,52 @@ async fn http_denied(target: &str, edit: impl FnOnce(&mut rampart::tenant::Plugi
 
 #[tokio::test]
 async fn http_to_a_host_not_allow_listed_is_denied() {
-    http_denied("http://feeds.example.org/ipsum.txt", |grant| grant.http_hosts = vec!["api.example.com".into()], "not on the plugin's HTTP allow-list").await;
+    http_denied(
+        "http://feeds.example.org/ipsum.txt",
+        |grant| grant.http_hosts = vec!["api.example.com".into()],
+        "not on the plugin's HTTP allow-list",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn http_to_loopback_is_denied() {
-    http_denied("http://127.0.0.1:8080/", |grant| grant.http_hosts = vec!["127.0.0.1:8080".into()], "internal address").await;
+    http_denied(
+        "http://127.0.0.1:8080/",
+        |grant| grant.http_hosts = vec!["127.0.0.1:8080".into()],
+        "internal address",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn http_to_ipv4_mapped_loopback_is_denied() {
-    http_denied("http://[::ffff:127.0.0.1]:8080/", |grant| grant.http_hosts = vec!["[::ffff:127.0.0.1]:8080".into()], "internal address").await;
+    http_denied(
+        "http://[::ffff:127.0.0.1]:8080/",
+        |grant| grant.http_hosts = vec!["[::ffff:127.0.0.1]:8080".into()],
+        "internal address",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn http_to_cloud_metadata_is_denied() {
-    http_denied("http://169.254.169.254/latest/meta-data/", |grant| grant.http_hosts = vec!["169.254.169.254".into()], "internal address").await;
+    http_denied(
+        "http://169.254.169.254/latest/meta-data/",
+        |grant| grant.http_hosts = vec!["169.254.169.254".into()],
+        "internal address",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn http_to_an_allow_listed_name_resolving_to_loopback_is_denied() {
-    http_denied("http://localhost:8080/", |grant| grant.http_hosts = vec!["localhost:8080".into()], "internal address").await;
+    http_denied(
+        "http://localhost:8080/",
+        |grant| grant.http_hosts = vec!["localhost:8080".into()],
+        "internal address",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -194,24 +263,64 @@ async fn kv_cannot_reach_another_plugins_namespace() {
         run_id: "run-1".into(),
         step_id: "block".into(),
         idempotency_key: "run-1/block".into(),
-        target: rampart::model::Entity { kind: rampart::model::EntityKind::Ip, value: "203.0.113.9".into() },
+        target: rampart::model::Entity {
+            kind: rampart::model::EntityKind::Ip,
+            value: "203.0.113.9".into(),
+        },
         params: serde_json::json!({"list": "block"}),
     };
-    edl.respond(&request, false, &CallContext::default()).await.expect("edl add");
-    let edl_ns = rampart::store::KvNamespace { tenant: acme.clone(), plugin: "edl-blocklist".into() };
-    assert!(rampart::store::Store::kv_get(&*store, &edl_ns, "edl/block/203.0.113.9").expect("get").is_some());
+    edl.respond(&request, false, &CallContext::default())
+        .await
+        .expect("edl add");
+    let edl_ns = rampart::store::KvNamespace {
+        tenant: acme.clone(),
+        plugin: "edl-blocklist".into(),
+    };
+    assert!(
+        rampart::store::Store::kv_get(&*store, &edl_ns, "edl/block/203.0.113.9")
+            .expect("get")
+            .is_some()
+    );
 
     let hostile = load(&runtime, &acme, &grants, "fixtures/hostile").await;
-    for key in ["edl/block/203.0.113.9", "../edl-blocklist/edl/block/203.0.113.9", "edl-blocklist/edl/block/203.0.113.9", "acme/edl-blocklist/edl/block/203.0.113.9"] {
-        let found = hostile.enrich(&alert(&format!("kv-read {key}")), &CallContext::default()).await.expect("kv-read");
-        assert_eq!(found.value[0].tags, vec!["absent".to_owned()], "hostile read {key}");
+    for key in [
+        "edl/block/203.0.113.9",
+        "../edl-blocklist/edl/block/203.0.113.9",
+        "edl-blocklist/edl/block/203.0.113.9",
+        "acme/edl-blocklist/edl/block/203.0.113.9",
+    ] {
+        let found = hostile
+            .enrich(&alert(&format!("kv-read {key}")), &CallContext::default())
+            .await
+            .expect("kv-read");
+        assert_eq!(
+            found.value[0].tags,
+            vec!["absent".to_owned()],
+            "hostile read {key}"
+        );
     }
     // Its own writes land in its own namespace only, and another tenant's
     // copy of the same plugin does not see them.
-    hostile.enrich(&alert("kv-write ../edl-blocklist/edl/block/6.6.6.6 1"), &CallContext::default()).await.expect("write");
-    assert!(rampart::store::Store::kv_get(&*store, &edl_ns, "edl/block/6.6.6.6").expect("get").is_none());
+    hostile
+        .enrich(
+            &alert("kv-write ../edl-blocklist/edl/block/6.6.6.6 1"),
+            &CallContext::default(),
+        )
+        .await
+        .expect("write");
+    assert!(
+        rampart::store::Store::kv_get(&*store, &edl_ns, "edl/block/6.6.6.6")
+            .expect("get")
+            .is_none()
+    );
     let other = load(&runtime, &tenant("globex"), &grants, "fixtures/hostile").await;
-    let found = other.enrich(&alert("kv-read ../edl-blocklist/edl/block/6.6.6.6"), &CallContext::default()).await.expect("read");
+    let found = other
+        .enrich(
+            &alert("kv-read ../edl-blocklist/edl/block/6.6.6.6"),
+            &CallContext::default(),
+        )
+        .await
+        .expect("read");
     assert_eq!(found.value[0].tags, vec!["absent".to_owned()]);
 }
 
@@ -220,17 +329,27 @@ async fn config_returns_only_the_plugins_own_secrets() {
     let (runtime, _store) = runtime();
     let mut grants = grants_with(tight_limits(), |_| {});
     let mut edl_grant = grants.default.clone();
-    edl_grant.secrets.insert("api_token".into(), rampart::tenant::Secret::new("s3cr3t-edl"));
+    edl_grant.secrets.insert(
+        "api_token".into(),
+        rampart::tenant::Secret::new("s3cr3t-edl"),
+    );
     grants.plugins.insert("edl-blocklist".into(), edl_grant);
     let hostile = load(&runtime, &tenant("acme"), &grants, "fixtures/hostile").await;
-    let found = hostile.enrich(&alert("secret api_token"), &CallContext::default()).await.expect("secret");
+    let found = hostile
+        .enrich(&alert("secret api_token"), &CallContext::default())
+        .await
+        .expect("secret");
     assert_eq!(found.value[0].tags, vec!["secret absent".to_owned()]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_looping_plugins_do_not_starve_a_good_one() {
     let (runtime, _store) = runtime();
-    let limits = Some(Limits { memory_bytes: 32 << 20, fuel: u64::MAX, timeout: Duration::from_millis(1500) });
+    let limits = Some(Limits {
+        memory_bytes: 32 << 20,
+        fuel: u64::MAX,
+        timeout: Duration::from_millis(1500),
+    });
     let grants = grants_with(limits, |_| {});
     let hostile = load(&runtime, &tenant("acme"), &grants, "fixtures/hostile").await;
     let scorer = load(&runtime, &tenant("acme"), &grants, "risk-scorer").await;
@@ -238,25 +357,46 @@ async fn two_looping_plugins_do_not_starve_a_good_one() {
     let started = Instant::now();
     let first = tokio::spawn({
         let hostile = hostile.clone();
-        async move { hostile.enrich(&alert("loop"), &CallContext::default()).await }
+        async move {
+            hostile
+                .enrich(&alert("loop"), &CallContext::default())
+                .await
+        }
     });
     let second = tokio::spawn({
         let hostile = hostile.clone();
-        async move { hostile.enrich(&alert("loop"), &CallContext::default()).await }
+        async move {
+            hostile
+                .enrich(&alert("loop"), &CallContext::default())
+                .await
+        }
     });
     tokio::time::sleep(Duration::from_millis(100)).await;
     // Both workers are "busy" with loops, yet the loops yield every epoch
     // tick, so good calls get through while they spin.
     for _ in 0..5 {
-        let score = scorer.score(&alert("meanwhile"), &[], &CallContext::default()).await.expect("score while loops run");
+        let score = scorer
+            .score(&alert("meanwhile"), &[], &CallContext::default())
+            .await
+            .expect("score while loops run");
         assert!(score.value.risk > 0);
     }
     let good_done = started.elapsed();
-    assert!(!first.is_finished() && !second.is_finished(), "loops ended before the good calls did");
+    assert!(
+        !first.is_finished() && !second.is_finished(),
+        "loops ended before the good calls did"
+    );
     for handle in [first, second] {
         let err = handle.await.expect("join").expect_err("loop must fail");
         assert!(matches!(err, PluginError::Deadline { .. }), "{err:?}");
     }
-    assert!(good_done < Duration::from_millis(1500), "good calls took {good_done:?}");
-    assert!(started.elapsed() < Duration::from_millis(3000), "loops ran {:?}", started.elapsed());
+    assert!(
+        good_done < Duration::from_millis(1500),
+        "good calls took {good_done:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(3000),
+        "loops ran {:?}",
+        started.elapsed()
+    );
 }

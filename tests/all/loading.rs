@@ -31,7 +31,10 @@ mod sha2_digest {
 
 async fn refuse(manifest: manifest::LockedManifest, bytes: &[u8], grants: &Grants) -> LoadError {
     let (runtime, _) = runtime();
-    runtime.load(&tenant("acme"), grants, manifest, bytes).await.expect_err("must be refused")
+    runtime
+        .load(&tenant("acme"), grants, manifest, bytes)
+        .await
+        .expect_err("must be refused")
 }
 
 #[tokio::test]
@@ -40,7 +43,10 @@ async fn component_for_another_wit_major_is_refused() {
     let mut manifest = locked("fixtures/future-major");
     manifest.sha256 = sha256(&bytes);
     let err = refuse(manifest, &bytes, &Grants::allow_all_capabilities()).await;
-    assert!(matches!(&err, LoadError::WitVersion { found, .. } if found == "1.0.0"), "{err:?}");
+    assert!(
+        matches!(&err, LoadError::WitVersion { found, .. } if found == "1.0.0"),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("rampart:plugin@1.0.0"), "{err}");
 }
 
@@ -61,7 +67,10 @@ async fn truncated_component_is_refused() {
         let mut manifest = locked("risk-scorer");
         manifest.sha256 = sha256(bytes);
         let err = refuse(manifest, bytes, &Grants::allow_all_capabilities()).await;
-        assert!(matches!(err, LoadError::NotWasm | LoadError::Compile(_)), "cut at {cut}: {err:?}");
+        assert!(
+            matches!(err, LoadError::NotWasm | LoadError::Compile(_)),
+            "cut at {cut}: {err:?}"
+        );
     }
 }
 
@@ -72,16 +81,31 @@ async fn digest_mismatch_is_refused() {
     let last = bytes.len() - 1;
     bytes[last] ^= 0xff;
     let err = refuse(manifest.clone(), &bytes, &Grants::allow_all_capabilities()).await;
-    assert!(matches!(&err, LoadError::DigestMismatch { expected, .. } if *expected == manifest.sha256), "{err:?}");
+    assert!(
+        matches!(&err, LoadError::DigestMismatch { expected, .. } if *expected == manifest.sha256),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
 async fn capability_not_granted_is_refused() {
-    let grants = Grants { default: PluginGrant::with_capabilities([Capability::Log]), ..Grants::default() };
+    let grants = Grants {
+        default: PluginGrant::with_capabilities([Capability::Log]),
+        ..Grants::default()
+    };
     let err = refuse(locked("ip-reputation"), &wasm("ip-reputation"), &grants).await;
     match err {
         LoadError::NotGranted { missing, .. } => {
-            assert_eq!(missing, vec![Capability::Kv, Capability::Memory, Capability::Intel, Capability::Config, Capability::Http]);
+            assert_eq!(
+                missing,
+                vec![
+                    Capability::Kv,
+                    Capability::Memory,
+                    Capability::Intel,
+                    Capability::Config,
+                    Capability::Http
+                ]
+            );
         }
         other => panic!("expected not granted, got {other:?}"),
     }
@@ -91,26 +115,65 @@ async fn capability_not_granted_is_refused() {
 async fn import_not_declared_in_the_manifest_is_refused() {
     let mut manifest = locked("ip-reputation");
     manifest.capabilities.remove(&Capability::Intel);
-    let err = refuse(manifest, &wasm("ip-reputation"), &Grants::allow_all_capabilities()).await;
-    assert!(matches!(&err, LoadError::UndeclaredImport { capability: Capability::Intel, .. }), "{err:?}");
+    let err = refuse(
+        manifest,
+        &wasm("ip-reputation"),
+        &Grants::allow_all_capabilities(),
+    )
+    .await;
+    assert!(
+        matches!(
+            &err,
+            LoadError::UndeclaredImport {
+                capability: Capability::Intel,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
 async fn component_not_implementing_its_kinds_world_is_refused() {
     let mut manifest = locked("risk-scorer");
     manifest.kind = manifest::PluginKind::Enricher;
-    let err = refuse(manifest, &wasm("risk-scorer"), &Grants::allow_all_capabilities()).await;
-    assert!(matches!(&err, LoadError::WrongWorld { kind: manifest::PluginKind::Enricher, .. }), "{err:?}");
+    let err = refuse(
+        manifest,
+        &wasm("risk-scorer"),
+        &Grants::allow_all_capabilities(),
+    )
+    .await;
+    assert!(
+        matches!(
+            &err,
+            LoadError::WrongWorld {
+                kind: manifest::PluginKind::Enricher,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
 async fn tampered_compiled_cache_is_recompiled_not_loaded() {
     let cache = tempfile::tempdir().expect("tempdir");
-    let config = || RuntimeConfig { cache_dir: Some(cache.path().to_path_buf()), ..RuntimeConfig::default() };
+    let config = || RuntimeConfig {
+        cache_dir: Some(cache.path().to_path_buf()),
+        ..RuntimeConfig::default()
+    };
     let grants = grants_with(None, |_| {});
     let acme = tenant("acme");
     let load = |runtime: Runtime| async move {
-        runtime.load(&acme_clone(), &grants_clone(), locked("risk-scorer"), &wasm("risk-scorer")).await.expect("load")
+        runtime
+            .load(
+                &acme_clone(),
+                &grants_clone(),
+                locked("risk-scorer"),
+                &wasm("risk-scorer"),
+            )
+            .await
+            .expect("load")
     };
     fn acme_clone() -> rampart::tenant::TenantId {
         tenant("acme")
@@ -120,9 +183,23 @@ async fn tampered_compiled_cache_is_recompiled_not_loaded() {
     }
     let _ = (&grants, &acme);
 
-    let first = load(Runtime::new(config(), std::sync::Arc::new(rampart::store::MemoryStore::default())).expect("rt")).await;
+    let first = load(
+        Runtime::new(
+            config(),
+            std::sync::Arc::new(rampart::store::MemoryStore::default()),
+        )
+        .expect("rt"),
+    )
+    .await;
     assert_eq!(first.artifact_source(), ArtifactSource::Compiled);
-    let second = load(Runtime::new(config(), std::sync::Arc::new(rampart::store::MemoryStore::default())).expect("rt")).await;
+    let second = load(
+        Runtime::new(
+            config(),
+            std::sync::Arc::new(rampart::store::MemoryStore::default()),
+        )
+        .expect("rt"),
+    )
+    .await;
     assert_eq!(second.artifact_source(), ArtifactSource::Cache);
 
     // Flip bytes in the middle of the artifact (its code), as an attacker or a torn write would.
@@ -139,12 +216,37 @@ async fn tampered_compiled_cache_is_recompiled_not_loaded() {
     }
     std::fs::write(&artifact, &bytes).expect("tamper");
 
-    let third = load(Runtime::new(config(), std::sync::Arc::new(rampart::store::MemoryStore::default())).expect("rt")).await;
-    assert_eq!(third.artifact_source(), ArtifactSource::Compiled, "tampered artifact must be recompiled");
-    let score = third.score(&rampart_e2e::alert("x"), &[], &rampart::CallContext::default()).await.expect("works");
+    let third = load(
+        Runtime::new(
+            config(),
+            std::sync::Arc::new(rampart::store::MemoryStore::default()),
+        )
+        .expect("rt"),
+    )
+    .await;
+    assert_eq!(
+        third.artifact_source(),
+        ArtifactSource::Compiled,
+        "tampered artifact must be recompiled"
+    );
+    let score = third
+        .score(
+            &rampart_e2e::alert("x"),
+            &[],
+            &rampart::CallContext::default(),
+        )
+        .await
+        .expect("works");
     assert!(score.value.risk > 0);
     // And the rewritten cache is good again.
-    let fourth = load(Runtime::new(config(), std::sync::Arc::new(rampart::store::MemoryStore::default())).expect("rt")).await;
+    let fourth = load(
+        Runtime::new(
+            config(),
+            std::sync::Arc::new(rampart::store::MemoryStore::default()),
+        )
+        .expect("rt"),
+    )
+    .await;
     assert_eq!(fourth.artifact_source(), ArtifactSource::Cache);
 }
 
@@ -165,8 +267,13 @@ path = "../../etc/passwd"
 sha256 = "xyz"
 "#;
     let err = manifest::parse("bad.toml", text).expect_err("invalid");
-    let ManifestError::Invalid { issues, .. } = &err else { panic!("{err:?}") };
-    let fields: Vec<(&str, Option<usize>)> = issues.iter().map(|issue| (issue.field.as_str(), issue.line)).collect();
+    let ManifestError::Invalid { issues, .. } = &err else {
+        panic!("{err:?}")
+    };
+    let fields: Vec<(&str, Option<usize>)> = issues
+        .iter()
+        .map(|issue| (issue.field.as_str(), issue.line))
+        .collect();
     assert_eq!(
         fields,
         vec![
@@ -183,14 +290,21 @@ sha256 = "xyz"
         ],
         "{err}"
     );
-    assert!(err.to_string().contains("4:7: wit: built against rampart:plugin@0.2.0"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("4:7: wit: built against rampart:plugin@0.2.0"),
+        "{err}"
+    );
 }
 
 #[test]
 fn manifest_syntax_errors_have_a_location() {
     let err = manifest::parse("m.toml", "name = \"x\"\nversion = 1\n").expect_err("wrong type");
-    let ManifestError::Syntax { issue, .. } = &err else { panic!("{err:?}") };
+    let ManifestError::Syntax { issue, .. } = &err else {
+        panic!("{err:?}")
+    };
     assert_eq!(issue.line, Some(2), "{err}");
-    let err = manifest::parse("m.toml", "name = \"x\"\nunknown_field = true\n").expect_err("unknown field");
+    let err = manifest::parse("m.toml", "name = \"x\"\nunknown_field = true\n")
+        .expect_err("unknown field");
     assert!(err.to_string().contains("unknown field"), "{err}");
 }

@@ -5,6 +5,8 @@
 //!   manifest `target/plugins/<name>.toml` with the sha256 filled in
 //!   (fixtures go to `target/plugins/fixtures/`). Installs the target with
 //!   rustup if it is missing.
+//! - `demo`: `plugins`, then sends the example alert through the
+//!   ip-reputation enricher and the risk scorer with `rampart plugin call`.
 //! - `test`: `plugins`, then formatting, clippy (host and guests) and every
 //!   test of the workspace. This is what CI runs.
 
@@ -23,8 +25,9 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("plugins") => build_plugins(&root),
         Some("test") => test(&root, &args[1..]),
+        Some("demo") => demo(&root),
         _ => {
-            eprintln!("usage: cargo xtask plugins | test [-- extra cargo test args]");
+            eprintln!("usage: cargo xtask plugins | demo | test [extra cargo test args]");
             std::process::exit(2);
         }
     }
@@ -81,14 +84,19 @@ fn guests(root: &Path) -> Result<Vec<Guest>> {
             .collect();
         dirs.sort();
         for dir in dirs {
-            let manifest: toml::Table = toml::from_str(&std::fs::read_to_string(dir.join("Cargo.toml"))?)?;
+            let manifest: toml::Table =
+                toml::from_str(&std::fs::read_to_string(dir.join("Cargo.toml"))?)?;
             let package = manifest
                 .get("package")
                 .and_then(|package| package.get("name"))
                 .and_then(|name| name.as_str())
                 .with_context(|| format!("{} has no package name", dir.display()))?
                 .to_owned();
-            found.push(Guest { package, dir, fixture });
+            found.push(Guest {
+                package,
+                dir,
+                fixture,
+            });
         }
     }
     Ok(found)
@@ -98,9 +106,13 @@ fn build_plugins(root: &Path) -> Result<()> {
     ensure_guest_target()?;
     let guests = guests(root)?;
     let mut build = cargo();
-    build
-        .current_dir(root)
-        .args(["build", "--target", GUEST_TARGET, "--profile", GUEST_PROFILE]);
+    build.current_dir(root).args([
+        "build",
+        "--target",
+        GUEST_TARGET,
+        "--profile",
+        GUEST_PROFILE,
+    ]);
     for guest in &guests {
         build.args(["--package", &guest.package]);
     }
@@ -111,10 +123,14 @@ fn build_plugins(root: &Path) -> Result<()> {
     std::fs::create_dir_all(out.join("fixtures"))?;
     for guest in &guests {
         let artifact = built.join(format!("{}.wasm", guest.package.replace('-', "_")));
-        let bytes = std::fs::read(&artifact)
-            .with_context(|| format!("reading {}", artifact.display()))?;
+        let bytes =
+            std::fs::read(&artifact).with_context(|| format!("reading {}", artifact.display()))?;
         let digest = hex::encode(Sha256::digest(&bytes));
-        let dest_dir = if guest.fixture { out.join("fixtures") } else { out.clone() };
+        let dest_dir = if guest.fixture {
+            out.join("fixtures")
+        } else {
+            out.clone()
+        };
         let wasm = dest_dir.join(format!("{}.wasm", guest.package));
         std::fs::write(&wasm, &bytes)?;
         let template = guest.dir.join("rampart.toml");
@@ -127,11 +143,22 @@ fn build_plugins(root: &Path) -> Result<()> {
             let Some(component) = component.as_table_mut() else {
                 bail!("{}: [component] is not a table", template.display());
             };
-            component.insert("path".to_owned(), toml::Value::String(format!("{}.wasm", guest.package)));
+            component.insert(
+                "path".to_owned(),
+                toml::Value::String(format!("{}.wasm", guest.package)),
+            );
             component.insert("sha256".to_owned(), toml::Value::String(digest.clone()));
-            std::fs::write(dest_dir.join(format!("{}.toml", guest.package)), toml::to_string(&manifest)?)?;
+            std::fs::write(
+                dest_dir.join(format!("{}.toml", guest.package)),
+                toml::to_string(&manifest)?,
+            )?;
         }
-        eprintln!("  {} ({} KiB, sha256 {})", wasm.display(), bytes.len() / 1024, &digest[..16]);
+        eprintln!(
+            "  {} ({} KiB, sha256 {})",
+            wasm.display(),
+            bytes.len() / 1024,
+            &digest[..16]
+        );
     }
     Ok(())
 }
@@ -143,9 +170,13 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
         .current_dir(root)
         .args(["clippy", "--all-targets", "--", "-D", "warnings"]))?;
     let mut guest_clippy = cargo();
-    guest_clippy
-        .current_dir(root)
-        .args(["clippy", "--target", GUEST_TARGET, "--profile", GUEST_PROFILE]);
+    guest_clippy.current_dir(root).args([
+        "clippy",
+        "--target",
+        GUEST_TARGET,
+        "--profile",
+        GUEST_PROFILE,
+    ]);
     for guest in guests(root)? {
         guest_clippy.args(["--package", &guest.package]);
     }
@@ -154,4 +185,47 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
     tests.current_dir(root).arg("test");
     tests.args(extra);
     run(&mut tests)
+}
+
+fn demo(root: &Path) -> Result<()> {
+    build_plugins(root)?;
+    let rampart = |args: &[&str]| -> Result<()> {
+        let mut command = cargo();
+        command.current_dir(root).args([
+            "run",
+            "--quiet",
+            "--package",
+            "rampart-runtime",
+            "--bin",
+            "rampart",
+            "--",
+        ]);
+        command.args(args);
+        run(&mut command)
+    };
+    rampart(&["plugin", "inspect", "target/plugins/ip-reputation.wasm"])?;
+    rampart(&[
+        "plugin",
+        "call",
+        "target/plugins/ip-reputation.toml",
+        "--input",
+        "@examples/alerts/ssh-bruteforce.json",
+        "--intel-ipsum",
+        "examples/data/ipsum/ipsum.txt",
+    ])?;
+    rampart(&[
+        "plugin",
+        "call",
+        "target/plugins/risk-scorer.toml",
+        "--input",
+        "@examples/alerts/ssh-bruteforce.json",
+    ])?;
+    rampart(&[
+        "plugin",
+        "call",
+        "target/plugins/edl-blocklist.toml",
+        "--dry-run",
+        "--input",
+        "@examples/actions/block-ip.json",
+    ])
 }

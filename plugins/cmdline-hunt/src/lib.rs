@@ -21,18 +21,90 @@ struct Pattern {
 }
 
 const PATTERNS: &[Pattern] = &[
-    Pattern { id: "encoded-powershell", title: "PowerShell with an encoded command", needles: &["powershell", " -enc"], technique: "T1059.001", severity: Severity::High },
-    Pattern { id: "encoded-powershell-long", title: "PowerShell with an encoded command", needles: &["powershell", "-encodedcommand"], technique: "T1059.001", severity: Severity::High },
-    Pattern { id: "download-cradle", title: "PowerShell download cradle", needles: &["downloadstring("], technique: "T1105", severity: Severity::High },
-    Pattern { id: "iex-web", title: "Invoke-Expression of web content", needles: &["iex", "net.webclient"], technique: "T1059.001", severity: Severity::High },
-    Pattern { id: "certutil-download", title: "certutil used to download a file", needles: &["certutil", "-urlcache"], technique: "T1105", severity: Severity::Medium },
-    Pattern { id: "bitsadmin-transfer", title: "bitsadmin transfer", needles: &["bitsadmin", "/transfer"], technique: "T1197", severity: Severity::Medium },
-    Pattern { id: "mshta-url", title: "mshta running remote script", needles: &["mshta", "http"], technique: "T1218.005", severity: Severity::High },
-    Pattern { id: "regsvr32-squiblydoo", title: "regsvr32 loading a remote scriptlet", needles: &["regsvr32", "/i:http"], technique: "T1218.010", severity: Severity::High },
-    Pattern { id: "rundll32-javascript", title: "rundll32 running JavaScript", needles: &["rundll32", "javascript:"], technique: "T1218.011", severity: Severity::High },
-    Pattern { id: "shadow-delete-vssadmin", title: "Shadow copies deleted", needles: &["vssadmin", "delete", "shadows"], technique: "T1490", severity: Severity::Critical },
-    Pattern { id: "shadow-delete-wmic", title: "Shadow copies deleted", needles: &["wmic", "shadowcopy", "delete"], technique: "T1490", severity: Severity::Critical },
-    Pattern { id: "lsass-dump", title: "LSASS memory dump via comsvcs", needles: &["comsvcs", "minidump"], technique: "T1003.001", severity: Severity::Critical },
+    Pattern {
+        id: "encoded-powershell",
+        title: "PowerShell with an encoded command",
+        needles: &["powershell", " -enc"],
+        technique: "T1059.001",
+        severity: Severity::High,
+    },
+    Pattern {
+        id: "encoded-powershell-long",
+        title: "PowerShell with an encoded command",
+        needles: &["powershell", "-encodedcommand"],
+        technique: "T1059.001",
+        severity: Severity::High,
+    },
+    Pattern {
+        id: "download-cradle",
+        title: "PowerShell download cradle",
+        needles: &["downloadstring("],
+        technique: "T1105",
+        severity: Severity::High,
+    },
+    Pattern {
+        id: "iex-web",
+        title: "Invoke-Expression of web content",
+        needles: &["iex", "net.webclient"],
+        technique: "T1059.001",
+        severity: Severity::High,
+    },
+    Pattern {
+        id: "certutil-download",
+        title: "certutil used to download a file",
+        needles: &["certutil", "-urlcache"],
+        technique: "T1105",
+        severity: Severity::Medium,
+    },
+    Pattern {
+        id: "bitsadmin-transfer",
+        title: "bitsadmin transfer",
+        needles: &["bitsadmin", "/transfer"],
+        technique: "T1197",
+        severity: Severity::Medium,
+    },
+    Pattern {
+        id: "mshta-url",
+        title: "mshta running remote script",
+        needles: &["mshta", "http"],
+        technique: "T1218.005",
+        severity: Severity::High,
+    },
+    Pattern {
+        id: "regsvr32-squiblydoo",
+        title: "regsvr32 loading a remote scriptlet",
+        needles: &["regsvr32", "/i:http"],
+        technique: "T1218.010",
+        severity: Severity::High,
+    },
+    Pattern {
+        id: "rundll32-javascript",
+        title: "rundll32 running JavaScript",
+        needles: &["rundll32", "javascript:"],
+        technique: "T1218.011",
+        severity: Severity::High,
+    },
+    Pattern {
+        id: "shadow-delete-vssadmin",
+        title: "Shadow copies deleted",
+        needles: &["vssadmin", "delete", "shadows"],
+        technique: "T1490",
+        severity: Severity::Critical,
+    },
+    Pattern {
+        id: "shadow-delete-wmic",
+        title: "Shadow copies deleted",
+        needles: &["wmic", "shadowcopy", "delete"],
+        technique: "T1490",
+        severity: Severity::Critical,
+    },
+    Pattern {
+        id: "lsass-dump",
+        title: "LSASS memory dump via comsvcs",
+        needles: &["comsvcs", "minidump"],
+        technique: "T1003.001",
+        severity: Severity::Critical,
+    },
 ];
 
 struct CmdlineHunt {
@@ -46,17 +118,30 @@ impl Hunt for CmdlineHunt {
         let params: Value = if params.trim().is_empty() {
             Value::Null
         } else {
-            serde_json::from_str(params).map_err(|err| PluginError::invalid_input(format!("params: {err}")))?
+            serde_json::from_str(params)
+                .map_err(|err| PluginError::invalid_input(format!("params: {err}")))?
         };
-        let min_severity = match params.get("min_severity").and_then(Value::as_str).unwrap_or("low") {
+        let min_severity = match params
+            .get("min_severity")
+            .and_then(Value::as_str)
+            .unwrap_or("low")
+        {
             "info" => Severity::Info,
             "low" => Severity::Low,
             "medium" => Severity::Medium,
             "high" => Severity::High,
             "critical" => Severity::Critical,
-            other => return Err(PluginError::invalid_input(format!("min_severity `{other}` is not info|low|medium|high|critical"))),
+            other => {
+                return Err(PluginError::invalid_input(format!(
+                    "min_severity `{other}` is not info|low|medium|high|critical"
+                )));
+            }
         };
-        Ok(CmdlineHunt { min_severity, hits_by_rule: BTreeMap::new(), scanned: 0 })
+        Ok(CmdlineHunt {
+            min_severity,
+            hits_by_rule: BTreeMap::new(),
+            scanned: 0,
+        })
     }
 
     fn push(&mut self, events: Vec<Event>) -> Result<Vec<Finding>, PluginError> {
@@ -64,20 +149,33 @@ impl Hunt for CmdlineHunt {
         for event in events {
             self.scanned += 1;
             let data = event.value();
-            let Some(command_line) = field(&data, "CommandLine") else { continue };
+            let Some(command_line) = field(&data, "CommandLine") else {
+                continue;
+            };
             let lowered = command_line.to_ascii_lowercase();
             for pattern in PATTERNS {
                 if (pattern.severity as u8) < (self.min_severity as u8)
-                    || !pattern.needles.iter().all(|needle| lowered.contains(needle))
+                    || !pattern
+                        .needles
+                        .iter()
+                        .all(|needle| lowered.contains(needle))
                 {
                     continue;
                 }
                 *self.hits_by_rule.entry(pattern.id).or_default() += 1;
-                let mut finding = Finding::new(pattern.id, pattern.title, pattern.severity, event.time)
-                    .technique(pattern.technique)
-                    .event(event.id.clone())
-                    .entity(Entity::new(EntityKind::Process, field(&data, "Image").unwrap_or(command_line)));
-                for (name, kind) in [("Hostname", EntityKind::Hostname), ("Computer", EntityKind::Hostname), ("User", EntityKind::User)] {
+                let mut finding =
+                    Finding::new(pattern.id, pattern.title, pattern.severity, event.time)
+                        .technique(pattern.technique)
+                        .event(event.id.clone())
+                        .entity(Entity::new(
+                            EntityKind::Process,
+                            field(&data, "Image").unwrap_or(command_line),
+                        ));
+                for (name, kind) in [
+                    ("Hostname", EntityKind::Hostname),
+                    ("Computer", EntityKind::Hostname),
+                    ("User", EntityKind::User),
+                ] {
                     if let Some(value) = field(&data, name) {
                         finding = finding.entity(Entity::new(kind, value));
                     }
@@ -94,13 +192,18 @@ impl Hunt for CmdlineHunt {
             return Ok(Vec::new());
         }
         let total: u64 = self.hits_by_rule.values().sum();
-        Ok(vec![Finding::new(
-            "cmdline-summary",
-            format!("{total} suspicious command lines in {} events", self.scanned),
-            Severity::Info,
-            0,
-        )
-        .detail(&json!({"by_rule": self.hits_by_rule, "scanned": self.scanned}))])
+        Ok(vec![
+            Finding::new(
+                "cmdline-summary",
+                format!(
+                    "{total} suspicious command lines in {} events",
+                    self.scanned
+                ),
+                Severity::Info,
+                0,
+            )
+            .detail(&json!({"by_rule": self.hits_by_rule, "scanned": self.scanned})),
+        ])
     }
 }
 

@@ -10,8 +10,8 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rampart_sdk::{
-    Alert, Enricher, Enrichment, Entity, EntityKind, PluginError, Verdict, config, http, intel,
-    kv, log, memory,
+    Alert, Enricher, Enrichment, Entity, EntityKind, PluginError, Verdict, config, http, intel, kv,
+    log, memory,
 };
 use serde_json::json;
 
@@ -44,7 +44,10 @@ fn judge(ip: &Entity) -> Result<Option<Enrichment>, PluginError> {
     let (mut verdict, mut confidence) = match lists {
         0 => (Verdict::Unknown, 0),
         1 | 2 => (Verdict::Suspicious, 30 + 10 * lists),
-        n => (Verdict::Malicious, 50u8.saturating_add(n.saturating_mul(8)).min(95)),
+        n => (
+            Verdict::Malicious,
+            50u8.saturating_add(n.saturating_mul(8)).min(95),
+        ),
     };
     if let Some(best) = hits.iter().map(|hit| hit.confidence).max() {
         if best >= confidence {
@@ -60,7 +63,10 @@ fn judge(ip: &Entity) -> Result<Option<Enrichment>, PluginError> {
     if verdict == Verdict::Unknown && recalled.sightings == 0 {
         return Ok(None);
     }
-    let families: Vec<&str> = hits.iter().filter_map(|hit| hit.family.as_deref()).collect();
+    let families: Vec<&str> = hits
+        .iter()
+        .filter_map(|hit| hit.family.as_deref())
+        .collect();
     let mut enrichment = Enrichment::new(ip.clone(), verdict, confidence).data(&json!({
         "ipsum_lists": lists,
         "intel_matches": hits.len(),

@@ -71,24 +71,40 @@ impl HostRule {
     fn parse(entry: &str) -> Option<HostRule> {
         let entry = entry.trim().to_ascii_lowercase();
         let (host, port) = match entry.rsplit_once(':') {
-            Some((host, port)) if !host.contains(':') || host.ends_with(']') => (host.to_owned(), Some(port.parse().ok()?)),
+            Some((host, port)) if !host.contains(':') || host.ends_with(']') => {
+                (host.to_owned(), Some(port.parse().ok()?))
+            }
             _ => (entry.clone(), None),
         };
-        let host = host.trim_start_matches('[').trim_end_matches(']').trim_end_matches('.').to_owned();
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .trim_end_matches('.')
+            .to_owned();
         if host.is_empty() {
             return None;
         }
         Some(match host.strip_prefix("*.") {
-            Some(suffix) => HostRule::Subdomain { suffix: suffix.to_owned(), port },
+            Some(suffix) => HostRule::Subdomain {
+                suffix: suffix.to_owned(),
+                port,
+            },
             None => HostRule::Exact { host, port },
         })
     }
 
     fn allows(&self, host: &str, port: u16) -> bool {
-        let port_ok = |rule: Option<u16>| rule.map_or(port == 80 || port == 443, |rule| rule == port);
+        let port_ok =
+            |rule: Option<u16>| rule.map_or(port == 80 || port == 443, |rule| rule == port);
         match self {
-            HostRule::Exact { host: rule, port: rule_port } => rule == host && port_ok(*rule_port),
-            HostRule::Subdomain { suffix, port: rule_port } => {
+            HostRule::Exact {
+                host: rule,
+                port: rule_port,
+            } => rule == host && port_ok(*rule_port),
+            HostRule::Subdomain {
+                suffix,
+                port: rule_port,
+            } => {
                 host.len() > suffix.len()
                     && host.ends_with(suffix.as_str())
                     && host.as_bytes()[host.len() - suffix.len() - 1] == b'.'
@@ -177,14 +193,20 @@ pub struct HttpPolicy {
 }
 
 fn tls_config() -> Arc<rustls::ClientConfig> {
-    let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.into() };
+    let roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.into(),
+    };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = match rustls::ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions() {
+    let config = match rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+    {
         Ok(builder) => builder.with_root_certificates(roots).with_no_client_auth(),
         // The ring provider always supports the default versions; fall back
         // to the process default rather than failing a sandbox.
         Err(_) => rustls::ClientConfig::builder()
-            .with_root_certificates(rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.into() })
+            .with_root_certificates(rustls::RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.into(),
+            })
             .with_no_client_auth(),
     };
     Arc::new(config)
@@ -196,7 +218,10 @@ impl HttpPolicy {
     pub fn new(hosts: &[String], allow_private: &[IpNet], limits: HttpLimits) -> Self {
         HttpPolicy {
             inner: Arc::new(PolicyInner {
-                rules: hosts.iter().filter_map(|entry| HostRule::parse(entry)).collect(),
+                rules: hosts
+                    .iter()
+                    .filter_map(|entry| HostRule::parse(entry))
+                    .collect(),
                 allow_private: allow_private.to_vec(),
                 limits,
                 tls: tls_config(),
@@ -232,19 +257,39 @@ impl HttpPolicy {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
             IpAddr::V4(_) => ip,
         };
-        self.inner.allow_private.iter().any(|net| net.contains(&canonical) || net.contains(&ip))
+        self.inner
+            .allow_private
+            .iter()
+            .any(|net| net.contains(&canonical) || net.contains(&ip))
     }
 
     async fn send(
         self,
         mut request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
-    ) -> Result<(http::Response<WasiBody>, Box<dyn Future<Output = Result<(), Error>> + Send>), Error> {
+    ) -> Result<
+        (
+            http::Response<WasiBody>,
+            Box<dyn Future<Output = Result<(), Error>> + Send>,
+        ),
+        Error,
+    > {
         let limits = self.inner.limits;
-        let cap = |asked: Option<Duration>, ceiling: Duration| asked.map_or(ceiling, |asked| asked.min(ceiling));
-        let connect_timeout = cap(options.and_then(|o| o.connect_timeout), limits.connect_timeout);
-        let first_byte_timeout = cap(options.and_then(|o| o.first_byte_timeout), limits.first_byte_timeout);
-        let between_bytes = cap(options.and_then(|o| o.between_bytes_timeout), limits.between_bytes_timeout);
+        let cap = |asked: Option<Duration>, ceiling: Duration| {
+            asked.map_or(ceiling, |asked| asked.min(ceiling))
+        };
+        let connect_timeout = cap(
+            options.and_then(|o| o.connect_timeout),
+            limits.connect_timeout,
+        );
+        let first_byte_timeout = cap(
+            options.and_then(|o| o.first_byte_timeout),
+            limits.first_byte_timeout,
+        );
+        let between_bytes = cap(
+            options.and_then(|o| o.between_bytes_timeout),
+            limits.between_bytes_timeout,
+        );
         let deadline = tokio::time::Instant::now() + limits.total_timeout;
 
         let uri = request.uri().clone();
@@ -252,23 +297,41 @@ impl HttpPolicy {
         let Some(raw_host) = uri.host() else {
             return Err(Error::HttpRequestUriInvalid);
         };
-        let host = raw_host.trim_start_matches('[').trim_end_matches(']').trim_end_matches('.').to_ascii_lowercase();
+        let host = raw_host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .trim_end_matches('.')
+            .to_ascii_lowercase();
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
         if !self.host_allowed(&host, port) {
-            return Err(self.deny(format!("{host}:{port} is not on the plugin's HTTP allow-list")));
+            return Err(self.deny(format!(
+                "{host}:{port} is not on the plugin's HTTP allow-list"
+            )));
         }
 
         let candidates: Vec<IpAddr> = match host.parse::<IpAddr>() {
             Ok(ip) => vec![ip],
-            Err(_) => match tokio::time::timeout(connect_timeout, tokio::net::lookup_host((host.as_str(), port))).await {
+            Err(_) => match tokio::time::timeout(
+                connect_timeout,
+                tokio::net::lookup_host((host.as_str(), port)),
+            )
+            .await
+            {
                 Ok(Ok(found)) => found.map(|addr| addr.ip()).collect(),
                 Ok(Err(_)) => {
-                    return Err(Error::DnsError { rcode: Some("lookup failed".to_owned()), info_code: None });
+                    return Err(Error::DnsError {
+                        rcode: Some("lookup failed".to_owned()),
+                        info_code: None,
+                    });
                 }
                 Err(_) => return Err(Error::DnsTimeout),
             },
         };
-        let allowed: Vec<IpAddr> = candidates.iter().copied().filter(|ip| self.address_allowed(*ip)).collect();
+        let allowed: Vec<IpAddr> = candidates
+            .iter()
+            .copied()
+            .filter(|ip| self.address_allowed(*ip))
+            .collect();
         if allowed.is_empty() {
             let listed: Vec<String> = candidates.iter().map(ToString::to_string).collect();
             return Err(self.deny(format!(
@@ -284,7 +347,9 @@ impl HttpPolicy {
                     stream = Some(connected);
                     break;
                 }
-                Ok(Err(err)) => tracing::debug!(target: "rampart::http", "connect {ip}:{port}: {err}"),
+                Ok(Err(err)) => {
+                    tracing::debug!(target: "rampart::http", "connect {ip}:{port}: {err}")
+                }
                 Err(_) => return Err(Error::ConnectionTimeout),
             }
         }
@@ -303,12 +368,16 @@ impl HttpPolicy {
         } else {
             Box::new(stream)
         };
-        let (mut sender, connection) =
-            match tokio::time::timeout(connect_timeout, hyper::client::conn::http1::handshake(TokioIo::new(io))).await {
-                Ok(Ok(pair)) => pair,
-                Ok(Err(err)) => return Err(Error::from(err)),
-                Err(_) => return Err(Error::ConnectionTimeout),
-            };
+        let (mut sender, connection) = match tokio::time::timeout(
+            connect_timeout,
+            hyper::client::conn::http1::handshake(TokioIo::new(io)),
+        )
+        .await
+        {
+            Ok(Ok(pair)) => pair,
+            Ok(Err(err)) => return Err(Error::from(err)),
+            Err(_) => return Err(Error::ConnectionTimeout),
+        };
         let driver = tokio::spawn(connection);
 
         // Origin-form request target: scheme and authority stay in Host.
@@ -364,14 +433,19 @@ impl Body for CappedBody {
     type Data = Bytes;
     type Error = Error;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
         if self.deadline.as_mut().poll(cx).is_ready() {
             return Poll::Ready(Some(Err(Error::ConnectionReadTimeout)));
         }
         match Pin::new(&mut self.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 let gap = self.gap;
-                self.gap_timer.as_mut().reset(tokio::time::Instant::now() + gap);
+                self.gap_timer
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + gap);
                 if let Some(data) = frame.data_ref() {
                     let len = data.len() as u64;
                     if len > self.remaining {
@@ -404,8 +478,15 @@ impl WasiHttpHooks for HttpPolicy {
         options: Option<RequestOptions>,
         _request_errors: Box<dyn Future<Output = Result<(), Error>> + Send>,
     ) -> Box<
-        dyn Future<Output = Result<(http::Response<WasiBody>, Box<dyn Future<Output = Result<(), Error>> + Send>), Error>>
-            + Send,
+        dyn Future<
+                Output = Result<
+                    (
+                        http::Response<WasiBody>,
+                        Box<dyn Future<Output = Result<(), Error>> + Send>,
+                    ),
+                    Error,
+                >,
+            > + Send,
     > {
         let policy = self.clone();
         Box::new(policy.send(request, options))
@@ -424,7 +505,14 @@ mod tests {
 
     #[test]
     fn allow_list_matches_exact_port_and_subdomains() {
-        let p = policy(&["api.example.com", "feeds.example.org:8443", "*.intel.example"], &[]);
+        let p = policy(
+            &[
+                "api.example.com",
+                "feeds.example.org:8443",
+                "*.intel.example",
+            ],
+            &[],
+        );
         assert!(p.host_allowed("api.example.com", 443));
         assert!(p.host_allowed("api.example.com", 80));
         assert!(!p.host_allowed("api.example.com", 8080));
@@ -440,9 +528,24 @@ mod tests {
     fn internal_addresses_are_refused_in_every_form() {
         let p = policy(&[], &[]);
         for ip in [
-            "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1",
-            "0.0.0.0", "255.255.255.255", "224.0.0.1", "::1", "::", "fe80::1", "fd00::1",
-            "::ffff:127.0.0.1", "::ffff:169.254.169.254", "64:ff9b::7f00:1", "2002:7f00:1::", "::127.0.0.1",
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "255.255.255.255",
+            "224.0.0.1",
+            "::1",
+            "::",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+            "64:ff9b::7f00:1",
+            "2002:7f00:1::",
+            "::127.0.0.1",
         ] {
             let ip: IpAddr = ip.parse().unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
             assert!(!p.address_allowed(ip), "{ip} must be refused");
@@ -456,8 +559,26 @@ mod tests {
     #[test]
     fn explicit_grant_opens_only_its_range() {
         let p = policy(&[], &["127.0.0.0/8"]);
-        assert!(p.address_allowed("127.0.0.1".parse().unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))));
-        assert!(p.address_allowed("::ffff:127.0.0.1".parse().unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))));
-        assert!(!p.address_allowed("10.0.0.1".parse().unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))));
+        assert!(
+            p.address_allowed(
+                "127.0.0.1"
+                    .parse()
+                    .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+            )
+        );
+        assert!(
+            p.address_allowed(
+                "::ffff:127.0.0.1"
+                    .parse()
+                    .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+            )
+        );
+        assert!(
+            !p.address_allowed(
+                "10.0.0.1"
+                    .parse()
+                    .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+            )
+        );
     }
 }

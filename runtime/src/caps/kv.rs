@@ -51,7 +51,10 @@ fn check_value(value: &[u8]) -> Result<(), KvError> {
 impl Host for HostState {
     fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, KvError> {
         check_key(&key)?;
-        self.kv.store.kv_get(&self.kv.namespace, &key).map_err(convert)
+        self.kv
+            .store
+            .kv_get(&self.kv.namespace, &key)
+            .map_err(convert)
     }
 
     fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), KvError> {
@@ -65,10 +68,18 @@ impl Host for HostState {
 
     fn delete(&mut self, key: String) -> Result<bool, KvError> {
         check_key(&key)?;
-        self.kv.store.kv_delete(&self.kv.namespace, &key).map_err(convert)
+        self.kv
+            .store
+            .kv_delete(&self.kv.namespace, &key)
+            .map_err(convert)
     }
 
-    fn list_keys(&mut self, prefix: String, after: Option<String>, limit: u32) -> Result<Vec<String>, KvError> {
+    fn list_keys(
+        &mut self,
+        prefix: String,
+        after: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<String>, KvError> {
         check_key(&prefix)?;
         let limit = limit.min(MAX_LIST) as usize;
         self.kv
@@ -89,7 +100,13 @@ impl Host for HostState {
         }
         self.kv
             .store
-            .kv_compare_and_swap(&self.kv.namespace, &key, expected.as_deref(), new.as_deref(), self.kv.quota)
+            .kv_compare_and_swap(
+                &self.kv.namespace,
+                &key,
+                expected.as_deref(),
+                new.as_deref(),
+                self.kv.quota,
+            )
             .map_err(convert)
     }
 }

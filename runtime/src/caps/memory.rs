@@ -8,7 +8,11 @@ use crate::sandbox::state::HostState;
 impl Host for HostState {
     fn recall(&mut self, entity: Entity) -> EntityMemory {
         let host_entity: crate::model::Entity = entity.clone().into();
-        let remembered = match self.plugin.store.memory_recall(&self.plugin.tenant, &host_entity) {
+        let remembered = match self
+            .plugin
+            .store
+            .memory_recall(&self.plugin.tenant, &host_entity)
+        {
             Ok(remembered) => remembered,
             Err(err) => {
                 // A plugin cannot act on a store failure; it gets "nothing known".

@@ -32,20 +32,31 @@ pub struct Failure {
 /// Exit codes: 2 bad usage or input, 3 plugin refused at load, 4 call failed.
 impl Failure {
     pub fn usage(message: impl Into<String>) -> Self {
-        Failure { message: message.into(), code: 2 }
+        Failure {
+            message: message.into(),
+            code: 2,
+        }
     }
     pub fn load(message: impl Into<String>) -> Self {
-        Failure { message: message.into(), code: 3 }
+        Failure {
+            message: message.into(),
+            code: 3,
+        }
     }
     pub fn call(message: impl Into<String>) -> Self {
-        Failure { message: message.into(), code: 4 }
+        Failure {
+            message: message.into(),
+            code: 4,
+        }
     }
 }
 
 pub fn init_tracing(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RAMPART_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {

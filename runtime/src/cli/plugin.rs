@@ -58,17 +58,38 @@ pub enum PluginCommand {
 pub async fn run(command: PluginCommand) -> Result<(), Failure> {
     match command {
         PluginCommand::Inspect { file } => inspect(&file),
-        PluginCommand::Call { manifest, input, tenant, settings, secrets, allow_http, allow_private, intel_ipsum, dry_run } => {
-            let options = CallOptions { tenant, settings, secrets, allow_http, allow_private, intel_ipsum, dry_run };
+        PluginCommand::Call {
+            manifest,
+            input,
+            tenant,
+            settings,
+            secrets,
+            allow_http,
+            allow_private,
+            intel_ipsum,
+            dry_run,
+        } => {
+            let options = CallOptions {
+                tenant,
+                settings,
+                secrets,
+                allow_http,
+                allow_private,
+                intel_ipsum,
+                dry_run,
+            };
             call(&manifest, &input, options).await
         }
     }
 }
 
 fn inspect(file: &Path) -> Result<(), Failure> {
-    let wasm = std::fs::read(file).map_err(|err| Failure::usage(format!("cannot read {}: {err}", file.display())))?;
-    let engine = rampart::Engine::new(rampart::EngineConfig::default()).map_err(|err| Failure::load(err.to_string()))?;
-    let report = rampart::sandbox::inspect(&engine, &wasm).map_err(|err| Failure::load(format!("{}: {err}", file.display())))?;
+    let wasm = std::fs::read(file)
+        .map_err(|err| Failure::usage(format!("cannot read {}: {err}", file.display())))?;
+    let engine = rampart::Engine::new(rampart::EngineConfig::default())
+        .map_err(|err| Failure::load(err.to_string()))?;
+    let report = rampart::sandbox::inspect(&engine, &wasm)
+        .map_err(|err| Failure::load(format!("{}: {err}", file.display())))?;
     print_json(&json!(report));
     Ok(())
 }
@@ -92,14 +113,16 @@ fn key_value(flag: &str, entry: &str) -> Result<(String, String), Failure> {
 
 fn read_input(input: &str) -> Result<Value, Failure> {
     let text = match input.strip_prefix('@') {
-        Some(path) => std::fs::read_to_string(path).map_err(|err| Failure::usage(format!("cannot read {path}: {err}")))?,
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|err| Failure::usage(format!("cannot read {path}: {err}")))?,
         None => input.to_owned(),
     };
     serde_json::from_str(&text).map_err(|err| Failure::usage(format!("--input is not JSON: {err}")))
 }
 
 fn parse<T: serde::de::DeserializeOwned>(what: &str, value: Value) -> Result<T, Failure> {
-    serde_json::from_value(value).map_err(|err| Failure::usage(format!("--input is not a valid {what}: {err}")))
+    serde_json::from_value(value)
+        .map_err(|err| Failure::usage(format!("--input is not a valid {what}: {err}")))
 }
 
 async fn call(manifest: &Path, input: &str, options: CallOptions) -> Result<(), Failure> {
@@ -116,24 +139,32 @@ async fn call(manifest: &Path, input: &str, options: CallOptions) -> Result<(), 
     }
     grant.http_hosts = options.allow_http;
     for cidr in &options.allow_private {
-        grant.allow_private.push(cidr.parse().map_err(|_| Failure::usage(format!("--allow-private `{cidr}` is not a CIDR range")))?);
+        grant.allow_private.push(cidr.parse().map_err(|_| {
+            Failure::usage(format!("--allow-private `{cidr}` is not a CIDR range"))
+        })?);
     }
-    let grants = Grants { default: grant, ..Grants::default() };
+    let grants = Grants {
+        default: grant,
+        ..Grants::default()
+    };
 
     let store = Arc::new(MemoryStore::default());
     if let Some(feed) = &options.intel_ipsum {
-        let text = std::fs::read_to_string(feed).map_err(|err| Failure::usage(format!("cannot read {}: {err}", feed.display())))?;
+        let text = std::fs::read_to_string(feed)
+            .map_err(|err| Failure::usage(format!("cannot read {}: {err}", feed.display())))?;
         let indicators = rampart::feeds::parse_ipsum("ipsum", &text)
             .map_err(|err| Failure::usage(format!("{}: {err}", feed.display())))?;
         store.insert_intel(&tenant, indicators)?;
     }
-    let runtime = Runtime::new(RuntimeConfig::default(), store).map_err(|err| Failure::load(err.to_string()))?;
+    let runtime = Runtime::new(RuntimeConfig::default(), store)
+        .map_err(|err| Failure::load(err.to_string()))?;
     let plugin = runtime
         .load_file(&tenant, &grants, manifest)
         .await
         .map_err(|err| Failure::load(format!("{}: {err}", manifest.display())))?;
     let context = CallContext::default();
-    let failed = |err: rampart::PluginError| Failure::call(format!("{}: {err}", plugin.manifest().name));
+    let failed =
+        |err: rampart::PluginError| Failure::call(format!("{}: {err}", plugin.manifest().name));
     let output = match plugin.manifest().kind {
         rampart::manifest::PluginKind::Enricher => {
             let alert: Alert = parse("alert", input)?;
@@ -143,19 +174,35 @@ async fn call(manifest: &Path, input: &str, options: CallOptions) -> Result<(), 
             let (alert, enrichments): (Alert, Vec<Enrichment>) = match input.get("alert") {
                 Some(alert) => (
                     parse("alert", alert.clone())?,
-                    parse("enrichment list", input.get("enrichments").cloned().unwrap_or(json!([])))?,
+                    parse(
+                        "enrichment list",
+                        input.get("enrichments").cloned().unwrap_or(json!([])),
+                    )?,
                 ),
                 None => (parse("alert", input)?, Vec::new()),
             };
-            json!(plugin.score(&alert, &enrichments, &context).await.map_err(failed)?)
+            json!(
+                plugin
+                    .score(&alert, &enrichments, &context)
+                    .await
+                    .map_err(failed)?
+            )
         }
         rampart::manifest::PluginKind::Responder => {
             let request: ActionRequest = parse("action request", input)?;
-            json!(plugin.respond(&request, options.dry_run, &context).await.map_err(failed)?)
+            json!(
+                plugin
+                    .respond(&request, options.dry_run, &context)
+                    .await
+                    .map_err(failed)?
+            )
         }
         rampart::manifest::PluginKind::Hunt => {
             let params = input.get("params").cloned().unwrap_or(json!({}));
-            let events: Vec<Event> = parse("event list", input.get("events").cloned().unwrap_or(json!([])))?;
+            let events: Vec<Event> = parse(
+                "event list",
+                input.get("events").cloned().unwrap_or(json!([])),
+            )?;
             let mut session = plugin.open_hunt(&params).await.map_err(failed)?;
             let mut findings = Vec::new();
             let mut fuel = session.open_stats().fuel;
@@ -174,9 +221,16 @@ async fn call(manifest: &Path, input: &str, options: CallOptions) -> Result<(), 
     if let Some(stats) = output.get("stats") {
         eprintln!(
             "duration {} µs, fuel {}, peak memory {} KiB, host calls {}",
-            stats.get("duration").and_then(Value::as_u64).map_or("-".to_owned(), |v| v.to_string()),
+            stats
+                .get("duration")
+                .and_then(Value::as_u64)
+                .map_or("-".to_owned(), |v| v.to_string()),
             stats.get("fuel").and_then(Value::as_u64).unwrap_or(0),
-            stats.get("peak_memory_bytes").and_then(Value::as_u64).unwrap_or(0) / 1024,
+            stats
+                .get("peak_memory_bytes")
+                .and_then(Value::as_u64)
+                .unwrap_or(0)
+                / 1024,
             stats.get("host_calls").and_then(Value::as_u64).unwrap_or(0),
         );
     }
@@ -184,12 +238,22 @@ async fn call(manifest: &Path, input: &str, options: CallOptions) -> Result<(), 
 }
 
 trait InsertIntel {
-    fn insert_intel(&self, tenant: &TenantId, indicators: Vec<(rampart::model::Entity, rampart::model::IndicatorMatch)>) -> Result<(), Failure>;
+    fn insert_intel(
+        &self,
+        tenant: &TenantId,
+        indicators: Vec<(rampart::model::Entity, rampart::model::IndicatorMatch)>,
+    ) -> Result<(), Failure>;
 }
 
 impl InsertIntel for MemoryStore {
-    fn insert_intel(&self, tenant: &TenantId, indicators: Vec<(rampart::model::Entity, rampart::model::IndicatorMatch)>) -> Result<(), Failure> {
-        self.intel_insert(tenant, indicators).map(|_| ()).map_err(|err| Failure::usage(err.to_string()))
+    fn insert_intel(
+        &self,
+        tenant: &TenantId,
+        indicators: Vec<(rampart::model::Entity, rampart::model::IndicatorMatch)>,
+    ) -> Result<(), Failure> {
+        self.intel_insert(tenant, indicators)
+            .map(|_| ())
+            .map_err(|err| Failure::usage(err.to_string()))
     }
 }
 

@@ -49,7 +49,10 @@ impl ArtifactCache {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
         let key = format!("{digest}-{:016x}", hasher.finish());
-        Some((dir.join(format!("{key}.cwasm")), dir.join(format!("{key}.sha256"))))
+        Some((
+            dir.join(format!("{key}.cwasm")),
+            dir.join(format!("{key}.sha256")),
+        ))
     }
 
     /// Loads the verified cached artifact of `digest`, or compiles `wasm`
@@ -68,12 +71,19 @@ impl ArtifactCache {
         }
         let component = Component::new(engine, wasm)?;
         if let Err(err) = Self::store(&component, &artifact, &checksum) {
-            tracing::warn!("cannot write compiled artifact {}: {err}", artifact.display());
+            tracing::warn!(
+                "cannot write compiled artifact {}: {err}",
+                artifact.display()
+            );
         }
         Ok((component, ArtifactSource::Compiled))
     }
 
-    fn load_verified(engine: &wasmtime::Engine, artifact: &Path, checksum: &Path) -> Option<Component> {
+    fn load_verified(
+        engine: &wasmtime::Engine,
+        artifact: &Path,
+        checksum: &Path,
+    ) -> Option<Component> {
         let bytes = std::fs::read(artifact).ok()?;
         let recorded = std::fs::read_to_string(checksum).ok();
         let actual = sha256_hex(&bytes);
@@ -93,7 +103,10 @@ impl ArtifactCache {
         match unsafe { Component::deserialize(engine, &bytes) } {
             Ok(component) => Some(component),
             Err(err) => {
-                tracing::warn!("cached artifact {} rejected by wasmtime: {err}", artifact.display());
+                tracing::warn!(
+                    "cached artifact {} rejected by wasmtime: {err}",
+                    artifact.display()
+                );
                 None
             }
         }

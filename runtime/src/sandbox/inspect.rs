@@ -55,19 +55,35 @@ pub(crate) fn rampart_versions<'a>(names: impl Iterator<Item = &'a str>) -> Vec<
 
 /// The kind whose interface `exports` contains, if any.
 pub(crate) fn kind_of<'a>(exports: impl Iterator<Item = &'a str> + Clone) -> Option<PluginKind> {
-    [PluginKind::Enricher, PluginKind::Scorer, PluginKind::Responder, PluginKind::Hunt]
-        .into_iter()
-        .find(|kind| {
-            exports
-                .clone()
-                .any(|name| name.split_once('@').map_or(name, |(interface, _)| interface) == kind.export_interface())
+    [
+        PluginKind::Enricher,
+        PluginKind::Scorer,
+        PluginKind::Responder,
+        PluginKind::Hunt,
+    ]
+    .into_iter()
+    .find(|kind| {
+        exports.clone().any(|name| {
+            name.split_once('@')
+                .map_or(name, |(interface, _)| interface)
+                == kind.export_interface()
         })
+    })
 }
 
 /// Import and export names of a compiled component.
-pub(crate) fn names(engine: &wasmtime::Engine, component: &Component) -> (Vec<String>, Vec<String>) {
+pub(crate) fn names(
+    engine: &wasmtime::Engine,
+    component: &Component,
+) -> (Vec<String>, Vec<String>) {
     let ty = component.component_type();
-    let imports = ty.imports(engine).map(|(name, _)| name.to_owned()).collect();
-    let exports = ty.exports(engine).map(|(name, _)| name.to_owned()).collect();
+    let imports = ty
+        .imports(engine)
+        .map(|(name, _)| name.to_owned())
+        .collect();
+    let exports = ty
+        .exports(engine)
+        .map(|(name, _)| name.to_owned())
+        .collect();
     (imports, exports)
 }

@@ -39,13 +39,14 @@ use crate::caps::log::LogBudget;
 use crate::engine::{Engine, EngineConfig, EngineError};
 use crate::manifest::{LockedManifest, ManifestError, PluginKind};
 use crate::model::{
-    ActionRequest, ActionResult, Alert, Enrichment, Event, Finding, GuestError, OutputViolation, Score,
+    ActionRequest, ActionResult, Alert, Enrichment, Event, Finding, GuestError, OutputViolation,
+    Score,
 };
 use crate::store::{KvNamespace, Store as HostStore};
 use crate::tenant::{Capability, Grants, Limits, TenantId};
 pub use cache::ArtifactSource;
-pub use limits::CallStats;
 use limits::CallLimiter;
+pub use limits::CallStats;
 use state::{HostState, PluginIdentity};
 
 /// Runtime configuration.
@@ -85,7 +86,9 @@ pub enum LoadError {
         actual: String,
     },
     /// A core module, not a component.
-    #[error("this is a core WebAssembly module, not a component; build for wasm32-wasip2 or wrap it with `wasm-tools component new`")]
+    #[error(
+        "this is a core WebAssembly module, not a component; build for wasm32-wasip2 or wrap it with `wasm-tools component new`"
+    )]
     NotAComponent,
     /// Not WebAssembly, or truncated.
     #[error("not a WebAssembly component (bad or truncated header)")]
@@ -94,7 +97,9 @@ pub enum LoadError {
     #[error("component does not compile: {0}")]
     Compile(String),
     /// Built against a contract version this runtime does not speak.
-    #[error("component is built against rampart:plugin@{found}; this runtime speaks {speaks} (same leftmost non-zero version part required)")]
+    #[error(
+        "component is built against rampart:plugin@{found}; this runtime speaks {speaks} (same leftmost non-zero version part required)"
+    )]
     WitVersion {
         /// Version(s) the component names.
         found: String,
@@ -110,7 +115,9 @@ pub enum LoadError {
         detail: String,
     },
     /// The component imports a capability its manifest does not request.
-    #[error("component imports `{import}` (capability `{capability}`) but its manifest does not request it")]
+    #[error(
+        "component imports `{import}` (capability `{capability}`) but its manifest does not request it"
+    )]
     UndeclaredImport {
         /// The import name.
         import: String,
@@ -259,8 +266,10 @@ impl Runtime {
         let link = |err: wasmtime::Error| RuntimeError::Link(err.to_string());
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(link)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(link)?;
-        host::Host_::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |state| state)
-            .map_err(link)?;
+        host::Host_::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |state| {
+            state
+        })
+        .map_err(link)?;
         Ok(Runtime {
             inner: Arc::new(RuntimeInner {
                 engine,
@@ -285,9 +294,17 @@ impl Runtime {
 
     /// Reads a manifest file and the component it names (relative to the
     /// manifest's directory), then [`Runtime::load`]s it.
-    pub async fn load_file(&self, tenant: &TenantId, grants: &Grants, manifest_path: &Path) -> Result<Plugin, LoadError> {
+    pub async fn load_file(
+        &self,
+        tenant: &TenantId,
+        grants: &Grants,
+        manifest_path: &Path,
+    ) -> Result<Plugin, LoadError> {
         let read = |path: &Path| {
-            std::fs::read(path).map_err(|source| LoadError::Read { path: path.to_path_buf(), source })
+            std::fs::read(path).map_err(|source| LoadError::Read {
+                path: path.to_path_buf(),
+                source,
+            })
         };
         let text = String::from_utf8_lossy(&read(manifest_path)?).into_owned();
         let manifest = crate::manifest::parse(&manifest_path.display().to_string(), &text)?;
@@ -310,7 +327,10 @@ impl Runtime {
     ) -> Result<Plugin, LoadError> {
         let actual = sha256_hex(wasm);
         if actual != manifest.sha256 {
-            return Err(LoadError::DigestMismatch { expected: manifest.sha256.clone(), actual });
+            return Err(LoadError::DigestMismatch {
+                expected: manifest.sha256.clone(),
+                actual,
+            });
         }
         match inspect::shape(wasm) {
             inspect::WasmShape::Component => {}
@@ -321,28 +341,44 @@ impl Runtime {
         let engine = self.inner.engine.wasmtime();
         let (imports, exports) = inspect::names(engine, &component);
 
-        let foreign: Vec<String> = inspect::rampart_versions(imports.iter().chain(&exports).map(String::as_str))
-            .into_iter()
-            .filter(|version| {
-                semver::Version::parse(version).map_or(true, |parsed| !crate::manifest::wit_compatible(&parsed))
-            })
-            .collect();
+        let foreign: Vec<String> =
+            inspect::rampart_versions(imports.iter().chain(&exports).map(String::as_str))
+                .into_iter()
+                .filter(|version| {
+                    semver::Version::parse(version)
+                        .map_or(true, |parsed| !crate::manifest::wit_compatible(&parsed))
+                })
+                .collect();
         if !foreign.is_empty() {
-            return Err(LoadError::WitVersion { found: foreign.join(", "), speaks: crate::WIT_VERSION });
+            return Err(LoadError::WitVersion {
+                found: foreign.join(", "),
+                speaks: crate::WIT_VERSION,
+            });
         }
 
         let grant = grants.for_plugin(&manifest.name).clone();
         for import in &imports {
-            if let Some(capability) = Capability::for_import(import) {
-                if !manifest.capabilities.contains(&capability) {
-                    return Err(LoadError::UndeclaredImport { import: import.clone(), capability });
-                }
+            if let Some(capability) = Capability::for_import(import)
+                && !manifest.capabilities.contains(&capability)
+            {
+                return Err(LoadError::UndeclaredImport {
+                    import: import.clone(),
+                    capability,
+                });
             }
         }
-        let missing: Vec<Capability> =
-            manifest.capabilities.iter().copied().filter(|cap| !grant.capabilities.contains(cap)).collect();
+        let missing: Vec<Capability> = manifest
+            .capabilities
+            .iter()
+            .copied()
+            .filter(|cap| !grant.capabilities.contains(cap))
+            .collect();
         if !missing.is_empty() {
-            return Err(LoadError::NotGranted { tenant: tenant.clone(), plugin: manifest.name.clone(), missing });
+            return Err(LoadError::NotGranted {
+                tenant: tenant.clone(),
+                plugin: manifest.name.clone(),
+                missing,
+            });
         }
 
         let pre = self
@@ -350,15 +386,28 @@ impl Runtime {
             .linker
             .instantiate_pre(&component)
             .map_err(|err| LoadError::UnknownImport(format!("{err:#}")))?;
-        let wrong_world = |err: wasmtime::Error| LoadError::WrongWorld { kind: manifest.kind, detail: format!("{err:#}") };
+        let wrong_world = |err: wasmtime::Error| LoadError::WrongWorld {
+            kind: manifest.kind,
+            detail: format!("{err:#}"),
+        };
         let kind_pre = match manifest.kind {
-            PluginKind::Enricher => KindPre::Enricher(enricher::EnricherPre::new(pre).map_err(wrong_world)?),
-            PluginKind::Scorer => KindPre::Scorer(scorer::ScorerPre::new(pre).map_err(wrong_world)?),
-            PluginKind::Responder => KindPre::Responder(responder::ResponderPre::new(pre).map_err(wrong_world)?),
+            PluginKind::Enricher => {
+                KindPre::Enricher(enricher::EnricherPre::new(pre).map_err(wrong_world)?)
+            }
+            PluginKind::Scorer => {
+                KindPre::Scorer(scorer::ScorerPre::new(pre).map_err(wrong_world)?)
+            }
+            PluginKind::Responder => {
+                KindPre::Responder(responder::ResponderPre::new(pre).map_err(wrong_world)?)
+            }
             PluginKind::Hunt => KindPre::Hunt(hunt::HuntPre::new(pre).map_err(wrong_world)?),
         };
 
-        let ceilings = grant.limits.map_or(self.inner.engine.ceilings(), |granted| granted.min(self.inner.engine.ceilings()));
+        let ceilings = grant
+            .limits
+            .map_or(self.inner.engine.ceilings(), |granted| {
+                granted.min(self.inner.engine.ceilings())
+            });
         let limits = manifest.limits.min(ceilings);
         tracing::info!(tenant = %tenant, plugin = %manifest.name, digest = %actual, ?source, "plugin loaded");
         Ok(Plugin {
@@ -378,17 +427,23 @@ impl Runtime {
         })
     }
 
-    async fn compile(&self, digest: &str, wasm: Vec<u8>) -> Result<(Component, ArtifactSource), LoadError> {
-        if let Ok(compiled) = self.inner.compiled.lock() {
-            if let Some(component) = compiled.get(digest) {
-                return Ok((component.clone(), ArtifactSource::Memory));
-            }
+    async fn compile(
+        &self,
+        digest: &str,
+        wasm: Vec<u8>,
+    ) -> Result<(Component, ArtifactSource), LoadError> {
+        if let Ok(compiled) = self.inner.compiled.lock()
+            && let Some(component) = compiled.get(digest)
+        {
+            return Ok((component.clone(), ArtifactSource::Memory));
         }
         // Compiling is CPU-bound (tens of ms): keep it off the async workers.
         let inner = self.inner.clone();
         let key = digest.to_owned();
         let (component, source) = tokio::task::spawn_blocking(move || {
-            inner.cache.load_or_compile(inner.engine.wasmtime(), &key, &wasm)
+            inner
+                .cache
+                .load_or_compile(inner.engine.wasmtime(), &key, &wasm)
         })
         .await
         .map_err(|err| LoadError::Compile(err.to_string()))?
@@ -462,7 +517,11 @@ impl Plugin {
     }
 
     fn wrong_kind(&self, call: &'static str) -> PluginError {
-        PluginError::WrongKind { plugin: self.inner.manifest.name.clone(), kind: self.inner.manifest.kind, call }
+        PluginError::WrongKind {
+            plugin: self.inner.manifest.name.clone(),
+            kind: self.inner.manifest.kind,
+            call,
+        }
     }
 
     fn sandbox(&self) -> Sandbox {
@@ -480,7 +539,10 @@ impl Plugin {
             plugin: self.inner.identity.clone(),
             kv: KvAccess {
                 store: runtime.store.clone(),
-                namespace: KvNamespace { tenant: self.inner.identity.tenant.clone(), plugin: self.inner.manifest.name.clone() },
+                namespace: KvNamespace {
+                    tenant: self.inner.identity.tenant.clone(),
+                    plugin: self.inner.manifest.name.clone(),
+                },
                 quota: grant.kv_quota_bytes,
             },
             log: LogBudget::default(),
@@ -516,7 +578,12 @@ impl Plugin {
             }
             Ok(())
         });
-        Sandbox { store, started, fuel_budget: limits.fuel, limits }
+        Sandbox {
+            store,
+            started,
+            fuel_budget: limits.fuel,
+            limits,
+        }
     }
 
     /// Turns the outcome of a call into its value or a precise error.
@@ -530,7 +597,9 @@ impl Plugin {
         let state = sandbox.store.data();
         let stats = CallStats {
             duration: elapsed,
-            fuel: sandbox.fuel_budget.saturating_sub(sandbox.store.get_fuel().unwrap_or(0)),
+            fuel: sandbox
+                .fuel_budget
+                .saturating_sub(sandbox.store.get_fuel().unwrap_or(0)),
             peak_memory_bytes: state.limiter.peak_memory as u64,
             host_calls: state.host_calls,
         };
@@ -545,9 +614,13 @@ impl Plugin {
                 Some(detail) => PluginError::CapabilityDenied { detail },
                 None => PluginError::Guest(guest.into()),
             }),
-            Ok(Ok(Ok(value))) => convert(value)
-                .map(|value| Called { value, stats })
-                .map_err(|violation| PluginError::InvalidOutput { detail: violation.0 }),
+            Ok(Ok(Ok(value))) => {
+                convert(value)
+                    .map(|value| Called { value, stats })
+                    .map_err(|violation| PluginError::InvalidOutput {
+                        detail: violation.0,
+                    })
+            }
         };
         let span_result = match &result {
             Ok(_) => "ok".to_owned(),
@@ -566,19 +639,32 @@ impl Plugin {
         result
     }
 
-    fn classify_trap(&self, sandbox: &Sandbox, err: &wasmtime::Error, deadline: impl Fn() -> PluginError) -> PluginError {
+    fn classify_trap(
+        &self,
+        sandbox: &Sandbox,
+        err: &wasmtime::Error,
+        deadline: impl Fn() -> PluginError,
+    ) -> PluginError {
         let state = sandbox.store.data();
         if state.host_fuel_exhausted {
-            return PluginError::OutOfFuel { budget: sandbox.fuel_budget };
+            return PluginError::OutOfFuel {
+                budget: sandbox.fuel_budget,
+            };
         }
         if let Some(trap) = err.downcast_ref::<Trap>() {
             match trap {
                 Trap::Interrupt => return deadline(),
-                Trap::OutOfFuel => return PluginError::OutOfFuel { budget: sandbox.fuel_budget },
+                Trap::OutOfFuel => {
+                    return PluginError::OutOfFuel {
+                        budget: sandbox.fuel_budget,
+                    };
+                }
                 _ => {}
             }
             if state.limiter.memory_refused {
-                return PluginError::OutOfMemory { limit_bytes: sandbox.limits.memory_bytes };
+                return PluginError::OutOfMemory {
+                    limit_bytes: sandbox.limits.memory_bytes,
+                };
             }
             let stderr = String::from_utf8_lossy(&state.stderr.contents()).into_owned();
             // Keep what the guest said (a panic's location and message), not
@@ -593,10 +679,15 @@ impl Plugin {
                 text.truncate(text.floor_char_boundary(500));
                 text
             });
-            return PluginError::Trap { code: trap.to_string(), message };
+            return PluginError::Trap {
+                code: trap.to_string(),
+                message,
+            };
         }
         if state.limiter.memory_refused {
-            return PluginError::OutOfMemory { limit_bytes: sandbox.limits.memory_bytes };
+            return PluginError::OutOfMemory {
+                limit_bytes: sandbox.limits.memory_bytes,
+            };
         }
         if let Some(detail) = state.http.denial() {
             return PluginError::CapabilityDenied { detail };
@@ -608,20 +699,29 @@ impl Plugin {
         if text.contains("resource limit") || text.contains("instance") && text.contains("limit") {
             return PluginError::Unavailable(text);
         }
-        PluginError::Trap { code: "host error".to_owned(), message: Some(text) }
+        PluginError::Trap {
+            code: "host error".to_owned(),
+            message: Some(text),
+        }
     }
 
     fn check_output_size(&self, bytes: usize) -> Result<(), OutputViolation> {
         let max = self.inner.runtime.engine.config().max_output_bytes;
         if bytes > max {
-            return Err(OutputViolation(format!("output is {bytes} bytes, more than the {max} allowed")));
+            return Err(OutputViolation(format!(
+                "output is {bytes} bytes, more than the {max} allowed"
+            )));
         }
         Ok(())
     }
 
     /// Runs the enricher on `alert`.
     #[tracing::instrument(skip_all, fields(plugin = %self.inner.manifest.name, tenant = %self.inner.identity.tenant))]
-    pub async fn enrich(&self, alert: &Alert, _context: &CallContext) -> Result<Called<Vec<Enrichment>>, PluginError> {
+    pub async fn enrich(
+        &self,
+        alert: &Alert,
+        _context: &CallContext,
+    ) -> Result<Called<Vec<Enrichment>>, PluginError> {
         let KindPre::Enricher(pre) = &self.inner.pre else {
             return Err(self.wrong_kind("enrich"));
         };
@@ -631,18 +731,30 @@ impl Plugin {
         let store = &mut sandbox.store;
         let outcome = tokio::time::timeout(timeout, async {
             let instance = pre.instantiate_async(&mut *store).await?;
-            instance.rampart_plugin_enrich().call_enrich(&mut *store, &input).await
+            instance
+                .rampart_plugin_enrich()
+                .call_enrich(&mut *store, &input)
+                .await
         })
         .await;
         self.finish(&mut sandbox, outcome, |found: Vec<wit::Enrichment>| {
             self.check_output_size(found.iter().map(enrichment_size).sum())?;
-            found.into_iter().enumerate().map(|(index, item)| Enrichment::from_guest(index, item)).collect()
+            found
+                .into_iter()
+                .enumerate()
+                .map(|(index, item)| Enrichment::from_guest(index, item))
+                .collect()
         })
     }
 
     /// Runs the scorer on `alert` and what enrichers found.
     #[tracing::instrument(skip_all, fields(plugin = %self.inner.manifest.name, tenant = %self.inner.identity.tenant))]
-    pub async fn score(&self, alert: &Alert, enrichments: &[Enrichment], _context: &CallContext) -> Result<Called<Score>, PluginError> {
+    pub async fn score(
+        &self,
+        alert: &Alert,
+        enrichments: &[Enrichment],
+        _context: &CallContext,
+    ) -> Result<Called<Score>, PluginError> {
         let KindPre::Scorer(pre) = &self.inner.pre else {
             return Err(self.wrong_kind("score"));
         };
@@ -653,7 +765,10 @@ impl Plugin {
         let store = &mut sandbox.store;
         let outcome = tokio::time::timeout(timeout, async {
             let instance = pre.instantiate_async(&mut *store).await?;
-            instance.rampart_plugin_score().call_score(&mut *store, &input, &found).await
+            instance
+                .rampart_plugin_score()
+                .call_score(&mut *store, &input, &found)
+                .await
         })
         .await;
         self.finish(&mut sandbox, outcome, |score: wit::Score| {
@@ -664,7 +779,12 @@ impl Plugin {
 
     /// Runs the responder. With `dry_run` it must only plan.
     #[tracing::instrument(skip_all, fields(plugin = %self.inner.manifest.name, tenant = %self.inner.identity.tenant))]
-    pub async fn respond(&self, request: &ActionRequest, dry_run: bool, _context: &CallContext) -> Result<Called<ActionResult>, PluginError> {
+    pub async fn respond(
+        &self,
+        request: &ActionRequest,
+        dry_run: bool,
+        _context: &CallContext,
+    ) -> Result<Called<ActionResult>, PluginError> {
         let KindPre::Responder(pre) = &self.inner.pre else {
             return Err(self.wrong_kind("respond"));
         };
@@ -674,7 +794,10 @@ impl Plugin {
         let store = &mut sandbox.store;
         let outcome = tokio::time::timeout(timeout, async {
             let instance = pre.instantiate_async(&mut *store).await?;
-            instance.rampart_plugin_respond().call_respond(&mut *store, &input, dry_run).await
+            instance
+                .rampart_plugin_respond()
+                .call_respond(&mut *store, &input, dry_run)
+                .await
         })
         .await;
         self.finish(&mut sandbox, outcome, |result: wit::ActionResult| {
@@ -697,13 +820,23 @@ impl Plugin {
         let store = &mut sandbox.store;
         let outcome = tokio::time::timeout(timeout, async {
             let instance = pre.instantiate_async(&mut *store).await?;
-            let opened = instance.rampart_plugin_hunting().session().call_open(&mut *store, &params).await?;
+            let opened = instance
+                .rampart_plugin_hunting()
+                .session()
+                .call_open(&mut *store, &params)
+                .await?;
             Ok(opened.map(|session| (instance, session)))
         })
         .await;
         let opened = self.finish(&mut sandbox, outcome, Ok)?;
         let (instance, session) = opened.value;
-        Ok(HuntSession { plugin: self.clone(), sandbox, instance, session: Some(session), stats: opened.stats })
+        Ok(HuntSession {
+            plugin: self.clone(),
+            sandbox,
+            instance,
+            session: Some(session),
+            stats: opened.stats,
+        })
     }
 }
 
@@ -714,8 +847,18 @@ fn enrichment_size(found: &wit::Enrichment) -> usize {
 fn finding_size(finding: &wit::Finding) -> usize {
     finding.rule_id.len()
         + finding.title.len()
-        + finding.entities.iter().map(|entity| entity.value.len()).sum::<usize>()
-        + finding.techniques.iter().chain(&finding.event_ids).chain(&finding.references).map(String::len).sum::<usize>()
+        + finding
+            .entities
+            .iter()
+            .map(|entity| entity.value.len())
+            .sum::<usize>()
+        + finding
+            .techniques
+            .iter()
+            .chain(&finding.event_ids)
+            .chain(&finding.references)
+            .map(String::len)
+            .sum::<usize>()
         + finding.detail.len()
 }
 
@@ -730,7 +873,9 @@ pub struct HuntSession {
 
 impl std::fmt::Debug for HuntSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HuntSession").field("plugin", &self.plugin).finish_non_exhaustive()
+        f.debug_struct("HuntSession")
+            .field("plugin", &self.plugin)
+            .finish_non_exhaustive()
     }
 }
 
@@ -750,18 +895,25 @@ impl HuntSession {
     /// Scans one batch. After any failure the session is dead.
     pub async fn push(&mut self, events: &[Event]) -> Result<Called<Vec<Finding>>, PluginError> {
         let Some(session) = self.session else {
-            return Err(PluginError::Unavailable("hunt session already ended".to_owned()));
+            return Err(PluginError::Unavailable(
+                "hunt session already ended".to_owned(),
+            ));
         };
         self.rearm();
         let batch: Vec<wit::Event> = events.iter().map(Into::into).collect();
         let timeout = self.sandbox.limits.timeout;
         let store = &mut self.sandbox.store;
         let guest = self.instance.rampart_plugin_hunting().session();
-        let outcome = tokio::time::timeout(timeout, guest.call_push(&mut *store, session, &batch)).await;
+        let outcome =
+            tokio::time::timeout(timeout, guest.call_push(&mut *store, session, &batch)).await;
         let plugin = self.plugin.clone();
         let result = plugin.finish(&mut self.sandbox, outcome, |findings: Vec<wit::Finding>| {
             plugin.check_output_size(findings.iter().map(finding_size).sum())?;
-            findings.into_iter().enumerate().map(|(index, finding)| Finding::from_guest(index, finding)).collect()
+            findings
+                .into_iter()
+                .enumerate()
+                .map(|(index, finding)| Finding::from_guest(index, finding))
+                .collect()
         });
         if result.is_err() {
             self.session = None;
@@ -772,7 +924,9 @@ impl HuntSession {
     /// Ends the session and returns its final findings.
     pub async fn close(mut self) -> Result<Called<Vec<Finding>>, PluginError> {
         let Some(session) = self.session.take() else {
-            return Err(PluginError::Unavailable("hunt session already ended".to_owned()));
+            return Err(PluginError::Unavailable(
+                "hunt session already ended".to_owned(),
+            ));
         };
         self.rearm();
         let timeout = self.sandbox.limits.timeout;
@@ -782,7 +936,11 @@ impl HuntSession {
         let plugin = self.plugin.clone();
         plugin.finish(&mut self.sandbox, outcome, |findings: Vec<wit::Finding>| {
             plugin.check_output_size(findings.iter().map(finding_size).sum())?;
-            findings.into_iter().enumerate().map(|(index, finding)| Finding::from_guest(index, finding)).collect()
+            findings
+                .into_iter()
+                .enumerate()
+                .map(|(index, finding)| Finding::from_guest(index, finding))
+                .collect()
         })
     }
 }
@@ -794,14 +952,17 @@ pub fn inspect(engine: &Engine, wasm: &[u8]) -> Result<inspect::Inspection, Load
         inspect::WasmShape::CoreModule => return Err(LoadError::NotAComponent),
         inspect::WasmShape::NotWasm => return Err(LoadError::NotWasm),
     }
-    let component = Component::new(engine.wasmtime(), wasm).map_err(|err| LoadError::Compile(format!("{err:#}")))?;
+    let component = Component::new(engine.wasmtime(), wasm)
+        .map_err(|err| LoadError::Compile(format!("{err:#}")))?;
     let (imports, exports) = inspect::names(engine.wasmtime(), &component);
     let versions = inspect::rampart_versions(imports.iter().chain(&exports).map(String::as_str));
     Ok(inspect::Inspection {
         sha256: sha256_hex(wasm),
         size: wasm.len(),
         kind: inspect::kind_of(exports.iter().map(String::as_str)),
-        wit_package: versions.first().map(|version| format!("rampart:plugin@{version}")),
+        wit_package: versions
+            .first()
+            .map(|version| format!("rampart:plugin@{version}")),
         imports,
         exports,
     })

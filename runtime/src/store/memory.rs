@@ -15,7 +15,10 @@ struct Namespace {
 
 impl Namespace {
     fn size_after(&self, key: &str, value: Option<&[u8]>) -> u64 {
-        let old = self.entries.get(key).map_or(0, |old| (key.len() + old.len()) as u64);
+        let old = self
+            .entries
+            .get(key)
+            .map_or(0, |old| (key.len() + old.len()) as u64);
         let new = value.map_or(0, |value| (key.len() + value.len()) as u64);
         self.bytes - old + new
     }
@@ -44,13 +47,18 @@ pub struct MemoryStore {
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock cannot leave these maps half-updated in
     // a way that matters more than losing the store, so keep going.
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Normalises an entity for exact-match keys (case, trailing dot).
 fn key(tenant: &TenantId, entity: &Entity) -> (TenantId, Entity) {
     let mut value = entity.value.trim().trim_end_matches('.').to_owned();
-    if !matches!(entity.kind, crate::model::EntityKind::Url | crate::model::EntityKind::Process) {
+    if !matches!(
+        entity.kind,
+        crate::model::EntityKind::Url | crate::model::EntityKind::Process
+    ) {
         value = value.to_ascii_lowercase();
     }
     (
@@ -64,10 +72,18 @@ fn key(tenant: &TenantId, entity: &Entity) -> (TenantId, Entity) {
 
 impl Store for MemoryStore {
     fn kv_get(&self, ns: &KvNamespace, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(lock(&self.kv).get(ns).and_then(|space| space.entries.get(key).cloned()))
+        Ok(lock(&self.kv)
+            .get(ns)
+            .and_then(|space| space.entries.get(key).cloned()))
     }
 
-    fn kv_set(&self, ns: &KvNamespace, key: &str, value: &[u8], quota: u64) -> Result<(), StoreError> {
+    fn kv_set(
+        &self,
+        ns: &KvNamespace,
+        key: &str,
+        value: &[u8],
+        quota: u64,
+    ) -> Result<(), StoreError> {
         let mut kv = lock(&self.kv);
         let space = kv.entry(ns.clone()).or_default();
         if space.size_after(key, Some(value)) > quota {
@@ -133,11 +149,23 @@ impl Store for MemoryStore {
         Ok(lock(&self.kv).get(ns).map_or(0, |space| space.bytes))
     }
 
-    fn memory_recall(&self, tenant: &TenantId, entity: &Entity) -> Result<EntityMemory, StoreError> {
-        Ok(lock(&self.memory).get(&key(tenant, entity)).cloned().unwrap_or_default())
+    fn memory_recall(
+        &self,
+        tenant: &TenantId,
+        entity: &Entity,
+    ) -> Result<EntityMemory, StoreError> {
+        Ok(lock(&self.memory)
+            .get(&key(tenant, entity))
+            .cloned()
+            .unwrap_or_default())
     }
 
-    fn memory_record_sighting(&self, tenant: &TenantId, entity: &Entity, time: i64) -> Result<(), StoreError> {
+    fn memory_record_sighting(
+        &self,
+        tenant: &TenantId,
+        entity: &Entity,
+        time: i64,
+    ) -> Result<(), StoreError> {
         let mut memory = lock(&self.memory);
         let entry = memory.entry(key(tenant, entity)).or_default();
         entry.sightings = entry.sightings.saturating_add(1);
@@ -146,7 +174,12 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    fn memory_record_verdict(&self, tenant: &TenantId, entity: &Entity, verdict: PriorVerdict) -> Result<(), StoreError> {
+    fn memory_record_verdict(
+        &self,
+        tenant: &TenantId,
+        entity: &Entity,
+        verdict: PriorVerdict,
+    ) -> Result<(), StoreError> {
         let mut memory = lock(&self.memory);
         let entry = memory.entry(key(tenant, entity)).or_default();
         entry.verdicts.insert(0, verdict);
@@ -154,7 +187,12 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    fn memory_record_feedback(&self, tenant: &TenantId, entity: &Entity, feedback: Feedback) -> Result<(), StoreError> {
+    fn memory_record_feedback(
+        &self,
+        tenant: &TenantId,
+        entity: &Entity,
+        feedback: Feedback,
+    ) -> Result<(), StoreError> {
         let mut memory = lock(&self.memory);
         let entry = memory.entry(key(tenant, entity)).or_default();
         entry.feedback.insert(0, feedback);
@@ -162,19 +200,33 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    fn intel_lookup(&self, tenant: &TenantId, entity: &Entity) -> Result<Vec<IndicatorMatch>, StoreError> {
+    fn intel_lookup(
+        &self,
+        tenant: &TenantId,
+        entity: &Entity,
+    ) -> Result<Vec<IndicatorMatch>, StoreError> {
         let mut probe = entity.clone();
         if entity.kind == crate::model::EntityKind::Ip {
             probe.value = crate::feeds::strip_port(&entity.value).to_owned();
         }
-        Ok(lock(&self.intel).get(&key(tenant, &probe)).cloned().unwrap_or_default())
+        Ok(lock(&self.intel)
+            .get(&key(tenant, &probe))
+            .cloned()
+            .unwrap_or_default())
     }
 
-    fn intel_insert(&self, tenant: &TenantId, indicators: Vec<(Entity, IndicatorMatch)>) -> Result<usize, StoreError> {
+    fn intel_insert(
+        &self,
+        tenant: &TenantId,
+        indicators: Vec<(Entity, IndicatorMatch)>,
+    ) -> Result<usize, StoreError> {
         let mut intel = lock(&self.intel);
         let count = indicators.len();
         for (entity, indicator) in indicators {
-            intel.entry(key(tenant, &entity)).or_default().push(indicator);
+            intel
+                .entry(key(tenant, &entity))
+                .or_default()
+                .push(indicator);
         }
         Ok(count)
     }

