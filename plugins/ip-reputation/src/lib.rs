@@ -49,10 +49,10 @@ fn judge(ip: &Entity) -> Result<Option<Enrichment>, PluginError> {
             50u8.saturating_add(n.saturating_mul(8)).min(95),
         ),
     };
-    if let Some(best) = hits.iter().map(|hit| hit.confidence).max() {
-        if best >= confidence {
-            (verdict, confidence) = (Verdict::Malicious, best);
-        }
+    if let Some(best) = hits.iter().map(|hit| hit.confidence).max()
+        && best >= confidence
+    {
+        (verdict, confidence) = (Verdict::Malicious, best);
     }
     let mut tags = Vec::new();
     if recalled.analysts_say_harmless() {
