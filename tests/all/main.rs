@@ -6,3 +6,4 @@
 mod hostile;
 mod loading;
 mod plugins;
+mod versioning;

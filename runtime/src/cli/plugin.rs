@@ -154,7 +154,9 @@ async fn call(manifest: &Path, input: &str, options: CallOptions) -> Result<(), 
             .map_err(|err| Failure::usage(format!("cannot read {}: {err}", feed.display())))?;
         let indicators = rampart::feeds::parse_ipsum("ipsum", &text)
             .map_err(|err| Failure::usage(format!("{}: {err}", feed.display())))?;
-        store.insert_intel(&tenant, indicators)?;
+        store
+            .intel_insert(&tenant, indicators)
+            .map_err(|err| Failure::usage(err.to_string()))?;
     }
     let runtime = Runtime::new(RuntimeConfig::default(), store)
         .map_err(|err| Failure::load(err.to_string()))?;
@@ -237,29 +239,17 @@ async fn call(manifest: &Path, input: &str, options: CallOptions) -> Result<(), 
     Ok(())
 }
 
-trait InsertIntel {
-    fn insert_intel(
-        &self,
-        tenant: &TenantId,
-        indicators: Vec<(rampart::model::Entity, rampart::model::IndicatorMatch)>,
-    ) -> Result<(), Failure>;
-}
-
-impl InsertIntel for MemoryStore {
-    fn insert_intel(
-        &self,
-        tenant: &TenantId,
-        indicators: Vec<(rampart::model::Entity, rampart::model::IndicatorMatch)>,
-    ) -> Result<(), Failure> {
-        self.intel_insert(tenant, indicators)
-            .map(|_| ())
-            .map_err(|err| Failure::usage(err.to_string()))
-    }
-}
-
+/// Prints `value` to stdout. A closed pipe (`| head`) is not an error worth
+/// a panic: the reader has what it wanted.
 fn print_json(value: &Value) {
-    match serde_json::to_string_pretty(value) {
-        Ok(text) => println!("{text}"),
-        Err(err) => eprintln!("error: cannot print result: {err}"),
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let written = serde_json::to_writer_pretty(&mut stdout, value)
+        .map_err(std::io::Error::from)
+        .and_then(|()| writeln!(stdout));
+    if let Err(err) = written
+        && err.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        eprintln!("error: cannot print result: {err}");
     }
 }
