@@ -58,7 +58,7 @@ impl Default for EngineConfig {
             max_instances: 200,
             host_call_fuel: 10_000,
             max_output_bytes: 4 << 20,
-            keep_resident_bytes: 1 << 20,
+            keep_resident_bytes: 64 << 10,
             max_wasm_stack: 512 << 10,
         }
     }
@@ -73,6 +73,8 @@ impl Drop for Ticker {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(thread) = self.thread.take() {
+            // Wake it from its tick sleep so dropping an engine is immediate.
+            thread.thread().unpark();
             let _ = thread.join();
         }
     }
@@ -117,9 +119,15 @@ impl Engine {
             std::thread::Builder::new()
                 .name("rampart-epoch".to_owned())
                 .spawn(move || {
+                    let mut next = std::time::Instant::now() + tick;
                     while !stop.load(Ordering::Relaxed) {
-                        std::thread::sleep(tick);
+                        let now = std::time::Instant::now();
+                        if now < next {
+                            std::thread::park_timeout(next - now);
+                            continue;
+                        }
                         engine.increment_epoch();
+                        next = std::time::Instant::now() + tick;
                     }
                 })
                 .map_err(EngineError::Ticker)?

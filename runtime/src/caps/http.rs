@@ -192,7 +192,14 @@ pub struct HttpPolicy {
     denial: Arc<Mutex<Option<String>>>,
 }
 
+/// The TLS client configuration, built once per process (parsing the root
+/// store per call would cost more than the rest of a sandbox).
 fn tls_config() -> Arc<rustls::ClientConfig> {
+    static CONFIG: std::sync::OnceLock<Arc<rustls::ClientConfig>> = std::sync::OnceLock::new();
+    CONFIG.get_or_init(build_tls_config).clone()
+}
+
+fn build_tls_config() -> Arc<rustls::ClientConfig> {
     let roots = rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.into(),
     };
@@ -226,6 +233,15 @@ impl HttpPolicy {
                 limits,
                 tls: tls_config(),
             }),
+            denial: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// A policy with the same rules and a fresh denial record: one per call,
+    /// so the rules are parsed once per plugin load.
+    pub fn for_call(&self) -> Self {
+        HttpPolicy {
+            inner: self.inner.clone(),
             denial: Arc::new(Mutex::new(None)),
         }
     }

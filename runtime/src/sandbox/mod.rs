@@ -416,6 +416,11 @@ impl Runtime {
                 identity: Arc::new(PluginIdentity {
                     tenant: tenant.clone(),
                     name: manifest.name.clone(),
+                    http: HttpPolicy::new(
+                        &grant.http_hosts,
+                        &grant.allow_private,
+                        self.inner.http_limits,
+                    ),
                     grant,
                     store: self.inner.store.clone(),
                 }),
@@ -534,7 +539,7 @@ impl Plugin {
             wasi: crate::caps::wasi::deny_all(stderr.clone()),
             table: wasmtime::component::ResourceTable::new(),
             http_ctx: WasiHttpCtx::new(),
-            http: HttpPolicy::new(&grant.http_hosts, &grant.allow_private, runtime.http_limits),
+            http: self.inner.identity.http.for_call(),
             limiter: CallLimiter::new(limits.memory_bytes),
             plugin: self.inner.identity.clone(),
             kv: KvAccess {
