@@ -32,10 +32,12 @@
 
 mod bindings;
 pub mod caps;
+pub mod diagnostics;
 pub mod engine;
 pub mod feeds;
 pub mod manifest;
 pub mod model;
+pub mod playbook;
 pub mod sandbox;
 pub mod store;
 pub mod tenant;

@@ -92,29 +92,7 @@ impl fmt::Display for PluginKind {
     }
 }
 
-/// One problem in a manifest, with where it is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Issue {
-    /// 1-based line, if known.
-    pub line: Option<usize>,
-    /// 1-based column, if known.
-    pub column: Option<usize>,
-    /// The field, e.g. `limits.fuel`.
-    pub field: String,
-    /// What is wrong and, where possible, what would be right.
-    pub message: String,
-}
-
-impl fmt::Display for Issue {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (self.line, self.column) {
-            (Some(line), Some(column)) => {
-                write!(f, "{line}:{column}: {}: {}", self.field, self.message)
-            }
-            _ => write!(f, "{}: {}", self.field, self.message),
-        }
-    }
-}
+pub use crate::diagnostics::Issue;
 
 /// Why a manifest was refused.
 #[derive(Debug, thiserror::Error)]
@@ -125,7 +103,7 @@ pub enum ManifestError {
         /// File name or other label.
         source_name: String,
         /// The problem.
-        issue: Issue,
+        issue: Box<Issue>,
     },
     /// The manifest parsed but some values are wrong; all of them are listed.
     #[error("{source_name}: {} problem(s):\n{}", issues.len(), issues.iter().map(|issue| format!("  {issue}")).collect::<Vec<_>>().join("\n"))]
@@ -215,6 +193,7 @@ impl Collector<'_> {
             column: Some(column),
             field: field.to_owned(),
             message: message.into(),
+            hint: None,
         });
     }
 
@@ -224,6 +203,7 @@ impl Collector<'_> {
             column: None,
             field: field.to_owned(),
             message: message.into(),
+            hint: None,
         });
     }
 }
@@ -252,12 +232,13 @@ pub fn parse(source_name: &str, text: &str) -> Result<LockedManifest, ManifestEr
         });
         ManifestError::Syntax {
             source_name: source_name.to_owned(),
-            issue: Issue {
+            issue: Box::new(Issue {
                 line,
                 column,
                 field: "manifest".to_owned(),
                 message: err.message().to_owned(),
-            },
+                hint: None,
+            }),
         }
     })?;
     let mut check = Collector {

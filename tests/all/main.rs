@@ -5,5 +5,6 @@
 
 mod hostile;
 mod loading;
+mod playbooks;
 mod plugins;
 mod versioning;

@@ -1,0 +1,260 @@
+//! CEL expressions: compiled once at validation, evaluated per run.
+//!
+//! The variables are `alert` and `steps`:
+//! - `alert`: the alert as JSON, with `alert.entities` as a map from kind to
+//!   the list of values (`alert.entities.ip[0]`) and the original list as
+//!   `alert.entity_list` (`[{kind, value}]`);
+//! - `steps.<id>`: each finished step's output (see [`super::StepOutput`]).
+//!
+//! JSON integers become CEL `int`, so `steps.risk.score >= 80` compares
+//! like with like.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use cel::objects::{Key, Map};
+use cel::{Context, Program, Value};
+
+/// A compiled CEL expression with its source.
+#[derive(Clone)]
+pub struct Expr {
+    source: String,
+    program: Arc<Program>,
+}
+
+impl fmt::Debug for Expr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Expr({:?})", self.source)
+    }
+}
+
+impl PartialEq for Expr {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+    }
+}
+
+/// Why an expression could not be compiled or evaluated.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExprError {
+    /// A syntax error; `offset` is the 1-based character in the expression.
+    #[error("CEL syntax error at character {offset}: {message}")]
+    Syntax {
+        /// 1-based character offset.
+        offset: usize,
+        /// What the parser said.
+        message: String,
+    },
+    /// Evaluation failed (missing field, wrong type, ...).
+    #[error("CEL evaluation of `{source_text}` failed: {message}")]
+    Eval {
+        /// The expression.
+        source_text: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The expression gave a value of the wrong type.
+    #[error("CEL expression `{source_text}` gave {found}, expected {expected}")]
+    Type {
+        /// The expression.
+        source_text: String,
+        /// What it gave.
+        found: String,
+        /// What was needed.
+        expected: &'static str,
+    },
+}
+
+/// Longest expression accepted (the parser is recursive; keep inputs sane).
+pub const MAX_EXPR_CHARS: usize = 4_096;
+
+impl Expr {
+    /// Compiles `source`.
+    pub fn compile(source: &str) -> Result<Self, ExprError> {
+        if source.chars().count() > MAX_EXPR_CHARS {
+            return Err(ExprError::Syntax {
+                offset: MAX_EXPR_CHARS,
+                message: format!("expression longer than {MAX_EXPR_CHARS} characters"),
+            });
+        }
+        if source.trim().is_empty() {
+            return Err(ExprError::Syntax {
+                offset: 0,
+                message: "empty expression".to_owned(),
+            });
+        }
+        // The parser has been seen to panic on some inputs; a playbook must
+        // never take the process down, so contain it.
+        let compiled = std::panic::catch_unwind(|| Program::compile(source));
+        match compiled {
+            Ok(Ok(program)) => Ok(Expr {
+                source: source.to_owned(),
+                program: Arc::new(program),
+            }),
+            Ok(Err(errors)) => {
+                let first = errors.errors.first();
+                Err(ExprError::Syntax {
+                    offset: first.map_or(0, |err| usize::try_from(err.pos.1.max(0)).unwrap_or(0)),
+                    message: first.map_or_else(|| errors.to_string(), |err| err.msg.clone()),
+                })
+            }
+            Err(_) => Err(ExprError::Syntax {
+                offset: 0,
+                message: "the CEL parser could not handle this expression".to_owned(),
+            }),
+        }
+    }
+
+    /// The source text.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    fn eval(&self, variables: &Variables) -> Result<Value, ExprError> {
+        let mut context = Context::default();
+        context.add_variable_from_value("alert", variables.alert.clone());
+        context.add_variable_from_value("steps", variables.steps.clone());
+        let program = self.program.clone();
+        let context = &context;
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| program.execute(context))) {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(err)) => Err(ExprError::Eval {
+                source_text: self.source.clone(),
+                message: err.to_string(),
+            }),
+            Err(_) => Err(ExprError::Eval {
+                source_text: self.source.clone(),
+                message: "evaluation panicked".to_owned(),
+            }),
+        }
+    }
+
+    /// Evaluates to a boolean.
+    pub fn eval_bool(&self, variables: &Variables) -> Result<bool, ExprError> {
+        match self.eval(variables)? {
+            Value::Bool(value) => Ok(value),
+            other => Err(ExprError::Type {
+                source_text: self.source.clone(),
+                found: describe(&other),
+                expected: "a bool",
+            }),
+        }
+    }
+
+    /// Evaluates to JSON.
+    pub fn eval_json(&self, variables: &Variables) -> Result<serde_json::Value, ExprError> {
+        let value = self.eval(variables)?;
+        cel_to_json(&value).ok_or_else(|| ExprError::Type {
+            source_text: self.source.clone(),
+            found: describe(&value),
+            expected: "a JSON value",
+        })
+    }
+}
+
+fn describe(value: &Value) -> String {
+    match value {
+        Value::Null => "null".to_owned(),
+        Value::Bool(b) => format!("bool {b}"),
+        Value::Int(i) => format!("int {i}"),
+        Value::UInt(u) => format!("uint {u}"),
+        Value::Float(f) => format!("double {f}"),
+        Value::String(s) => format!("string {s:?}"),
+        Value::List(_) => "a list".to_owned(),
+        Value::Map(_) => "a map".to_owned(),
+        _ => "a value".to_owned(),
+    }
+}
+
+/// The variables of one evaluation.
+#[derive(Debug, Clone)]
+pub struct Variables {
+    alert: Value,
+    steps: Value,
+}
+
+impl Variables {
+    /// Variables from the alert (JSON) and step outputs (JSON object).
+    pub fn new(alert: &crate::model::Alert, steps: &serde_json::Value) -> Self {
+        let mut alert_json = serde_json::to_value(alert).unwrap_or(serde_json::Value::Null);
+        if let serde_json::Value::Object(object) = &mut alert_json {
+            let mut by_kind: serde_json::Map<String, serde_json::Value> = serde_json::Map::new();
+            for entity in &alert.entities {
+                let kind = serde_json::to_value(entity.kind)
+                    .ok()
+                    .and_then(|k| k.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                let slot = by_kind
+                    .entry(kind)
+                    .or_insert_with(|| serde_json::Value::Array(Vec::new()));
+                if let serde_json::Value::Array(values) = slot {
+                    values.push(serde_json::Value::String(entity.value.clone()));
+                }
+            }
+            if let Some(list) = object.remove("entities") {
+                object.insert("entity_list".to_owned(), list);
+            }
+            object.insert("entities".to_owned(), serde_json::Value::Object(by_kind));
+        }
+        Variables {
+            alert: json_to_cel(&alert_json),
+            steps: json_to_cel(steps),
+        }
+    }
+}
+
+/// JSON → CEL, integers as `int` where they fit.
+pub fn json_to_cel(value: &serde_json::Value) -> Value {
+    match value {
+        serde_json::Value::Null => Value::Null,
+        serde_json::Value::Bool(b) => Value::Bool(*b),
+        serde_json::Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), _, _) => Value::Int(i),
+            (None, Some(u), _) => Value::UInt(u),
+            (_, _, Some(f)) => Value::Float(f),
+            _ => Value::Null,
+        },
+        serde_json::Value::String(s) => Value::String(Arc::new(s.clone())),
+        serde_json::Value::Array(items) => {
+            Value::List(Arc::new(items.iter().map(json_to_cel).collect()))
+        }
+        serde_json::Value::Object(fields) => {
+            let map: HashMap<Key, Value> = fields
+                .iter()
+                .map(|(k, v)| (Key::String(Arc::new(k.clone())), json_to_cel(v)))
+                .collect();
+            Value::Map(Map { map: Arc::new(map) })
+        }
+    }
+}
+
+/// CEL → JSON (`None` for functions, durations and other non-JSON values).
+pub fn cel_to_json(value: &Value) -> Option<serde_json::Value> {
+    Some(match value {
+        Value::Null => serde_json::Value::Null,
+        Value::Bool(b) => serde_json::Value::Bool(*b),
+        Value::Int(i) => serde_json::Value::from(*i),
+        Value::UInt(u) => serde_json::Value::from(*u),
+        Value::Float(f) => serde_json::Number::from_f64(*f)
+            .map_or(serde_json::Value::Null, serde_json::Value::Number),
+        Value::String(s) => serde_json::Value::String(s.as_ref().clone()),
+        Value::List(items) => {
+            serde_json::Value::Array(items.iter().map(cel_to_json).collect::<Option<Vec<_>>>()?)
+        }
+        Value::Map(map) => {
+            let mut object = serde_json::Map::new();
+            for (key, value) in map.map.iter() {
+                let key = match key {
+                    Key::String(s) => s.as_ref().clone(),
+                    Key::Int(i) => i.to_string(),
+                    Key::Uint(u) => u.to_string(),
+                    Key::Bool(b) => b.to_string(),
+                };
+                object.insert(key, cel_to_json(value)?);
+            }
+            serde_json::Value::Object(object)
+        }
+        _ => return None,
+    })
+}
