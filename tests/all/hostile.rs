@@ -400,3 +400,39 @@ async fn two_looping_plugins_do_not_starve_a_good_one() {
         started.elapsed()
     );
 }
+
+#[tokio::test]
+async fn wasi_filesystem_sockets_and_environment_are_linked_but_grant_nothing() {
+    let (runtime, hostile, grants) = setup(|_| {}).await;
+    let imports = rampart::sandbox::inspect(
+        runtime.engine(),
+        &std::fs::read(rampart_e2e::plugins_dir().join("fixtures/hostile.wasm")).expect("wasm"),
+    )
+    .expect("inspect")
+    .imports;
+    for interface in [
+        "wasi:filesystem/preopens",
+        "wasi:sockets/tcp",
+        "wasi:cli/environment",
+    ] {
+        assert!(
+            imports.iter().any(|name| name.starts_with(interface)),
+            "fixture should import {interface}: {imports:?}"
+        );
+    }
+    for (attack, expect) in [
+        ("fs-read /etc/passwd", "fs denied"),
+        ("fs-read ./rampart.toml", "fs denied"),
+        ("tcp-connect 127.0.0.1:22", "net denied"),
+        ("tcp-connect 93.184.216.34:80", "net denied"),
+        ("env", "env 0 args 0"),
+    ] {
+        let found = hostile
+            .enrich(&alert(attack), &CallContext::default())
+            .await
+            .expect(attack);
+        let tag = &found.value[0].tags[0];
+        assert!(tag.starts_with(expect), "{attack}: {tag}");
+    }
+    still_works(&runtime, &hostile, &grants).await;
+}
