@@ -3,6 +3,7 @@
 //! `cargo xtask plugins`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod audit;
 mod hostile;
 mod loading;
 mod playbooks;

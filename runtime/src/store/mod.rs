@@ -3,7 +3,9 @@
 //! swapped for a shared database.
 
 mod memory;
+mod sled;
 
+pub use self::sled::{OpenError, SledStore};
 pub use memory::MemoryStore;
 
 use crate::model::{Entity, EntityMemory, Feedback, IndicatorMatch, PriorVerdict};

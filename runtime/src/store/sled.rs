@@ -1,0 +1,381 @@
+//! The embedded default [`Store`]: one sled directory.
+//!
+//! Trees: `kv` (key = tenant \0 plugin \0 key), `kv-usage` (tenant \0
+//! plugin → bytes, kept in the same transaction as every kv write, so the
+//! quota cannot drift), `memory` and `intel` (tenant \0 kind \0 value →
+//! JSON). Other modules open their own trees on the same database through
+//! [`SledStore::db`] (audit, runs, approvals).
+//!
+//! Durability: sled flushes in the background; callers that must not lose a
+//! write (an accepted alert, an audit record, an action intent) call
+//! [`SledStore::flush`] before acknowledging it.
+
+use std::path::Path;
+
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+
+use super::{KvNamespace, MEMORY_LIST_CAP, Store, StoreError};
+use crate::model::{Entity, EntityKind, EntityMemory, Feedback, IndicatorMatch, PriorVerdict};
+use crate::tenant::TenantId;
+
+/// Why the store could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// Another process holds the directory.
+    #[error(
+        "data directory {path} is in use by another rampart process (sled holds a lock on it); stop that process or talk to it over its API"
+    )]
+    InUse {
+        /// The directory.
+        path: String,
+    },
+    /// sled failed.
+    #[error("cannot open data directory {path}: {message}")]
+    Sled {
+        /// The directory.
+        path: String,
+        /// What sled said.
+        message: String,
+    },
+}
+
+/// A sled-backed store.
+#[derive(Clone)]
+pub struct SledStore {
+    db: sled::Db,
+    kv: sled::Tree,
+    kv_usage: sled::Tree,
+    memory: sled::Tree,
+    intel: sled::Tree,
+}
+
+impl std::fmt::Debug for SledStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SledStore").finish_non_exhaustive()
+    }
+}
+
+fn backend(err: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(err.to_string())
+}
+
+fn ns_prefix(ns: &KvNamespace) -> Vec<u8> {
+    let mut key = Vec::with_capacity(ns.tenant.as_str().len() + ns.plugin.len() + 2);
+    key.extend_from_slice(ns.tenant.as_str().as_bytes());
+    key.push(0);
+    key.extend_from_slice(ns.plugin.as_bytes());
+    key.push(0);
+    key
+}
+
+fn kv_key(ns: &KvNamespace, key: &str) -> Vec<u8> {
+    let mut full = ns_prefix(ns);
+    full.extend_from_slice(key.as_bytes());
+    full
+}
+
+fn entity_key(tenant: &TenantId, entity: &Entity) -> Vec<u8> {
+    let kind = serde_json::to_string(&entity.kind).unwrap_or_default();
+    let mut value = entity.value.trim().trim_end_matches('.').to_owned();
+    if !matches!(entity.kind, EntityKind::Url | EntityKind::Process) {
+        value = value.to_ascii_lowercase();
+    }
+    let mut key = Vec::new();
+    key.extend_from_slice(tenant.as_str().as_bytes());
+    key.push(0);
+    key.extend_from_slice(kind.trim_matches('"').as_bytes());
+    key.push(0);
+    key.extend_from_slice(value.as_bytes());
+    key
+}
+
+fn read_u64(bytes: Option<sled::IVec>) -> u64 {
+    bytes
+        .and_then(|b| <[u8; 8]>::try_from(b.as_ref()).ok())
+        .map_or(0, u64::from_be_bytes)
+}
+
+impl SledStore {
+    /// Opens (or creates) the store in `path`.
+    pub fn open(path: &Path) -> Result<Self, OpenError> {
+        let shown = path.display().to_string();
+        let db = sled::Config::new()
+            .path(path)
+            .open()
+            .map_err(|err| match &err {
+                sled::Error::Io(io)
+                    if io.kind() == std::io::ErrorKind::WouldBlock
+                        || io.to_string().contains("lock") =>
+                {
+                    OpenError::InUse {
+                        path: shown.clone(),
+                    }
+                }
+                other => OpenError::Sled {
+                    path: shown.clone(),
+                    message: other.to_string(),
+                },
+            })?;
+        Self::from_db(db).map_err(|err| OpenError::Sled {
+            path: shown,
+            message: err.to_string(),
+        })
+    }
+
+    /// A store in a temporary directory that sled deletes on drop.
+    pub fn temporary() -> Result<Self, OpenError> {
+        let db = sled::Config::new()
+            .temporary(true)
+            .open()
+            .map_err(|err| OpenError::Sled {
+                path: "(temporary)".to_owned(),
+                message: err.to_string(),
+            })?;
+        Self::from_db(db).map_err(|err| OpenError::Sled {
+            path: "(temporary)".to_owned(),
+            message: err.to_string(),
+        })
+    }
+
+    fn from_db(db: sled::Db) -> sled::Result<Self> {
+        Ok(SledStore {
+            kv: db.open_tree("kv")?,
+            kv_usage: db.open_tree("kv-usage")?,
+            memory: db.open_tree("memory")?,
+            intel: db.open_tree("intel")?,
+            db,
+        })
+    }
+
+    /// The database, for modules that keep their own trees.
+    pub fn db(&self) -> &sled::Db {
+        &self.db
+    }
+
+    /// Waits until every write so far is on disk.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush().map(|_| ()).map_err(backend)
+    }
+
+    fn write_kv(
+        &self,
+        ns: &KvNamespace,
+        key: &str,
+        expected: Option<Option<&[u8]>>,
+        new: Option<&[u8]>,
+        quota: u64,
+    ) -> Result<bool, StoreError> {
+        let full = kv_key(ns, key);
+        let usage_key = ns_prefix(ns);
+        let result = (&self.kv, &self.kv_usage).transaction(|(kv, usage)| {
+            let current = kv.get(&full)?;
+            if let Some(expected) = expected {
+                if current.as_deref() != expected {
+                    return Ok(false);
+                }
+            }
+            let used = read_u64(usage.get(&usage_key)?);
+            let old = current.as_ref().map_or(0, |v| (key.len() + v.len()) as u64);
+            let added = new.map_or(0, |v| (key.len() + v.len()) as u64);
+            let after = used - old.min(used) + added;
+            if new.is_some() && after > quota {
+                return Err(ConflictableTransactionError::Abort(
+                    StoreError::QuotaExceeded { quota },
+                ));
+            }
+            match new {
+                Some(value) => {
+                    kv.insert(full.as_slice(), value)?;
+                }
+                None => {
+                    kv.remove(full.as_slice())?;
+                }
+            }
+            usage.insert(usage_key.as_slice(), &after.to_be_bytes())?;
+            Ok(true)
+        });
+        match result {
+            Ok(done) => Ok(done),
+            Err(TransactionError::Abort(err)) => Err(err),
+            Err(TransactionError::Storage(err)) => Err(backend(err)),
+        }
+    }
+
+    fn update_memory(
+        &self,
+        tenant: &TenantId,
+        entity: &Entity,
+        edit: impl Fn(&mut EntityMemory),
+    ) -> Result<(), StoreError> {
+        let key = entity_key(tenant, entity);
+        self.memory
+            .update_and_fetch(&key, |old| {
+                let mut memory: EntityMemory = old
+                    .and_then(|b| serde_json::from_slice(b).ok())
+                    .unwrap_or_default();
+                edit(&mut memory);
+                serde_json::to_vec(&memory).ok()
+            })
+            .map(|_| ())
+            .map_err(backend)
+    }
+}
+
+impl Store for SledStore {
+    fn kv_get(&self, ns: &KvNamespace, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .kv
+            .get(kv_key(ns, key))
+            .map_err(backend)?
+            .map(|v| v.to_vec()))
+    }
+
+    fn kv_set(
+        &self,
+        ns: &KvNamespace,
+        key: &str,
+        value: &[u8],
+        quota: u64,
+    ) -> Result<(), StoreError> {
+        self.write_kv(ns, key, None, Some(value), quota).map(|_| ())
+    }
+
+    fn kv_delete(&self, ns: &KvNamespace, key: &str) -> Result<bool, StoreError> {
+        let existed = self.kv.contains_key(kv_key(ns, key)).map_err(backend)?;
+        if existed {
+            self.write_kv(ns, key, None, None, u64::MAX)?;
+        }
+        Ok(existed)
+    }
+
+    fn kv_list(
+        &self,
+        ns: &KvNamespace,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let base = ns_prefix(ns);
+        let mut out = Vec::new();
+        for entry in self.kv.scan_prefix(kv_key(ns, prefix)) {
+            let (key, _) = entry.map_err(backend)?;
+            let name = String::from_utf8_lossy(&key[base.len()..]).into_owned();
+            if after.is_some_and(|after| name.as_str() <= after) {
+                continue;
+            }
+            out.push(name);
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    fn kv_compare_and_swap(
+        &self,
+        ns: &KvNamespace,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+        quota: u64,
+    ) -> Result<bool, StoreError> {
+        self.write_kv(ns, key, Some(expected), new, quota)
+    }
+
+    fn kv_usage(&self, ns: &KvNamespace) -> Result<u64, StoreError> {
+        Ok(read_u64(self.kv_usage.get(ns_prefix(ns)).map_err(backend)?))
+    }
+
+    fn memory_recall(
+        &self,
+        tenant: &TenantId,
+        entity: &Entity,
+    ) -> Result<EntityMemory, StoreError> {
+        let found = self
+            .memory
+            .get(entity_key(tenant, entity))
+            .map_err(backend)?;
+        Ok(found
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default())
+    }
+
+    fn memory_record_sighting(
+        &self,
+        tenant: &TenantId,
+        entity: &Entity,
+        time: i64,
+    ) -> Result<(), StoreError> {
+        self.update_memory(tenant, entity, |memory| {
+            memory.sightings = memory.sightings.saturating_add(1);
+            memory.first_seen = Some(memory.first_seen.map_or(time, |first| first.min(time)));
+            memory.last_seen = Some(memory.last_seen.map_or(time, |last| last.max(time)));
+        })
+    }
+
+    fn memory_record_verdict(
+        &self,
+        tenant: &TenantId,
+        entity: &Entity,
+        verdict: PriorVerdict,
+    ) -> Result<(), StoreError> {
+        self.update_memory(tenant, entity, |memory| {
+            memory.verdicts.insert(0, verdict.clone());
+            memory.verdicts.truncate(MEMORY_LIST_CAP);
+        })
+    }
+
+    fn memory_record_feedback(
+        &self,
+        tenant: &TenantId,
+        entity: &Entity,
+        feedback: Feedback,
+    ) -> Result<(), StoreError> {
+        self.update_memory(tenant, entity, |memory| {
+            memory.feedback.insert(0, feedback.clone());
+            memory.feedback.truncate(MEMORY_LIST_CAP);
+        })
+    }
+
+    fn intel_lookup(
+        &self,
+        tenant: &TenantId,
+        entity: &Entity,
+    ) -> Result<Vec<IndicatorMatch>, StoreError> {
+        let mut probe = entity.clone();
+        if entity.kind == EntityKind::Ip {
+            probe.value = crate::feeds::strip_port(&entity.value).to_owned();
+        }
+        let found = self
+            .intel
+            .get(entity_key(tenant, &probe))
+            .map_err(backend)?;
+        Ok(found
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default())
+    }
+
+    fn intel_insert(
+        &self,
+        tenant: &TenantId,
+        indicators: Vec<(Entity, IndicatorMatch)>,
+    ) -> Result<usize, StoreError> {
+        let count = indicators.len();
+        for (entity, indicator) in indicators {
+            self.intel
+                .update_and_fetch(entity_key(tenant, &entity), |old| {
+                    let mut list: Vec<IndicatorMatch> = old
+                        .and_then(|b| serde_json::from_slice(b).ok())
+                        .unwrap_or_default();
+                    list.retain(|existing| {
+                        existing.feed != indicator.feed || existing.indicator != indicator.indicator
+                    });
+                    list.push(indicator.clone());
+                    serde_json::to_vec(&list).ok()
+                })
+                .map_err(backend)?;
+        }
+        Ok(count)
+    }
+}
