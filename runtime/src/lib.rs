@@ -35,6 +35,7 @@ mod bindings;
 pub mod caps;
 pub mod diagnostics;
 pub mod engine;
+pub mod executor;
 pub mod feeds;
 pub mod manifest;
 pub mod model;

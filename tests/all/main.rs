@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod audit;
+mod executor;
 mod hostile;
 mod loading;
 mod playbooks;

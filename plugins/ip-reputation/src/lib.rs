@@ -19,7 +19,11 @@ struct IpReputation;
 
 impl Enricher for IpReputation {
     fn enrich(alert: Alert) -> Result<Vec<Enrichment>, PluginError> {
-        refresh_feed()?;
+        // A feed outage (or a dry run, which has no network) must not stop
+        // enrichment from intel and memory; say so and go on.
+        if let Err(err) = refresh_feed() {
+            log::warn(&format!("ipsum feed not refreshed: {}", err.message));
+        }
         let mut found = Vec::new();
         for ip in alert.entities_of(EntityKind::Ip) {
             if let Some(enrichment) = judge(ip)? {

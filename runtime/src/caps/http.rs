@@ -237,6 +237,11 @@ impl HttpPolicy {
         }
     }
 
+    /// A policy that refuses every request (dry runs and replays).
+    pub fn deny_all(limits: HttpLimits) -> Self {
+        Self::new(&[], &[], limits)
+    }
+
     /// A policy with the same rules and a fresh denial record: one per call,
     /// so the rules are parsed once per plugin load.
     pub fn for_call(&self) -> Self {

@@ -163,6 +163,9 @@ pub struct Guard {
     pub approvers: u32,
     /// How long an approval may wait before it is denied.
     pub approval_timeout: Duration,
+    /// The step acts on outside targets (an attacker's IP on a block list):
+    /// the inventory rule then requires the target *not* to be ours.
+    pub external_target: bool,
 }
 
 impl Default for Guard {
@@ -171,6 +174,7 @@ impl Default for Guard {
             min_confidence: 90,
             approvers: 1,
             approval_timeout: DEFAULT_APPROVAL_TIMEOUT,
+            external_target: false,
         }
     }
 }
@@ -336,6 +340,8 @@ struct RawGuard {
     approvers: Option<Spanned<u32>>,
     #[serde(default)]
     approval_timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    external_target: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -779,6 +785,7 @@ pub fn parse(
                 }
                 guard.approvers = approvers.value.clamp(1, 10);
             }
+            guard.external_target = raw_guard.value.external_target.unwrap_or(false);
             if let Some(timeout) = &raw_guard.value.approval_timeout
                 && let Some(duration) = check.duration(timeout, &field("guard.approval_timeout"))
             {

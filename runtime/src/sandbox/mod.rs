@@ -218,6 +218,11 @@ pub struct CallContext {
     pub run_id: Option<String>,
     /// The step, if any.
     pub step_id: Option<String>,
+    /// Dry run / replay: the plugin gets a throwaway kv and no outbound
+    /// HTTP, so an untrusted plugin cannot act even if it ignores `dry_run`.
+    pub dry_run: bool,
+    /// A tighter deadline than the plugin's own (a playbook step's timeout).
+    pub timeout: Option<Duration>,
 }
 
 struct RuntimeInner {
@@ -529,9 +534,12 @@ impl Plugin {
         }
     }
 
-    fn sandbox(&self) -> Sandbox {
+    fn sandbox(&self, context: &CallContext) -> Sandbox {
         let runtime = &self.inner.runtime;
-        let limits = self.inner.limits;
+        let mut limits = self.inner.limits;
+        if let Some(timeout) = context.timeout {
+            limits.timeout = limits.timeout.min(timeout);
+        }
         let grant = &self.inner.identity.grant;
         let stderr = MemoryOutputPipe::new(crate::caps::wasi::STDERR_CAPACITY);
         let started = Instant::now();
@@ -539,11 +547,19 @@ impl Plugin {
             wasi: crate::caps::wasi::deny_all(stderr.clone()),
             table: wasmtime::component::ResourceTable::new(),
             http_ctx: WasiHttpCtx::new(),
-            http: self.inner.identity.http.for_call(),
+            http: if context.dry_run {
+                HttpPolicy::deny_all(runtime.http_limits)
+            } else {
+                self.inner.identity.http.for_call()
+            },
             limiter: CallLimiter::new(limits.memory_bytes),
             plugin: self.inner.identity.clone(),
             kv: KvAccess {
-                store: runtime.store.clone(),
+                store: if context.dry_run {
+                    Arc::new(crate::store::MemoryStore::default())
+                } else {
+                    runtime.store.clone()
+                },
                 namespace: KvNamespace {
                     tenant: self.inner.identity.tenant.clone(),
                     plugin: self.inner.manifest.name.clone(),
@@ -725,13 +741,13 @@ impl Plugin {
     pub async fn enrich(
         &self,
         alert: &Alert,
-        _context: &CallContext,
+        context: &CallContext,
     ) -> Result<Called<Vec<Enrichment>>, PluginError> {
         let KindPre::Enricher(pre) = &self.inner.pre else {
             return Err(self.wrong_kind("enrich"));
         };
         let input = wit::Alert::from(alert);
-        let mut sandbox = self.sandbox();
+        let mut sandbox = self.sandbox(context);
         let timeout = sandbox.limits.timeout;
         let store = &mut sandbox.store;
         let outcome = tokio::time::timeout(timeout, async {
@@ -758,14 +774,14 @@ impl Plugin {
         &self,
         alert: &Alert,
         enrichments: &[Enrichment],
-        _context: &CallContext,
+        context: &CallContext,
     ) -> Result<Called<Score>, PluginError> {
         let KindPre::Scorer(pre) = &self.inner.pre else {
             return Err(self.wrong_kind("score"));
         };
         let input = wit::Alert::from(alert);
         let found: Vec<wit::Enrichment> = enrichments.iter().map(Into::into).collect();
-        let mut sandbox = self.sandbox();
+        let mut sandbox = self.sandbox(context);
         let timeout = sandbox.limits.timeout;
         let store = &mut sandbox.store;
         let outcome = tokio::time::timeout(timeout, async {
@@ -788,13 +804,13 @@ impl Plugin {
         &self,
         request: &ActionRequest,
         dry_run: bool,
-        _context: &CallContext,
+        context: &CallContext,
     ) -> Result<Called<ActionResult>, PluginError> {
         let KindPre::Responder(pre) = &self.inner.pre else {
             return Err(self.wrong_kind("respond"));
         };
         let input = wit::ActionRequest::from(request);
-        let mut sandbox = self.sandbox();
+        let mut sandbox = self.sandbox(context);
         let timeout = sandbox.limits.timeout;
         let store = &mut sandbox.store;
         let outcome = tokio::time::timeout(timeout, async {
@@ -816,11 +832,20 @@ impl Plugin {
     /// fuel budget and deadline afresh.
     #[tracing::instrument(skip_all, fields(plugin = %self.inner.manifest.name, tenant = %self.inner.identity.tenant))]
     pub async fn open_hunt(&self, params: &serde_json::Value) -> Result<HuntSession, PluginError> {
+        self.open_hunt_with(params, &CallContext::default()).await
+    }
+
+    /// [`Plugin::open_hunt`] with a call context (dry run, tighter deadline).
+    pub async fn open_hunt_with(
+        &self,
+        params: &serde_json::Value,
+        context: &CallContext,
+    ) -> Result<HuntSession, PluginError> {
         let KindPre::Hunt(pre) = &self.inner.pre else {
             return Err(self.wrong_kind("open_hunt"));
         };
         let params = params.to_string();
-        let mut sandbox = self.sandbox();
+        let mut sandbox = self.sandbox(context);
         let timeout = sandbox.limits.timeout;
         let store = &mut sandbox.store;
         let outcome = tokio::time::timeout(timeout, async {

@@ -1,0 +1,265 @@
+//! Guardrails: whether a responder action may run without a human.
+//!
+//! An action executes automatically only when every rule holds:
+//! 1. the target is not protected (exact name, CIDR, or `tag:` of an
+//!    inventory asset, after normalising case, trailing dots, short name vs
+//!    FQDN and IP forms) — a protected target is **refused**, not queued;
+//! 2. the playbook is autonomous (supervised: always ask);
+//! 3. the deciding score's confidence is at or above the step's
+//!    `min_confidence` (no score means confidence 0);
+//! 4. the target is known to the tenant's asset inventory — host data, never
+//!    a plugin's output. For steps marked `external_target` (blocking an
+//!    attacker's IP) the rule is reversed: the target must *not* be one of
+//!    ours;
+//! 5. the tenant's rate limit for the action kind has room (a sliding window
+//!    persisted in the store; unconfigured actions get
+//!    [`DEFAULT_RATE_LIMIT`]);
+//! 6. the run's blast radius (distinct targets acted on) is within
+//!    `max_targets_per_run` (default [`DEFAULT_MAX_TARGETS`]).
+//!
+//! Otherwise the action waits for approval. All failing rules are reported,
+//! not just the first, and the decision goes to the audit log.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Entity, EntityKind};
+use crate::playbook::{Mode, Playbook, RateLimit, Step};
+
+/// Rate limit for action kinds a playbook does not configure: conservative.
+pub const DEFAULT_RATE_LIMIT: RateLimit = RateLimit {
+    count: 10,
+    per: Duration::from_secs(3600),
+};
+/// Blast radius when a playbook does not set one.
+pub const DEFAULT_MAX_TARGETS: u32 = 5;
+
+/// One asset the tenant owns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Asset {
+    /// Host name (FQDN preferred).
+    pub name: String,
+    /// Its addresses.
+    #[serde(default)]
+    pub ips: Vec<IpAddr>,
+    /// Tags (`crown-jewel`, `domain-controller`).
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+/// The tenant's asset inventory.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct AssetInventory {
+    /// The assets.
+    pub assets: Vec<Asset>,
+}
+
+/// Normalises a host name: lower case, no trailing dot.
+fn normal(name: &str) -> String {
+    name.trim().trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// Whether two host names name the same host (`dc01` ~ `dc01.corp.example`).
+fn same_host(a: &str, b: &str) -> bool {
+    let (a, b) = (normal(a), normal(b));
+    if a == b {
+        return true;
+    }
+    let short = |name: &str| name.split('.').next().unwrap_or("").to_owned();
+    (!a.contains('.') || !b.contains('.')) && short(&a) == short(&b) && !short(&a).is_empty()
+}
+
+fn parse_ip(value: &str) -> Option<IpAddr> {
+    let value = crate::feeds::strip_port(value.trim());
+    value.parse::<IpAddr>().ok().map(|ip| match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    })
+}
+
+impl AssetInventory {
+    /// The inventory asset `target` names, if any.
+    pub fn find(&self, target: &Entity) -> Option<&Asset> {
+        match target.kind {
+            EntityKind::Ip => {
+                let ip = parse_ip(&target.value)?;
+                self.assets.iter().find(|asset| asset.ips.contains(&ip))
+            }
+            EntityKind::Hostname | EntityKind::Domain => {
+                if let Some(ip) = parse_ip(&target.value) {
+                    return self.assets.iter().find(|asset| asset.ips.contains(&ip));
+                }
+                self.assets
+                    .iter()
+                    .find(|asset| same_host(&asset.name, &target.value))
+            }
+            _ => self
+                .assets
+                .iter()
+                .find(|asset| normal(&asset.name) == normal(&target.value)),
+        }
+    }
+}
+
+/// What the guardrails decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Act now.
+    Execute,
+    /// Ask a human.
+    NeedsApproval,
+    /// Never act on this target automatically, approval or not.
+    Refuse,
+}
+
+/// A decision with every reason behind it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    /// The outcome.
+    pub verdict: Verdict,
+    /// Why (every rule that did not hold, or "all guardrails passed").
+    pub reasons: Vec<String>,
+    /// The confidence used.
+    pub confidence: u8,
+}
+
+/// What the rules need to know about the moment of decision.
+#[derive(Debug, Clone, Copy)]
+pub struct Situation {
+    /// The deciding confidence (`None` = no score).
+    pub confidence: Option<u8>,
+    /// Actions of this kind in the rate window so far.
+    pub recent_actions: u32,
+    /// Distinct targets this run already acted on (excluding this one).
+    pub run_targets: u32,
+    /// Whether this target was already acted on in this run.
+    pub target_already_counted: bool,
+}
+
+/// Whether `target` is protected by `entries` (names, CIDRs, `tag:`).
+pub fn protected_by(
+    entries: &[String],
+    target: &Entity,
+    inventory: &AssetInventory,
+) -> Option<String> {
+    let asset = inventory.find(target);
+    let ip = parse_ip(&target.value);
+    for entry in entries {
+        if let Some(tag) = entry.strip_prefix("tag:") {
+            if asset.is_some_and(|asset| asset.tags.iter().any(|t| t.eq_ignore_ascii_case(tag))) {
+                return Some(format!("target is tagged `{tag}` in the asset inventory"));
+            }
+        } else if let Ok(net) = entry.parse::<ipnet::IpNet>() {
+            let ips: Vec<IpAddr> = ip
+                .into_iter()
+                .chain(asset.map(|a| a.ips.clone()).unwrap_or_default())
+                .collect();
+            if ips.iter().any(|ip| net.contains(ip)) {
+                return Some(format!("target address is in protected range {entry}"));
+            }
+        } else if let Some(entry_ip) = parse_ip(entry) {
+            let ips: Vec<IpAddr> = ip
+                .into_iter()
+                .chain(asset.map(|a| a.ips.clone()).unwrap_or_default())
+                .collect();
+            if ips.contains(&entry_ip) {
+                return Some(format!("target is protected address {entry}"));
+            }
+        } else {
+            let named = same_host(entry, &target.value)
+                || asset.is_some_and(|asset| same_host(entry, &asset.name));
+            if named {
+                return Some(format!("target is protected asset `{entry}`"));
+            }
+        }
+    }
+    None
+}
+
+/// Decides one action.
+pub fn decide(
+    playbook: &Playbook,
+    step: &Step,
+    target: &Entity,
+    inventory: &AssetInventory,
+    situation: Situation,
+) -> Decision {
+    let confidence = situation.confidence.unwrap_or(0);
+    if let Some(reason) = protected_by(&playbook.guardrails.protected_assets, target, inventory) {
+        return Decision {
+            verdict: Verdict::Refuse,
+            reasons: vec![format!("protected: {reason}")],
+            confidence,
+        };
+    }
+    let mut reasons = Vec::new();
+    match playbook.mode {
+        Mode::Supervised => {
+            reasons.push("supervised playbook: every action needs approval".to_owned())
+        }
+        Mode::Autonomous | Mode::DryRun => {}
+    }
+    if confidence < step.guard.min_confidence {
+        reasons.push(match situation.confidence {
+            Some(c) => format!(
+                "confidence {c} is below the step's minimum {}",
+                step.guard.min_confidence
+            ),
+            None => format!(
+                "no score: confidence 0 is below the step's minimum {}",
+                step.guard.min_confidence
+            ),
+        });
+    }
+    let known = inventory.find(target).is_some();
+    if step.guard.external_target {
+        if known {
+            reasons.push(
+                "the target is one of our own assets, but the step acts on external targets"
+                    .to_owned(),
+            );
+        }
+    } else if !known {
+        reasons.push("the target is not in the tenant's asset inventory".to_owned());
+    }
+    let limit = playbook
+        .guardrails
+        .rate_limits
+        .get(&step.action)
+        .copied()
+        .unwrap_or(DEFAULT_RATE_LIMIT);
+    if situation.recent_actions >= limit.count {
+        reasons.push(format!(
+            "rate limit for `{}` reached: {} in the last {}",
+            step.action,
+            situation.recent_actions,
+            humantime::format_duration(limit.per)
+        ));
+    }
+    let max_targets = playbook
+        .guardrails
+        .max_targets_per_run
+        .unwrap_or(DEFAULT_MAX_TARGETS);
+    if !situation.target_already_counted && situation.run_targets >= max_targets {
+        reasons.push(format!(
+            "blast radius: the run already acted on {} target(s), the limit is {max_targets}",
+            situation.run_targets
+        ));
+    }
+    if reasons.is_empty() {
+        Decision {
+            verdict: Verdict::Execute,
+            reasons: vec!["all guardrails passed".to_owned()],
+            confidence,
+        }
+    } else {
+        Decision {
+            verdict: Verdict::NeedsApproval,
+            reasons,
+            confidence,
+        }
+    }
+}

@@ -1,0 +1,1837 @@
+//! The playbook executor: alert → matching playbooks → runs → steps →
+//! plugin calls → guardrail decisions → actions → audit.
+//!
+//! A run is a persisted state machine. Steps run as a DAG: every step whose
+//! `needs` are done starts, independent steps concurrently; each finished
+//! step is committed (written and flushed) before steps that depend on it
+//! start. Responder actions are idempotent across crashes: an intent record
+//! is flushed before the plugin is called with the idempotency key, the
+//! result after. On restart ([`Executor::resume`]) a step found `running`
+//! is redone, except a responder whose intent has no result: it is
+//! reconciled by calling the plugin again with the same key (an "already in
+//! that state" answer counts as success); if that fails the outcome is
+//! unknown and the action goes to a human instead of being retried blindly.
+//!
+//! Guarantees (sled, one data directory):
+//! - an alert is *accepted* once its record is flushed; only then does
+//!   [`Executor::ingest`] return, so `kill -9` after that loses nothing;
+//! - audit records are flushed with the step that wrote them;
+//! - a responder action with the same idempotency key is executed at most
+//!   once by a plugin that honours the key (our intent record prevents a
+//!   second call except for reconciliation, which the key makes safe).
+
+pub mod approvals;
+pub mod guardrails;
+pub mod run;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::audit::{AuditError, AuditKey, AuditKind, AuditLog};
+use crate::manifest::PluginKind;
+use crate::model::{
+    ActionOutcome, ActionRequest, Alert, Enrichment, Entity, EntityKind, GuestError, PriorVerdict,
+    Verdict as EntityVerdict,
+};
+use crate::playbook::{
+    self, Expr, Mode, OnError, Playbook, PlaybookError, Step, StepKind, Variables,
+};
+use crate::sandbox::{
+    CallContext, LoadError, Plugin, PluginError, Runtime, RuntimeConfig, RuntimeError,
+};
+use crate::store::{SledStore, Store, StoreError};
+use crate::tenant::{Grants, TenantId};
+use approvals::{Approval, ApprovalError, ApprovalStatus, Approvals};
+use guardrails::{AssetInventory, Situation, Verdict};
+use run::{Run, RunStatus, StepState, StepStatus};
+
+/// Why an executor operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecutorError {
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(String),
+    /// The audit log failed.
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+    /// A plugin could not be loaded.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// A playbook is invalid.
+    #[error(transparent)]
+    Playbook(#[from] PlaybookError),
+    /// The runtime could not start.
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    /// An approval operation was refused.
+    #[error(transparent)]
+    Approval(#[from] ApprovalError),
+    /// The same alert id arrived with a different body.
+    #[error("alert `{id}` was already received with a different body")]
+    AlertConflict {
+        /// The alert id.
+        id: String,
+    },
+    /// No such run (for this tenant).
+    #[error("no run {0}")]
+    RunNotFound(String),
+    /// No such playbook.
+    #[error("no playbook {0}")]
+    PlaybookNotFound(String),
+}
+
+fn store_err(err: impl std::fmt::Display) -> ExecutorError {
+    ExecutorError::Store(err.to_string())
+}
+
+impl From<StoreError> for ExecutorError {
+    fn from(err: StoreError) -> Self {
+        ExecutorError::Store(err.to_string())
+    }
+}
+
+impl From<sled::Error> for ExecutorError {
+    fn from(err: sled::Error) -> Self {
+        ExecutorError::Store(err.to_string())
+    }
+}
+
+/// Unix milliseconds now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn random_id(prefix: &str) -> String {
+    let mut bytes = [0u8; 6];
+    let _ = getrandom::fill(&mut bytes);
+    format!("{prefix}-{:011x}-{}", now_ms(), hex::encode(bytes))
+}
+
+fn key(parts: &[&str]) -> Vec<u8> {
+    parts.join("\u{0}").into_bytes()
+}
+
+#[derive(Clone)]
+struct Loaded {
+    plugin: Plugin,
+    digest: String,
+}
+
+struct Inner {
+    runtime: Runtime,
+    store: SledStore,
+    audit: AuditLog,
+    approvals: Approvals,
+    runs: sled::Tree,
+    intents: sled::Tree,
+    rates: sled::Tree,
+    dedup: sled::Tree,
+    alerts: sled::Tree,
+    sources: sled::Tree,
+    plugins: RwLock<HashMap<String, Loaded>>,
+    current: RwLock<HashMap<(TenantId, String), String>>,
+    playbooks: RwLock<HashMap<(TenantId, String), Arc<Playbook>>>,
+    inventory: RwLock<HashMap<TenantId, AssetInventory>>,
+    grants: RwLock<HashMap<TenantId, Grants>>,
+}
+
+/// Runs playbooks for many tenants over one store and audit log.
+#[derive(Clone)]
+pub struct Executor {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Executor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Executor").finish_non_exhaustive()
+    }
+}
+
+/// What ingesting one alert did.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Ingested {
+    /// Runs started (or, for a repeated alert, the runs it started before).
+    pub runs: Vec<String>,
+    /// Runs the alert was folded into by dedup.
+    pub folded_into: Vec<String>,
+    /// Whether the alert had been received before (same id, same body).
+    pub duplicate: bool,
+}
+
+/// Result of one step's work, before it is applied to the run.
+struct StepResult {
+    id: String,
+    state: StepState,
+    audit: Vec<(AuditKind, Value)>,
+    approval: Option<Approval>,
+    acted: Option<String>,
+    scored: bool,
+}
+
+fn write_lock<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn read_lock<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Executor {
+    /// Opens an executor over `store`, signing audit checkpoints with `key`.
+    /// Approvals whose time ran out while the process was down are denied now.
+    pub fn new(
+        config: RuntimeConfig,
+        store: SledStore,
+        key: AuditKey,
+    ) -> Result<Self, ExecutorError> {
+        let runtime = Runtime::new(config, Arc::new(store.clone()))?;
+        let db = store.db().clone();
+        let inner = Inner {
+            runtime,
+            audit: AuditLog::new(db.clone(), key),
+            approvals: Approvals::open(&db)?,
+            runs: db.open_tree("runs")?,
+            intents: db.open_tree("intents")?,
+            rates: db.open_tree("rates")?,
+            dedup: db.open_tree("dedup")?,
+            alerts: db.open_tree("alerts")?,
+            sources: db.open_tree("playbook-sources")?,
+            store,
+            plugins: RwLock::new(HashMap::new()),
+            current: RwLock::new(HashMap::new()),
+            playbooks: RwLock::new(HashMap::new()),
+            inventory: RwLock::new(HashMap::new()),
+            grants: RwLock::new(HashMap::new()),
+        };
+        Ok(Executor {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// The audit log.
+    pub fn audit(&self) -> &AuditLog {
+        &self.inner.audit
+    }
+
+    /// The approvals.
+    pub fn approvals(&self) -> &Approvals {
+        &self.inner.approvals
+    }
+
+    /// The store.
+    pub fn store(&self) -> &SledStore {
+        &self.inner.store
+    }
+
+    /// The plugin runtime.
+    pub fn runtime(&self) -> &Runtime {
+        &self.inner.runtime
+    }
+
+    /// Sets a tenant's grants (used by later plugin loads).
+    pub fn set_grants(&self, tenant: &TenantId, grants: Grants) {
+        write_lock(&self.inner.grants).insert(tenant.clone(), grants);
+    }
+
+    /// Sets a tenant's asset inventory.
+    pub fn set_inventory(&self, tenant: &TenantId, inventory: AssetInventory) {
+        write_lock(&self.inner.inventory).insert(tenant.clone(), inventory);
+    }
+
+    /// Loads a plugin for `tenant` from its manifest; it becomes the
+    /// tenant's current version of that name (runs in flight keep theirs).
+    pub async fn add_plugin(
+        &self,
+        tenant: &TenantId,
+        manifest: &std::path::Path,
+    ) -> Result<Plugin, ExecutorError> {
+        let grants = read_lock(&self.inner.grants)
+            .get(tenant)
+            .cloned()
+            .unwrap_or_default();
+        let plugin = self
+            .inner
+            .runtime
+            .load_file(tenant, &grants, manifest)
+            .await?;
+        self.register(tenant, plugin.clone())?;
+        Ok(plugin)
+    }
+
+    /// Registers an already loaded plugin.
+    pub fn register(&self, tenant: &TenantId, plugin: Plugin) -> Result<(), ExecutorError> {
+        let digest = plugin.manifest().sha256.clone();
+        let name = plugin.manifest().name.clone();
+        let plugin_key = format!("{tenant}/{digest}");
+        write_lock(&self.inner.plugins).insert(
+            plugin_key,
+            Loaded {
+                plugin,
+                digest: digest.clone(),
+            },
+        );
+        write_lock(&self.inner.current).insert((tenant.clone(), name.clone()), digest.clone());
+        self.inner.audit.append(
+            tenant,
+            AuditKind::ConfigChanged,
+            None,
+            None,
+            None,
+            json!({"plugin": name, "sha256": digest}),
+        )?;
+        Ok(())
+    }
+
+    fn catalog(&self, tenant: &TenantId) -> BTreeMap<String, PluginKind> {
+        let current = read_lock(&self.inner.current);
+        let plugins = read_lock(&self.inner.plugins);
+        current
+            .iter()
+            .filter(|((t, _), _)| t == tenant)
+            .filter_map(|((_, name), digest)| {
+                plugins
+                    .get(&format!("{tenant}/{digest}"))
+                    .map(|loaded| (name.clone(), loaded.plugin.manifest().kind))
+            })
+            .collect()
+    }
+
+    /// Validates and installs a playbook for `tenant` (replacing one of the
+    /// same name; runs in flight keep the version they started with).
+    pub fn add_playbook(
+        &self,
+        tenant: &TenantId,
+        source_name: &str,
+        yaml: &str,
+    ) -> Result<Arc<Playbook>, ExecutorError> {
+        let parsed = Arc::new(playbook::parse(source_name, yaml, &self.catalog(tenant))?);
+        self.inner
+            .sources
+            .insert(key(&[tenant.as_str(), &parsed.sha256]), yaml.as_bytes())?;
+        write_lock(&self.inner.playbooks)
+            .insert((tenant.clone(), parsed.name.clone()), parsed.clone());
+        self.inner.audit.append(
+            tenant,
+            AuditKind::ConfigChanged,
+            None,
+            None,
+            None,
+            json!({"playbook": parsed.name, "version": parsed.version, "sha256": parsed.sha256}),
+        )?;
+        Ok(parsed)
+    }
+
+    /// The tenant's current playbooks.
+    pub fn playbooks(&self, tenant: &TenantId) -> Vec<Arc<Playbook>> {
+        read_lock(&self.inner.playbooks)
+            .iter()
+            .filter(|((t, _), _)| t == tenant)
+            .map(|(_, p)| p.clone())
+            .collect()
+    }
+
+    fn playbook_of(&self, run: &Run) -> Result<Arc<Playbook>, ExecutorError> {
+        if let Some(current) =
+            read_lock(&self.inner.playbooks).get(&(run.tenant.clone(), run.playbook.clone()))
+        {
+            if current.sha256 == run.playbook_sha256 {
+                return Ok(current.clone());
+            }
+        }
+        // The playbook changed since the run started: use the run's version.
+        let source = self
+            .inner
+            .sources
+            .get(key(&[run.tenant.as_str(), &run.playbook_sha256]))?
+            .ok_or_else(|| {
+                ExecutorError::PlaybookNotFound(format!(
+                    "{} ({})",
+                    run.playbook, run.playbook_sha256
+                ))
+            })?;
+        let text = String::from_utf8_lossy(&source).into_owned();
+        // Validate against the run's pinned plugins, not today's.
+        let plugins = read_lock(&self.inner.plugins);
+        let catalog: BTreeMap<String, PluginKind> = run
+            .plugins
+            .iter()
+            .filter_map(|(name, digest)| {
+                plugins
+                    .get(&format!("{}/{digest}", run.tenant))
+                    .map(|l| (name.clone(), l.plugin.manifest().kind))
+            })
+            .collect();
+        Ok(Arc::new(playbook::parse(&run.playbook, &text, &catalog)?))
+    }
+
+    fn plugin_for(&self, run: &Run, name: &str) -> Option<Loaded> {
+        let digest = run.plugins.get(name)?;
+        read_lock(&self.inner.plugins)
+            .get(&format!("{}/{digest}", run.tenant))
+            .cloned()
+    }
+
+    fn save(&self, run: &Run) -> Result<(), ExecutorError> {
+        if run.dry_run {
+            return Ok(());
+        }
+        let bytes = serde_json::to_vec(run).map_err(store_err)?;
+        self.inner
+            .runs
+            .insert(key(&[run.tenant.as_str(), &run.id]), bytes)?;
+        Ok(())
+    }
+
+    fn commit(&self) -> Result<(), ExecutorError> {
+        self.inner.store.flush()?;
+        Ok(())
+    }
+
+    /// A run of `tenant` (another tenant's run is "not found").
+    pub fn get_run(&self, tenant: &TenantId, id: &str) -> Result<Run, ExecutorError> {
+        let bytes = self
+            .inner
+            .runs
+            .get(key(&[tenant.as_str(), id]))?
+            .ok_or_else(|| ExecutorError::RunNotFound(id.to_owned()))?;
+        serde_json::from_slice(&bytes).map_err(store_err)
+    }
+
+    /// Every run of `tenant`.
+    pub fn runs(&self, tenant: &TenantId) -> Result<Vec<Run>, ExecutorError> {
+        let mut out = Vec::new();
+        let mut prefix = tenant.as_str().as_bytes().to_vec();
+        prefix.push(0);
+        for entry in self.inner.runs.scan_prefix(prefix) {
+            let (_, bytes) = entry?;
+            if let Ok(run) = serde_json::from_slice::<Run>(&bytes) {
+                out.push(run);
+            }
+        }
+        out.sort_by_key(|run| run.created);
+        Ok(out)
+    }
+
+    fn audit_append(
+        &self,
+        run: &Run,
+        kind: AuditKind,
+        step: Option<&str>,
+        actor: Option<&str>,
+        detail: Value,
+    ) -> Result<(), ExecutorError> {
+        if run.dry_run {
+            return Ok(());
+        }
+        self.inner
+            .audit
+            .append(&run.tenant, kind, Some(&run.id), step, actor, detail)?;
+        Ok(())
+    }
+
+    /// Accepts an alert for `tenant`: records it (flushed before returning),
+    /// starts a run per matching playbook (or folds it into a recent run by
+    /// dedup), and runs them until they finish or wait for a human.
+    pub async fn ingest(
+        &self,
+        tenant: &TenantId,
+        alert: &Alert,
+    ) -> Result<Ingested, ExecutorError> {
+        let body = serde_json::to_vec(alert).map_err(store_err)?;
+        let body_hash = hex::encode(Sha256::digest(&body));
+        let alert_key = key(&[tenant.as_str(), &alert.id]);
+        if let Some(previous) = self.inner.alerts.get(&alert_key)? {
+            let previous: Value = serde_json::from_slice(&previous).map_err(store_err)?;
+            if previous["sha256"] != json!(body_hash) {
+                return Err(ExecutorError::AlertConflict {
+                    id: alert.id.clone(),
+                });
+            }
+            let runs = serde_json::from_value(previous["runs"].clone()).unwrap_or_default();
+            let folded_into =
+                serde_json::from_value(previous["folded_into"].clone()).unwrap_or_default();
+            return Ok(Ingested {
+                runs,
+                folded_into,
+                duplicate: true,
+            });
+        }
+        self.inner.audit.append(tenant, AuditKind::AlertReceived, None, None, None, json!({"alert_id": alert.id, "source": alert.source, "title": alert.title, "sha256": body_hash}))?;
+        for entity in &alert.entities {
+            self.inner
+                .store
+                .memory_record_sighting(tenant, entity, alert.time)?;
+        }
+
+        let mut started = Vec::new();
+        let mut planned = Vec::new();
+        let mut folded_into = Vec::new();
+        let mut playbooks = self.playbooks(tenant);
+        playbooks.sort_by(|a, b| a.name.cmp(&b.name));
+        let now = now_ms();
+        for playbook in playbooks {
+            let variables = Variables::new(alert, &json!({}));
+            match playbook.trigger.eval_bool(&variables) {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(err) => {
+                    self.inner.audit.append(tenant, AuditKind::GuardrailDecision, None, None, None, json!({"playbook": playbook.name, "alert_id": alert.id, "trigger_error": err.to_string()}))?;
+                    continue;
+                }
+            }
+            if playbook.mode == Mode::DryRun {
+                // Plans only: kept for viewing, but it touches no dedup,
+                // rate limit, memory or audit chain.
+                let run = self.dry_run(tenant, &playbook, alert).await?;
+                self.inner.runs.insert(
+                    key(&[tenant.as_str(), &run.id]),
+                    serde_json::to_vec(&run).map_err(store_err)?,
+                )?;
+                planned.push(run.id);
+                continue;
+            }
+            if let Some(existing) = self.dedup_fold(tenant, &playbook, alert, &variables, now)? {
+                folded_into.push(existing);
+                continue;
+            }
+            let run = self.new_run(tenant, &playbook, alert, false, now);
+            self.save(&run)?;
+            if let Some(dedup) = &playbook.dedup {
+                if let Some(fingerprint) = fingerprint(&playbook, &dedup.key, &variables) {
+                    let expires = now + i64::try_from(dedup.window.as_millis()).unwrap_or(i64::MAX);
+                    self.inner.dedup.insert(
+                        key(&[tenant.as_str(), &playbook.name, &fingerprint]),
+                        serde_json::to_vec(&json!({"run": run.id, "expires": expires}))
+                            .map_err(store_err)?,
+                    )?;
+                }
+            }
+            self.audit_append(&run, AuditKind::RunStarted, None, None, json!({"playbook": playbook.name, "version": playbook.version, "sha256": playbook.sha256, "plugins": run.plugins, "mode": playbook.mode}))?;
+            started.push(run.id.clone());
+        }
+        let all_runs: Vec<String> = started.iter().chain(&planned).cloned().collect();
+        let record = json!({"sha256": body_hash, "runs": all_runs, "folded_into": folded_into, "received": now});
+        self.inner
+            .alerts
+            .insert(alert_key, serde_json::to_vec(&record).map_err(store_err)?)?;
+        // Accepted: flushed before anything acts on it.
+        self.commit()?;
+        for id in &started {
+            self.execute(tenant, id).await?;
+        }
+        Ok(Ingested {
+            runs: all_runs,
+            folded_into,
+            duplicate: false,
+        })
+    }
+
+    fn dedup_fold(
+        &self,
+        tenant: &TenantId,
+        playbook: &Playbook,
+        alert: &Alert,
+        variables: &Variables,
+        now: i64,
+    ) -> Result<Option<String>, ExecutorError> {
+        let Some(dedup) = &playbook.dedup else {
+            return Ok(None);
+        };
+        let Some(fingerprint) = fingerprint(playbook, &dedup.key, variables) else {
+            return Ok(None);
+        };
+        let dedup_key = key(&[tenant.as_str(), &playbook.name, &fingerprint]);
+        let Some(found) = self.inner.dedup.get(&dedup_key)? else {
+            return Ok(None);
+        };
+        let found: Value = serde_json::from_slice(&found).map_err(store_err)?;
+        if found["expires"].as_i64().unwrap_or(0) <= now {
+            return Ok(None);
+        }
+        let Some(run_id) = found["run"].as_str() else {
+            return Ok(None);
+        };
+        let mut run = self.get_run(tenant, run_id)?;
+        run.folded.push(alert.id.clone());
+        self.save(&run)?;
+        self.audit_append(
+            &run,
+            AuditKind::AlertFolded,
+            None,
+            None,
+            json!({"alert_id": alert.id, "fingerprint": fingerprint}),
+        )?;
+        Ok(Some(run.id))
+    }
+
+    fn new_run(
+        &self,
+        tenant: &TenantId,
+        playbook: &Playbook,
+        alert: &Alert,
+        dry_run: bool,
+        now: i64,
+    ) -> Run {
+        let current = read_lock(&self.inner.current);
+        let plugins = playbook
+            .steps
+            .iter()
+            .filter_map(|step| {
+                current
+                    .get(&(tenant.clone(), step.plugin.clone()))
+                    .map(|digest| (step.plugin.clone(), digest.clone()))
+            })
+            .collect();
+        Run {
+            id: random_id(if dry_run { "dry" } else { "run" }),
+            tenant: tenant.clone(),
+            playbook: playbook.name.clone(),
+            playbook_version: playbook.version,
+            playbook_sha256: playbook.sha256.clone(),
+            plugins,
+            mode: if dry_run { Mode::DryRun } else { playbook.mode },
+            dry_run: dry_run || playbook.mode == Mode::DryRun,
+            alert: alert.clone(),
+            folded: Vec::new(),
+            status: RunStatus::Running,
+            steps: playbook
+                .steps
+                .iter()
+                .map(|step| (step.id.clone(), StepState::pending()))
+                .collect(),
+            acted: Vec::new(),
+            created: now,
+            verdict_at: None,
+            contained_at: None,
+            finished: None,
+        }
+    }
+
+    /// Runs `playbook` on `alert` as a dry run: nothing is persisted, no
+    /// action executes, no rate limit, dedup, memory or audit is touched;
+    /// plugins get a throwaway kv and no network. The clock is the alert's.
+    pub async fn dry_run(
+        &self,
+        tenant: &TenantId,
+        playbook: &Playbook,
+        alert: &Alert,
+    ) -> Result<Run, ExecutorError> {
+        let mut run = self.new_run(tenant, playbook, alert, true, alert.time);
+        self.drive(&mut run, playbook).await?;
+        Ok(run)
+    }
+
+    /// Continues a persisted run until it finishes or waits for a human.
+    pub async fn execute(&self, tenant: &TenantId, run_id: &str) -> Result<Run, ExecutorError> {
+        let mut run = self.get_run(tenant, run_id)?;
+        let playbook = self.playbook_of(&run)?;
+        self.drive(&mut run, &playbook).await?;
+        Ok(run)
+    }
+
+    /// After a restart: denies approvals that expired while down, reconciles
+    /// interrupted actions and continues every unfinished run.
+    pub async fn resume(&self) -> Result<Vec<String>, ExecutorError> {
+        self.expire_approvals(now_ms()).await?;
+        let mut resumed = Vec::new();
+        let mut unfinished = Vec::new();
+        for entry in self.inner.runs.iter() {
+            let (_, bytes) = entry?;
+            if let Ok(run) = serde_json::from_slice::<Run>(&bytes) {
+                if run.status == RunStatus::Running {
+                    unfinished.push(run);
+                }
+            }
+        }
+        for run in unfinished {
+            self.execute(&run.tenant, &run.id).await?;
+            resumed.push(run.id);
+        }
+        Ok(resumed)
+    }
+
+    fn now_for(run: &Run) -> i64 {
+        if run.dry_run {
+            run.alert.time
+        } else {
+            now_ms()
+        }
+    }
+
+    async fn drive(&self, run: &mut Run, playbook: &Playbook) -> Result<(), ExecutorError> {
+        loop {
+            // Steps interrupted by a crash run again (responders reconcile).
+            let mut ready = Vec::new();
+            for step in &playbook.steps {
+                let Some(state) = run.steps.get(&step.id) else {
+                    continue;
+                };
+                if !matches!(state.status, StepStatus::Pending | StepStatus::Running) {
+                    continue;
+                }
+                let needs: Vec<StepStatus> = step
+                    .needs
+                    .iter()
+                    .filter_map(|need| run.steps.get(need).map(|s| s.status))
+                    .collect();
+                if needs.iter().all(|status| status.is_final()) {
+                    ready.push(step.clone());
+                }
+            }
+            if ready.is_empty() {
+                break;
+            }
+            let now = Self::now_for(run);
+            for step in &ready {
+                if let Some(state) = run.steps.get_mut(&step.id)
+                    && state.status == StepStatus::Pending
+                {
+                    state.status = StepStatus::Running;
+                    state.started = Some(now);
+                }
+            }
+            self.save(run)?;
+            let snapshot = run.clone();
+            let results = futures::future::join_all(
+                ready
+                    .iter()
+                    .map(|step| self.run_step(&snapshot, playbook, step)),
+            )
+            .await;
+            let mut fail = false;
+            for result in results {
+                let result = result?;
+                let step = playbook.step(&result.id);
+                if result.state.status == StepStatus::Failed
+                    && step.is_some_and(|s| {
+                        s.on_error == OnError::Fail || matches!(s.on_error, OnError::Retry { .. })
+                    })
+                {
+                    fail = true;
+                }
+                if result.scored && run.verdict_at.is_none() {
+                    run.verdict_at = result.state.finished;
+                }
+                if let Some(target) = result.acted {
+                    if !run.acted.contains(&target) {
+                        run.acted.push(target);
+                    }
+                    if run.contained_at.is_none() {
+                        run.contained_at = result.state.finished;
+                    }
+                }
+                if let Some(approval) = &result.approval {
+                    if !run.dry_run {
+                        self.inner.approvals.put(approval)?;
+                    }
+                }
+                for (kind, detail) in result.audit {
+                    self.audit_append(run, kind, Some(&result.id), None, detail)?;
+                }
+                run.steps.insert(result.id, result.state);
+            }
+            self.save(run)?;
+            if !run.dry_run {
+                self.commit()?;
+            }
+            if fail {
+                run.status = RunStatus::Failed;
+                break;
+            }
+        }
+        self.finish(run, playbook)
+    }
+
+    fn finish(&self, run: &mut Run, playbook: &Playbook) -> Result<(), ExecutorError> {
+        if run.status != RunStatus::Failed {
+            let waiting = run
+                .steps
+                .values()
+                .any(|s| s.status == StepStatus::WaitingApproval);
+            let unfinished = run
+                .steps
+                .values()
+                .any(|s| !s.status.is_final() && s.status != StepStatus::WaitingApproval);
+            run.status = if waiting {
+                RunStatus::WaitingApproval
+            } else if unfinished {
+                RunStatus::Running
+            } else {
+                RunStatus::Succeeded
+            };
+        }
+        // Steps that can no longer run (a need failed, was denied, refused or skipped).
+        if run.status != RunStatus::Running {
+            for step in &playbook.steps {
+                let blocked = step.needs.iter().any(|need| {
+                    run.steps.get(need).is_some_and(|s| {
+                        matches!(
+                            s.status,
+                            StepStatus::Failed
+                                | StepStatus::Refused
+                                | StepStatus::Denied
+                                | StepStatus::Skipped
+                        )
+                    })
+                });
+                if let Some(state) = run.steps.get_mut(&step.id) {
+                    if state.status == StepStatus::Pending
+                        && (blocked || run.status == RunStatus::Failed)
+                    {
+                        state.status = StepStatus::Skipped;
+                    }
+                }
+            }
+        }
+        if matches!(run.status, RunStatus::Succeeded | RunStatus::Failed) {
+            run.finished = Some(Self::now_for(run));
+            let mttd = run.verdict_at.map(|at| at - run.alert.time);
+            let mttc = run.contained_at.map(|at| at - run.alert.time);
+            self.audit_append(run, AuditKind::RunFinished, None, None, json!({"status": run.status, "mttd_ms": mttd, "mttc_ms": mttc, "folded": run.folded.len()}))?;
+            if !run.dry_run {
+                self.record_verdicts(run)?;
+            }
+        }
+        self.save(run)?;
+        if !run.dry_run {
+            self.commit()?;
+        }
+        Ok(())
+    }
+
+    fn record_verdicts(&self, run: &Run) -> Result<(), ExecutorError> {
+        for state in run.steps.values() {
+            let Some(found) = state.output.as_ref().and_then(|o| o.get("enrichments")) else {
+                continue;
+            };
+            let Ok(found) = serde_json::from_value::<Vec<Enrichment>>(found.clone()) else {
+                continue;
+            };
+            for enrichment in found {
+                self.inner.store.memory_record_verdict(
+                    &run.tenant,
+                    &enrichment.entity,
+                    PriorVerdict {
+                        verdict: enrichment.verdict,
+                        confidence: enrichment.confidence,
+                        run_id: run.id.clone(),
+                        playbook: run.playbook.clone(),
+                        time: run.finished.unwrap_or(run.created),
+                    },
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    fn steps_json(run: &Run) -> Value {
+        Value::Object(
+            run.steps
+                .iter()
+                .filter_map(|(id, state)| state.output.clone().map(|o| (id.clone(), o)))
+                .collect(),
+        )
+    }
+
+    async fn run_step(
+        &self,
+        run: &Run,
+        playbook: &Playbook,
+        step: &Step,
+    ) -> Result<StepResult, ExecutorError> {
+        let now = Self::now_for(run);
+        let mut state = run
+            .steps
+            .get(&step.id)
+            .cloned()
+            .unwrap_or_else(StepState::pending);
+        let mut result = StepResult {
+            id: step.id.clone(),
+            state: state.clone(),
+            audit: Vec::new(),
+            approval: None,
+            acted: None,
+            scored: false,
+        };
+        // A step whose needs did not all succeed does not run.
+        let blocked = step.needs.iter().any(|need| {
+            run.steps
+                .get(need)
+                .is_some_and(|s| s.status != StepStatus::Succeeded)
+        });
+        if blocked {
+            state.status = StepStatus::Skipped;
+            state.finished = Some(now);
+            state.error = Some("a step it needs did not succeed".to_owned());
+            result.state = state;
+            return Ok(result);
+        }
+        let variables = Variables::new(&run.alert, &Self::steps_json(run));
+        if let Some(when) = &step.when {
+            match when.eval_bool(&variables) {
+                Ok(true) => {}
+                Ok(false) => {
+                    state.status = StepStatus::Skipped;
+                    state.finished = Some(now);
+                    result.audit.push((
+                        AuditKind::StepFinished,
+                        json!({"status": "skipped", "when": when.source()}),
+                    ));
+                    result.state = state;
+                    return Ok(result);
+                }
+                Err(err) => {
+                    return Ok(self.failed(result, state, now, format!("when: {err}")));
+                }
+            }
+        }
+        let Some(loaded) = self.plugin_for(run, &step.plugin) else {
+            return Ok(self.failed(
+                result,
+                state,
+                now,
+                format!(
+                    "plugin `{}` (as pinned by the run) is not loaded",
+                    step.plugin
+                ),
+            ));
+        };
+        match step.kind {
+            StepKind::Respond => {
+                self.respond_step(run, playbook, step, &variables, &loaded, result, state)
+                    .await
+            }
+            _ => {
+                let context = CallContext {
+                    run_id: Some(run.id.clone()),
+                    step_id: Some(step.id.clone()),
+                    dry_run: run.dry_run,
+                    timeout: Some(step.timeout),
+                };
+                let mut attempts = 0u32;
+                loop {
+                    attempts += 1;
+                    let started = std::time::Instant::now();
+                    let outcome = self
+                        .call_plugin(run, playbook, step, &loaded.plugin, &context)
+                        .await;
+                    let (ok, stats) = match &outcome {
+                        Ok((_, stats)) => (true, Some(*stats)),
+                        Err(_) => (false, None),
+                    };
+                    result.audit.push((AuditKind::PluginInvoked, json!({
+                        "plugin": step.plugin, "digest": loaded.digest, "attempt": attempts, "ok": ok,
+                        "duration_us": stats.map_or(started.elapsed().as_micros() as u64, |s| s.duration.as_micros() as u64),
+                        "fuel": stats.map(|s| s.fuel), "peak_memory": stats.map(|s| s.peak_memory_bytes),
+                        "error": outcome.as_ref().err().map(ToString::to_string),
+                    })));
+                    match outcome {
+                        Ok((output, _)) => {
+                            state.status = StepStatus::Succeeded;
+                            state.attempts = attempts;
+                            state.finished = Some(Self::now_for(run));
+                            result.scored = step.kind == StepKind::Score;
+                            result.audit.push((
+                                AuditKind::StepFinished,
+                                json!({"status": "succeeded", "attempts": attempts}),
+                            ));
+                            state.output = Some(output);
+                            result.state = state;
+                            return Ok(result);
+                        }
+                        Err(err) => {
+                            let retry = match step.on_error {
+                                OnError::Retry { max, backoff }
+                                    if attempts <= max && retriable(&err) =>
+                                {
+                                    Some(retry_delay(&err, backoff, attempts))
+                                }
+                                _ => None,
+                            };
+                            if let Some(delay) = retry {
+                                if !run.dry_run {
+                                    tokio::time::sleep(delay).await;
+                                }
+                                continue;
+                            }
+                            state.attempts = attempts;
+                            return Ok(self.failed(
+                                result,
+                                state,
+                                Self::now_for(run),
+                                err.to_string(),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn failed(
+        &self,
+        mut result: StepResult,
+        mut state: StepState,
+        now: i64,
+        error: String,
+    ) -> StepResult {
+        state.status = StepStatus::Failed;
+        state.finished = Some(now);
+        result.audit.push((
+            AuditKind::StepFinished,
+            json!({"status": "failed", "error": error}),
+        ));
+        state.error = Some(error);
+        result.state = state;
+        result
+    }
+
+    async fn call_plugin(
+        &self,
+        run: &Run,
+        playbook: &Playbook,
+        step: &Step,
+        plugin: &Plugin,
+        context: &CallContext,
+    ) -> Result<(Value, crate::sandbox::CallStats), PluginError> {
+        match step.kind {
+            StepKind::Enrich => {
+                let called = plugin.enrich(&run.alert, context).await?;
+                let worst = called
+                    .value
+                    .iter()
+                    .map(|e| e.verdict)
+                    .max()
+                    .unwrap_or(EntityVerdict::Unknown);
+                let confidence = called
+                    .value
+                    .iter()
+                    .filter(|e| e.verdict == worst)
+                    .map(|e| e.confidence)
+                    .max()
+                    .unwrap_or(0);
+                Ok((
+                    json!({"enrichments": called.value, "verdict": worst, "confidence": confidence, "count": called.value.len()}),
+                    called.stats,
+                ))
+            }
+            StepKind::Score => {
+                let sources: Vec<&str> = if step.needs.is_empty() {
+                    playbook
+                        .steps
+                        .iter()
+                        .filter(|s| s.kind == StepKind::Enrich)
+                        .map(|s| s.id.as_str())
+                        .collect()
+                } else {
+                    step.needs.iter().map(String::as_str).collect()
+                };
+                let enrichments: Vec<Enrichment> = sources
+                    .iter()
+                    .filter_map(|id| {
+                        run.steps
+                            .get(*id)?
+                            .output
+                            .as_ref()?
+                            .get("enrichments")
+                            .cloned()
+                    })
+                    .filter_map(|found| serde_json::from_value::<Vec<Enrichment>>(found).ok())
+                    .flatten()
+                    .collect();
+                let called = plugin.score(&run.alert, &enrichments, context).await?;
+                Ok((
+                    json!({"score": called.value.risk, "risk": called.value.risk, "confidence": called.value.confidence, "reasons": called.value.reasons}),
+                    called.stats,
+                ))
+            }
+            StepKind::Hunt => {
+                let mut session = plugin.open_hunt_with(&step.with, context).await?;
+                let events: Vec<crate::model::Event> = run
+                    .alert
+                    .raw
+                    .get("events")
+                    .cloned()
+                    .and_then(|e| serde_json::from_value(e).ok())
+                    .unwrap_or_default();
+                let mut findings = session.push(&events).await?.value;
+                let closed = session.close().await?;
+                let stats = closed.stats;
+                findings.extend(closed.value);
+                Ok((
+                    json!({"findings": findings, "count": findings.len()}),
+                    stats,
+                ))
+            }
+            StepKind::Respond => Err(PluginError::Unavailable(
+                "respond steps go through guardrails".to_owned(),
+            )),
+        }
+    }
+
+    /// The confidence of the nearest score step this step (transitively) needs.
+    fn deciding_confidence(run: &Run, playbook: &Playbook, step: &Step) -> Option<u8> {
+        let mut queue: Vec<&str> = step.needs.iter().map(String::as_str).collect();
+        let mut seen = Vec::new();
+        while let Some(id) = queue.first().copied() {
+            queue.remove(0);
+            if seen.contains(&id) {
+                continue;
+            }
+            seen.push(id);
+            let Some(need) = playbook.step(id) else {
+                continue;
+            };
+            if need.kind == StepKind::Score {
+                return run
+                    .steps
+                    .get(id)?
+                    .output
+                    .as_ref()?
+                    .get("confidence")?
+                    .as_u64()
+                    .map(|c| c.min(100) as u8);
+            }
+            queue.extend(need.needs.iter().map(String::as_str));
+        }
+        None
+    }
+
+    fn recent_actions(
+        &self,
+        tenant: &TenantId,
+        action: &str,
+        per: Duration,
+        now: i64,
+    ) -> Result<u32, ExecutorError> {
+        let since = now - i64::try_from(per.as_millis()).unwrap_or(i64::MAX);
+        let prefix = key(&[tenant.as_str(), action, ""]);
+        let mut count = 0u32;
+        for entry in self.inner.rates.scan_prefix(&prefix) {
+            let (k, _) = entry?;
+            let time = k
+                .get(prefix.len()..prefix.len() + 8)
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map_or(0, i64::from_be_bytes);
+            if time > since {
+                count += 1;
+            }
+        }
+        Ok(count)
+    }
+
+    fn situation(
+        &self,
+        run: &Run,
+        playbook: &Playbook,
+        step: &Step,
+        target: &Entity,
+        now: i64,
+    ) -> Result<Situation, ExecutorError> {
+        let limit = playbook
+            .guardrails
+            .rate_limits
+            .get(&step.action)
+            .copied()
+            .unwrap_or(guardrails::DEFAULT_RATE_LIMIT);
+        let recent = if run.dry_run {
+            0
+        } else {
+            self.recent_actions(&run.tenant, &step.action, limit.per, now)?
+        };
+        let label = target_label(target);
+        Ok(Situation {
+            confidence: Self::deciding_confidence(run, playbook, step),
+            recent_actions: recent,
+            run_targets: run.acted.iter().filter(|t| **t != label).count() as u32,
+            target_already_counted: run.acted.contains(&label),
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn respond_step(
+        &self,
+        run: &Run,
+        playbook: &Playbook,
+        step: &Step,
+        variables: &Variables,
+        loaded: &Loaded,
+        mut result: StepResult,
+        mut state: StepState,
+    ) -> Result<StepResult, ExecutorError> {
+        let now = Self::now_for(run);
+        let target = match step.target.as_ref().map(|expr| expr.eval_json(variables)) {
+            Some(Ok(value)) => match entity_from_json(&value) {
+                Some(entity) => entity,
+                None => {
+                    return Ok(self.failed(
+                        result,
+                        state,
+                        now,
+                        format!("target evaluated to {value}, not an entity or address"),
+                    ));
+                }
+            },
+            Some(Err(err)) => return Ok(self.failed(result, state, now, format!("target: {err}"))),
+            None => {
+                return Ok(self.failed(
+                    result,
+                    state,
+                    now,
+                    "respond step without target".to_owned(),
+                ));
+            }
+        };
+        state.target = Some(target.clone());
+        let idempotency_key = idempotency_key(run, step, &target);
+
+        // Interrupted by a crash after the intent was written: reconcile.
+        if state.status == StepStatus::Running && !run.dry_run {
+            if let Some(intent) = self
+                .inner
+                .intents
+                .get(key(&[run.tenant.as_str(), &idempotency_key]))?
+            {
+                let intent: Value = serde_json::from_slice(&intent).map_err(store_err)?;
+                let Some(recorded) = intent.get("result") else {
+                    return self
+                        .reconcile(run, step, loaded, target, idempotency_key, result, state)
+                        .await;
+                };
+                // The action finished before the crash; only the step state was lost.
+                state.finished = Some(now);
+                match serde_json::from_value::<crate::model::ActionResult>(recorded.clone()) {
+                    Ok(done) => {
+                        state.status = StepStatus::Succeeded;
+                        result.acted = Some(target_label(&target));
+                        state.output = Some(
+                            json!({"outcome": done.outcome, "summary": done.summary, "data": done.data}),
+                        );
+                    }
+                    Err(_) => {
+                        state.status = StepStatus::Failed;
+                        state.error = Some(format!("action failed before the restart: {recorded}"));
+                    }
+                }
+                result.audit.push((
+                    AuditKind::StepFinished,
+                    json!({"status": state.status, "recovered": true}),
+                ));
+                result.state = state;
+                return Ok(result);
+            }
+        }
+
+        let inventory = read_lock(&self.inner.inventory)
+            .get(&run.tenant)
+            .cloned()
+            .unwrap_or_default();
+        let situation = self.situation(run, playbook, step, &target, now)?;
+        let decision = guardrails::decide(playbook, step, &target, &inventory, situation);
+        result.audit.push((
+            AuditKind::GuardrailDecision,
+            json!({"target": target, "action": step.action, "decision": decision}),
+        ));
+        state.decision = Some(decision.clone());
+
+        if run.dry_run {
+            // Plan only: the plugin runs in a sandbox with no network and a throwaway kv.
+            let context = CallContext {
+                run_id: Some(run.id.clone()),
+                step_id: Some(step.id.clone()),
+                dry_run: true,
+                timeout: Some(step.timeout),
+            };
+            let request = ActionRequest {
+                run_id: run.id.clone(),
+                step_id: step.id.clone(),
+                idempotency_key,
+                target: target.clone(),
+                params: step.with.clone(),
+            };
+            let planned = loaded.plugin.respond(&request, true, &context).await;
+            state.status = StepStatus::Succeeded;
+            state.finished = Some(now);
+            state.output = Some(match planned {
+                Ok(called) => {
+                    json!({"outcome": called.value.outcome, "summary": called.value.summary, "would": decision.verdict})
+                }
+                Err(err) => {
+                    json!({"outcome": "planning_failed", "error": err.to_string(), "would": decision.verdict})
+                }
+            });
+            result.state = state;
+            return Ok(result);
+        }
+
+        match decision.verdict {
+            Verdict::Refuse => {
+                state.status = StepStatus::Refused;
+                state.finished = Some(now);
+                state.error = Some(decision.reasons.join("; "));
+                result.audit.push((
+                    AuditKind::StepFinished,
+                    json!({"status": "refused", "reasons": decision.reasons}),
+                ));
+                result.state = state;
+                Ok(result)
+            }
+            Verdict::NeedsApproval => {
+                let approval = Approval {
+                    id: format!("{}.{}", run.id, step.id),
+                    tenant: run.tenant.clone(),
+                    run_id: run.id.clone(),
+                    step_id: step.id.clone(),
+                    action: step.action.clone(),
+                    target: target.clone(),
+                    params_hash: approvals::params_hash(&step.with),
+                    plugin_digest: loaded.digest.clone(),
+                    reasons: decision.reasons.clone(),
+                    required: step.guard.approvers,
+                    approvals: Vec::new(),
+                    denial: None,
+                    status: ApprovalStatus::Pending,
+                    created: now,
+                    expires: now
+                        + i64::try_from(step.guard.approval_timeout.as_millis())
+                            .unwrap_or(i64::MAX),
+                };
+                result.audit.push((AuditKind::ApprovalRequested, json!({"approval": approval.id, "target": target, "reasons": decision.reasons, "required": approval.required, "expires": approval.expires})));
+                state.status = StepStatus::WaitingApproval;
+                state.approval_id = Some(approval.id.clone());
+                result.approval = Some(approval);
+                result.state = state;
+                Ok(result)
+            }
+            Verdict::Execute => {
+                self.act(
+                    run,
+                    step,
+                    loaded,
+                    target,
+                    idempotency_key,
+                    result,
+                    state,
+                    None,
+                )
+                .await
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn act(
+        &self,
+        run: &Run,
+        step: &Step,
+        loaded: &Loaded,
+        target: Entity,
+        idempotency_key: String,
+        mut result: StepResult,
+        mut state: StepState,
+        approved_by: Option<&Approval>,
+    ) -> Result<StepResult, ExecutorError> {
+        let intent_key = key(&[run.tenant.as_str(), &idempotency_key]);
+        let intent = json!({"run": run.id, "step": step.id, "target": target, "plugin": loaded.digest, "started": now_ms()});
+        self.inner.intents.insert(
+            intent_key.clone(),
+            serde_json::to_vec(&intent).map_err(store_err)?,
+        )?;
+        self.commit()?;
+        let request = ActionRequest {
+            run_id: run.id.clone(),
+            step_id: step.id.clone(),
+            idempotency_key: idempotency_key.clone(),
+            target: target.clone(),
+            params: step.with.clone(),
+        };
+        let context = CallContext {
+            run_id: Some(run.id.clone()),
+            step_id: Some(step.id.clone()),
+            dry_run: false,
+            timeout: Some(step.timeout),
+        };
+        let outcome = loaded.plugin.respond(&request, false, &context).await;
+        self.finish_action(
+            run,
+            step,
+            loaded,
+            target,
+            intent,
+            intent_key,
+            outcome,
+            &mut result,
+            &mut state,
+            approved_by,
+        )?;
+        result.state = state;
+        Ok(result)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn finish_action(
+        &self,
+        run: &Run,
+        step: &Step,
+        loaded: &Loaded,
+        target: Entity,
+        mut intent: Value,
+        intent_key: Vec<u8>,
+        outcome: Result<crate::sandbox::Called<crate::model::ActionResult>, PluginError>,
+        result: &mut StepResult,
+        state: &mut StepState,
+        approved_by: Option<&Approval>,
+    ) -> Result<(), ExecutorError> {
+        let now = now_ms();
+        match outcome {
+            Ok(called) => {
+                intent["result"] = json!(called.value);
+                self.inner
+                    .intents
+                    .insert(intent_key, serde_json::to_vec(&intent).map_err(store_err)?)?;
+                let mut rate_key = key(&[run.tenant.as_str(), &step.action, ""]);
+                rate_key.extend_from_slice(&now.to_be_bytes());
+                rate_key.extend_from_slice(run.id.as_bytes());
+                rate_key.extend_from_slice(step.id.as_bytes());
+                self.inner.rates.insert(rate_key, &[])?;
+                result.audit.push((AuditKind::PluginInvoked, json!({"plugin": step.plugin, "digest": loaded.digest, "ok": true, "duration_us": called.stats.duration.as_micros() as u64, "fuel": called.stats.fuel, "peak_memory": called.stats.peak_memory_bytes})));
+                result.audit.push((AuditKind::ActionExecuted, json!({"target": target, "action": step.action, "outcome": called.value.outcome, "summary": called.value.summary, "approval": approved_by.map(|a| &a.id), "approvers": approved_by.map(|a| a.approvals.iter().map(|v| v.principal.clone()).collect::<Vec<_>>())})));
+                if matches!(
+                    called.value.outcome,
+                    ActionOutcome::Executed | ActionOutcome::AlreadyInState
+                ) {
+                    result.acted = Some(target_label(&target));
+                }
+                state.status = StepStatus::Succeeded;
+                state.output = Some(
+                    json!({"outcome": called.value.outcome, "summary": called.value.summary, "data": called.value.data}),
+                );
+            }
+            Err(err) => {
+                intent["result"] = json!({"error": err.to_string()});
+                self.inner
+                    .intents
+                    .insert(intent_key, serde_json::to_vec(&intent).map_err(store_err)?)?;
+                result.audit.push((AuditKind::PluginInvoked, json!({"plugin": step.plugin, "digest": loaded.digest, "ok": false, "error": err.to_string()})));
+                state.status = StepStatus::Failed;
+                state.error = Some(err.to_string());
+            }
+        }
+        state.finished = Some(now);
+        result
+            .audit
+            .push((AuditKind::StepFinished, json!({"status": state.status})));
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn reconcile(
+        &self,
+        run: &Run,
+        step: &Step,
+        loaded: &Loaded,
+        target: Entity,
+        idempotency_key: String,
+        mut result: StepResult,
+        mut state: StepState,
+    ) -> Result<StepResult, ExecutorError> {
+        // Same key: a plugin honouring it either reports what it did, or
+        // that the target is already in that state. Never a second effect.
+        let intent_key = key(&[run.tenant.as_str(), &idempotency_key]);
+        let intent: Value = self
+            .inner
+            .intents
+            .get(&intent_key)?
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(json!({}));
+        let request = ActionRequest {
+            run_id: run.id.clone(),
+            step_id: step.id.clone(),
+            idempotency_key: idempotency_key.clone(),
+            target: target.clone(),
+            params: step.with.clone(),
+        };
+        let context = CallContext {
+            run_id: Some(run.id.clone()),
+            step_id: Some(step.id.clone()),
+            dry_run: false,
+            timeout: Some(step.timeout),
+        };
+        match loaded.plugin.respond(&request, false, &context).await {
+            Ok(called) => {
+                result.audit.push((
+                    AuditKind::GuardrailDecision,
+                    json!({"reconciled": true, "target": target, "outcome": called.value.outcome}),
+                ));
+                self.finish_action(
+                    run,
+                    step,
+                    loaded,
+                    target,
+                    intent,
+                    intent_key,
+                    Ok(called),
+                    &mut result,
+                    &mut state,
+                    None,
+                )?;
+            }
+            Err(err) => {
+                // Unknown outcome: a human decides; no blind retry.
+                let now = now_ms();
+                let approval = Approval {
+                    id: format!("{}.{}", run.id, step.id),
+                    tenant: run.tenant.clone(),
+                    run_id: run.id.clone(),
+                    step_id: step.id.clone(),
+                    action: step.action.clone(),
+                    target: target.clone(),
+                    params_hash: approvals::params_hash(&step.with),
+                    plugin_digest: loaded.digest.clone(),
+                    reasons: vec![format!("outcome unknown after a restart: {err}")],
+                    required: step.guard.approvers,
+                    approvals: Vec::new(),
+                    denial: None,
+                    status: ApprovalStatus::Pending,
+                    created: now,
+                    expires: now
+                        + i64::try_from(step.guard.approval_timeout.as_millis())
+                            .unwrap_or(i64::MAX),
+                };
+                result.audit.push((
+                    AuditKind::ApprovalRequested,
+                    json!({"approval": approval.id, "reason": "unknown outcome after restart"}),
+                ));
+                state.status = StepStatus::WaitingApproval;
+                state.approval_id = Some(approval.id.clone());
+                result.approval = Some(approval);
+            }
+        }
+        result.state = state;
+        Ok(result)
+    }
+
+    /// An approver approves; at quorum the action is re-checked and executed
+    /// and the run continues.
+    pub async fn approve(
+        &self,
+        tenant: &TenantId,
+        approval_id: &str,
+        principal: &str,
+        reason: &str,
+    ) -> Result<Approval, ExecutorError> {
+        let now = now_ms();
+        let approval =
+            match self
+                .inner
+                .approvals
+                .approve(tenant, approval_id, principal, reason, now)
+            {
+                Ok(approval) => approval,
+                Err(ApprovalError::Expired(id)) => {
+                    let approval = self.inner.approvals.get(tenant, &id)?;
+                    self.close_denied(&approval, AuditKind::ApprovalExpired, None, "expired")
+                        .await?;
+                    return Err(ApprovalError::Expired(id).into());
+                }
+                Err(err) => return Err(err.into()),
+            };
+        let mut run = self.get_run(tenant, &approval.run_id)?;
+        self.audit_append(&run, AuditKind::ApprovalGranted, Some(&approval.step_id), Some(principal), json!({"approval": approval.id, "reason": reason, "count": approval.approvals.len(), "required": approval.required}))?;
+        self.commit()?;
+        if approval.status != ApprovalStatus::Approved {
+            return Ok(approval);
+        }
+        let playbook = self.playbook_of(&run)?;
+        let Some(step) = playbook.step(&approval.step_id).cloned() else {
+            return Err(ExecutorError::PlaybookNotFound(approval.step_id.clone()));
+        };
+        let state = run
+            .steps
+            .get(&step.id)
+            .cloned()
+            .unwrap_or_else(StepState::pending);
+        let result = StepResult {
+            id: step.id.clone(),
+            state: state.clone(),
+            audit: Vec::new(),
+            approval: None,
+            acted: None,
+            scored: false,
+        };
+        let result = self
+            .execute_approved(&run, &playbook, &step, &approval, result, state)
+            .await?;
+        for (kind, detail) in &result.audit {
+            self.audit_append(&run, *kind, Some(&step.id), Some(principal), detail.clone())?;
+        }
+        if let Some(target) = &result.acted {
+            if !run.acted.contains(target) {
+                run.acted.push(target.clone());
+            }
+            run.contained_at.get_or_insert(now_ms());
+        }
+        run.steps.insert(step.id.clone(), result.state);
+        run.status = RunStatus::Running;
+        self.save(&run)?;
+        self.commit()?;
+        self.drive(&mut run, &playbook).await?;
+        Ok(approval)
+    }
+
+    async fn execute_approved(
+        &self,
+        run: &Run,
+        playbook: &Playbook,
+        step: &Step,
+        approval: &Approval,
+        mut result: StepResult,
+        mut state: StepState,
+    ) -> Result<StepResult, ExecutorError> {
+        let now = now_ms();
+        let Some(loaded) = self.plugin_for(run, &step.plugin) else {
+            return Ok(self.failed(result, state, now, "pinned plugin not loaded".to_owned()));
+        };
+        let target = state
+            .target
+            .clone()
+            .unwrap_or_else(|| approval.target.clone());
+        // Bound to exactly this action.
+        if let Err(difference) = approval.covers(
+            &run.id,
+            &step.id,
+            &target,
+            &approvals::params_hash(&step.with),
+            &loaded.digest,
+        ) {
+            state.status = StepStatus::Refused;
+            state.finished = Some(now);
+            state.error = Some(format!("approval does not cover this action: {difference}"));
+            result.audit.push((
+                AuditKind::GuardrailDecision,
+                json!({"approval": approval.id, "refused": difference}),
+            ));
+            result.state = state;
+            return Ok(result);
+        }
+        // Checked again at execution time: protected assets, rate, blast radius.
+        let inventory = read_lock(&self.inner.inventory)
+            .get(&run.tenant)
+            .cloned()
+            .unwrap_or_default();
+        let mut recheck = Vec::new();
+        if let Some(reason) =
+            guardrails::protected_by(&playbook.guardrails.protected_assets, &target, &inventory)
+        {
+            recheck.push(format!("protected: {reason}"));
+        }
+        let situation = self.situation(run, playbook, step, &target, now)?;
+        let limit = playbook
+            .guardrails
+            .rate_limits
+            .get(&step.action)
+            .copied()
+            .unwrap_or(guardrails::DEFAULT_RATE_LIMIT);
+        if situation.recent_actions >= limit.count {
+            recheck.push(format!(
+                "rate limit for `{}` reached since the approval was requested",
+                step.action
+            ));
+        }
+        let max_targets = playbook
+            .guardrails
+            .max_targets_per_run
+            .unwrap_or(guardrails::DEFAULT_MAX_TARGETS);
+        if !situation.target_already_counted && situation.run_targets >= max_targets {
+            recheck.push("blast radius reached since the approval was requested".to_owned());
+        }
+        if !recheck.is_empty() {
+            state.status = StepStatus::Refused;
+            state.finished = Some(now);
+            state.error = Some(recheck.join("; "));
+            result.audit.push((
+                AuditKind::GuardrailDecision,
+                json!({"approval": approval.id, "recheck": recheck}),
+            ));
+            result.state = state;
+            return Ok(result);
+        }
+        let idempotency_key = idempotency_key(run, step, &target);
+        self.act(
+            run,
+            step,
+            &loaded,
+            target,
+            idempotency_key,
+            result,
+            state,
+            Some(approval),
+        )
+        .await
+    }
+
+    /// An approver denies (one denial is enough); the run continues without
+    /// the action.
+    pub async fn deny(
+        &self,
+        tenant: &TenantId,
+        approval_id: &str,
+        principal: &str,
+        reason: &str,
+    ) -> Result<Approval, ExecutorError> {
+        let approval =
+            self.inner
+                .approvals
+                .deny(tenant, approval_id, principal, reason, now_ms())?;
+        self.close_denied(
+            &approval,
+            AuditKind::ApprovalDenied,
+            Some(principal),
+            reason,
+        )
+        .await?;
+        Ok(approval)
+    }
+
+    async fn close_denied(
+        &self,
+        approval: &Approval,
+        kind: AuditKind,
+        principal: Option<&str>,
+        reason: &str,
+    ) -> Result<(), ExecutorError> {
+        let mut run = self.get_run(&approval.tenant, &approval.run_id)?;
+        self.audit_append(
+            &run,
+            kind,
+            Some(&approval.step_id),
+            principal,
+            json!({"approval": approval.id, "reason": reason}),
+        )?;
+        if let Some(state) = run.steps.get_mut(&approval.step_id) {
+            if state.status == StepStatus::WaitingApproval {
+                state.status = StepStatus::Denied;
+                state.finished = Some(now_ms());
+                state.error = Some(format!("{kind:?}: {reason}"));
+            }
+        }
+        run.status = RunStatus::Running;
+        self.save(&run)?;
+        self.commit()?;
+        let playbook = self.playbook_of(&run)?;
+        self.drive(&mut run, &playbook).await
+    }
+
+    /// Denies every approval whose time is up (fail closed).
+    pub async fn expire_approvals(&self, now: i64) -> Result<Vec<Approval>, ExecutorError> {
+        let expired = self.inner.approvals.expire_due(now)?;
+        for approval in &expired {
+            self.close_denied(
+                approval,
+                AuditKind::ApprovalExpired,
+                None,
+                "approval timed out",
+            )
+            .await?;
+        }
+        Ok(expired)
+    }
+}
+
+fn retriable(err: &PluginError) -> bool {
+    !matches!(
+        err,
+        PluginError::CapabilityDenied { .. }
+            | PluginError::InvalidOutput { .. }
+            | PluginError::WrongKind { .. }
+            | PluginError::Guest(GuestError {
+                kind: crate::model::ErrorKind::InvalidInput
+                    | crate::model::ErrorKind::Misconfigured,
+                ..
+            })
+    )
+}
+
+fn retry_delay(err: &PluginError, backoff: Duration, attempt: u32) -> Duration {
+    if let PluginError::Guest(GuestError {
+        retry_after_ms: Some(ms),
+        ..
+    }) = err
+    {
+        return Duration::from_millis((*ms).min(60_000));
+    }
+    backoff.saturating_mul(1 << attempt.saturating_sub(1).min(10))
+}
+
+fn target_label(target: &Entity) -> String {
+    let kind = serde_json::to_value(target.kind)
+        .ok()
+        .and_then(|k| k.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    format!(
+        "{kind}:{}",
+        target
+            .value
+            .trim()
+            .trim_end_matches('.')
+            .to_ascii_lowercase()
+    )
+}
+
+fn idempotency_key(run: &Run, step: &Step, target: &Entity) -> String {
+    let digest = Sha256::digest(
+        format!("{}\u{0}{}\u{0}{}", run.id, step.id, target_label(target)).as_bytes(),
+    );
+    hex::encode(&digest[..16])
+}
+
+/// A target from CEL output: `{kind, value}`, or a string (IP or host name).
+fn entity_from_json(value: &Value) -> Option<Entity> {
+    match value {
+        Value::String(text) if !text.trim().is_empty() => {
+            let kind = if crate::feeds::strip_port(text)
+                .parse::<std::net::IpAddr>()
+                .is_ok()
+            {
+                EntityKind::Ip
+            } else {
+                EntityKind::Hostname
+            };
+            Some(Entity {
+                kind,
+                value: text.trim().to_owned(),
+            })
+        }
+        Value::Object(_) => serde_json::from_value::<Entity>(value.clone())
+            .ok()
+            .filter(|e| !e.value.trim().is_empty()),
+        _ => None,
+    }
+}
+
+/// A dedup fingerprint, or `None` when a key is missing (such an alert is
+/// never folded). A list value counts as a whole, sorted.
+fn fingerprint(playbook: &Playbook, keys: &[Expr], variables: &Variables) -> Option<String> {
+    let mut parts = Vec::new();
+    for key in keys {
+        let mut value = key.eval_json(variables).ok()?;
+        if value.is_null() {
+            return None;
+        }
+        if let Value::Array(items) = &mut value {
+            items.sort_by_key(ToString::to_string);
+        }
+        parts.push(value);
+    }
+    Some(hex::encode(Sha256::digest(
+        format!("{}\u{0}{}", playbook.name, Value::Array(parts)).as_bytes(),
+    )))
+}

@@ -1,0 +1,835 @@
+//! Playbook execution through real plugins, a real sled directory and the
+//! audit log: guardrails alone and combined, approvals (quorum, expiry, also
+//! across a restart, binding), dry runs, idempotent ingest, dedup.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use rampart::audit::{AuditKey, AuditKind};
+use rampart::executor::Executor;
+use rampart::executor::approvals::ApprovalStatus;
+use rampart::executor::guardrails::{Asset, AssetInventory};
+use rampart::executor::run::{RunStatus, StepStatus};
+use rampart::model::{Alert, Entity, EntityKind, Severity};
+use rampart::store::{KvNamespace, SledStore, Store};
+use rampart::tenant::TenantId;
+use rampart::{RuntimeConfig, tenant::Grants};
+use rampart_e2e::{manifest, tenant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const BAD_IP: &str = "77.239.124.102"; // listed by 10 block lists in the ipsum slice
+const OTHER_BAD_IP: &str = "2.57.122.53";
+
+fn open(dir: &Path) -> Executor {
+    let store = SledStore::open(&dir.join("data")).expect("store");
+    Executor::new(
+        RuntimeConfig::default(),
+        store,
+        AuditKey::from_bytes(vec![3u8; 32]).expect("key"),
+    )
+    .expect("executor")
+}
+
+async fn setup(dir: &Path, playbook: &str) -> (Executor, TenantId) {
+    let executor = open(dir);
+    let acme = tenant("acme");
+    executor.set_grants(&acme, grants());
+    for name in ["ip-reputation", "risk-scorer", "edl-blocklist"] {
+        executor
+            .add_plugin(&acme, &manifest(name))
+            .await
+            .expect("plugin");
+    }
+    let feed = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/data/ipsum/ipsum.txt"
+    ))
+    .expect("feed");
+    executor
+        .store()
+        .intel_insert(
+            &acme,
+            rampart::feeds::parse_ipsum("ipsum", &feed).expect("parse"),
+        )
+        .expect("intel");
+    executor.set_inventory(
+        &acme,
+        AssetInventory {
+            assets: vec![
+                Asset {
+                    name: "dc01.corp.example".into(),
+                    ips: vec!["10.0.0.10".parse().expect("ip")],
+                    tags: vec!["domain-controller".into()],
+                },
+                Asset {
+                    name: "ws-042.corp.example".into(),
+                    ips: vec!["10.0.5.42".parse().expect("ip")],
+                    tags: vec![],
+                },
+                Asset {
+                    name: "db-prod.corp.example".into(),
+                    ips: vec!["10.0.9.9".parse().expect("ip")],
+                    tags: vec!["crown-jewel".into()],
+                },
+            ],
+        },
+    );
+    executor
+        .add_playbook(&acme, "test.yaml", playbook)
+        .expect("playbook");
+    (executor, acme)
+}
+
+fn grants() -> Grants {
+    Grants::allow_all_capabilities()
+}
+
+fn alert(id: &str, ip: &str) -> Alert {
+    Alert {
+        id: id.into(),
+        source: "edr".into(),
+        title: "Outbound beacon".into(),
+        severity: Severity::High,
+        time: 1_795_756_800_000,
+        entities: vec![
+            Entity {
+                kind: EntityKind::Ip,
+                value: ip.into(),
+            },
+            Entity {
+                kind: EntityKind::Hostname,
+                value: "ws-042.corp.example".into(),
+            },
+        ],
+        techniques: vec!["T1071".into()],
+        tags: vec![],
+        raw: serde_json::json!({}),
+    }
+}
+
+/// A three-step block playbook; `extra` is spliced into the block step's
+/// guard, `guardrails` replaces the guardrails block.
+fn block_playbook(mode: &str, guard: &str, target: &str, guardrails: &str) -> String {
+    format!(
+        r#"name: block
+trigger: {{ alert: 'true' }}
+mode: {mode}
+steps:
+  - id: rep
+    enrich: ip-reputation
+  - id: risk
+    score: risk-scorer
+    needs: [rep]
+  - id: act
+    respond: edl-blocklist
+    needs: [risk]
+    target: '{target}'
+    action: block-ip
+    with: {{ list: block }}
+    guard: {{ {guard} }}
+guardrails:
+{guardrails}
+"#
+    )
+}
+
+const EXTERNAL: &str = "min_confidence: 80, external_target: true";
+const NO_GUARDRAILS: &str = "  rate_limits: { block-ip: 100/h }";
+
+fn edl_has(executor: &Executor, tenant: &TenantId, ip: &str) -> bool {
+    let ns = KvNamespace {
+        tenant: tenant.clone(),
+        plugin: "edl-blocklist".into(),
+    };
+    executor
+        .store()
+        .kv_get(&ns, &format!("edl/block/{ip}"))
+        .expect("kv")
+        .is_some()
+}
+
+async fn only_run(
+    executor: &Executor,
+    tenant: &TenantId,
+    alert: &Alert,
+) -> rampart::executor::run::Run {
+    let ingested = executor.ingest(tenant, alert).await.expect("ingest");
+    assert_eq!(ingested.runs.len(), 1, "{ingested:?}");
+    executor.get_run(tenant, &ingested.runs[0]).expect("run")
+}
+
+fn reasons(run: &rampart::executor::run::Run) -> String {
+    run.steps["act"]
+        .decision
+        .as_ref()
+        .map(|d| d.reasons.join(" | "))
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn autonomous_action_executes_when_every_guardrail_holds() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (executor, acme) = setup(
+        dir.path(),
+        &block_playbook(
+            "autonomous",
+            EXTERNAL,
+            "alert.entities.ip[0]",
+            NO_GUARDRAILS,
+        ),
+    )
+    .await;
+    let run = only_run(&executor, &acme, &alert("a1", BAD_IP)).await;
+    assert_eq!(run.status, RunStatus::Succeeded, "{run:#?}");
+    assert_eq!(
+        run.steps["act"].status,
+        StepStatus::Succeeded,
+        "{}",
+        reasons(&run)
+    );
+    assert_eq!(
+        run.steps["act"].output.as_ref().expect("output")["outcome"],
+        "executed"
+    );
+    assert!(edl_has(&executor, &acme, BAD_IP));
+    assert!(run.verdict_at.is_some() && run.contained_at.is_some());
+    let report = executor.audit().verify(&acme).expect("verify");
+    assert!(report.ok(), "{report:?}");
+    let mut kinds = Vec::new();
+    executor
+        .audit()
+        .read(&acme, |record, _| {
+            kinds.push(record.kind);
+            true
+        })
+        .expect("read");
+    for kind in [
+        AuditKind::AlertReceived,
+        AuditKind::RunStarted,
+        AuditKind::PluginInvoked,
+        AuditKind::GuardrailDecision,
+        AuditKind::ActionExecuted,
+        AuditKind::RunFinished,
+    ] {
+        assert!(kinds.contains(&kind), "missing {kind:?} in {kinds:?}");
+    }
+}
+
+#[tokio::test]
+async fn supervised_mode_alone_needs_approval() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (executor, acme) = setup(
+        dir.path(),
+        &block_playbook(
+            "supervised",
+            EXTERNAL,
+            "alert.entities.ip[0]",
+            NO_GUARDRAILS,
+        ),
+    )
+    .await;
+    let run = only_run(&executor, &acme, &alert("a1", BAD_IP)).await;
+    assert_eq!(run.status, RunStatus::WaitingApproval);
+    assert_eq!(
+        reasons(&run),
+        "supervised playbook: every action needs approval"
+    );
+    assert!(!edl_has(&executor, &acme, BAD_IP));
+}
+
+#[tokio::test]
+async fn low_confidence_alone_needs_approval() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (executor, acme) = setup(
+        dir.path(),
+        &block_playbook(
+            "autonomous",
+            "min_confidence: 95, external_target: true",
+            "alert.entities.ip[0]",
+            NO_GUARDRAILS,
+        ),
+    )
+    .await;
+    let run = only_run(&executor, &acme, &alert("a1", BAD_IP)).await;
+    assert_eq!(
+        reasons(&run),
+        "confidence 90 is below the step's minimum 95"
+    );
+}
+
+#[tokio::test]
+async fn no_score_means_confidence_zero() {
+    let dir = tempfile::tempdir().expect("dir");
+    let playbook = r#"name: noscore
+trigger: { alert: 'true' }
+mode: autonomous
+steps:
+  - id: act
+    respond: edl-blocklist
+    target: 'alert.entities.ip[0]'
+    guard: { min_confidence: 1, external_target: true }
+"#;
+    let (executor, acme) = setup(dir.path(), playbook).await;
+    let run = only_run(&executor, &acme, &alert("a1", BAD_IP)).await;
+    assert_eq!(
+        reasons(&run),
+        "no score: confidence 0 is below the step's minimum 1"
+    );
+}
+
+#[tokio::test]
+async fn unknown_asset_is_never_acted_on_automatically() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (executor, acme) = setup(
+        dir.path(),
+        &block_playbook(
+            "autonomous",
+            "min_confidence: 80",
+            "\"laptop-99.corp.example\"",
+            NO_GUARDRAILS,
+        ),
+    )
+    .await;
+    let run = only_run(&executor, &acme, &alert("a1", BAD_IP)).await;
+    assert_eq!(
+        reasons(&run),
+        "the target is not in the tenant's asset inventory"
+    );
+    // A known asset passes the same rule.
+    let dir = tempfile::tempdir().expect("dir");
+    let (executor, acme) = setup(
+        dir.path(),
+        &block_playbook(
+            "autonomous",
+            "min_confidence: 80",
+            "\"10.0.5.42\"",
+            NO_GUARDRAILS,
+        ),
+    )
+    .await;
+    let run = only_run(&executor, &acme, &alert("a1", BAD_IP)).await;
+    assert_eq!(
+        run.steps["act"].status,
+        StepStatus::Succeeded,
+        "{}",
+        reasons(&run)
+    );
+}
+
+#[tokio::test]
+async fn protected_assets_are_refused_even_in_autonomous_mode() {
+    for (target, protected) in [
+        ("DC01.corp.example.", "dc01.corp.example"), // case, trailing dot
+        ("dc01", "dc01.corp.example"),               // short name vs FQDN
+        ("10.0.0.10", "dc01.corp.example"),          // the asset's IP
+        ("10.0.0.10", "10.0.0.0/24"),                // CIDR
+        ("db-prod.corp.example", "tag:crown-jewel"), // inventory tag
+        ("::ffff:10.0.0.10", "10.0.0.0/24"),         // IPv4-mapped form
+    ] {
+        let dir = tempfile::tempdir().expect("dir");
+        let guardrails = format!("  protected_assets: [\"{protected}\"]");
+        let (executor, acme) = setup(
+            dir.path(),
+            &block_playbook(
+                "autonomous",
+                "min_confidence: 80",
+                &format!("\"{target}\""),
+                &guardrails,
+            ),
+        )
+        .await;
+        let run = only_run(&executor, &acme, &alert("a1", BAD_IP)).await;
+        assert_eq!(
+            run.steps["act"].status,
+            StepStatus::Refused,
+            "{target} vs {protected}: {}",
+            reasons(&run)
+        );
+        assert!(reasons(&run).starts_with("protected:"), "{}", reasons(&run));
+        assert!(
+            executor
+                .approvals()
+                .list(Some(&acme), true)
+                .expect("list")
+                .is_empty(),
+            "a refusal is not an approval"
+        );
+    }
+}
+
+#[tokio::test]
+async fn rate_limit_holds_across_a_restart() {
+    let dir = tempfile::tempdir().expect("dir");
+    let playbook = block_playbook(
+        "autonomous",
+        EXTERNAL,
+        "alert.entities.ip[0]",
+        "  rate_limits: { block-ip: 1/h }",
+    );
+    {
+        let (executor, acme) = setup(dir.path(), &playbook).await;
+        let run = only_run(&executor, &acme, &alert("a1", BAD_IP)).await;
+        assert_eq!(
+            run.steps["act"].status,
+            StepStatus::Succeeded,
+            "{}",
+            reasons(&run)
+        );
+        let run = only_run(&executor, &acme, &alert("a2", OTHER_BAD_IP)).await;
+        assert!(
+            reasons(&run).contains("rate limit for `block-ip` reached"),
+            "{}",
+            reasons(&run)
+        );
+    }
+    let (executor, acme) = setup(dir.path(), &playbook).await;
+    let mut third = alert("a3", "62.60.130.201");
+    third.title = "another".into();
+    let run = only_run(&executor, &acme, &third).await;
+    assert!(
+        reasons(&run).contains("rate limit"),
+        "after restart: {}",
+        reasons(&run)
+    );
+}
+
+#[tokio::test]
+async fn blast_radius_limits_targets_per_run() {
+    let dir = tempfile::tempdir().expect("dir");
+    let playbook = r#"name: two
+trigger: { alert: 'true' }
+mode: autonomous
+steps:
+  - id: rep
+    enrich: ip-reputation
+  - id: risk
+    score: risk-scorer
+    needs: [rep]
+  - id: first
+    respond: edl-blocklist
+    needs: [risk]
+    target: 'alert.entities.ip[0]'
+    guard: { min_confidence: 80, external_target: true }
+  - id: second
+    respond: edl-blocklist
+    needs: [first]
+    target: 'alert.entities.ip[1]'
+    guard: { min_confidence: 80, external_target: true }
+guardrails:
+  max_targets_per_run: 1
+"#;
+    let (executor, acme) = setup(dir.path(), playbook).await;
+    let mut two = alert("a1", BAD_IP);
+    two.entities.push(Entity {
+        kind: EntityKind::Ip,
+        value: OTHER_BAD_IP.into(),
+    });
+    let run = only_run(&executor, &acme, &two).await;
+    assert_eq!(run.steps["first"].status, StepStatus::Succeeded);
+    assert_eq!(run.steps["second"].status, StepStatus::WaitingApproval);
+    let why = run.steps["second"]
+        .decision
+        .as_ref()
+        .expect("decision")
+        .reasons
+        .join(" | ");
+    assert!(why.contains("blast radius"), "{why}");
+}
+
+#[tokio::test]
+async fn failing_rules_are_all_reported_together() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (executor, acme) = setup(
+        dir.path(),
+        &block_playbook(
+            "supervised",
+            "min_confidence: 99",
+            "\"laptop-99\"",
+            NO_GUARDRAILS,
+        ),
+    )
+    .await;
+    let run = only_run(&executor, &acme, &alert("a1", BAD_IP)).await;
+    let why = reasons(&run);
+    for part in [
+        "supervised",
+        "confidence 90 is below",
+        "not in the tenant's asset inventory",
+    ] {
+        assert!(why.contains(part), "{part} missing from {why}");
+    }
+}
+
+#[tokio::test]
+async fn quorum_needs_distinct_approvers_then_executes() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (executor, acme) = setup(
+        dir.path(),
+        &block_playbook(
+            "supervised",
+            "approvers: 2, external_target: true",
+            "alert.entities.ip[0]",
+            NO_GUARDRAILS,
+        ),
+    )
+    .await;
+    let run = only_run(&executor, &acme, &alert("a1", BAD_IP)).await;
+    let approval_id = run.steps["act"].approval_id.clone().expect("approval");
+    let first = executor
+        .approve(&acme, &approval_id, "alice", "seen the beacon")
+        .await
+        .expect("alice");
+    assert_eq!(first.status, ApprovalStatus::Pending);
+    let again = executor
+        .approve(&acme, &approval_id, "alice", "again")
+        .await
+        .expect_err("same approver twice");
+    assert!(again.to_string().contains("distinct approvers"), "{again}");
+    assert!(!edl_has(&executor, &acme, BAD_IP));
+    let err = executor
+        .approve(&acme, &approval_id, "bob", "  ")
+        .await
+        .expect_err("reason required");
+    assert!(err.to_string().contains("reason"), "{err}");
+    let done = executor
+        .approve(&acme, &approval_id, "bob", "agree")
+        .await
+        .expect("bob");
+    assert_eq!(done.status, ApprovalStatus::Approved);
+    assert!(edl_has(&executor, &acme, BAD_IP));
+    let run = executor.get_run(&acme, &run.id).expect("run");
+    assert_eq!(run.status, RunStatus::Succeeded, "{run:#?}");
+    // Another tenant cannot see or touch it.
+    let other = tenant("globex");
+    assert!(
+        executor
+            .approve(&other, &approval_id, "mallory", "x")
+            .await
+            .is_err()
+    );
+    assert!(
+        executor
+            .approvals()
+            .list(Some(&other), false)
+            .expect("list")
+            .is_empty()
+    );
+    assert!(executor.audit().verify(&acme).expect("verify").ok());
+}
+
+#[tokio::test]
+async fn denial_skips_the_action() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (executor, acme) = setup(
+        dir.path(),
+        &block_playbook(
+            "supervised",
+            EXTERNAL,
+            "alert.entities.ip[0]",
+            NO_GUARDRAILS,
+        ),
+    )
+    .await;
+    let run = only_run(&executor, &acme, &alert("a1", BAD_IP)).await;
+    let approval_id = run.steps["act"].approval_id.clone().expect("approval");
+    executor
+        .deny(&acme, &approval_id, "carol", "false positive: our scanner")
+        .await
+        .expect("deny");
+    let run = executor.get_run(&acme, &run.id).expect("run");
+    assert_eq!(run.steps["act"].status, StepStatus::Denied);
+    assert_eq!(run.status, RunStatus::Succeeded);
+    assert!(!edl_has(&executor, &acme, BAD_IP));
+    assert!(
+        executor
+            .approve(&acme, &approval_id, "dave", "too late")
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn expired_approval_is_denied_and_cannot_be_approved() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (executor, acme) = setup(
+        dir.path(),
+        &block_playbook(
+            "supervised",
+            "approval_timeout: 300ms, external_target: true",
+            "alert.entities.ip[0]",
+            NO_GUARDRAILS,
+        ),
+    )
+    .await;
+    let run = only_run(&executor, &acme, &alert("a1", BAD_IP)).await;
+    let approval_id = run.steps["act"].approval_id.clone().expect("approval");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let err = executor
+        .approve(&acme, &approval_id, "alice", "ok")
+        .await
+        .expect_err("expired");
+    assert!(err.to_string().contains("expired"), "{err}");
+    let run = executor.get_run(&acme, &run.id).expect("run");
+    assert_eq!(run.steps["act"].status, StepStatus::Denied);
+    assert!(!edl_has(&executor, &acme, BAD_IP));
+}
+
+#[tokio::test]
+async fn approvals_that_expire_while_down_are_denied_at_start() {
+    let dir = tempfile::tempdir().expect("dir");
+    let playbook = block_playbook(
+        "supervised",
+        "approval_timeout: 300ms, external_target: true",
+        "alert.entities.ip[0]",
+        NO_GUARDRAILS,
+    );
+    let (run_id, approval_id) = {
+        let (executor, acme) = setup(dir.path(), &playbook).await;
+        let run = only_run(&executor, &acme, &alert("a1", BAD_IP)).await;
+        (
+            run.id.clone(),
+            run.steps["act"].approval_id.clone().expect("approval"),
+        )
+    };
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let (executor, acme) = setup(dir.path(), &playbook).await;
+    executor.resume().await.expect("resume");
+    let approval = executor
+        .approvals()
+        .get(&acme, &approval_id)
+        .expect("approval");
+    assert_eq!(approval.status, ApprovalStatus::Expired);
+    let run = executor.get_run(&acme, &run_id).expect("run");
+    assert_eq!(run.steps["act"].status, StepStatus::Denied);
+    assert!(
+        executor
+            .approve(&acme, &approval_id, "alice", "late")
+            .await
+            .is_err()
+    );
+    assert!(executor.audit().verify(&acme).expect("verify").ok());
+}
+
+#[tokio::test]
+async fn an_approval_is_bound_to_its_target_params_and_plugin() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (executor, acme) = setup(
+        dir.path(),
+        &block_playbook(
+            "supervised",
+            EXTERNAL,
+            "alert.entities.ip[0]",
+            NO_GUARDRAILS,
+        ),
+    )
+    .await;
+    let run = only_run(&executor, &acme, &alert("a1", BAD_IP)).await;
+    let approval = executor
+        .approvals()
+        .get(&acme, run.steps["act"].approval_id.as_deref().expect("id"))
+        .expect("approval");
+    let target = Entity {
+        kind: EntityKind::Ip,
+        value: BAD_IP.into(),
+    };
+    let params = rampart::executor::approvals::params_hash(&serde_json::json!({"list": "block"}));
+    assert!(
+        approval
+            .covers(&run.id, "act", &target, &params, &approval.plugin_digest)
+            .is_ok()
+    );
+    let changed = Entity {
+        kind: EntityKind::Ip,
+        value: OTHER_BAD_IP.into(),
+    };
+    let err = approval
+        .covers(&run.id, "act", &changed, &params, &approval.plugin_digest)
+        .expect_err("other target");
+    assert!(err.contains("approves target"), "{err}");
+    let other_params =
+        rampart::executor::approvals::params_hash(&serde_json::json!({"list": "allow"}));
+    assert!(
+        approval
+            .covers(
+                &run.id,
+                "act",
+                &target,
+                &other_params,
+                &approval.plugin_digest
+            )
+            .expect_err("params")
+            .contains("parameters")
+    );
+    assert!(
+        approval
+            .covers(&run.id, "act", &target, &params, "0000")
+            .expect_err("digest")
+            .contains("plugin changed")
+    );
+}
+
+/// Counts HTTP requests; the dry run must make none.
+async fn counting_server() -> (u16, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let mut buf = [0u8; 2048];
+            let _ = socket.read(&mut buf).await;
+            let body = format!("{BAD_IP}\t9\n");
+            let _ = socket
+                .write_all(
+                    format!(
+                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                        body.len()
+                    )
+                    .as_bytes(),
+                )
+                .await;
+        }
+    });
+    (port, hits)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_never_reaches_the_network_nor_touches_state() {
+    let (port, hits) = counting_server().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let executor = open(dir.path());
+    let acme = tenant("acme");
+    let mut grants = grants();
+    grants.default.http_hosts = vec![format!("127.0.0.1:{port}")];
+    grants.default.allow_private = vec!["127.0.0.0/8".parse().expect("cidr")];
+    grants.default.settings.insert(
+        "feed_url".into(),
+        format!("http://127.0.0.1:{port}/ipsum.txt"),
+    );
+    executor.set_grants(&acme, grants);
+    for name in ["ip-reputation", "risk-scorer", "edl-blocklist"] {
+        executor
+            .add_plugin(&acme, &manifest(name))
+            .await
+            .expect("plugin");
+    }
+    let playbook = block_playbook("dry-run", EXTERNAL, "alert.entities.ip[0]", NO_GUARDRAILS);
+    let parsed = executor
+        .add_playbook(&acme, "dry.yaml", &playbook)
+        .expect("playbook");
+    let before = executor.audit().verify(&acme).expect("verify").records;
+
+    let run = executor
+        .dry_run(&acme, &parsed, &alert("a1", BAD_IP))
+        .await
+        .expect("dry run");
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        0,
+        "the dry run reached the network"
+    );
+    assert_eq!(
+        run.steps["act"].output.as_ref().expect("output")["outcome"],
+        "planned",
+        "{run:#?}"
+    );
+    assert!(!edl_has(&executor, &acme, BAD_IP));
+    let ns = KvNamespace {
+        tenant: acme.clone(),
+        plugin: "ip-reputation".into(),
+    };
+    assert_eq!(
+        executor.store().kv_usage(&ns).expect("usage"),
+        0,
+        "dry run wrote the plugin's kv"
+    );
+    assert_eq!(
+        executor.audit().verify(&acme).expect("verify").records,
+        before,
+        "dry run wrote to the audit chain"
+    );
+    assert!(
+        executor.runs(&acme).expect("runs").is_empty(),
+        "dry run persisted a run"
+    );
+
+    // The same playbook ingested for real (mode dry-run) also plans only.
+    let ingested = executor
+        .ingest(&acme, &alert("a2", BAD_IP))
+        .await
+        .expect("ingest");
+    assert!(ingested.runs.len() == 1);
+    assert_eq!(hits.load(Ordering::SeqCst), 0);
+    assert!(!edl_has(&executor, &acme, BAD_IP));
+}
+
+#[tokio::test]
+async fn ingest_is_idempotent_on_alert_id() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (executor, acme) = setup(
+        dir.path(),
+        &block_playbook(
+            "supervised",
+            EXTERNAL,
+            "alert.entities.ip[0]",
+            NO_GUARDRAILS,
+        ),
+    )
+    .await;
+    let first = executor
+        .ingest(&acme, &alert("a1", BAD_IP))
+        .await
+        .expect("first");
+    let again = executor
+        .ingest(&acme, &alert("a1", BAD_IP))
+        .await
+        .expect("again");
+    assert!(again.duplicate);
+    assert_eq!(first.runs, again.runs);
+    let mut changed = alert("a1", BAD_IP);
+    changed.title = "something else".into();
+    let err = executor
+        .ingest(&acme, &changed)
+        .await
+        .expect_err("conflict");
+    assert!(err.to_string().contains("different body"), "{err}");
+    assert_eq!(executor.runs(&acme).expect("runs").len(), 1);
+}
+
+#[tokio::test]
+async fn dedup_folds_alerts_into_the_open_run() {
+    let dir = tempfile::tempdir().expect("dir");
+    let playbook = block_playbook(
+        "supervised",
+        EXTERNAL,
+        "alert.entities.ip[0]",
+        NO_GUARDRAILS,
+    )
+    .replace(
+        "mode: supervised\n",
+        "mode: supervised\ndedup: { key: [alert.title, 'alert.entities.ip[0]'], window: 30m }\n",
+    );
+    let (executor, acme) = setup(dir.path(), &playbook).await;
+    let first = executor
+        .ingest(&acme, &alert("a1", BAD_IP))
+        .await
+        .expect("first");
+    let second = executor
+        .ingest(&acme, &alert("a2", BAD_IP))
+        .await
+        .expect("second");
+    assert!(second.runs.is_empty());
+    assert_eq!(second.folded_into, first.runs);
+    let third = executor
+        .ingest(&acme, &alert("a3", OTHER_BAD_IP))
+        .await
+        .expect("third");
+    assert_eq!(third.runs.len(), 1, "a different key starts its own run");
+    let run = executor.get_run(&acme, &first.runs[0]).expect("run");
+    assert_eq!(run.folded, vec!["a2".to_owned()]);
+}
