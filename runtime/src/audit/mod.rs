@@ -311,7 +311,7 @@ impl AuditLog {
         };
         heads.insert(tenant.clone(), new_head);
         drop(heads);
-        if record.seq % Self::CHECKPOINT_EVERY == 0 {
+        if record.seq.is_multiple_of(Self::CHECKPOINT_EVERY) {
             self.sign(tenant, new_head)?;
         }
         Ok(record.seq)
@@ -460,11 +460,10 @@ impl AuditLog {
         }
         let by_seq: HashMap<u64, &Checkpoint> = checkpoints.iter().map(|c| (c.seq, c)).collect();
         let mut prev_hash = ZERO_HASH;
-        let mut expected_seq = 1u64;
         let mut count = 0u64;
         let mut checked = 0u64;
         let mut last_good_checkpoint = 0u64;
-        for entry in records.iter() {
+        for (expected_seq, entry) in (1u64..).zip(records.iter()) {
             let (key, bytes) = entry.map_err(store_err)?;
             let key_seq = <[u8; 8]>::try_from(key.as_ref())
                 .map(u64::from_be_bytes)
@@ -536,7 +535,6 @@ impl AuditLog {
             }
             prev_hash = hash;
             count += 1;
-            expected_seq += 1;
         }
         if let Some(beyond) = checkpoints
             .iter()

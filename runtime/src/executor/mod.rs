@@ -341,10 +341,9 @@ impl Executor {
     fn playbook_of(&self, run: &Run) -> Result<Arc<Playbook>, ExecutorError> {
         if let Some(current) =
             read_lock(&self.inner.playbooks).get(&(run.tenant.clone(), run.playbook.clone()))
+            && current.sha256 == run.playbook_sha256
         {
-            if current.sha256 == run.playbook_sha256 {
-                return Ok(current.clone());
-            }
+            return Ok(current.clone());
         }
         // The playbook changed since the run started: use the run's version.
         let source = self
@@ -504,15 +503,15 @@ impl Executor {
             }
             let run = self.new_run(tenant, &playbook, alert, false, now);
             self.save(&run)?;
-            if let Some(dedup) = &playbook.dedup {
-                if let Some(fingerprint) = fingerprint(&playbook, &dedup.key, &variables) {
-                    let expires = now + i64::try_from(dedup.window.as_millis()).unwrap_or(i64::MAX);
-                    self.inner.dedup.insert(
-                        key(&[tenant.as_str(), &playbook.name, &fingerprint]),
-                        serde_json::to_vec(&json!({"run": run.id, "expires": expires}))
-                            .map_err(store_err)?,
-                    )?;
-                }
+            if let Some(dedup) = &playbook.dedup
+                && let Some(fingerprint) = fingerprint(&playbook, &dedup.key, &variables)
+            {
+                let expires = now + i64::try_from(dedup.window.as_millis()).unwrap_or(i64::MAX);
+                self.inner.dedup.insert(
+                    key(&[tenant.as_str(), &playbook.name, &fingerprint]),
+                    serde_json::to_vec(&json!({"run": run.id, "expires": expires}))
+                        .map_err(store_err)?,
+                )?;
             }
             self.audit_append(&run, AuditKind::RunStarted, None, None, json!({"playbook": playbook.name, "version": playbook.version, "sha256": playbook.sha256, "plugins": run.plugins, "mode": playbook.mode}))?;
             started.push(run.id.clone());
@@ -645,10 +644,10 @@ impl Executor {
         let mut unfinished = Vec::new();
         for entry in self.inner.runs.iter() {
             let (_, bytes) = entry?;
-            if let Ok(run) = serde_json::from_slice::<Run>(&bytes) {
-                if run.status == RunStatus::Running {
-                    unfinished.push(run);
-                }
+            if let Ok(run) = serde_json::from_slice::<Run>(&bytes)
+                && run.status == RunStatus::Running
+            {
+                unfinished.push(run);
             }
         }
         for run in unfinished {
@@ -728,10 +727,10 @@ impl Executor {
                         run.contained_at = result.state.finished;
                     }
                 }
-                if let Some(approval) = &result.approval {
-                    if !run.dry_run {
-                        self.inner.approvals.put(approval)?;
-                    }
+                if let Some(approval) = &result.approval
+                    && !run.dry_run
+                {
+                    self.inner.approvals.put(approval)?;
                 }
                 for (kind, detail) in result.audit {
                     self.audit_append(run, kind, Some(&result.id), None, detail)?;
@@ -782,12 +781,11 @@ impl Executor {
                         )
                     })
                 });
-                if let Some(state) = run.steps.get_mut(&step.id) {
-                    if state.status == StepStatus::Pending
-                        && (blocked || run.status == RunStatus::Failed)
-                    {
-                        state.status = StepStatus::Skipped;
-                    }
+                if let Some(state) = run.steps.get_mut(&step.id)
+                    && state.status == StepStatus::Pending
+                    && (blocked || run.status == RunStatus::Failed)
+                {
+                    state.status = StepStatus::Skipped;
                 }
             }
         }
@@ -1194,40 +1192,40 @@ impl Executor {
         let idempotency_key = idempotency_key(run, step, &target);
 
         // Interrupted by a crash after the intent was written: reconcile.
-        if state.status == StepStatus::Running && !run.dry_run {
-            if let Some(intent) = self
+        if state.status == StepStatus::Running
+            && !run.dry_run
+            && let Some(intent) = self
                 .inner
                 .intents
                 .get(key(&[run.tenant.as_str(), &idempotency_key]))?
-            {
-                let intent: Value = serde_json::from_slice(&intent).map_err(store_err)?;
-                let Some(recorded) = intent.get("result") else {
-                    return self
-                        .reconcile(run, step, loaded, target, idempotency_key, result, state)
-                        .await;
-                };
-                // The action finished before the crash; only the step state was lost.
-                state.finished = Some(now);
-                match serde_json::from_value::<crate::model::ActionResult>(recorded.clone()) {
-                    Ok(done) => {
-                        state.status = StepStatus::Succeeded;
-                        result.acted = Some(target_label(&target));
-                        state.output = Some(
-                            json!({"outcome": done.outcome, "summary": done.summary, "data": done.data}),
-                        );
-                    }
-                    Err(_) => {
-                        state.status = StepStatus::Failed;
-                        state.error = Some(format!("action failed before the restart: {recorded}"));
-                    }
+        {
+            let intent: Value = serde_json::from_slice(&intent).map_err(store_err)?;
+            let Some(recorded) = intent.get("result") else {
+                return self
+                    .reconcile(run, step, loaded, target, idempotency_key, result, state)
+                    .await;
+            };
+            // The action finished before the crash; only the step state was lost.
+            state.finished = Some(now);
+            match serde_json::from_value::<crate::model::ActionResult>(recorded.clone()) {
+                Ok(done) => {
+                    state.status = StepStatus::Succeeded;
+                    result.acted = Some(target_label(&target));
+                    state.output = Some(
+                        json!({"outcome": done.outcome, "summary": done.summary, "data": done.data}),
+                    );
                 }
-                result.audit.push((
-                    AuditKind::StepFinished,
-                    json!({"status": state.status, "recovered": true}),
-                ));
-                result.state = state;
-                return Ok(result);
+                Err(_) => {
+                    state.status = StepStatus::Failed;
+                    state.error = Some(format!("action failed before the restart: {recorded}"));
+                }
             }
+            result.audit.push((
+                AuditKind::StepFinished,
+                json!({"status": state.status, "recovered": true}),
+            ));
+            result.state = state;
+            return Ok(result);
         }
 
         let inventory = read_lock(&self.inner.inventory)
@@ -1716,12 +1714,12 @@ impl Executor {
             principal,
             json!({"approval": approval.id, "reason": reason}),
         )?;
-        if let Some(state) = run.steps.get_mut(&approval.step_id) {
-            if state.status == StepStatus::WaitingApproval {
-                state.status = StepStatus::Denied;
-                state.finished = Some(now_ms());
-                state.error = Some(format!("{kind:?}: {reason}"));
-            }
+        if let Some(state) = run.steps.get_mut(&approval.step_id)
+            && state.status == StepStatus::WaitingApproval
+        {
+            state.status = StepStatus::Denied;
+            state.finished = Some(now_ms());
+            state.error = Some(format!("{kind:?}: {reason}"));
         }
         run.status = RunStatus::Running;
         self.save(&run)?;

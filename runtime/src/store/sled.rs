@@ -170,10 +170,10 @@ impl SledStore {
         let usage_key = ns_prefix(ns);
         let result = (&self.kv, &self.kv_usage).transaction(|(kv, usage)| {
             let current = kv.get(&full)?;
-            if let Some(expected) = expected {
-                if current.as_deref() != expected {
-                    return Ok(false);
-                }
+            if let Some(expected) = expected
+                && current.as_deref() != expected
+            {
+                return Ok(false);
             }
             let used = read_u64(usage.get(&usage_key)?);
             let old = current.as_ref().map_or(0, |v| (key.len() + v.len()) as u64);
