@@ -1,5 +1,7 @@
 //! Subcommands of the `rampart` binary.
 
+mod audit;
+mod playbooks;
 mod plugin;
 
 use clap::{Parser, Subcommand};
@@ -20,6 +22,16 @@ enum Command {
     /// Work with plugin components.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    /// Work with playbooks.
+    #[command(subcommand)]
+    Playbook(playbooks::PlaybookCommand),
+    /// Run one alert through a playbook (embedded store) and print the run.
+    Run(playbooks::RunArgs),
+    /// Dry-run many alerts (JSON lines) through a playbook and summarise.
+    Replay(playbooks::ReplayArgs),
+    /// Verify or export the audit log.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
 /// A failed command: what to print and the exit code.
@@ -67,5 +79,9 @@ pub fn init_tracing(json: bool) {
 pub async fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Plugin(command) => plugin::run(command).await,
+        Command::Playbook(command) => playbooks::check(command),
+        Command::Run(args) => playbooks::run(args).await,
+        Command::Replay(args) => playbooks::replay(args).await,
+        Command::Audit(command) => audit::run(command),
     }
 }
