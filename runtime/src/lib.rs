@@ -33,6 +33,8 @@
 pub mod audit;
 mod bindings;
 pub mod caps;
+#[doc(hidden)]
+pub mod crashpoint;
 pub mod diagnostics;
 pub mod engine;
 pub mod executor;

@@ -122,11 +122,19 @@ pub fn get(url: &str) -> Result<Response, HttpError> {
 /// Sends `request` and reads the whole response.
 pub fn send(request: &Request) -> Result<Response, HttpError> {
     let (scheme, authority, path) = split_url(&request.url)?;
-    let header_list: Vec<(String, Vec<u8>)> = request
+    let mut header_list: Vec<(String, Vec<u8>)> = request
         .headers
         .iter()
         .map(|(name, value)| (name.to_ascii_lowercase(), value.as_bytes().to_vec()))
         .collect();
+    // A known length, not chunked encoding: many APIs (and simple servers)
+    // do not accept chunked request bodies.
+    if !header_list.iter().any(|(name, _)| name == "content-length") {
+        header_list.push((
+            "content-length".to_owned(),
+            request.body.len().to_string().into_bytes(),
+        ));
+    }
     let headers = Fields::from_list(&header_list)
         .map_err(|err| HttpError::Url(format!("header: {err:?}")))?;
     let outgoing = OutgoingRequest::new(headers);

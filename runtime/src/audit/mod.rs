@@ -305,6 +305,7 @@ impl AuditLog {
         self.records(tenant)?
             .insert(seq_key(record.seq), bytes)
             .map_err(store_err)?;
+        crate::crashpoint::reached("mid-audit");
         let new_head = Head {
             seq: record.seq,
             hash,

@@ -42,19 +42,30 @@ pub enum AuditCommand {
 
 fn open(data: &PathBuf, key: &PathBuf) -> Result<AuditLog, Failure> {
     if !data.exists() {
-        return Err(Failure::usage(format!("no data directory {}", data.display())));
+        return Err(Failure::usage(format!(
+            "no data directory {}",
+            data.display()
+        )));
     }
     if !key.exists() {
-        return Err(Failure::usage(format!("no audit key {}: without it checkpoints cannot be verified", key.display())));
+        return Err(Failure::usage(format!(
+            "no audit key {}: without it checkpoints cannot be verified",
+            key.display()
+        )));
     }
-    let key = AuditKey::load_or_create(key, Some(data)).map_err(|err| Failure::usage(err.to_string()))?;
+    let key =
+        AuditKey::load_or_create(key, Some(data)).map_err(|err| Failure::usage(err.to_string()))?;
     let store = SledStore::open(data).map_err(|err| Failure::load(err.to_string()))?;
     Ok(AuditLog::new(store.db().clone(), key))
 }
 
 pub fn run(command: AuditCommand) -> Result<(), Failure> {
     match command {
-        AuditCommand::Verify { data, audit_key, tenant } => {
+        AuditCommand::Verify {
+            data,
+            audit_key,
+            tenant,
+        } => {
             let log = open(&data, &audit_key)?;
             let tenants = match tenant {
                 Some(tenant) => vec![tenant],
@@ -63,26 +74,45 @@ pub fn run(command: AuditCommand) -> Result<(), Failure> {
             let mut broken = 0;
             for name in tenants {
                 let tenant = TenantId::new(name).map_err(|err| Failure::usage(err.to_string()))?;
-                let report = log.verify(&tenant).map_err(|err| Failure::call(err.to_string()))?;
+                let report = log
+                    .verify(&tenant)
+                    .map_err(|err| Failure::call(err.to_string()))?;
                 match &report.breach {
-                    None => println!("{tenant}: ok — {} records, {} signed checkpoints, head {}", report.records, report.checkpoints, &report.head[..16]),
+                    None => println!(
+                        "{tenant}: ok — {} records, {} signed checkpoints, head {}",
+                        report.records,
+                        report.checkpoints,
+                        &report.head[..16]
+                    ),
                     Some(breach) => {
                         broken += 1;
-                        println!("{tenant}: BROKEN at record {} — {}", breach.seq, breach.reason);
+                        println!(
+                            "{tenant}: BROKEN at record {} — {}",
+                            breach.seq, breach.reason
+                        );
                     }
                 }
             }
             if broken > 0 {
-                return Err(Failure { message: format!("{broken} tenant chain(s) failed verification"), code: 5 });
+                return Err(Failure {
+                    message: format!("{broken} tenant chain(s) failed verification"),
+                    code: 5,
+                });
             }
             Ok(())
         }
-        AuditCommand::Export { data, audit_key, tenant, out } => {
+        AuditCommand::Export {
+            data,
+            audit_key,
+            tenant,
+            out,
+        } => {
             let log = open(&data, &audit_key)?;
             let tenant = TenantId::new(tenant).map_err(|err| Failure::usage(err.to_string()))?;
             let written = match out {
                 Some(path) => {
-                    let mut file = std::fs::File::create(&path).map_err(|err| Failure::usage(format!("{}: {err}", path.display())))?;
+                    let mut file = std::fs::File::create(&path)
+                        .map_err(|err| Failure::usage(format!("{}: {err}", path.display())))?;
                     log.export(&tenant, &mut file)
                 }
                 None => log.export(&tenant, &mut std::io::stdout().lock()),

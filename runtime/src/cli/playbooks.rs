@@ -51,6 +51,12 @@ pub struct Setup {
     /// A plugin setting, KEY=VALUE (repeatable; for every plugin).
     #[arg(long = "setting", value_name = "KEY=VALUE")]
     settings: Vec<String>,
+    /// Allow plugins HTTP to this host[:port] or *.domain (repeatable).
+    #[arg(long = "allow-http", value_name = "HOST")]
+    allow_http: Vec<String>,
+    /// Allow HTTP to resolve into this internal range (repeatable).
+    #[arg(long = "allow-private", value_name = "CIDR")]
+    allow_private: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -58,8 +64,12 @@ pub struct RunArgs {
     #[command(flatten)]
     setup: Setup,
     /// The alert JSON.
-    #[arg(long)]
-    alert: PathBuf,
+    #[arg(long, required_unless_present = "alerts")]
+    alert: Option<PathBuf>,
+    /// Alerts, one JSON object per line; prints one JSON line per alert as
+    /// soon as it is accepted and processed.
+    #[arg(long, conflicts_with = "alert")]
+    alerts: Option<PathBuf>,
     /// Data directory (sled). Locked while in use.
     #[arg(long, default_value = "rampart-data")]
     data: PathBuf,
@@ -92,14 +102,23 @@ fn catalog(dir: &Path) -> Result<BTreeMap<String, PluginKind>, Failure> {
 }
 
 fn manifests(dir: &Path) -> Result<Vec<PathBuf>, Failure> {
-    let entries = std::fs::read_dir(dir).map_err(|err| Failure::usage(format!("cannot read plugin directory {}: {err} (run `cargo xtask plugins`?)", dir.display())))?;
-    let mut found: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|e| e == "toml")).collect();
+    let entries = std::fs::read_dir(dir).map_err(|err| {
+        Failure::usage(format!(
+            "cannot read plugin directory {}: {err} (run `cargo xtask plugins`?)",
+            dir.display()
+        ))
+    })?;
+    let mut found: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
     found.sort();
     Ok(found)
 }
 
 fn read_text(path: &Path) -> Result<String, Failure> {
-    std::fs::read_to_string(path).map_err(|err| Failure::usage(format!("cannot read {}: {err}", path.display())))
+    std::fs::read_to_string(path)
+        .map_err(|err| Failure::usage(format!("cannot read {}: {err}", path.display())))
 }
 
 pub fn check(command: PlaybookCommand) -> Result<(), Failure> {
@@ -108,81 +127,194 @@ pub fn check(command: PlaybookCommand) -> Result<(), Failure> {
     match playbook::parse(&file.display().to_string(), &text, &catalog(&plugins)?) {
         Ok(parsed) => {
             let steps: Vec<String> = parsed.steps.iter().map(|s| s.id.clone()).collect();
-            println!("{}: ok — playbook `{}` v{}, mode {:?}, steps in order: {}", file.display(), parsed.name, parsed.version, parsed.mode, steps.join(" → "));
+            println!(
+                "{}: ok — playbook `{}` v{}, mode {:?}, steps in order: {}",
+                file.display(),
+                parsed.name,
+                parsed.version,
+                parsed.mode,
+                steps.join(" → ")
+            );
             Ok(())
         }
         Err(err) => Err(Failure::usage(err.to_string())),
     }
 }
 
-async fn executor(setup: &Setup, store: SledStore, key: AuditKey) -> Result<(Executor, TenantId, std::sync::Arc<playbook::Playbook>), Failure> {
-    let tenant = TenantId::new(setup.tenant.clone()).map_err(|err| Failure::usage(err.to_string()))?;
-    let executor = Executor::new(RuntimeConfig::default(), store, key).map_err(|err| Failure::load(err.to_string()))?;
+async fn executor(
+    setup: &Setup,
+    store: SledStore,
+    key: AuditKey,
+) -> Result<(Executor, TenantId, std::sync::Arc<playbook::Playbook>), Failure> {
+    let tenant =
+        TenantId::new(setup.tenant.clone()).map_err(|err| Failure::usage(err.to_string()))?;
+    let executor = Executor::new(RuntimeConfig::default(), store, key)
+        .map_err(|err| Failure::load(err.to_string()))?;
     let mut grants = Grants::allow_all_capabilities();
     for entry in &setup.settings {
-        let (k, v) = entry.split_once('=').ok_or_else(|| Failure::usage(format!("--setting `{entry}` is not KEY=VALUE")))?;
+        let (k, v) = entry
+            .split_once('=')
+            .ok_or_else(|| Failure::usage(format!("--setting `{entry}` is not KEY=VALUE")))?;
         grants.default.settings.insert(k.to_owned(), v.to_owned());
+    }
+    grants.default.http_hosts = setup.allow_http.clone();
+    for cidr in &setup.allow_private {
+        grants.default.allow_private.push(cidr.parse().map_err(|_| {
+            Failure::usage(format!("--allow-private `{cidr}` is not a CIDR range"))
+        })?);
     }
     executor.set_grants(&tenant, grants);
     for manifest in manifests(&setup.plugins)? {
-        executor.add_plugin(&tenant, &manifest).await.map_err(|err| Failure::load(format!("{}: {err}", manifest.display())))?;
+        executor
+            .add_plugin(&tenant, &manifest)
+            .await
+            .map_err(|err| Failure::load(format!("{}: {err}", manifest.display())))?;
     }
     if let Some(path) = &setup.inventory {
-        let inventory: AssetInventory = serde_json::from_str(&read_text(path)?).map_err(|err| Failure::usage(format!("{}: {err}", path.display())))?;
+        let inventory: AssetInventory = serde_json::from_str(&read_text(path)?)
+            .map_err(|err| Failure::usage(format!("{}: {err}", path.display())))?;
         executor.set_inventory(&tenant, inventory);
     }
     if let Some(path) = &setup.intel_ipsum {
-        let indicators = rampart::feeds::parse_ipsum("ipsum", &read_text(path)?).map_err(|err| Failure::usage(format!("{}: {err}", path.display())))?;
-        executor.store().intel_insert(&tenant, indicators).map_err(|err| Failure::usage(err.to_string()))?;
+        let indicators = rampart::feeds::parse_ipsum("ipsum", &read_text(path)?)
+            .map_err(|err| Failure::usage(format!("{}: {err}", path.display())))?;
+        executor
+            .store()
+            .intel_insert(&tenant, indicators)
+            .map_err(|err| Failure::usage(err.to_string()))?;
     }
     let text = read_text(&setup.playbook)?;
-    let parsed = executor.add_playbook(&tenant, &setup.playbook.display().to_string(), &text).map_err(|err| Failure::usage(err.to_string()))?;
+    let parsed = executor
+        .add_playbook(&tenant, &setup.playbook.display().to_string(), &text)
+        .map_err(|err| Failure::usage(err.to_string()))?;
     Ok((executor, tenant, parsed))
 }
 
 fn parse_alert(text: &str, origin: &str) -> Result<Alert, Failure> {
-    serde_json::from_str(text).map_err(|err| Failure::usage(format!("{origin}: not a valid alert: {err}")))
+    serde_json::from_str(text)
+        .map_err(|err| Failure::usage(format!("{origin}: not a valid alert: {err}")))
 }
 
 pub async fn run(args: RunArgs) -> Result<(), Failure> {
-    let alert = parse_alert(&read_text(&args.alert)?, &args.alert.display().to_string())?;
-    let key = AuditKey::load_or_create(&args.audit_key, Some(&args.data)).map_err(|err| Failure::usage(err.to_string()))?;
+    let key = AuditKey::load_or_create(&args.audit_key, Some(&args.data))
+        .map_err(|err| Failure::usage(err.to_string()))?;
     let store = SledStore::open(&args.data).map_err(|err| Failure::load(err.to_string()))?;
     let (executor, tenant, _) = executor(&args.setup, store, key).await?;
     if args.resume {
-        let resumed = executor.resume().await.map_err(|err| Failure::call(err.to_string()))?;
+        let resumed = executor
+            .resume()
+            .await
+            .map_err(|err| Failure::call(err.to_string()))?;
         if !resumed.is_empty() {
             eprintln!("resumed {} interrupted run(s)", resumed.len());
         }
     }
-    let ingested = executor.ingest(&tenant, &alert).await.map_err(|err| Failure::call(err.to_string()))?;
+    if let Some(path) = &args.alerts {
+        let text = read_text(path)?;
+        for (index, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            let alert = parse_alert(line, &format!("{}:{}", path.display(), index + 1))?;
+            let ingested = executor
+                .ingest(&tenant, &alert)
+                .await
+                .map_err(|err| Failure::call(err.to_string()))?;
+            let runs: Vec<Run> = ingested
+                .runs
+                .iter()
+                .filter_map(|id| executor.get_run(&tenant, id).ok())
+                .collect();
+            let statuses: Vec<_> = runs.iter().map(|run| run.status).collect();
+            let errors: Vec<String> = runs
+                .iter()
+                .flat_map(|run| {
+                    run.steps
+                        .iter()
+                        .filter_map(|(id, step)| step.error.as_ref().map(|e| format!("{id}: {e}")))
+                })
+                .collect();
+            println_flush(
+                &json!({"alert": alert.id, "duplicate": ingested.duplicate, "runs": ingested.runs, "statuses": statuses, "errors": errors}),
+            );
+        }
+        executor
+            .audit()
+            .checkpoint(&tenant)
+            .map_err(|err| Failure::call(err.to_string()))?;
+        executor
+            .audit()
+            .flush()
+            .map_err(|err| Failure::call(err.to_string()))?;
+        return Ok(());
+    }
+    let Some(path) = &args.alert else {
+        return Err(Failure::usage("give --alert FILE or --alerts FILE.jsonl"));
+    };
+    let alert = parse_alert(&read_text(path)?, &path.display().to_string())?;
+    let ingested = executor
+        .ingest(&tenant, &alert)
+        .await
+        .map_err(|err| Failure::call(err.to_string()))?;
     let mut runs = Vec::new();
     for id in ingested.runs.iter().chain(&ingested.folded_into) {
-        runs.push(executor.get_run(&tenant, id).map_err(|err| Failure::call(err.to_string()))?);
+        runs.push(
+            executor
+                .get_run(&tenant, id)
+                .map_err(|err| Failure::call(err.to_string()))?,
+        );
     }
-    let pending = executor.approvals().list(Some(&tenant), true).map_err(|err| Failure::call(err.to_string()))?;
-    executor.audit().checkpoint(&tenant).map_err(|err| Failure::call(err.to_string()))?;
-    executor.audit().flush().map_err(|err| Failure::call(err.to_string()))?;
-    print(&json!({"alert": alert.id, "duplicate": ingested.duplicate, "folded_into": ingested.folded_into, "runs": runs, "pending_approvals": pending}));
+    let pending = executor
+        .approvals()
+        .list(Some(&tenant), true)
+        .map_err(|err| Failure::call(err.to_string()))?;
+    executor
+        .audit()
+        .checkpoint(&tenant)
+        .map_err(|err| Failure::call(err.to_string()))?;
+    executor
+        .audit()
+        .flush()
+        .map_err(|err| Failure::call(err.to_string()))?;
+    print(
+        &json!({"alert": alert.id, "duplicate": ingested.duplicate, "folded_into": ingested.folded_into, "runs": runs, "pending_approvals": pending}),
+    );
     Ok(())
+}
+
+fn println_flush(value: &serde_json::Value) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{value}");
+    let _ = out.flush();
 }
 
 fn print(value: &serde_json::Value) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
-    let _ = serde_json::to_writer_pretty(&mut out, value).map_err(std::io::Error::from).and_then(|()| writeln!(out));
+    let _ = serde_json::to_writer_pretty(&mut out, value)
+        .map_err(std::io::Error::from)
+        .and_then(|()| writeln!(out));
 }
 
 pub async fn replay(args: ReplayArgs) -> Result<(), Failure> {
-    let file = std::fs::File::open(&args.alerts).map_err(|err| Failure::usage(format!("cannot read {}: {err}", args.alerts.display())))?;
-    let lines: Vec<String> = std::io::BufReader::new(file).lines().collect::<Result<_, _>>().map_err(|err| Failure::usage(err.to_string()))?;
+    let file = std::fs::File::open(&args.alerts)
+        .map_err(|err| Failure::usage(format!("cannot read {}: {err}", args.alerts.display())))?;
+    let lines: Vec<String> = std::io::BufReader::new(file)
+        .lines()
+        .collect::<Result<_, _>>()
+        .map_err(|err| Failure::usage(err.to_string()))?;
     let store = SledStore::temporary().map_err(|err| Failure::load(err.to_string()))?;
     let mut key = vec![0u8; 32];
     let _ = getrandom::fill(&mut key);
     let key = AuditKey::from_bytes(key).map_err(|err| Failure::usage(err.to_string()))?;
     let (executor, tenant, parsed) = executor(&args.setup, store, key).await?;
     let bar = indicatif::ProgressBar::new(lines.len() as u64);
-    bar.set_style(indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} alerts {elapsed} eta {eta}").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()));
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} alerts {elapsed} eta {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
     let mut summary: BTreeMap<&'static str, u64> = BTreeMap::new();
     let mut rows = Vec::new();
     let mut bad_lines = Vec::new();
@@ -198,12 +330,18 @@ pub async fn replay(args: ReplayArgs) -> Result<(), Failure> {
                 continue;
             }
         };
-        let matched = parsed.trigger.eval_bool(&playbook::Variables::new(&alert, &json!({}))).unwrap_or(false);
+        let matched = parsed
+            .trigger
+            .eval_bool(&playbook::Variables::new(&alert, &json!({})))
+            .unwrap_or(false);
         if !matched {
             *summary.entry("not triggered").or_default() += 1;
             continue;
         }
-        let run = executor.dry_run(&tenant, &parsed, &alert).await.map_err(|err| Failure::call(err.to_string()))?;
+        let run = executor
+            .dry_run(&tenant, &parsed, &alert)
+            .await
+            .map_err(|err| Failure::call(err.to_string()))?;
         for (step, outcome) in classify(&run) {
             *summary.entry(outcome).or_default() += 1;
             rows.push(json!({"alert": alert.id, "step": step, "outcome": outcome}));
@@ -217,7 +355,9 @@ pub async fn replay(args: ReplayArgs) -> Result<(), Failure> {
     for problem in &bad_lines {
         eprintln!("skipped: {problem}");
     }
-    print(&json!({"playbook": parsed.name, "alerts": lines.len(), "summary": summary, "actions": rows, "skipped_lines": bad_lines.len()}));
+    print(
+        &json!({"playbook": parsed.name, "alerts": lines.len(), "summary": summary, "actions": rows, "skipped_lines": bad_lines.len()}),
+    );
     Ok(())
 }
 
@@ -229,8 +369,12 @@ fn classify(run: &Run) -> Vec<(String, &'static str)> {
         .map(|(id, state)| {
             let outcome = match (state.status, state.decision.as_ref().map(|d| d.verdict)) {
                 (_, Some(rampart::executor::guardrails::Verdict::Execute)) => "would execute",
-                (_, Some(rampart::executor::guardrails::Verdict::NeedsApproval)) => "would need approval",
-                (_, Some(rampart::executor::guardrails::Verdict::Refuse)) => "refused by guardrails",
+                (_, Some(rampart::executor::guardrails::Verdict::NeedsApproval)) => {
+                    "would need approval"
+                }
+                (_, Some(rampart::executor::guardrails::Verdict::Refuse)) => {
+                    "refused by guardrails"
+                }
                 (StepStatus::Skipped, None) => "skipped",
                 _ => "other",
             };

@@ -523,6 +523,7 @@ impl Executor {
             .insert(alert_key, serde_json::to_vec(&record).map_err(store_err)?)?;
         // Accepted: flushed before anything acts on it.
         self.commit()?;
+        crate::crashpoint::reached("after-accept");
         for id in &started {
             self.execute(tenant, id).await?;
         }
@@ -1337,6 +1338,7 @@ impl Executor {
         mut state: StepState,
         approved_by: Option<&Approval>,
     ) -> Result<StepResult, ExecutorError> {
+        crate::crashpoint::reached("before-intent");
         let intent_key = key(&[run.tenant.as_str(), &idempotency_key]);
         let intent = json!({"run": run.id, "step": step.id, "target": target, "plugin": loaded.digest, "started": now_ms()});
         self.inner.intents.insert(
@@ -1358,6 +1360,7 @@ impl Executor {
             timeout: Some(step.timeout),
         };
         let outcome = loaded.plugin.respond(&request, false, &context).await;
+        crate::crashpoint::reached("after-call");
         self.finish_action(
             run,
             step,
