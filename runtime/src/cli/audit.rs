@@ -1,6 +1,6 @@
 //! `rampart audit verify` and `rampart audit export`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
 use rampart::audit::{AuditKey, AuditLog};
@@ -40,7 +40,7 @@ pub enum AuditCommand {
     },
 }
 
-fn open(data: &PathBuf, key: &PathBuf) -> Result<AuditLog, Failure> {
+fn open(data: &Path, key: &Path) -> Result<AuditLog, Failure> {
     if !data.exists() {
         return Err(Failure::usage(format!(
             "no data directory {}",
