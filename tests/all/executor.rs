@@ -833,3 +833,51 @@ async fn dedup_folds_alerts_into_the_open_run() {
     let run = executor.get_run(&acme, &first.runs[0]).expect("run");
     assert_eq!(run.folded, vec!["a2".to_owned()]);
 }
+
+#[tokio::test]
+async fn measurement_compares_against_a_baseline_period() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (executor, acme) = setup(
+        dir.path(),
+        &block_playbook(
+            "supervised",
+            EXTERNAL,
+            "alert.entities.ip[0]",
+            NO_GUARDRAILS,
+        ),
+    )
+    .await;
+    // Baseline: a human approves the block.
+    let run = only_run(&executor, &acme, &alert("a1", BAD_IP)).await;
+    let approval_id = run.steps["act"].approval_id.clone().expect("approval");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    executor
+        .approve(&acme, &approval_id, "alice", "confirmed")
+        .await
+        .expect("approve");
+    let cut = rampart::executor::now_ms() + 1;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    // Current: the playbook now acts on its own.
+    executor
+        .add_playbook(
+            &acme,
+            "test.yaml",
+            &block_playbook(
+                "autonomous",
+                EXTERNAL,
+                "alert.entities.ip[0]",
+                NO_GUARDRAILS,
+            ),
+        )
+        .expect("replace");
+    only_run(&executor, &acme, &alert("a2", OTHER_BAD_IP)).await;
+    let stats = executor.measure(&acme, Some(cut)).expect("measure");
+    assert_eq!(stats.len(), 1);
+    let block = &stats[0];
+    let baseline = block.baseline.as_ref().expect("baseline");
+    assert_eq!((baseline.runs, block.current.runs), (1, 1));
+    assert_eq!(baseline.closed_without_human, 0.0);
+    assert_eq!(block.current.closed_without_human, 1.0);
+    assert!(baseline.approval_wait_p50_ms.expect("wait") >= 50);
+    assert!(block.mttc_change_pct.is_some(), "{block:?}");
+}

@@ -98,3 +98,19 @@ fn all_errors_are_reported_at_once() {
         "{err}"
     );
 }
+
+#[test]
+fn the_shipped_json_schema_is_generated_from_the_types() {
+    let shipped = std::fs::read_to_string(root().join("examples/playbook.schema.json"))
+        .expect("examples/playbook.schema.json");
+    let shipped: serde_json::Value = serde_json::from_str(&shipped).expect("json");
+    assert_eq!(
+        shipped,
+        playbook::json_schema(),
+        "regenerate: rampart playbook schema > examples/playbook.schema.json"
+    );
+    let properties = shipped["properties"].as_object().expect("properties");
+    for field in ["name", "trigger", "mode", "dedup", "steps", "guardrails"] {
+        assert!(properties.contains_key(field), "{field}");
+    }
+}

@@ -203,7 +203,14 @@ fn demo(root: &Path) -> Result<()> {
         command.args(args);
         run(&mut command)
     };
-    rampart(&["plugin", "inspect", "target/plugins/ip-reputation.wasm"])?;
+    // A fresh demo store each time; the audit key lives outside it.
+    let data = root.join("target/demo/data");
+    let _ = std::fs::remove_dir_all(&data);
+    let data = data.to_string_lossy().into_owned();
+    let key = root
+        .join("target/demo/audit.key")
+        .to_string_lossy()
+        .into_owned();
     rampart(&[
         "plugin",
         "call",
@@ -213,19 +220,32 @@ fn demo(root: &Path) -> Result<()> {
         "--intel-ipsum",
         "examples/data/ipsum/ipsum.txt",
     ])?;
+    rampart(&["playbook", "check", "examples/playbooks/ip-triage.yaml"])?;
     rampart(&[
-        "plugin",
-        "call",
-        "target/plugins/risk-scorer.toml",
-        "--input",
-        "@examples/alerts/ssh-bruteforce.json",
+        "run",
+        "--playbook",
+        "examples/playbooks/ip-triage.yaml",
+        "--alert",
+        "examples/alerts/ssh-bruteforce.json",
+        "--intel-ipsum",
+        "examples/data/ipsum/ipsum.txt",
+        "--inventory",
+        "examples/inventory.json",
+        "--data",
+        &data,
+        "--audit-key",
+        &key,
     ])?;
     rampart(&[
-        "plugin",
-        "call",
-        "target/plugins/edl-blocklist.toml",
-        "--dry-run",
-        "--input",
-        "@examples/actions/block-ip.json",
-    ])
+        "replay",
+        "--playbook",
+        "examples/playbooks/ip-triage.yaml",
+        "--alerts",
+        "examples/alerts/replay.jsonl",
+        "--intel-ipsum",
+        "examples/data/ipsum/ipsum.txt",
+        "--inventory",
+        "examples/inventory.json",
+    ])?;
+    rampart(&["audit", "verify", "--data", &data, "--audit-key", &key])
 }

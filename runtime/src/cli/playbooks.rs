@@ -28,6 +28,8 @@ pub enum PlaybookCommand {
         #[arg(long, default_value = "target/plugins")]
         plugins: PathBuf,
     },
+    /// Print the JSON Schema of the playbook format.
+    Schema,
 }
 
 /// Options shared by `run` and `replay`.
@@ -122,7 +124,13 @@ fn read_text(path: &Path) -> Result<String, Failure> {
 }
 
 pub fn check(command: PlaybookCommand) -> Result<(), Failure> {
-    let PlaybookCommand::Check { file, plugins } = command;
+    let (file, plugins) = match command {
+        PlaybookCommand::Check { file, plugins } => (file, plugins),
+        PlaybookCommand::Schema => {
+            print(&playbook::json_schema());
+            return Ok(());
+        }
+    };
     let text = read_text(&file)?;
     match playbook::parse(&file.display().to_string(), &text, &catalog(&plugins)?) {
         Ok(parsed) => {

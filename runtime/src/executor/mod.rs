@@ -22,6 +22,7 @@
 
 pub mod approvals;
 pub mod guardrails;
+pub mod measure;
 pub mod run;
 
 use std::collections::{BTreeMap, HashMap};
@@ -1518,6 +1519,19 @@ impl Executor {
         }
         result.state = state;
         Ok(result)
+    }
+
+    /// MTTD/MTTC, approval waits, automation and dedup shares per playbook
+    /// of `tenant`; runs created before `baseline_until` (Unix ms) are the
+    /// baseline period.
+    pub fn measure(
+        &self,
+        tenant: &TenantId,
+        baseline_until: Option<i64>,
+    ) -> Result<Vec<measure::PlaybookStats>, ExecutorError> {
+        let runs = self.runs(tenant)?;
+        let approvals = self.inner.approvals.list(Some(tenant), false)?;
+        Ok(measure::measure(&runs, &approvals, baseline_until))
     }
 
     /// An approver approves; at quorum the action is re-checked and executed

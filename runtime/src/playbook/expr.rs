@@ -68,6 +68,37 @@ pub enum ExprError {
 
 /// Longest expression accepted (the parser is recursive; keep inputs sane).
 pub const MAX_EXPR_CHARS: usize = 4_096;
+/// Deepest bracket nesting accepted: the parser recurses per level, and a
+/// stack overflow would abort the process, which `catch_unwind` cannot stop.
+pub const MAX_NESTING: usize = 32;
+
+/// The deepest nesting of (), [] and {} outside string literals.
+fn nesting(source: &str) -> usize {
+    let (mut depth, mut deepest, mut quote) = (0usize, 0usize, None::<char>);
+    let mut escaped = false;
+    for c in source.chars() {
+        if let Some(q) = quote {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == q {
+                quote = None;
+            }
+            continue;
+        }
+        match c {
+            '"' | '\'' => quote = Some(c),
+            '(' | '[' | '{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            ')' | ']' | '}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
 
 impl Expr {
     /// Compiles `source`.
@@ -82,6 +113,17 @@ impl Expr {
             return Err(ExprError::Syntax {
                 offset: 0,
                 message: "empty expression".to_owned(),
+            });
+        }
+        // Unary chains (`!!!!x`, `----1`) recurse like brackets do.
+        let unary_run = source
+            .as_bytes()
+            .windows(MAX_NESTING)
+            .any(|w| w.iter().all(|b| matches!(b, b'!' | b'-')));
+        if nesting(source) > MAX_NESTING || unary_run {
+            return Err(ExprError::Syntax {
+                offset: 0,
+                message: format!("nested deeper than {MAX_NESTING} levels"),
             });
         }
         // The parser has been seen to panic on some inputs; a playbook must
@@ -257,4 +299,129 @@ pub fn cel_to_json(value: &Value) -> Option<serde_json::Value> {
         }
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sample_alert() -> crate::model::Alert {
+        serde_json::from_value(serde_json::json!({
+            "id": "a1", "source": "edr", "title": "t", "severity": "high", "time": 1,
+            "entities": [{"kind": "ip", "value": "203.0.113.7"}, {"kind": "user", "value": "alice"}],
+            "techniques": ["T1059"], "tags": ["x"], "raw": {"n": 1, "nested": {"list": [1, 2]}}
+        }))
+        .unwrap_or_else(|err| panic!("{err}"))
+    }
+
+    fn steps() -> serde_json::Value {
+        serde_json::json!({"risk": {"score": 85, "confidence": 90, "reasons": ["r"]}, "ti": {"verdict": "malicious", "enrichments": []}})
+    }
+
+    /// Pieces playbook authors actually write, glued at random.
+    fn token() -> impl Strategy<Value = &'static str> {
+        prop::sample::select(vec![
+            "alert",
+            "alert.severity",
+            "alert.entities",
+            "alert.entities.ip",
+            "alert.entities.ip[0]",
+            "alert.raw.nested.list",
+            "steps",
+            "steps.risk.score",
+            "steps.ti.verdict",
+            "steps.missing.x",
+            "==",
+            "!=",
+            ">=",
+            "<",
+            "&&",
+            "||",
+            "!",
+            "in",
+            "(",
+            ")",
+            "[",
+            "]",
+            "{",
+            "}",
+            ",",
+            ":",
+            ".",
+            "size(",
+            "has(",
+            "\"high\"",
+            "'ip'",
+            "80",
+            "-1",
+            "1.5",
+            "true",
+            "null",
+            "?",
+            "+",
+            "*",
+            "/",
+            "%",
+            "matches(",
+            "startsWith(",
+            ".exists(e, e == 1)",
+            " ",
+        ])
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_a_stack_overflow() {
+        let deep = format!("{}1{}", "(".repeat(2000), ")".repeat(2000));
+        assert!(matches!(
+            Expr::compile(&deep),
+            Err(ExprError::Syntax { .. })
+        ));
+        let unary = format!("{}true", "!".repeat(3000));
+        assert!(matches!(
+            Expr::compile(&unary),
+            Err(ExprError::Syntax { .. })
+        ));
+        assert!(Expr::compile("(((1)))").is_ok());
+        assert!(Expr::compile("'((((((((((((((((((((((((((((((((((((((((' == alert.title").is_ok());
+    }
+
+    #[test]
+    fn realistic_expressions_evaluate() {
+        let variables = Variables::new(&sample_alert(), &steps());
+        let truthy = [
+            "alert.severity == \"high\"",
+            "'ip' in alert.entities",
+            "steps.risk.score >= 80",
+            "alert.entities.ip[0] == \"203.0.113.7\"",
+            "size(alert.techniques) == 1",
+        ];
+        for source in truthy {
+            let expr = Expr::compile(source).unwrap_or_else(|err| panic!("{source}: {err}"));
+            assert_eq!(expr.eval_bool(&variables), Ok(true), "{source}");
+        }
+        let missing = Expr::compile("steps.nope.score > 1").unwrap_or_else(|err| panic!("{err}"));
+        assert!(missing.eval_bool(&variables).is_err());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2_000, .. ProptestConfig::default() })]
+
+        #[test]
+        fn arbitrary_text_never_panics(source in ".{0,300}") {
+            if let Ok(expr) = Expr::compile(&source) {
+                let _ = expr.eval_json(&Variables::new(&sample_alert(), &steps()));
+            }
+        }
+
+        #[test]
+        fn glued_tokens_never_panic(tokens in prop::collection::vec(token(), 1..24)) {
+            let source = tokens.concat();
+            if let Ok(expr) = Expr::compile(&source) {
+                let variables = Variables::new(&sample_alert(), &steps());
+                let _ = expr.eval_bool(&variables);
+                let _ = expr.eval_json(&variables);
+            }
+        }
+    }
 }

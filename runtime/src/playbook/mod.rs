@@ -268,91 +268,210 @@ impl Playbook {
     }
 }
 
-// ---- raw form, as written ----
+// ---- raw form, as written (also the source of the JSON Schema) ----
 
-#[derive(Deserialize)]
+/// A Rampart playbook.
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(title = "Rampart playbook")]
 struct RawPlaybook {
+    /// Name, 1-64 characters of [a-z0-9_-].
+    #[schemars(with = "String")]
     name: Spanned<String>,
+    /// Version, bumped on every change; runs keep the version they started with.
     #[serde(default)]
+    #[schemars(with = "Option<u32>")]
     version: Option<Spanned<u32>>,
+    /// What the playbook is for.
     #[serde(default)]
     description: Option<String>,
+    /// Which alerts start a run.
+    #[schemars(with = "RawTrigger")]
     trigger: Spanned<RawTrigger>,
+    /// autonomous | supervised (default) | dry-run.
     #[serde(default)]
+    #[schemars(with = "Option<ModeDoc>")]
     mode: Option<Spanned<String>>,
+    /// Fold repeated alerts into the open run.
     #[serde(default)]
+    #[schemars(with = "Option<RawDedup>")]
     dedup: Option<Spanned<RawDedup>>,
+    /// The steps; order does not matter, `needs` does.
+    #[schemars(with = "Vec<RawStep>")]
     steps: Spanned<Vec<Spanned<RawStep>>>,
+    /// Limits on what responders may do on their own.
     #[serde(default)]
+    #[schemars(with = "Option<RawGuardrails>")]
     guardrails: Option<Spanned<RawGuardrails>>,
 }
 
-#[derive(Deserialize)]
+/// Playbook modes.
+#[derive(schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+#[allow(dead_code)]
+enum ModeDoc {
+    /// Acts when every guardrail allows.
+    Autonomous,
+    /// Every action waits for approval.
+    Supervised,
+    /// Nothing executes.
+    DryRun,
+}
+
+/// When the playbook runs.
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawTrigger {
+    /// CEL condition on `alert`.
+    #[schemars(with = "String")]
     alert: Spanned<String>,
 }
 
-#[derive(Deserialize)]
+/// Deduplication.
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawDedup {
+    /// CEL expressions whose values form the fingerprint; an alert missing one is never folded.
+    #[schemars(with = "Vec<String>")]
     key: Vec<Spanned<String>>,
+    /// How long a fingerprint folds new alerts (e.g. 30m).
+    #[schemars(with = "String")]
     window: Spanned<String>,
 }
 
-#[derive(Deserialize)]
+/// One step: exactly one of enrich, score, respond, hunt.
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawStep {
+    /// Id, unique in the playbook.
+    #[schemars(with = "String")]
     id: Spanned<String>,
+    /// Run this enricher plugin.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     enrich: Option<Spanned<String>>,
+    /// Run this scorer plugin.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     score: Option<Spanned<String>>,
+    /// Run this responder plugin (under guardrails).
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     respond: Option<Spanned<String>>,
+    /// Run this hunt plugin.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     hunt: Option<Spanned<String>>,
+    /// Steps that must finish first.
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     needs: Vec<Spanned<String>>,
+    /// CEL condition; the step is skipped when false.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     when: Option<Spanned<String>>,
+    /// Parameters for the plugin.
     #[serde(default)]
     with: Option<serde_json::Value>,
+    /// Responders: CEL giving the target, an entity {kind, value} or an address/host string.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     target: Option<Spanned<String>>,
+    /// Responders: the action kind rate limits count (default: the plugin name).
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     action: Option<Spanned<String>>,
+    /// Deadline of one attempt (default 30s).
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     timeout: Option<Spanned<String>>,
+    /// fail (default) | continue | {retry: {max, backoff}}.
     #[serde(default)]
+    #[schemars(with = "Option<OnErrorDoc>")]
     on_error: Option<Spanned<serde_json::Value>>,
+    /// Responders: when a human must decide.
     #[serde(default)]
+    #[schemars(with = "Option<RawGuard>")]
     guard: Option<Spanned<RawGuard>>,
 }
 
-#[derive(Deserialize)]
+/// Error policies.
+#[derive(schemars::JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum OnErrorDoc {
+    /// fail or continue.
+    Simple(SimplePolicyDoc),
+    /// Retry with backoff.
+    Retry {
+        /// Retry settings.
+        retry: RetryDoc,
+    },
+}
+
+/// fail | continue.
+#[derive(schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)]
+enum SimplePolicyDoc {
+    /// The run fails.
+    Fail,
+    /// The run goes on.
+    Continue,
+}
+
+/// Retry settings.
+#[derive(schemars::JsonSchema)]
+#[allow(dead_code)]
+struct RetryDoc {
+    /// Extra attempts, 1-10.
+    max: u32,
+    /// First wait, doubling (default 1s); a plugin's retry-after wins.
+    backoff: Option<String>,
+}
+
+/// A responder step's guard.
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawGuard {
+    /// Confidence (0-100) the deciding score must reach to act alone (default 90).
     #[serde(default)]
+    #[schemars(with = "Option<u32>")]
     min_confidence: Option<Spanned<u32>>,
+    /// Distinct approvers needed, 1-10 (default 1).
     #[serde(default)]
+    #[schemars(with = "Option<u32>")]
     approvers: Option<Spanned<u32>>,
+    /// How long an approval waits before it is denied (default 15m).
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     approval_timeout: Option<Spanned<String>>,
+    /// The target is outside (an attacker's IP): it must not be one of our assets.
     #[serde(default)]
     external_target: Option<bool>,
 }
 
-#[derive(Deserialize)]
+/// Playbook guardrails.
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawGuardrails {
+    /// Names, CIDRs or tag:<tag> never acted on automatically.
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     protected_assets: Vec<Spanned<String>>,
+    /// Per action kind, COUNT/PERIOD (5/h, 10/15m).
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, String>")]
     rate_limits: BTreeMap<String, Spanned<String>>,
+    /// Most distinct targets one run may act on (default 5).
     #[serde(default)]
+    #[schemars(with = "Option<u32>")]
     max_targets_per_run: Option<Spanned<u32>>,
+}
+
+/// The JSON Schema of the playbook format, generated from the types above.
+pub fn json_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(RawPlaybook)).unwrap_or(serde_json::Value::Null)
 }
 
 /// What the validator needs to know about plugins: the kind of each name.
