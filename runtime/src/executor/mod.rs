@@ -390,8 +390,11 @@ impl Executor {
         Ok(())
     }
 
-    fn commit(&self) -> Result<(), ExecutorError> {
-        self.inner.store.flush()?;
+    /// Waits until everything written so far is on disk. Async, so that
+    /// concurrent runs share one fsync (sled coalesces waiting flushes)
+    /// instead of blocking the executor's worker threads one by one.
+    async fn commit(&self) -> Result<(), ExecutorError> {
+        self.inner.store.db().flush_async().await?;
         Ok(())
     }
 
@@ -523,7 +526,7 @@ impl Executor {
             .alerts
             .insert(alert_key, serde_json::to_vec(&record).map_err(store_err)?)?;
         // Accepted: flushed before anything acts on it.
-        self.commit()?;
+        self.commit().await?;
         crate::crashpoint::reached("after-accept");
         for id in &started {
             self.execute(tenant, id).await?;
@@ -741,14 +744,18 @@ impl Executor {
             }
             self.save(run)?;
             if !run.dry_run {
-                self.commit()?;
+                self.commit().await?;
             }
             if fail {
                 run.status = RunStatus::Failed;
                 break;
             }
         }
-        self.finish(run, playbook)
+        self.finish(run, playbook)?;
+        if !run.dry_run {
+            self.commit().await?;
+        }
+        Ok(())
     }
 
     fn finish(&self, run: &mut Run, playbook: &Playbook) -> Result<(), ExecutorError> {
@@ -801,9 +808,6 @@ impl Executor {
             }
         }
         self.save(run)?;
-        if !run.dry_run {
-            self.commit()?;
-        }
         Ok(())
     }
 
@@ -1346,7 +1350,7 @@ impl Executor {
             intent_key.clone(),
             serde_json::to_vec(&intent).map_err(store_err)?,
         )?;
-        self.commit()?;
+        self.commit().await?;
         let request = ActionRequest {
             run_id: run.id.clone(),
             step_id: step.id.clone(),
@@ -1561,7 +1565,7 @@ impl Executor {
             };
         let mut run = self.get_run(tenant, &approval.run_id)?;
         self.audit_append(&run, AuditKind::ApprovalGranted, Some(&approval.step_id), Some(principal), json!({"approval": approval.id, "reason": reason, "count": approval.approvals.len(), "required": approval.required}))?;
-        self.commit()?;
+        self.commit().await?;
         if approval.status != ApprovalStatus::Approved {
             return Ok(approval);
         }
@@ -1597,7 +1601,7 @@ impl Executor {
         run.steps.insert(step.id.clone(), result.state);
         run.status = RunStatus::Running;
         self.save(&run)?;
-        self.commit()?;
+        self.commit().await?;
         self.drive(&mut run, &playbook).await?;
         Ok(approval)
     }
@@ -1740,7 +1744,7 @@ impl Executor {
         }
         run.status = RunStatus::Running;
         self.save(&run)?;
-        self.commit()?;
+        self.commit().await?;
         let playbook = self.playbook_of(&run)?;
         self.drive(&mut run, &playbook).await
     }
