@@ -192,7 +192,8 @@ impl Default for Limits {
 }
 
 /// What a tenant gives one plugin.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct PluginGrant {
     /// Capabilities the plugin may use.
     pub capabilities: BTreeSet<Capability>,
@@ -227,7 +228,8 @@ impl PluginGrant {
 }
 
 /// Everything a tenant grants its plugins.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Grants {
     /// For plugins not named in `plugins`.
     pub default: PluginGrant,

@@ -885,17 +885,41 @@ async fn measurement_compares_against_a_baseline_period() {
 #[tokio::test]
 async fn replacing_a_playbook_never_changes_a_pending_run() {
     let dir = tempfile::tempdir().expect("dir");
-    let (executor, acme) = setup(dir.path(), &block_playbook("supervised", EXTERNAL, "alert.entities.ip[0]", NO_GUARDRAILS)).await;
+    let (executor, acme) = setup(
+        dir.path(),
+        &block_playbook(
+            "supervised",
+            EXTERNAL,
+            "alert.entities.ip[0]",
+            NO_GUARDRAILS,
+        ),
+    )
+    .await;
     let run = only_run(&executor, &acme, &alert("a1", BAD_IP)).await;
     let approval_id = run.steps["act"].approval_id.clone().expect("approval");
     // Version 2 blocks on another list and would need two approvers.
-    let v2 = block_playbook("supervised", "approvers: 2, external_target: true", "alert.entities.ip[0]", NO_GUARDRAILS)
-        .replace("with: { list: block }", "with: { list: quarantine }")
-        .replace("name: block\n", "name: block\nversion: 2\n");
+    let v2 = block_playbook(
+        "supervised",
+        "approvers: 2, external_target: true",
+        "alert.entities.ip[0]",
+        NO_GUARDRAILS,
+    )
+    .replace("with: { list: block }", "with: { list: quarantine }")
+    .replace("name: block\n", "name: block\nversion: 2\n");
     executor.add_playbook(&acme, "test.yaml", &v2).expect("v2");
-    let approval = executor.approve(&acme, &approval_id, "alice", "ok").await.expect("approve");
-    assert_eq!(approval.status, ApprovalStatus::Approved, "one approver, as in the version the run started with");
-    assert!(edl_has(&executor, &acme, BAD_IP), "executed with version 1's params (list block)");
+    let approval = executor
+        .approve(&acme, &approval_id, "alice", "ok")
+        .await
+        .expect("approve");
+    assert_eq!(
+        approval.status,
+        ApprovalStatus::Approved,
+        "one approver, as in the version the run started with"
+    );
+    assert!(
+        edl_has(&executor, &acme, BAD_IP),
+        "executed with version 1's params (list block)"
+    );
     let run = executor.get_run(&acme, &run.id).expect("run");
     assert_eq!(run.playbook_version, 1);
     assert_eq!(run.status, RunStatus::Succeeded);

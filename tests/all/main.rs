@@ -9,4 +9,5 @@ mod hostile;
 mod loading;
 mod playbooks;
 mod plugins;
+mod server;
 mod versioning;

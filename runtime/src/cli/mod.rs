@@ -3,6 +3,7 @@
 mod audit;
 mod playbooks;
 mod plugin;
+mod serve;
 
 use clap::{Parser, Subcommand};
 
@@ -32,6 +33,17 @@ enum Command {
     /// Verify or export the audit log.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Run the HTTP control API with the embedded store.
+    Serve(serve::ServeArgs),
+    /// Create an API token (the first admin token comes from here).
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Create a token and print it once.
+    Create(serve::TokenArgs),
 }
 
 /// A failed command: what to print and the exit code.
@@ -83,5 +95,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Run(args) => playbooks::run(args).await,
         Command::Replay(args) => playbooks::replay(args).await,
         Command::Audit(command) => audit::run(command),
+        Command::Serve(args) => serve::run_server(args).await,
+        Command::Token(TokenCommand::Create(args)) => serve::create_token(args),
     }
 }

@@ -1,0 +1,99 @@
+//! The one JSON error shape of the API: `{error, detail, location?}`.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// An API error: status plus a body that says what is wrong and where.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApiError {
+    /// HTTP status.
+    #[serde(skip)]
+    pub status: StatusCode,
+    /// Short machine-readable kind (`not_found`, `invalid_playbook`, ...).
+    pub error: String,
+    /// What is wrong, for a human.
+    pub detail: String,
+    /// Where (field, line:column), if known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<serde_json::Value>,
+}
+
+impl ApiError {
+    /// An error with no location.
+    pub fn new(status: StatusCode, error: &str, detail: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            error: error.to_owned(),
+            detail: detail.into(),
+            location: None,
+        }
+    }
+
+    /// 404: also used for other tenants' objects, so ids do not leak.
+    pub fn not_found(what: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", what)
+    }
+
+    /// 401.
+    pub fn unauthorized(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
+    }
+
+    /// 403.
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", detail)
+    }
+
+    /// 400.
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", detail)
+    }
+
+    /// 500 without internals.
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        tracing::error!("internal error: {detail}");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error; see the server log",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self)).into_response()
+    }
+}
+
+impl From<crate::executor::ExecutorError> for ApiError {
+    fn from(err: crate::executor::ExecutorError) -> Self {
+        use crate::executor::ExecutorError as E;
+        match err {
+            E::AlertConflict { .. } => Self::new(StatusCode::CONFLICT, "conflict", err.to_string()),
+            E::RunNotFound(_) | E::PlaybookNotFound(_) => Self::not_found(err.to_string()),
+            E::Approval(crate::executor::approvals::ApprovalError::NotFound(_)) => {
+                Self::not_found(err.to_string())
+            }
+            E::Approval(_) => Self::new(StatusCode::CONFLICT, "approval_refused", err.to_string()),
+            E::Playbook(playbook) => {
+                let issues: Vec<&crate::diagnostics::Issue> = playbook.issues();
+                let location = serde_json::to_value(&issues).ok();
+                ApiError {
+                    status: StatusCode::UNPROCESSABLE_ENTITY,
+                    error: "invalid_playbook".to_owned(),
+                    detail: playbook.to_string(),
+                    location,
+                }
+            }
+            E::Load(load) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "plugin_refused",
+                load.to_string(),
+            ),
+            other => Self::internal(other),
+        }
+    }
+}

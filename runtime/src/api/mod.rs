@@ -1,0 +1,773 @@
+//! The HTTP control API (`rampart serve`): JSON under `/v1`, bearer tokens,
+//! one tenant's objects invisible to another's tokens.
+//!
+//! Everything the API changes is persisted in the data directory (tenants,
+//! grants, inventories, plugin packages, playbooks, tokens) and restored at
+//! start; compiled plugins come back from the artifact cache.
+
+pub mod auth;
+pub mod error;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use base64::Engine as _;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::executor::Executor;
+use crate::executor::guardrails::AssetInventory;
+use crate::model::Alert;
+use crate::tenant::{Grants, TenantId};
+use auth::{Need, Principal, Role, Tokens};
+use error::ApiError;
+
+/// Largest request body (a plugin upload is the largest thing sent).
+pub const MAX_BODY_BYTES: usize = 16 << 20;
+
+/// Shared server state.
+#[derive(Clone)]
+pub struct AppState {
+    executor: Executor,
+    tokens: Tokens,
+    tenants: sled::Tree,
+    packages: sled::Tree,
+    playbooks: sled::Tree,
+    ready: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").finish_non_exhaustive()
+    }
+}
+
+/// A tenant as stored.
+#[derive(Debug, Clone, serde::Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TenantRecord {
+    id: TenantId,
+    #[serde(default)]
+    grants: Grants,
+    #[serde(default)]
+    inventory: AssetInventory,
+}
+
+fn key(parts: &[&str]) -> Vec<u8> {
+    parts.join("\u{0}").into_bytes()
+}
+
+fn sled_err(err: sled::Error) -> ApiError {
+    ApiError::internal(err)
+}
+
+impl AppState {
+    /// State over an executor; restores tenants, plugins and playbooks.
+    pub async fn open(executor: Executor) -> Result<Self, ApiError> {
+        let db = executor.store().db().clone();
+        let state = AppState {
+            tokens: Tokens::open(&db).map_err(sled_err)?,
+            tenants: db.open_tree("api-tenants").map_err(sled_err)?,
+            packages: db.open_tree("api-plugin-packages").map_err(sled_err)?,
+            playbooks: db.open_tree("api-playbooks").map_err(sled_err)?,
+            executor,
+            ready: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        };
+        state.restore().await?;
+        state.ready.store(true, std::sync::atomic::Ordering::SeqCst);
+        Ok(state)
+    }
+
+    /// The tokens store (for bootstrapping the first admin token).
+    pub fn tokens(&self) -> &Tokens {
+        &self.tokens
+    }
+
+    /// The executor.
+    pub fn executor(&self) -> &Executor {
+        &self.executor
+    }
+
+    async fn restore(&self) -> Result<(), ApiError> {
+        for entry in self.tenants.iter() {
+            let (_, bytes) = entry.map_err(sled_err)?;
+            let record: TenantRecord =
+                serde_json::from_slice(&bytes).map_err(ApiError::internal)?;
+            self.executor.set_grants(&record.id, record.grants.clone());
+            self.executor
+                .set_inventory(&record.id, record.inventory.clone());
+        }
+        for entry in self.packages.iter() {
+            let (_, bytes) = entry.map_err(sled_err)?;
+            let package: Value = serde_json::from_slice(&bytes).map_err(ApiError::internal)?;
+            let tenant = TenantId::new(package["tenant"].as_str().unwrap_or_default())
+                .map_err(ApiError::internal)?;
+            let manifest = package["manifest"].as_str().unwrap_or_default();
+            let wasm = base64::engine::general_purpose::STANDARD
+                .decode(package["wasm"].as_str().unwrap_or_default())
+                .map_err(ApiError::internal)?;
+            self.load_plugin(&tenant, manifest, &wasm).await?;
+        }
+        let mut stored: Vec<(TenantId, String)> = Vec::new();
+        for entry in self.playbooks.iter() {
+            let (k, yaml) = entry.map_err(sled_err)?;
+            let tenant = String::from_utf8_lossy(&k)
+                .split('\u{0}')
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            stored.push((
+                TenantId::new(tenant).map_err(ApiError::internal)?,
+                String::from_utf8_lossy(&yaml).into_owned(),
+            ));
+        }
+        for (tenant, yaml) in stored {
+            self.executor.add_playbook(&tenant, "stored", &yaml)?;
+        }
+        self.executor.resume().await?;
+        Ok(())
+    }
+
+    async fn load_plugin(
+        &self,
+        tenant: &TenantId,
+        manifest: &str,
+        wasm: &[u8],
+    ) -> Result<Value, ApiError> {
+        let locked = crate::manifest::parse("manifest", manifest).map_err(|err| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_manifest",
+                err.to_string(),
+            )
+        })?;
+        let grants = self.tenant(tenant)?.grants;
+        let plugin = self
+            .executor
+            .runtime()
+            .load(tenant, &grants, locked, wasm)
+            .await
+            .map_err(|err| {
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "plugin_refused",
+                    err.to_string(),
+                )
+            })?;
+        self.executor.register(tenant, plugin.clone())?;
+        Ok(
+            json!({"name": plugin.manifest().name, "version": plugin.manifest().version, "kind": plugin.manifest().kind, "sha256": plugin.manifest().sha256, "capabilities": plugin.manifest().capabilities, "artifact": plugin.artifact_source()}),
+        )
+    }
+
+    fn tenant(&self, tenant: &TenantId) -> Result<TenantRecord, ApiError> {
+        let bytes = self
+            .tenants
+            .get(tenant.as_str())
+            .map_err(sled_err)?
+            .ok_or_else(|| ApiError::not_found(format!("no tenant {tenant}")))?;
+        serde_json::from_slice(&bytes).map_err(ApiError::internal)
+    }
+
+    fn put_tenant(&self, record: &TenantRecord) -> Result<(), ApiError> {
+        self.tenants
+            .insert(
+                record.id.as_str(),
+                serde_json::to_vec(record).map_err(ApiError::internal)?,
+            )
+            .map_err(sled_err)?;
+        self.tenants.flush().map_err(sled_err)?;
+        self.executor.set_grants(&record.id, record.grants.clone());
+        self.executor
+            .set_inventory(&record.id, record.inventory.clone());
+        Ok(())
+    }
+
+    fn principal(&self, headers: &HeaderMap) -> Result<Principal, ApiError> {
+        self.tokens.authenticate(
+            headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok()),
+        )
+    }
+
+    /// Authenticates and authorises a tenant-scoped request.
+    fn allow(
+        &self,
+        headers: &HeaderMap,
+        tenant: &str,
+        need: Need,
+    ) -> Result<(Principal, TenantId), ApiError> {
+        let principal = self.principal(headers)?;
+        let tenant = TenantId::new(tenant)
+            .map_err(|_| ApiError::not_found(format!("no tenant {tenant}")))?;
+        principal.check(Some(&tenant), need)?;
+        self.tenant(&tenant)?;
+        Ok((principal, tenant))
+    }
+}
+
+/// The router.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/v1/tenants", post(create_tenant).get(list_tenants))
+        .route("/v1/tenants/{tenant}/grants", put(put_grants))
+        .route("/v1/tenants/{tenant}/inventory", put(put_inventory))
+        .route("/v1/tenants/{tenant}/tokens", post(create_token))
+        .route(
+            "/v1/tenants/{tenant}/tokens/{id}/revoke",
+            post(revoke_token),
+        )
+        .route("/v1/tenants/{tenant}/plugins", post(upload_plugin))
+        .route("/v1/tenants/{tenant}/playbooks/{name}", put(put_playbook))
+        .route("/v1/tenants/{tenant}/playbooks", get(list_playbooks))
+        .route("/v1/tenants/{tenant}/alerts", post(ingest))
+        .route("/v1/tenants/{tenant}/runs", get(list_runs))
+        .route("/v1/tenants/{tenant}/runs/{id}", get(get_run))
+        .route("/v1/tenants/{tenant}/approvals", get(list_approvals))
+        .route("/v1/tenants/{tenant}/approvals/{id}/approve", post(approve))
+        .route("/v1/tenants/{tenant}/approvals/{id}/deny", post(deny))
+        .route("/v1/tenants/{tenant}/audit/verify", get(verify_audit))
+        .route("/v1/tenants/{tenant}/audit/export", get(export_audit))
+        .route("/v1/tenants/{tenant}/measurements", get(measurements))
+        .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// A JSON body, with our error shape for malformed input.
+struct Body<T>(T);
+
+impl<T, S> axum::extract::FromRequest<S> for Body<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(
+        request: axum::extract::Request,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let bytes = axum::body::Bytes::from_request(request, state)
+            .await
+            .map_err(|err| {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_rejected",
+                    err.body_text(),
+                )
+            })?;
+        let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
+        match serde_path_to_error::deserialize(&mut deserializer) {
+            Ok(value) => Ok(Body(value)),
+            Err(err) => {
+                let path = err.path().to_string();
+                let inner = err.into_inner();
+                Err(ApiError {
+                    status: StatusCode::BAD_REQUEST,
+                    error: "invalid_json".to_owned(),
+                    detail: inner.to_string(),
+                    location: Some(
+                        json!({"path": path, "line": inner.line(), "column": inner.column()}),
+                    ),
+                })
+            }
+        }
+    }
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    if state.ready.load(std::sync::atomic::Ordering::SeqCst) {
+        Json(json!({"status": "ready"})).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "starting"})),
+        )
+            .into_response()
+    }
+}
+
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    // Without a valid token: totals only, no tenant names.
+    let named = state
+        .principal(&headers)
+        .is_ok_and(|p| p.token.role == Role::Admin);
+    let mut by_status: BTreeMap<(String, String), u64> = BTreeMap::new();
+    let mut pending = 0u64;
+    for entry in state.tenants.iter() {
+        let (k, _) = entry.map_err(sled_err)?;
+        let Ok(tenant) = TenantId::new(String::from_utf8_lossy(&k).into_owned()) else {
+            continue;
+        };
+        for run in state.executor.runs(&tenant)? {
+            let label = if named {
+                tenant.to_string()
+            } else {
+                "all".to_owned()
+            };
+            *by_status
+                .entry((label, format!("{:?}", run.status).to_ascii_lowercase()))
+                .or_default() += 1;
+        }
+        pending += state
+            .executor
+            .approvals()
+            .list(Some(&tenant), true)
+            .map_err(ApiError::internal)?
+            .len() as u64;
+    }
+    let mut text =
+        String::from("# HELP rampart_runs Runs by tenant and status.\n# TYPE rampart_runs gauge\n");
+    for ((tenant, status), count) in by_status {
+        text.push_str(&format!(
+            "rampart_runs{{tenant=\"{tenant}\",status=\"{status}\"}} {count}\n"
+        ));
+    }
+    text.push_str(&format!("# HELP rampart_approvals_pending Approvals waiting.\n# TYPE rampart_approvals_pending gauge\nrampart_approvals_pending {pending}\n"));
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewTenant {
+    id: String,
+    #[serde(default)]
+    grants: Option<Grants>,
+}
+
+async fn create_tenant(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Body(body): Body<NewTenant>,
+) -> Result<Response, ApiError> {
+    let principal = state.principal(&headers)?;
+    principal.check(None, Need::Admin)?;
+    let id = TenantId::new(body.id).map_err(|err| ApiError::bad_request(err.to_string()))?;
+    if state.tenants.contains_key(id.as_str()).map_err(sled_err)? {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("tenant {id} exists"),
+        ));
+    }
+    let record = TenantRecord {
+        id: id.clone(),
+        grants: body.grants.unwrap_or_default(),
+        inventory: AssetInventory::default(),
+    };
+    state.put_tenant(&record)?;
+    state
+        .executor
+        .audit()
+        .append(
+            &id,
+            crate::audit::AuditKind::ConfigChanged,
+            None,
+            None,
+            Some(&principal.token.principal),
+            json!({"tenant": "created"}),
+        )
+        .map_err(ApiError::internal)?;
+    Ok((StatusCode::CREATED, Json(json!({"id": id})).into_response()).into_response())
+}
+
+async fn list_tenants(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    state.principal(&headers)?.check(None, Need::Admin)?;
+    let ids: Vec<String> = state
+        .tenants
+        .iter()
+        .keys()
+        .filter_map(Result::ok)
+        .map(|k| String::from_utf8_lossy(&k).into_owned())
+        .collect();
+    Ok(Json(json!({"tenants": ids})))
+}
+
+async fn put_grants(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(tenant): Path<String>,
+    Body(grants): Body<Grants>,
+) -> Result<Json<Value>, ApiError> {
+    let (principal, tenant) = state.allow(&headers, &tenant, Need::Configure)?;
+    // Only an admin may open internal address ranges to plugins.
+    let private = grants.default.allow_private.len()
+        + grants
+            .plugins
+            .values()
+            .map(|g| g.allow_private.len())
+            .sum::<usize>();
+    if private > 0 && principal.token.role != Role::Admin {
+        return Err(ApiError::forbidden(
+            "only an admin may grant private address ranges",
+        ));
+    }
+    let mut record = state.tenant(&tenant)?;
+    record.grants = grants;
+    state.put_tenant(&record)?;
+    state
+        .executor
+        .audit()
+        .append(
+            &tenant,
+            crate::audit::AuditKind::ConfigChanged,
+            None,
+            None,
+            Some(&principal.token.principal),
+            json!({"grants": "replaced"}),
+        )
+        .map_err(ApiError::internal)?;
+    Ok(Json(json!({"ok": true})))
+}
+
+async fn put_inventory(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(tenant): Path<String>,
+    Body(inventory): Body<AssetInventory>,
+) -> Result<Json<Value>, ApiError> {
+    let (principal, tenant) = state.allow(&headers, &tenant, Need::Configure)?;
+    let mut record = state.tenant(&tenant)?;
+    record.inventory = inventory;
+    state.put_tenant(&record)?;
+    state
+        .executor
+        .audit()
+        .append(
+            &tenant,
+            crate::audit::AuditKind::ConfigChanged,
+            None,
+            None,
+            Some(&principal.token.principal),
+            json!({"inventory": record.inventory.assets.len()}),
+        )
+        .map_err(ApiError::internal)?;
+    Ok(Json(json!({"assets": record.inventory.assets.len()})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewToken {
+    principal: String,
+    role: Role,
+    #[serde(default)]
+    ttl_secs: Option<u64>,
+}
+
+async fn create_token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(tenant): Path<String>,
+    Body(body): Body<NewToken>,
+) -> Result<Response, ApiError> {
+    let (principal, tenant) = state.allow(&headers, &tenant, Need::Configure)?;
+    if body.role == Role::Admin {
+        return Err(ApiError::forbidden(
+            "admin tokens are created with `rampart token create`",
+        ));
+    }
+    let ttl = body
+        .ttl_secs
+        .map(|s| i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX));
+    let (token, record) =
+        state
+            .tokens
+            .create(&body.principal, Some(tenant.clone()), body.role, ttl)?;
+    state
+        .executor
+        .audit()
+        .append(
+            &tenant,
+            crate::audit::AuditKind::ConfigChanged,
+            None,
+            None,
+            Some(&principal.token.principal),
+            json!({"token_created": record.id, "for": record.principal, "role": record.role}),
+        )
+        .map_err(ApiError::internal)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"token": token, "id": record.id, "expires": record.expires})),
+    )
+        .into_response())
+}
+
+async fn revoke_token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((tenant, id)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let (principal, tenant) = state.allow(&headers, &tenant, Need::Configure)?;
+    state.tokens.revoke(&id, Some(&tenant))?;
+    state
+        .executor
+        .audit()
+        .append(
+            &tenant,
+            crate::audit::AuditKind::ConfigChanged,
+            None,
+            None,
+            Some(&principal.token.principal),
+            json!({"token_revoked": id}),
+        )
+        .map_err(ApiError::internal)?;
+    Ok(Json(json!({"revoked": id})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Upload {
+    manifest: String,
+    wasm_base64: String,
+}
+
+async fn upload_plugin(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(tenant): Path<String>,
+    Body(upload): Body<Upload>,
+) -> Result<Response, ApiError> {
+    let (_, tenant) = state.allow(&headers, &tenant, Need::Configure)?;
+    let wasm = base64::engine::general_purpose::STANDARD
+        .decode(upload.wasm_base64.trim())
+        .map_err(|err| ApiError::bad_request(format!("wasm_base64: {err}")))?;
+    let loaded = state.load_plugin(&tenant, &upload.manifest, &wasm).await?;
+    let name = loaded["name"].as_str().unwrap_or_default().to_owned();
+    let package =
+        json!({"tenant": tenant, "manifest": upload.manifest, "wasm": upload.wasm_base64.trim()});
+    state
+        .packages
+        .insert(
+            key(&[tenant.as_str(), &name]),
+            serde_json::to_vec(&package).map_err(ApiError::internal)?,
+        )
+        .map_err(sled_err)?;
+    state.packages.flush().map_err(sled_err)?;
+    Ok((StatusCode::CREATED, Json(loaded)).into_response())
+}
+
+async fn put_playbook(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((tenant, name)): Path<(String, String)>,
+    yaml: String,
+) -> Result<Json<Value>, ApiError> {
+    let (_, tenant) = state.allow(&headers, &tenant, Need::Configure)?;
+    let parsed = state
+        .executor
+        .add_playbook(&tenant, &format!("playbooks/{name}"), &yaml)?;
+    if parsed.name != name {
+        return Err(ApiError::bad_request(format!(
+            "the playbook is named `{}`, not `{name}`",
+            parsed.name
+        )));
+    }
+    state
+        .playbooks
+        .insert(key(&[tenant.as_str(), &name]), yaml.as_bytes())
+        .map_err(sled_err)?;
+    state.playbooks.flush().map_err(sled_err)?;
+    Ok(Json(
+        json!({"name": parsed.name, "version": parsed.version, "sha256": parsed.sha256, "steps": parsed.steps.iter().map(|s| &s.id).collect::<Vec<_>>()}),
+    ))
+}
+
+async fn list_playbooks(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(tenant): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let (_, tenant) = state.allow(&headers, &tenant, Need::Read)?;
+    let list: Vec<Value> = state
+        .executor
+        .playbooks(&tenant)
+        .iter()
+        .map(|p| json!({"name": p.name, "version": p.version, "mode": p.mode, "sha256": p.sha256}))
+        .collect();
+    Ok(Json(json!({"playbooks": list})))
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum AlertBatch {
+    One(Box<Alert>),
+    Many(Vec<Alert>),
+}
+
+async fn ingest(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(tenant): Path<String>,
+    Body(batch): Body<AlertBatch>,
+) -> Result<Json<Value>, ApiError> {
+    let (_, tenant) = state.allow(&headers, &tenant, Need::Ingest)?;
+    let alerts = match batch {
+        AlertBatch::One(alert) => vec![*alert],
+        AlertBatch::Many(alerts) => alerts,
+    };
+    if alerts.len() > 1_000 {
+        return Err(ApiError::bad_request("at most 1000 alerts per request"));
+    }
+    let mut results = Vec::new();
+    for alert in &alerts {
+        if alert.id.is_empty() || alert.id.len() > 256 {
+            return Err(ApiError::bad_request("alert id must be 1-256 characters"));
+        }
+        results.push(json!(state.executor.ingest(&tenant, alert).await?));
+    }
+    Ok(Json(json!({"results": results})))
+}
+
+async fn list_runs(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(tenant): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let (_, tenant) = state.allow(&headers, &tenant, Need::Read)?;
+    let runs: Vec<Value> = state.executor.runs(&tenant)?.iter().map(|r| json!({"id": r.id, "playbook": r.playbook, "status": r.status, "alert": r.alert.id, "created": r.created})).collect();
+    Ok(Json(json!({"runs": runs})))
+}
+
+async fn get_run(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((tenant, id)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let (_, tenant) = state.allow(&headers, &tenant, Need::Read)?;
+    Ok(Json(json!(state.executor.get_run(&tenant, &id)?)))
+}
+
+async fn list_approvals(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(tenant): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let (_, tenant) = state.allow(&headers, &tenant, Need::Read)?;
+    let pending = state
+        .executor
+        .approvals()
+        .list(Some(&tenant), true)
+        .map_err(ApiError::internal)?;
+    Ok(Json(json!({"approvals": pending})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Decision {
+    reason: String,
+}
+
+async fn approve(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((tenant, id)): Path<(String, String)>,
+    Body(decision): Body<Decision>,
+) -> Result<Json<Value>, ApiError> {
+    let (principal, tenant) = state.allow(&headers, &tenant, Need::Decide)?;
+    let approval = state
+        .executor
+        .approve(&tenant, &id, &principal.token.principal, &decision.reason)
+        .await?;
+    Ok(Json(json!(approval)))
+}
+
+async fn deny(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((tenant, id)): Path<(String, String)>,
+    Body(decision): Body<Decision>,
+) -> Result<Json<Value>, ApiError> {
+    let (principal, tenant) = state.allow(&headers, &tenant, Need::Decide)?;
+    let approval = state
+        .executor
+        .deny(&tenant, &id, &principal.token.principal, &decision.reason)
+        .await?;
+    Ok(Json(json!(approval)))
+}
+
+async fn verify_audit(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(tenant): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let (_, tenant) = state.allow(&headers, &tenant, Need::Read)?;
+    state
+        .executor
+        .audit()
+        .checkpoint(&tenant)
+        .map_err(ApiError::internal)?;
+    let report = state
+        .executor
+        .audit()
+        .verify(&tenant)
+        .map_err(ApiError::internal)?;
+    Ok(Json(
+        json!({"ok": report.ok(), "report": report, "checkpoint": state.executor.audit().latest_checkpoint(&tenant).map_err(ApiError::internal)?}),
+    ))
+}
+
+async fn export_audit(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(tenant): Path<String>,
+) -> Result<Response, ApiError> {
+    let (_, tenant) = state.allow(&headers, &tenant, Need::Configure)?;
+    let mut out = Vec::new();
+    state
+        .executor
+        .audit()
+        .export(&tenant, &mut out)
+        .map_err(ApiError::internal)?;
+    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], out).into_response())
+}
+
+async fn measurements(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(tenant): Path<String>,
+    axum::extract::Query(query): axum::extract::Query<BTreeMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let (_, tenant) = state.allow(&headers, &tenant, Need::Read)?;
+    let baseline = match query.get("baseline_until") {
+        Some(text) => Some(
+            text.parse::<i64>()
+                .map_err(|_| ApiError::bad_request("baseline_until must be Unix milliseconds"))?,
+        ),
+        None => None,
+    };
+    Ok(Json(
+        json!({"playbooks": state.executor.measure(&tenant, baseline)?}),
+    ))
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves; then signs every
+/// tenant's audit head.
+pub async fn serve(
+    state: AppState,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let executor = state.executor.clone();
+    let app = router(state);
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    if let Err(err) = executor.audit().checkpoint_all() {
+        tracing::error!("signing audit heads at shutdown: {err}");
+    }
+    let _ = executor.audit().flush();
+    result
+}

@@ -1,0 +1,114 @@
+//! `rampart serve` and `rampart token create`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+use rampart::RuntimeConfig;
+use rampart::api::auth::{Role, Tokens};
+use rampart::api::{AppState, serve};
+use rampart::audit::AuditKey;
+use rampart::executor::Executor;
+use rampart::store::SledStore;
+use rampart::tenant::TenantId;
+
+use super::Failure;
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Data directory (sled; locked while the server runs).
+    #[arg(long, default_value = "rampart-data")]
+    data: PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Audit checkpoint key, outside the data directory (created if missing).
+    #[arg(long, env = "RAMPART_AUDIT_KEY", default_value = "rampart-audit.key")]
+    audit_key: PathBuf,
+    /// Compiled-plugin cache (default: `<data>.cache`).
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// Data directory (must not be in use by a running server).
+    #[arg(long, default_value = "rampart-data")]
+    data: PathBuf,
+    /// Who the token is for.
+    #[arg(long)]
+    principal: String,
+    /// admin | tenant-admin | analyst | ingest | viewer.
+    #[arg(long, default_value = "admin")]
+    role: String,
+    /// The tenant (all roles but admin).
+    #[arg(long)]
+    tenant: Option<String>,
+    /// Lifetime in seconds (default: no expiry).
+    #[arg(long)]
+    ttl_secs: Option<u64>,
+}
+
+pub async fn run_server(args: ServeArgs) -> Result<(), Failure> {
+    let key = AuditKey::load_or_create(&args.audit_key, Some(&args.data))
+        .map_err(|err| Failure::usage(err.to_string()))?;
+    let store = SledStore::open(&args.data).map_err(|err| Failure::load(err.to_string()))?;
+    let cache = args
+        .cache_dir
+        .unwrap_or_else(|| PathBuf::from(format!("{}.cache", args.data.display())));
+    let config = RuntimeConfig {
+        cache_dir: Some(cache),
+        ..RuntimeConfig::default()
+    };
+    let executor =
+        Executor::new(config, store, key).map_err(|err| Failure::load(err.to_string()))?;
+    let state = AppState::open(executor)
+        .await
+        .map_err(|err| Failure::load(format!("restoring state: {}", err.detail)))?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|err| Failure::usage(format!("cannot listen on {}: {err}", args.listen)))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|err| Failure::usage(err.to_string()))?;
+    eprintln!(
+        "rampart listening on http://{bound} (data {})",
+        args.data.display()
+    );
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+        eprintln!("shutting down: finishing in-flight requests, signing audit heads");
+    };
+    serve(state, listener, shutdown)
+        .await
+        .map_err(|err| Failure::call(err.to_string()))
+}
+
+pub fn create_token(args: TokenArgs) -> Result<(), Failure> {
+    let role: Role =
+        serde_json::from_value(serde_json::Value::String(args.role.clone())).map_err(|_| {
+            Failure::usage(format!(
+                "--role `{}` is not admin, tenant-admin, analyst, ingest or viewer",
+                args.role
+            ))
+        })?;
+    let tenant = args
+        .tenant
+        .map(TenantId::new)
+        .transpose()
+        .map_err(|err| Failure::usage(err.to_string()))?;
+    let store = SledStore::open(&args.data).map_err(|err| Failure::load(err.to_string()))?;
+    let tokens = Tokens::open(store.db()).map_err(|err| Failure::load(err.to_string()))?;
+    let ttl = args
+        .ttl_secs
+        .map(|s| i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX));
+    let (token, record) = tokens
+        .create(&args.principal, tenant, role, ttl)
+        .map_err(|err| Failure::usage(err.detail))?;
+    eprintln!(
+        "token {} for {} ({:?}); shown once, store it now:",
+        record.id, record.principal, record.role
+    );
+    println!("{token}");
+    Ok(())
+}

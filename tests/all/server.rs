@@ -1,0 +1,724 @@
+//! The HTTP API, served for real on a loopback port over a temp data dir:
+//! the whole flow, the authorisation matrix, bad input, and a restart.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use base64::Engine as _;
+use http_body_util::{BodyExt, Full};
+use rampart::RuntimeConfig;
+use rampart::api::auth::Role;
+use rampart::api::{AppState, serve};
+use rampart::audit::AuditKey;
+use rampart::executor::Executor;
+use rampart::store::SledStore;
+use serde_json::{Value, json};
+
+use rampart_e2e::plugins_dir;
+
+struct Server {
+    addr: SocketAddr,
+    admin: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    async fn start(dir: &Path, admin: Option<String>) -> Server {
+        let store = SledStore::open(&dir.join("data")).expect("store");
+        let config = RuntimeConfig {
+            cache_dir: Some(dir.join("cache")),
+            ..RuntimeConfig::default()
+        };
+        let executor = Executor::new(
+            config,
+            store,
+            AuditKey::from_bytes(vec![5; 32]).expect("key"),
+        )
+        .expect("executor");
+        let state = AppState::open(executor).await.expect("state");
+        let admin = match admin {
+            Some(token) => token,
+            None => {
+                state
+                    .tokens()
+                    .create("root", None, Role::Admin, None)
+                    .expect("admin")
+                    .0
+            }
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            serve(state, listener, async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("serve");
+        });
+        Server {
+            addr,
+            admin,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    async fn stop(mut self) -> String {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
+        self.admin.clone()
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Vec<u8>>,
+    ) -> (u16, Value) {
+        let stream = tokio::net::TcpStream::connect(self.addr)
+            .await
+            .expect("connect");
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util_io::Io(stream))
+                .await
+                .expect("handshake");
+        tokio::spawn(connection);
+        let mut request = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "rampart");
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let request = request
+            .body(Full::new(bytes::Bytes::from(body.unwrap_or_default())))
+            .expect("request");
+        let response = sender.send_request(request).await.expect("send");
+        let status = response.status().as_u16();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        let value = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        (status, value)
+    }
+
+    async fn json(&self, method: &str, path: &str, token: &str, body: &Value) -> (u16, Value) {
+        self.call(
+            method,
+            path,
+            Some(token),
+            Some(serde_json::to_vec(body).expect("json")),
+        )
+        .await
+    }
+}
+
+/// hyper needs its own IO traits; a tiny adapter over tokio's.
+mod hyper_util_io {
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    pub struct Io(pub tokio::net::TcpStream);
+
+    impl hyper::rt::Read for Io {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            mut buf: hyper::rt::ReadBufCursor<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            let filled = {
+                // SAFETY: tokio's ReadBuf only writes initialised bytes into the unfilled part.
+                let unfilled = unsafe { buf.as_mut() };
+                let mut read_buf = tokio::io::ReadBuf::uninit(unfilled);
+                match tokio::io::AsyncRead::poll_read(
+                    Pin::new(&mut self.get_mut().0),
+                    cx,
+                    &mut read_buf,
+                ) {
+                    Poll::Ready(Ok(())) => read_buf.filled().len(),
+                    other => return other,
+                }
+            };
+            // SAFETY: `filled` bytes were just initialised by the read above.
+            unsafe { buf.advance(filled) };
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    impl hyper::rt::Write for Io {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            tokio::io::AsyncWrite::poll_write(Pin::new(&mut self.get_mut().0), cx, buf)
+        }
+        fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            tokio::io::AsyncWrite::poll_flush(Pin::new(&mut self.get_mut().0), cx)
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            tokio::io::AsyncWrite::poll_shutdown(Pin::new(&mut self.get_mut().0), cx)
+        }
+    }
+}
+
+fn upload(name: &str) -> Value {
+    let manifest =
+        std::fs::read_to_string(plugins_dir().join(format!("{name}.toml"))).expect("manifest");
+    let wasm = std::fs::read(plugins_dir().join(format!("{name}.wasm"))).expect("wasm");
+    json!({"manifest": manifest, "wasm_base64": base64::engine::general_purpose::STANDARD.encode(wasm)})
+}
+
+const PLAYBOOK: &str = r#"name: block
+trigger: { alert: 'true' }
+mode: supervised
+steps:
+  - id: risk
+    score: risk-scorer
+  - id: act
+    respond: edl-blocklist
+    needs: [risk]
+    target: 'alert.entities.ip[0]'
+    guard: { external_target: true }
+"#;
+
+fn alert(id: &str) -> Value {
+    json!({"id": id, "source": "edr", "title": "beacon", "severity": "high", "entities": [{"kind": "ip", "value": "203.0.113.9"}]})
+}
+
+/// Sets up tenant `name` with plugins and the playbook; returns its tokens by role.
+async fn tenant(server: &Server, name: &str) -> std::collections::BTreeMap<&'static str, String> {
+    let admin = server.admin.clone();
+    assert_eq!(server.json("POST", "/v1/tenants", &admin, &json!({"id": name, "grants": {"default": {"capabilities": ["log", "kv", "config"], "kv_quota_bytes": 1048576}}})).await.0, 201);
+    for plugin in ["risk-scorer", "edl-blocklist"] {
+        let (status, body) = server
+            .json(
+                "POST",
+                &format!("/v1/tenants/{name}/plugins"),
+                &admin,
+                &upload(plugin),
+            )
+            .await;
+        assert_eq!(status, 201, "{plugin}: {body}");
+    }
+    let (status, body) = server
+        .call(
+            "PUT",
+            &format!("/v1/tenants/{name}/playbooks/block"),
+            Some(&admin),
+            Some(PLAYBOOK.as_bytes().to_vec()),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let mut tokens = std::collections::BTreeMap::new();
+    for role in ["tenant-admin", "analyst", "ingest", "viewer"] {
+        let (status, body) = server
+            .json(
+                "POST",
+                &format!("/v1/tenants/{name}/tokens"),
+                &admin,
+                &json!({"principal": format!("{role}@{name}"), "role": role}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        tokens.insert(role, body["token"].as_str().expect("token").to_owned());
+    }
+    tokens
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alert_to_approved_action_over_http_then_restart() {
+    let dir = tempfile::tempdir().expect("dir");
+    let server = Server::start(dir.path(), None).await;
+    let tokens = tenant(&server, "acme").await;
+
+    let (status, body) = server
+        .json(
+            "POST",
+            "/v1/tenants/acme/alerts",
+            &tokens["ingest"],
+            &alert("a1"),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let run_id = body["results"][0]["runs"][0]
+        .as_str()
+        .expect("run")
+        .to_owned();
+    let (_, again) = server
+        .json(
+            "POST",
+            "/v1/tenants/acme/alerts",
+            &tokens["ingest"],
+            &alert("a1"),
+        )
+        .await;
+    assert_eq!(again["results"][0]["duplicate"], true);
+    let mut changed = alert("a1");
+    changed["title"] = json!("other");
+    assert_eq!(
+        server
+            .json(
+                "POST",
+                "/v1/tenants/acme/alerts",
+                &tokens["ingest"],
+                &changed
+            )
+            .await
+            .0,
+        409
+    );
+
+    let (_, pending) = server
+        .call(
+            "GET",
+            "/v1/tenants/acme/approvals",
+            Some(&tokens["viewer"]),
+            None,
+        )
+        .await;
+    let approval = pending["approvals"][0]["id"]
+        .as_str()
+        .expect("approval")
+        .to_owned();
+    let (status, body) = server
+        .json(
+            "POST",
+            &format!("/v1/tenants/acme/approvals/{approval}/approve"),
+            &tokens["analyst"],
+            &json!({"reason": "confirmed C2"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["approvals"][0]["principal"], "analyst@acme",
+        "approver identity comes from the token"
+    );
+    let (_, run) = server
+        .call(
+            "GET",
+            &format!("/v1/tenants/acme/runs/{run_id}"),
+            Some(&tokens["viewer"]),
+            None,
+        )
+        .await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["steps"]["act"]["output"]["outcome"], "executed");
+    let (_, verify) = server
+        .call(
+            "GET",
+            "/v1/tenants/acme/audit/verify",
+            Some(&tokens["viewer"]),
+            None,
+        )
+        .await;
+    assert_eq!(verify["ok"], true, "{verify}");
+
+    // A second alert waits for approval across the restart.
+    let (_, body) = server
+        .json(
+            "POST",
+            "/v1/tenants/acme/alerts",
+            &tokens["ingest"],
+            &alert("a2"),
+        )
+        .await;
+    let waiting_run = body["results"][0]["runs"][0]
+        .as_str()
+        .expect("run")
+        .to_owned();
+    let admin = server.stop().await;
+    let server = Server::start(dir.path(), Some(admin)).await;
+    let (_, runs) = server
+        .call(
+            "GET",
+            "/v1/tenants/acme/runs",
+            Some(&tokens["viewer"]),
+            None,
+        )
+        .await;
+    assert_eq!(runs["runs"].as_array().map(Vec::len), Some(2), "{runs}");
+    let (_, pending) = server
+        .call(
+            "GET",
+            "/v1/tenants/acme/approvals",
+            Some(&tokens["analyst"]),
+            None,
+        )
+        .await;
+    assert_eq!(
+        pending["approvals"][0]["run_id"],
+        waiting_run.as_str(),
+        "{pending}"
+    );
+    let (_, playbooks) = server
+        .call(
+            "GET",
+            "/v1/tenants/acme/playbooks",
+            Some(&tokens["viewer"]),
+            None,
+        )
+        .await;
+    assert_eq!(playbooks["playbooks"][0]["name"], "block");
+    let (_, verify) = server
+        .call(
+            "GET",
+            "/v1/tenants/acme/audit/verify",
+            Some(&tokens["viewer"]),
+            None,
+        )
+        .await;
+    assert_eq!(verify["ok"], true, "{verify}");
+    // Plugins were restored at start (the upload finds them compiled already).
+    let (_, again) = server
+        .json(
+            "POST",
+            "/v1/tenants/acme/plugins",
+            &server.admin,
+            &upload("risk-scorer"),
+        )
+        .await;
+    assert_eq!(again["artifact"], "memory", "{again}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authorisation_matrix_and_tenant_isolation() {
+    let dir = tempfile::tempdir().expect("dir");
+    let server = Server::start(dir.path(), None).await;
+    let acme = tenant(&server, "acme").await;
+    let globex = tenant(&server, "globex").await;
+    let (_, body) = server
+        .json(
+            "POST",
+            "/v1/tenants/acme/alerts",
+            &acme["ingest"],
+            &alert("a1"),
+        )
+        .await;
+    let run_id = body["results"][0]["runs"][0]
+        .as_str()
+        .expect("run")
+        .to_owned();
+    let (_, pending) = server
+        .call(
+            "GET",
+            "/v1/tenants/acme/approvals",
+            Some(&acme["viewer"]),
+            None,
+        )
+        .await;
+    let approval = pending["approvals"][0]["id"]
+        .as_str()
+        .expect("approval")
+        .to_owned();
+
+    // (method, path, body, role that may) for every tenant endpoint.
+    let endpoints: Vec<(&str, String, Option<Value>, &[&str])> = vec![
+        (
+            "GET",
+            "/v1/tenants/acme/runs".into(),
+            None,
+            &["tenant-admin", "analyst", "viewer"],
+        ),
+        (
+            "GET",
+            format!("/v1/tenants/acme/runs/{run_id}"),
+            None,
+            &["tenant-admin", "analyst", "viewer"],
+        ),
+        (
+            "GET",
+            "/v1/tenants/acme/playbooks".into(),
+            None,
+            &["tenant-admin", "analyst", "viewer"],
+        ),
+        (
+            "GET",
+            "/v1/tenants/acme/approvals".into(),
+            None,
+            &["tenant-admin", "analyst", "viewer"],
+        ),
+        (
+            "GET",
+            "/v1/tenants/acme/audit/verify".into(),
+            None,
+            &["tenant-admin", "analyst", "viewer"],
+        ),
+        (
+            "GET",
+            "/v1/tenants/acme/measurements".into(),
+            None,
+            &["tenant-admin", "analyst", "viewer"],
+        ),
+        (
+            "GET",
+            "/v1/tenants/acme/audit/export".into(),
+            None,
+            &["tenant-admin"],
+        ),
+        (
+            "PUT",
+            "/v1/tenants/acme/inventory".into(),
+            Some(json!({"assets": []})),
+            &["tenant-admin"],
+        ),
+        // A tenant admin may do everything in its tenant.
+        (
+            "POST",
+            "/v1/tenants/acme/alerts".into(),
+            Some(alert("matrix")),
+            &["ingest", "tenant-admin"],
+        ),
+        (
+            "POST",
+            format!("/v1/tenants/acme/approvals/{approval}/deny"),
+            Some(json!({"reason": "matrix"})),
+            &["analyst", "tenant-admin"],
+        ),
+    ];
+    for (method, path, body, allowed) in &endpoints {
+        for role in ["tenant-admin", "analyst", "ingest", "viewer"] {
+            if allowed.contains(&role) {
+                continue; // exercised by the allowed calls below
+            }
+            let (status, reply) = match body {
+                Some(body) => server.json(method, path, &acme[role], body).await,
+                None => server.call(method, path, Some(&acme[role]), None).await,
+            };
+            assert_eq!(status, 403, "{role} {method} {path}: {reply}");
+            assert!(
+                reply["error"].is_string() && reply["detail"].is_string(),
+                "error shape: {reply}"
+            );
+            // Tenant B's tokens of every role see nothing of tenant A.
+            let (status, _) = match body {
+                Some(body) => server.json(method, path, &globex[role], body).await,
+                None => server.call(method, path, Some(&globex[role]), None).await,
+            };
+            assert_eq!(status, 404, "globex {role} {method} {path}");
+        }
+        let role = allowed[0];
+        let (status, reply) = match body {
+            Some(body) => server.json(method, path, &acme[role], body).await,
+            None => server.call(method, path, Some(&acme[role]), None).await,
+        };
+        assert!(status < 300, "{role} {method} {path}: {status} {reply}");
+    }
+    // Admin-only endpoints.
+    for role in ["tenant-admin", "analyst", "ingest", "viewer"] {
+        assert_eq!(
+            server
+                .call("GET", "/v1/tenants", Some(&acme[role]), None)
+                .await
+                .0,
+            403,
+            "{role}"
+        );
+        assert_eq!(
+            server
+                .json("POST", "/v1/tenants", &acme[role], &json!({"id": "evil"}))
+                .await
+                .0,
+            403,
+            "{role}"
+        );
+    }
+    // Only an admin may grant private ranges.
+    let grants = json!({"default": {"capabilities": ["http"], "http_hosts": ["10.0.0.5"], "allow_private": ["10.0.0.0/8"]}});
+    assert_eq!(
+        server
+            .json(
+                "PUT",
+                "/v1/tenants/acme/grants",
+                &acme["tenant-admin"],
+                &grants
+            )
+            .await
+            .0,
+        403
+    );
+    // Nothing changed for globex by acme's attempts, and acme's run is intact.
+    let (_, runs) = server
+        .call(
+            "GET",
+            "/v1/tenants/globex/runs",
+            Some(&globex["viewer"]),
+            None,
+        )
+        .await;
+    assert_eq!(runs["runs"].as_array().map(Vec::len), Some(0));
+    // No, garbage, revoked and expired tokens.
+    assert_eq!(
+        server
+            .call("GET", "/v1/tenants/acme/runs", None, None)
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        server
+            .call("GET", "/v1/tenants/acme/runs", Some("rmp_forged"), None)
+            .await
+            .0,
+        401
+    );
+    let (_, made) = server
+        .json(
+            "POST",
+            "/v1/tenants/acme/tokens",
+            &acme["tenant-admin"],
+            &json!({"principal": "temp", "role": "viewer", "ttl_secs": 1}),
+        )
+        .await;
+    let temp = made["token"].as_str().expect("token").to_owned();
+    assert_eq!(
+        server
+            .call("GET", "/v1/tenants/acme/runs", Some(&temp), None)
+            .await
+            .0,
+        200
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(
+        server
+            .call("GET", "/v1/tenants/acme/runs", Some(&temp), None)
+            .await
+            .0,
+        401,
+        "expired"
+    );
+    let (_, made) = server
+        .json(
+            "POST",
+            "/v1/tenants/acme/tokens",
+            &acme["tenant-admin"],
+            &json!({"principal": "gone", "role": "viewer"}),
+        )
+        .await;
+    let gone = made["token"].as_str().expect("token").to_owned();
+    let id = made["id"].as_str().expect("id").to_owned();
+    assert_eq!(
+        server
+            .call(
+                "POST",
+                &format!("/v1/tenants/acme/tokens/{id}/revoke"),
+                Some(&acme["tenant-admin"]),
+                None
+            )
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        server
+            .call("GET", "/v1/tenants/acme/runs", Some(&gone), None)
+            .await
+            .0,
+        401,
+        "revoked"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_a_json_4xx_never_a_5xx() {
+    let dir = tempfile::tempdir().expect("dir");
+    let server = Server::start(dir.path(), None).await;
+    let acme = tenant(&server, "acme").await;
+    let ingest = &acme["ingest"];
+    let viewer = &acme["viewer"];
+    let cases: Vec<(&str, String, Vec<u8>, u16)> = vec![
+        (
+            "POST",
+            "/v1/tenants/acme/alerts".into(),
+            b"{not json".to_vec(),
+            400,
+        ),
+        (
+            "POST",
+            "/v1/tenants/acme/alerts".into(),
+            br#"{"id": 7}"#.to_vec(),
+            400,
+        ),
+        (
+            "POST",
+            "/v1/tenants/acme/alerts".into(),
+            br#"{"id":"x","source":"s","title":"t","bogus":1}"#.to_vec(),
+            400,
+        ),
+        (
+            "POST",
+            "/v1/tenants/acme/alerts".into(),
+            vec![b' '; 17 << 20],
+            413,
+        ),
+        ("GET", "/v1/tenants/..%2F..%2Fetc/runs".into(), vec![], 404),
+        (
+            "GET",
+            "/v1/tenants/acme/runs/..%2F..%2Fsecrets".into(),
+            vec![],
+            404,
+        ),
+        ("GET", "/v1/nothing-here".into(), vec![], 404),
+    ];
+    for (method, path, body, expected) in cases {
+        let token = if method == "GET" { viewer } else { ingest };
+        let (status, reply) = server.call(method, &path, Some(token), Some(body)).await;
+        assert_eq!(status, expected, "{method} {path}: {reply}");
+        assert!(
+            reply["error"].is_string(),
+            "{path}: not our error shape: {reply}"
+        );
+    }
+    let (status, reply) = server
+        .call(
+            "PUT",
+            "/v1/tenants/acme/playbooks/bad",
+            Some(&server.admin),
+            Some(b"name: bad\ntrigger: { alert: '(' }\nsteps: []\n".to_vec()),
+        )
+        .await;
+    assert_eq!(status, 422, "{reply}");
+    assert!(reply["location"][0]["line"].is_number(), "{reply}");
+    let (status, reply) = server
+        .json(
+            "POST",
+            "/v1/tenants/acme/plugins",
+            &server.admin,
+            &json!({"manifest": "name = 1", "wasm_base64": "AAAA"}),
+        )
+        .await;
+    assert_eq!(status, 422, "{reply}");
+    // Nothing half-written: no run from the refused alerts, no playbook `bad`.
+    let (_, runs) = server
+        .call("GET", "/v1/tenants/acme/runs", Some(&acme["viewer"]), None)
+        .await;
+    assert_eq!(runs["runs"].as_array().map(Vec::len), Some(0));
+    let (_, playbooks) = server
+        .call(
+            "GET",
+            "/v1/tenants/acme/playbooks",
+            Some(&acme["viewer"]),
+            None,
+        )
+        .await;
+    assert_eq!(playbooks["playbooks"].as_array().map(Vec::len), Some(1));
+    // /metrics shows no tenant names without a token.
+    let (status, metrics) = server.call("GET", "/metrics", None, None).await;
+    assert_eq!(status, 200);
+    let text = metrics.as_str().unwrap_or_default();
+    assert!(!text.contains("acme"), "{text}");
+    server.stop().await;
+}
