@@ -232,6 +232,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tenants/{tenant}/alerts", post(ingest))
         .route("/v1/tenants/{tenant}/runs", get(list_runs))
         .route("/v1/tenants/{tenant}/runs/{id}", get(get_run))
+        .route("/v1/tenants/{tenant}/runs/{id}/feedback", post(feedback))
         .route("/v1/tenants/{tenant}/approvals", get(list_approvals))
         .route("/v1/tenants/{tenant}/approvals/{id}/approve", post(approve))
         .route("/v1/tenants/{tenant}/approvals/{id}/deny", post(deny))
@@ -648,6 +649,34 @@ async fn get_run(
 ) -> Result<Json<Value>, ApiError> {
     let (_, tenant) = state.allow(&headers, &tenant, Need::Read)?;
     Ok(Json(json!(state.executor.get_run(&tenant, &id)?)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FeedbackBody {
+    label: crate::model::FeedbackLabel,
+    #[serde(default)]
+    comment: String,
+}
+
+async fn feedback(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((tenant, id)): Path<(String, String)>,
+    Body(body): Body<FeedbackBody>,
+) -> Result<Json<Value>, ApiError> {
+    let (principal, tenant) = state.allow(&headers, &tenant, Need::Decide)?;
+    if body.comment.len() > 4_096 {
+        return Err(ApiError::bad_request("comment longer than 4096 bytes"));
+    }
+    let run = state.executor.feedback(
+        &tenant,
+        &id,
+        body.label,
+        &principal.token.principal,
+        &body.comment,
+    )?;
+    Ok(Json(json!({"run": run.id, "feedback": run.feedback})))
 }
 
 async fn list_approvals(

@@ -33,6 +33,10 @@ pub struct PeriodStats {
     pub approval_wait_p50_ms: Option<i64>,
     /// Share of finished runs closed without any human approval.
     pub closed_without_human: f64,
+    /// Runs an analyst labelled.
+    pub labelled: u64,
+    /// Share of labelled runs whose latest label is false positive.
+    pub false_positive_rate: Option<f64>,
 }
 
 /// Figures of one playbook.
@@ -94,6 +98,12 @@ fn period(runs: &[&Run], approvals: &[Approval]) -> PeriodStats {
         .filter(|r| !approvals.iter().any(|a| a.run_id == r.id))
         .count();
     let folded: u64 = runs.iter().map(|r| r.folded.len() as u64).sum();
+    let labelled: Vec<&crate::model::Feedback> =
+        runs.iter().filter_map(|r| r.feedback.last()).collect();
+    let false_positives = labelled
+        .iter()
+        .filter(|f| f.label == crate::model::FeedbackLabel::FalsePositive)
+        .count();
     let total_alerts = runs.len() as u64 + folded;
     PeriodStats {
         runs: runs.len() as u64,
@@ -113,6 +123,9 @@ fn period(runs: &[&Run], approvals: &[Approval]) -> PeriodStats {
         } else {
             without_human as f64 / finished.len() as f64
         },
+        labelled: labelled.len() as u64,
+        false_positive_rate: (!labelled.is_empty())
+            .then(|| false_positives as f64 / labelled.len() as f64),
     }
 }
 

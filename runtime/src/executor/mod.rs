@@ -390,11 +390,15 @@ impl Executor {
         Ok(())
     }
 
-    /// Waits until everything written so far is on disk. Async, so that
-    /// concurrent runs share one fsync (sled coalesces waiting flushes)
-    /// instead of blocking the executor's worker threads one by one.
+    /// Waits until everything written so far is on disk. The fsync runs on
+    /// the blocking pool, so concurrent runs do not stall the executor's
+    /// worker threads (sled's `flush_async` was seen to hang under 64
+    /// concurrent runs, so it is not used).
     async fn commit(&self) -> Result<(), ExecutorError> {
-        self.inner.store.db().flush_async().await?;
+        let db = self.inner.store.db().clone();
+        tokio::task::spawn_blocking(move || db.flush())
+            .await
+            .map_err(|err| ExecutorError::Store(format!("flush task: {err}")))??;
         Ok(())
     }
 
@@ -616,6 +620,7 @@ impl Executor {
             verdict_at: None,
             contained_at: None,
             finished: None,
+            feedback: Vec::new(),
         }
     }
 
@@ -1536,6 +1541,44 @@ impl Executor {
         let runs = self.runs(tenant)?;
         let approvals = self.inner.approvals.list(Some(tenant), false)?;
         Ok(measure::measure(&runs, &approvals, baseline_until))
+    }
+
+    /// An analyst labels a run; the label goes into the tenant's entity
+    /// memory for every entity of the alert (plugins read it through
+    /// `memory`), onto the run, and into the audit log.
+    pub fn feedback(
+        &self,
+        tenant: &TenantId,
+        run_id: &str,
+        label: crate::model::FeedbackLabel,
+        analyst: &str,
+        comment: &str,
+    ) -> Result<Run, ExecutorError> {
+        let mut run = self.get_run(tenant, run_id)?;
+        let feedback = crate::model::Feedback {
+            label,
+            analyst: analyst.to_owned(),
+            time: now_ms(),
+            run_id: run.id.clone(),
+            comment: comment.to_owned(),
+        };
+        for entity in &run.alert.entities {
+            self.inner
+                .store
+                .memory_record_feedback(tenant, entity, feedback.clone())?;
+        }
+        run.feedback.push(feedback);
+        self.save(&run)?;
+        self.inner.audit.append(
+            tenant,
+            AuditKind::FeedbackGiven,
+            Some(&run.id),
+            None,
+            Some(analyst),
+            json!({"label": label, "comment": comment}),
+        )?;
+        self.inner.store.flush()?;
+        Ok(run)
     }
 
     /// An approver approves; at quorum the action is re-checked and executed

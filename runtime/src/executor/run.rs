@@ -131,4 +131,7 @@ pub struct Run {
     pub contained_at: Option<i64>,
     /// Finished, Unix ms.
     pub finished: Option<i64>,
+    /// Analyst feedback on the run, newest last.
+    #[serde(default)]
+    pub feedback: Vec<crate::model::Feedback>,
 }
