@@ -189,28 +189,20 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
 
 fn demo(root: &Path) -> Result<()> {
     build_plugins(root)?;
+    run(cargo().current_dir(root).args([
+        "build",
+        "--quiet",
+        "--package",
+        "rampart-runtime",
+        "--bin",
+        "rampart",
+    ]))?;
+    let rampart_bin = root.join("target/debug/rampart");
     let rampart = |args: &[&str]| -> Result<()> {
-        let mut command = cargo();
-        command.current_dir(root).args([
-            "run",
-            "--quiet",
-            "--package",
-            "rampart-runtime",
-            "--bin",
-            "rampart",
-            "--",
-        ]);
-        command.args(args);
-        run(&mut command)
+        run(Command::new(&rampart_bin).current_dir(root).args(args))
     };
-    // A fresh demo store each time; the audit key lives outside it.
-    let data = root.join("target/demo/data");
-    let _ = std::fs::remove_dir_all(&data);
-    let data = data.to_string_lossy().into_owned();
-    let key = root
-        .join("target/demo/audit.key")
-        .to_string_lossy()
-        .into_owned();
+
+    // One sandboxed call, then the playbook engine on the embedded store.
     rampart(&[
         "plugin",
         "call",
@@ -222,21 +214,6 @@ fn demo(root: &Path) -> Result<()> {
     ])?;
     rampart(&["playbook", "check", "examples/playbooks/ip-triage.yaml"])?;
     rampart(&[
-        "run",
-        "--playbook",
-        "examples/playbooks/ip-triage.yaml",
-        "--alert",
-        "examples/alerts/ssh-bruteforce.json",
-        "--intel-ipsum",
-        "examples/data/ipsum/ipsum.txt",
-        "--inventory",
-        "examples/inventory.json",
-        "--data",
-        &data,
-        "--audit-key",
-        &key,
-    ])?;
-    rampart(&[
         "replay",
         "--playbook",
         "examples/playbooks/ip-triage.yaml",
@@ -247,5 +224,72 @@ fn demo(root: &Path) -> Result<()> {
         "--inventory",
         "examples/inventory.json",
     ])?;
+
+    // The server: a fresh data directory, the first admin token, then the
+    // daily operations over HTTP with `rampart api`.
+    let demo = root.join("target/demo");
+    let _ = std::fs::remove_dir_all(&demo);
+    std::fs::create_dir_all(&demo)?;
+    let data = demo.join("data").to_string_lossy().into_owned();
+    let key = demo.join("keys/audit.key").to_string_lossy().into_owned();
+    let token_out = Command::new(&rampart_bin)
+        .args([
+            "token",
+            "create",
+            "--data",
+            &data,
+            "--principal",
+            "demo-admin",
+        ])
+        .output()?;
+    let token = String::from_utf8_lossy(&token_out.stdout).trim().to_owned();
+    anyhow::ensure!(
+        token_out.status.success() && !token.is_empty(),
+        "token create failed: {}",
+        String::from_utf8_lossy(&token_out.stderr)
+    );
+    let listen = "127.0.0.1:18088";
+    let mut server = Command::new(&rampart_bin)
+        .args([
+            "serve",
+            "--data",
+            &data,
+            "--audit-key",
+            &key,
+            "--listen",
+            listen,
+        ])
+        .spawn()?;
+    let outcome = (|| -> Result<()> {
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        let api = |args: &[&str]| -> Result<()> {
+            let mut command = Command::new(&rampart_bin);
+            // The token goes through the environment, never the printed command line.
+            command
+                .current_dir(root)
+                .env("RAMPART_TOKEN", &token)
+                .arg("api")
+                .args(["--server", &format!("http://{listen}"), "--tenant", "acme"])
+                .args(args);
+            run(&mut command)
+        };
+        api(&["create-tenant"])?;
+        for plugin in ["ip-reputation", "risk-scorer", "edl-blocklist"] {
+            api(&["upload-plugin", &format!("target/plugins/{plugin}.toml")])?;
+        }
+        api(&["put-inventory", "examples/inventory.json"])?;
+        api(&["put-playbook", "examples/playbooks/supervised-block.yaml"])?;
+        api(&["send", "examples/alerts/ssh-bruteforce.json"])?;
+        api(&["send", "examples/alerts/replay.jsonl"])?;
+        api(&["approvals"])?;
+        api(&["runs"])?;
+        api(&["verify"])
+    })();
+    // Graceful stop (SIGINT): in-flight requests finish, audit heads are signed.
+    let _ = Command::new("kill")
+        .args(["-INT", &server.id().to_string()])
+        .status();
+    let _ = server.wait();
+    outcome?;
     rampart(&["audit", "verify", "--data", &data, "--audit-key", &key])
 }

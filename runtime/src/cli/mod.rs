@@ -1,6 +1,7 @@
 //! Subcommands of the `rampart` binary.
 
 mod audit;
+mod client;
 mod playbooks;
 mod plugin;
 mod serve;
@@ -33,6 +34,8 @@ enum Command {
     /// Verify or export the audit log.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Talk to a running server (alerts, runs, approvals, audit).
+    Api(client::ApiArgs),
     /// Run the HTTP control API with the embedded store.
     Serve(serve::ServeArgs),
     /// Create an API token (the first admin token comes from here).
@@ -96,6 +99,22 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Replay(args) => playbooks::replay(args).await,
         Command::Audit(command) => audit::run(command),
         Command::Serve(args) => serve::run_server(args).await,
+        Command::Api(args) => client::run(args).await,
         Command::Token(TokenCommand::Create(args)) => serve::create_token(args),
+    }
+}
+
+/// Prints `value` as pretty JSON on stdout; a closed pipe (`| head`) is not
+/// an error worth a panic: the reader has what it wanted.
+pub fn print_json(value: &serde_json::Value) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let written = serde_json::to_writer_pretty(&mut stdout, value)
+        .map_err(std::io::Error::from)
+        .and_then(|()| writeln!(stdout));
+    if let Err(err) = written
+        && err.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        eprintln!("error: cannot print result: {err}");
     }
 }

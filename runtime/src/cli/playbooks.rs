@@ -299,11 +299,7 @@ fn println_flush(value: &serde_json::Value) {
 }
 
 fn print(value: &serde_json::Value) {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    let _ = serde_json::to_writer_pretty(&mut out, value)
-        .map_err(std::io::Error::from)
-        .and_then(|()| writeln!(out));
+    super::print_json(value);
 }
 
 pub async fn replay(args: ReplayArgs) -> Result<(), Failure> {

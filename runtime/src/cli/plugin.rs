@@ -239,17 +239,6 @@ async fn call(manifest: &Path, input: &str, options: CallOptions) -> Result<(), 
     Ok(())
 }
 
-/// Prints `value` to stdout. A closed pipe (`| head`) is not an error worth
-/// a panic: the reader has what it wanted.
 fn print_json(value: &Value) {
-    use std::io::Write;
-    let mut stdout = std::io::stdout().lock();
-    let written = serde_json::to_writer_pretty(&mut stdout, value)
-        .map_err(std::io::Error::from)
-        .and_then(|()| writeln!(stdout));
-    if let Err(err) = written
-        && err.kind() != std::io::ErrorKind::BrokenPipe
-    {
-        eprintln!("error: cannot print result: {err}");
-    }
+    super::print_json(value);
 }

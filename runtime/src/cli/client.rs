@@ -1,0 +1,276 @@
+//! `rampart api ...`: the daily operations against a running server.
+
+use std::path::PathBuf;
+
+use base64::Engine as _;
+use clap::{Args, Subcommand};
+use http_body_util::{BodyExt, Full};
+use serde_json::{Value, json};
+
+use super::Failure;
+
+#[derive(Debug, Args)]
+pub struct ApiArgs {
+    /// Server address, e.g. http://127.0.0.1:8080.
+    #[arg(long, env = "RAMPART_SERVER", default_value = "http://127.0.0.1:8080")]
+    server: String,
+    /// Bearer token.
+    #[arg(long, env = "RAMPART_TOKEN", hide_env_values = true)]
+    token: String,
+    /// Tenant.
+    #[arg(long, env = "RAMPART_TENANT", default_value = "local")]
+    tenant: String,
+    #[command(subcommand)]
+    command: ApiCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum ApiCommand {
+    /// Create the tenant (admin token), granting every host capability.
+    CreateTenant,
+    /// Upload a plugin: its manifest (the component path is relative to it).
+    UploadPlugin {
+        /// The manifest.
+        manifest: PathBuf,
+    },
+    /// Create or replace a playbook.
+    PutPlaybook {
+        /// The YAML file.
+        file: PathBuf,
+    },
+    /// Replace the asset inventory (JSON).
+    PutInventory {
+        /// The JSON file.
+        file: PathBuf,
+    },
+    /// Send an alert file (one JSON alert, an array, or JSON lines).
+    Send {
+        /// The file.
+        file: PathBuf,
+    },
+    /// List runs.
+    Runs,
+    /// Show one run.
+    Run {
+        /// Run id.
+        id: String,
+    },
+    /// List pending approvals.
+    Approvals,
+    /// Approve.
+    Approve {
+        /// Approval id.
+        id: String,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Deny.
+    Deny {
+        /// Approval id.
+        id: String,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Verify the tenant's audit chain on the server.
+    Verify,
+}
+
+struct Client {
+    authority: String,
+    token: String,
+}
+
+impl Client {
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<(u16, Value), Failure> {
+        let stream = tokio::net::TcpStream::connect(&self.authority)
+            .await
+            .map_err(|err| Failure::usage(format!("cannot reach {}: {err}", self.authority)))?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(wasmtime_wasi_http::io::TokioIo::new(stream))
+                .await
+                .map_err(|err| Failure::call(format!("HTTP: {err}")))?;
+        tokio::spawn(connection);
+        let request = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", &self.authority)
+            .header("authorization", format!("Bearer {}", self.token))
+            .body(Full::new(bytes::Bytes::from(body.unwrap_or_default())))
+            .map_err(|err| Failure::usage(err.to_string()))?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|err| Failure::call(format!("HTTP: {err}")))?;
+        let status = response.status().as_u16();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|err| Failure::call(format!("HTTP: {err}")))?
+            .to_bytes();
+        let value = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        Ok((status, value))
+    }
+}
+
+fn read(path: &PathBuf) -> Result<Vec<u8>, Failure> {
+    std::fs::read(path)
+        .map_err(|err| Failure::usage(format!("cannot read {}: {err}", path.display())))
+}
+
+pub async fn run(args: ApiArgs) -> Result<(), Failure> {
+    let authority = args
+        .server
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    if args.server.starts_with("https://") {
+        return Err(Failure::usage(
+            "the CLI client speaks plain HTTP only; put TLS in front of it on a trusted path",
+        ));
+    }
+    let client = Client {
+        authority,
+        token: args.token,
+    };
+    let t = &args.tenant;
+    let (status, value) = match args.command {
+        ApiCommand::CreateTenant => {
+            let grants = json!({"default": {"capabilities": ["log", "kv", "memory", "intel", "config", "http"], "kv_quota_bytes": 16777216}});
+            client
+                .call(
+                    "POST",
+                    "/v1/tenants",
+                    Some(
+                        serde_json::to_vec(&json!({"id": t, "grants": grants})).unwrap_or_default(),
+                    ),
+                )
+                .await?
+        }
+        ApiCommand::UploadPlugin { manifest } => {
+            let text = String::from_utf8_lossy(&read(&manifest)?).into_owned();
+            let locked = rampart::manifest::parse(&manifest.display().to_string(), &text)
+                .map_err(|err| Failure::usage(err.to_string()))?;
+            let component = manifest
+                .parent()
+                .unwrap_or(std::path::Path::new("."))
+                .join(locked.component_path.unwrap_or_default());
+            let wasm = base64::engine::general_purpose::STANDARD.encode(read(&component)?);
+            client
+                .call(
+                    "POST",
+                    &format!("/v1/tenants/{t}/plugins"),
+                    Some(
+                        serde_json::to_vec(&json!({"manifest": text, "wasm_base64": wasm}))
+                            .unwrap_or_default(),
+                    ),
+                )
+                .await?
+        }
+        ApiCommand::PutPlaybook { file } => {
+            let yaml = read(&file)?;
+            let name = String::from_utf8_lossy(&yaml)
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix("name:")
+                        .map(|n| n.trim().trim_matches(['"', '\'']).to_owned())
+                })
+                .ok_or_else(|| Failure::usage(format!("{}: no `name:` line", file.display())))?;
+            client
+                .call(
+                    "PUT",
+                    &format!("/v1/tenants/{t}/playbooks/{name}"),
+                    Some(yaml),
+                )
+                .await?
+        }
+        ApiCommand::PutInventory { file } => {
+            client
+                .call(
+                    "PUT",
+                    &format!("/v1/tenants/{t}/inventory"),
+                    Some(read(&file)?),
+                )
+                .await?
+        }
+        ApiCommand::Send { file } => {
+            let text = String::from_utf8_lossy(&read(&file)?).into_owned();
+            let body: Value = match serde_json::from_str(&text) {
+                Ok(value) => value,
+                Err(_) => Value::Array(
+                    text.lines()
+                        .filter(|l| !l.trim().is_empty())
+                        .map(serde_json::from_str)
+                        .collect::<Result<Vec<Value>, _>>()
+                        .map_err(|err| {
+                            Failure::usage(format!(
+                                "{}: neither JSON nor JSON lines: {err}",
+                                file.display()
+                            ))
+                        })?,
+                ),
+            };
+            client
+                .call(
+                    "POST",
+                    &format!("/v1/tenants/{t}/alerts"),
+                    Some(serde_json::to_vec(&body).unwrap_or_default()),
+                )
+                .await?
+        }
+        ApiCommand::Runs => {
+            client
+                .call("GET", &format!("/v1/tenants/{t}/runs"), None)
+                .await?
+        }
+        ApiCommand::Run { id } => {
+            client
+                .call("GET", &format!("/v1/tenants/{t}/runs/{id}"), None)
+                .await?
+        }
+        ApiCommand::Approvals => {
+            client
+                .call("GET", &format!("/v1/tenants/{t}/approvals"), None)
+                .await?
+        }
+        ApiCommand::Approve { id, reason } => {
+            client
+                .call(
+                    "POST",
+                    &format!("/v1/tenants/{t}/approvals/{id}/approve"),
+                    Some(serde_json::to_vec(&json!({"reason": reason})).unwrap_or_default()),
+                )
+                .await?
+        }
+        ApiCommand::Deny { id, reason } => {
+            client
+                .call(
+                    "POST",
+                    &format!("/v1/tenants/{t}/approvals/{id}/deny"),
+                    Some(serde_json::to_vec(&json!({"reason": reason})).unwrap_or_default()),
+                )
+                .await?
+        }
+        ApiCommand::Verify => {
+            client
+                .call("GET", &format!("/v1/tenants/{t}/audit/verify"), None)
+                .await?
+        }
+    };
+    super::print_json(&value);
+    if status >= 400 {
+        return Err(Failure::call(format!(
+            "server answered {status}: {}",
+            value["detail"].as_str().unwrap_or_default()
+        )));
+    }
+    Ok(())
+}
