@@ -292,6 +292,27 @@ pub struct EntityMemory {
     pub feedback: Vec<Feedback>,
 }
 
+impl EntityMemory {
+    /// Counts one more sighting at `time`.
+    pub fn record_sighting(&mut self, time: i64) {
+        self.sightings = self.sightings.saturating_add(1);
+        self.first_seen = Some(self.first_seen.map_or(time, |first| first.min(time)));
+        self.last_seen = Some(self.last_seen.map_or(time, |last| last.max(time)));
+    }
+
+    /// Adds a verdict, newest first, keeping at most `cap`.
+    pub fn push_verdict(&mut self, verdict: PriorVerdict, cap: usize) {
+        self.verdicts.insert(0, verdict);
+        self.verdicts.truncate(cap);
+    }
+
+    /// Adds feedback, newest first, keeping at most `cap`.
+    pub fn push_feedback(&mut self, feedback: Feedback, cap: usize) {
+        self.feedback.insert(0, feedback);
+        self.feedback.truncate(cap);
+    }
+}
+
 /// One indicator match from the intel index.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IndicatorMatch {

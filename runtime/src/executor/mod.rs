@@ -1294,25 +1294,14 @@ impl Executor {
                 Ok(result)
             }
             Verdict::NeedsApproval => {
-                let approval = Approval {
-                    id: format!("{}.{}", run.id, step.id),
-                    tenant: run.tenant.clone(),
-                    run_id: run.id.clone(),
-                    step_id: step.id.clone(),
-                    action: step.action.clone(),
-                    target: target.clone(),
-                    params_hash: approvals::params_hash(&step.with),
-                    plugin_digest: loaded.digest.clone(),
-                    reasons: decision.reasons.clone(),
-                    required: step.guard.approvers,
-                    approvals: Vec::new(),
-                    denial: None,
-                    status: ApprovalStatus::Pending,
-                    created: now,
-                    expires: now
-                        + i64::try_from(step.guard.approval_timeout.as_millis())
-                            .unwrap_or(i64::MAX),
-                };
+                let approval = new_approval(
+                    run,
+                    step,
+                    &target,
+                    &loaded.digest,
+                    decision.reasons.clone(),
+                    now,
+                );
                 result.audit.push((AuditKind::ApprovalRequested, json!({"approval": approval.id, "target": target, "reasons": decision.reasons, "required": approval.required, "expires": approval.expires})));
                 state.status = StepStatus::WaitingApproval;
                 state.approval_id = Some(approval.id.clone());
@@ -1498,25 +1487,14 @@ impl Executor {
             Err(err) => {
                 // Unknown outcome: a human decides; no blind retry.
                 let now = now_ms();
-                let approval = Approval {
-                    id: format!("{}.{}", run.id, step.id),
-                    tenant: run.tenant.clone(),
-                    run_id: run.id.clone(),
-                    step_id: step.id.clone(),
-                    action: step.action.clone(),
-                    target: target.clone(),
-                    params_hash: approvals::params_hash(&step.with),
-                    plugin_digest: loaded.digest.clone(),
-                    reasons: vec![format!("outcome unknown after a restart: {err}")],
-                    required: step.guard.approvers,
-                    approvals: Vec::new(),
-                    denial: None,
-                    status: ApprovalStatus::Pending,
-                    created: now,
-                    expires: now
-                        + i64::try_from(step.guard.approval_timeout.as_millis())
-                            .unwrap_or(i64::MAX),
-                };
+                let approval = new_approval(
+                    run,
+                    step,
+                    &target,
+                    &loaded.digest,
+                    vec![format!("outcome unknown after a restart: {err}")],
+                    now,
+                );
                 result.audit.push((
                     AuditKind::ApprovalRequested,
                     json!({"approval": approval.id, "reason": "unknown outcome after restart"}),
@@ -1805,6 +1783,34 @@ impl Executor {
             .await?;
         }
         Ok(expired)
+    }
+}
+
+/// A pending approval bound to exactly this action.
+fn new_approval(
+    run: &Run,
+    step: &Step,
+    target: &Entity,
+    plugin_digest: &str,
+    reasons: Vec<String>,
+    now: i64,
+) -> Approval {
+    Approval {
+        id: format!("{}.{}", run.id, step.id),
+        tenant: run.tenant.clone(),
+        run_id: run.id.clone(),
+        step_id: step.id.clone(),
+        action: step.action.clone(),
+        target: target.clone(),
+        params_hash: approvals::params_hash(&step.with),
+        plugin_digest: plugin_digest.to_owned(),
+        reasons,
+        required: step.guard.approvers,
+        approvals: Vec::new(),
+        denial: None,
+        status: ApprovalStatus::Pending,
+        created: now,
+        expires: now + i64::try_from(step.guard.approval_timeout.as_millis()).unwrap_or(i64::MAX),
     }
 }
 

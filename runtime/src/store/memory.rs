@@ -168,9 +168,7 @@ impl Store for MemoryStore {
     ) -> Result<(), StoreError> {
         let mut memory = lock(&self.memory);
         let entry = memory.entry(key(tenant, entity)).or_default();
-        entry.sightings = entry.sightings.saturating_add(1);
-        entry.first_seen = Some(entry.first_seen.map_or(time, |first| first.min(time)));
-        entry.last_seen = Some(entry.last_seen.map_or(time, |last| last.max(time)));
+        entry.record_sighting(time);
         Ok(())
     }
 
@@ -182,8 +180,7 @@ impl Store for MemoryStore {
     ) -> Result<(), StoreError> {
         let mut memory = lock(&self.memory);
         let entry = memory.entry(key(tenant, entity)).or_default();
-        entry.verdicts.insert(0, verdict);
-        entry.verdicts.truncate(MEMORY_LIST_CAP);
+        entry.push_verdict(verdict, MEMORY_LIST_CAP);
         Ok(())
     }
 
@@ -195,8 +192,7 @@ impl Store for MemoryStore {
     ) -> Result<(), StoreError> {
         let mut memory = lock(&self.memory);
         let entry = memory.entry(key(tenant, entity)).or_default();
-        entry.feedback.insert(0, feedback);
-        entry.feedback.truncate(MEMORY_LIST_CAP);
+        entry.push_feedback(feedback, MEMORY_LIST_CAP);
         Ok(())
     }
 

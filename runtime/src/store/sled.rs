@@ -308,9 +308,7 @@ impl Store for SledStore {
         time: i64,
     ) -> Result<(), StoreError> {
         self.update_memory(tenant, entity, |memory| {
-            memory.sightings = memory.sightings.saturating_add(1);
-            memory.first_seen = Some(memory.first_seen.map_or(time, |first| first.min(time)));
-            memory.last_seen = Some(memory.last_seen.map_or(time, |last| last.max(time)));
+            memory.record_sighting(time);
         })
     }
 
@@ -321,8 +319,7 @@ impl Store for SledStore {
         verdict: PriorVerdict,
     ) -> Result<(), StoreError> {
         self.update_memory(tenant, entity, |memory| {
-            memory.verdicts.insert(0, verdict.clone());
-            memory.verdicts.truncate(MEMORY_LIST_CAP);
+            memory.push_verdict(verdict.clone(), MEMORY_LIST_CAP);
         })
     }
 
@@ -333,8 +330,7 @@ impl Store for SledStore {
         feedback: Feedback,
     ) -> Result<(), StoreError> {
         self.update_memory(tenant, entity, |memory| {
-            memory.feedback.insert(0, feedback.clone());
-            memory.feedback.truncate(MEMORY_LIST_CAP);
+            memory.push_feedback(feedback.clone(), MEMORY_LIST_CAP);
         })
     }
 
