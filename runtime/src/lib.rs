@@ -44,6 +44,7 @@ pub mod manifest;
 pub mod model;
 pub mod playbook;
 pub mod sandbox;
+pub mod secrets;
 pub mod store;
 pub mod tenant;
 

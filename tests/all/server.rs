@@ -36,7 +36,8 @@ impl Server {
             AuditKey::from_bytes(vec![5; 32]).expect("key"),
         )
         .expect("executor");
-        let state = AppState::open(executor).await.expect("state");
+        let secrets = rampart::secrets::SecretBox::from_key(&[6u8; 32]).expect("master key");
+        let state = AppState::open(executor, secrets).await.expect("state");
         let admin = match admin {
             Some(token) => token,
             None => {
@@ -721,4 +722,210 @@ async fn bad_input_gets_a_json_4xx_never_a_5xx() {
     let text = metrics.as_str().unwrap_or_default();
     assert!(!text.contains("acme"), "{text}");
     server.stop().await;
+}
+
+fn upload_fixture(name: &str) -> Value {
+    let manifest = std::fs::read_to_string(plugins_dir().join(format!("fixtures/{name}.toml")))
+        .expect("manifest");
+    let wasm = std::fs::read(plugins_dir().join(format!("fixtures/{name}.wasm"))).expect("wasm");
+    json!({"manifest": manifest, "wasm_base64": base64::engine::general_purpose::STANDARD.encode(wasm)})
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
+    let mut hits = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        if path.is_dir() {
+            if let Ok(entries) = std::fs::read_dir(&path) {
+                stack.extend(entries.filter_map(|e| e.ok().map(|e| e.path())));
+            }
+        } else if std::fs::read(&path).is_ok_and(|bytes| contains(&bytes, needle)) {
+            hits.push(path.display().to_string());
+        }
+    }
+    hits
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_secret_reaches_only_its_plugin_and_never_disk_or_api() {
+    const CANARY: &str = "CANARY-7f3a9c1e-do-not-leak";
+    let dir = tempfile::tempdir().expect("dir");
+    let server = Server::start(dir.path(), None).await;
+    let admin = server.admin.clone();
+    let mut responses = Vec::new();
+    let grants = json!({"default": {"capabilities": ["log", "kv", "config", "http"], "kv_quota_bytes": 1048576}});
+    assert_eq!(
+        server
+            .json(
+                "POST",
+                "/v1/tenants",
+                &admin,
+                &json!({"id": "acme", "grants": grants})
+            )
+            .await
+            .0,
+        201
+    );
+    for body in [upload_fixture("hostile"), upload("edl-blocklist")] {
+        let (status, reply) = server
+            .json("POST", "/v1/tenants/acme/plugins", &admin, &body)
+            .await;
+        assert_eq!(status, 201, "{reply}");
+        responses.push(reply);
+    }
+    let playbook =
+        "name: probe\ntrigger: { alert: 'true' }\nsteps:\n  - id: probe\n    enrich: hostile\n";
+    assert_eq!(
+        server
+            .call(
+                "PUT",
+                "/v1/tenants/acme/playbooks/probe",
+                Some(&admin),
+                Some(playbook.as_bytes().to_vec())
+            )
+            .await
+            .0,
+        200
+    );
+    // Secrets do not travel in grants.
+    let leaky = json!({"default": {"capabilities": ["config"], "secrets": {"api_token": CANARY}}});
+    assert_eq!(
+        server
+            .json("PUT", "/v1/tenants/acme/grants", &admin, &leaky)
+            .await
+            .0,
+        400
+    );
+    let (status, reply) = server
+        .json(
+            "PUT",
+            "/v1/tenants/acme/plugins/hostile/secrets/api_token",
+            &admin,
+            &json!({"value": CANARY}),
+        )
+        .await;
+    assert_eq!(status, 204, "{reply}");
+    assert_eq!(
+        server
+            .json(
+                "PUT",
+                "/v1/tenants/acme/plugins/edl-blocklist/secrets/other",
+                &admin,
+                &json!({"value": format!("{CANARY}-edl")})
+            )
+            .await
+            .0,
+        204
+    );
+
+    let probe =
+        |title: &str| json!({"id": format!("probe-{title}"), "source": "test", "title": title});
+    let (_, reply) = server
+        .json(
+            "POST",
+            "/v1/tenants/acme/alerts",
+            &admin,
+            &probe("secret api_token"),
+        )
+        .await;
+    let run_id = reply["results"][0]["runs"][0]
+        .as_str()
+        .expect("run")
+        .to_owned();
+    let (_, run) = server
+        .call(
+            "GET",
+            &format!("/v1/tenants/acme/runs/{run_id}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(
+        run["steps"]["probe"]["output"]["enrichments"][0]["tags"][0], "secret visible",
+        "{run}"
+    );
+    responses.extend([reply, run]);
+    let (_, reply) = server
+        .json(
+            "POST",
+            "/v1/tenants/acme/alerts",
+            &admin,
+            &probe("secret other"),
+        )
+        .await;
+    let other_run = reply["results"][0]["runs"][0]
+        .as_str()
+        .expect("run")
+        .to_owned();
+    let (_, run) = server
+        .call(
+            "GET",
+            &format!("/v1/tenants/acme/runs/{other_run}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(
+        run["steps"]["probe"]["output"]["enrichments"][0]["tags"][0], "secret absent",
+        "another plugin's secret: {run}"
+    );
+    responses.extend([reply, run]);
+    let (_, names) = server
+        .call("GET", "/v1/tenants/acme/secrets", Some(&admin), None)
+        .await;
+    assert_eq!(
+        names["secrets"].as_array().map(Vec::len),
+        Some(2),
+        "{names}"
+    );
+    responses.push(names);
+    let (_, export) = server
+        .call("GET", "/v1/tenants/acme/audit/export", Some(&admin), None)
+        .await;
+    responses.push(export);
+    let (_, metrics) = server.call("GET", "/metrics", Some(&admin), None).await;
+    responses.push(metrics);
+
+    // After a restart with the same master key the secret works again.
+    let admin = server.stop().await;
+    let server = Server::start(dir.path(), Some(admin.clone())).await;
+    let (_, reply) = server
+        .json(
+            "POST",
+            "/v1/tenants/acme/alerts",
+            &admin,
+            &json!({"id": "probe-after", "source": "test", "title": "secret api_token"}),
+        )
+        .await;
+    let run_id = reply["results"][0]["runs"][0]
+        .as_str()
+        .expect("run")
+        .to_owned();
+    let (_, run) = server
+        .call(
+            "GET",
+            &format!("/v1/tenants/acme/runs/{run_id}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(
+        run["steps"]["probe"]["output"]["enrichments"][0]["tags"][0], "secret visible",
+        "after restart: {run}"
+    );
+    responses.push(run);
+    server.stop().await;
+
+    for response in &responses {
+        assert!(
+            !response.to_string().contains("CANARY-7f3a9c1e"),
+            "an API response leaked the secret: {response}"
+        );
+    }
+    let hits = files_containing(dir.path(), b"CANARY-7f3a9c1e");
+    assert!(hits.is_empty(), "the secret is on disk in clear: {hits:?}");
 }

@@ -38,6 +38,8 @@ pub struct AppState {
     tenants: sled::Tree,
     packages: sled::Tree,
     playbooks: sled::Tree,
+    secrets: sled::Tree,
+    secret_box: Arc<crate::secrets::SecretBox>,
     ready: Arc<std::sync::atomic::AtomicBool>,
 }
 
@@ -68,13 +70,19 @@ fn sled_err(err: sled::Error) -> ApiError {
 
 impl AppState {
     /// State over an executor; restores tenants, plugins and playbooks.
-    pub async fn open(executor: Executor) -> Result<Self, ApiError> {
+    /// Secrets are sealed with `secret_box` (the master key).
+    pub async fn open(
+        executor: Executor,
+        secret_box: crate::secrets::SecretBox,
+    ) -> Result<Self, ApiError> {
         let db = executor.store().db().clone();
         let state = AppState {
             tokens: Tokens::open(&db).map_err(sled_err)?,
             tenants: db.open_tree("api-tenants").map_err(sled_err)?,
             packages: db.open_tree("api-plugin-packages").map_err(sled_err)?,
             playbooks: db.open_tree("api-playbooks").map_err(sled_err)?,
+            secrets: db.open_tree("api-secrets").map_err(sled_err)?,
+            secret_box: Arc::new(secret_box),
             executor,
             ready: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         };
@@ -98,7 +106,8 @@ impl AppState {
             let (_, bytes) = entry.map_err(sled_err)?;
             let record: TenantRecord =
                 serde_json::from_slice(&bytes).map_err(ApiError::internal)?;
-            self.executor.set_grants(&record.id, record.grants.clone());
+            self.executor
+                .set_grants(&record.id, self.effective_grants(&record)?);
             self.executor
                 .set_inventory(&record.id, record.inventory.clone());
         }
@@ -146,7 +155,7 @@ impl AppState {
                 err.to_string(),
             )
         })?;
-        let grants = self.tenant(tenant)?.grants;
+        let grants = self.effective_grants(&self.tenant(tenant)?)?;
         let plugin = self
             .executor
             .runtime()
@@ -174,7 +183,42 @@ impl AppState {
         serde_json::from_slice(&bytes).map_err(ApiError::internal)
     }
 
+    /// The tenant's grants with its secrets decrypted into the grant of
+    /// the plugin each belongs to (in memory only).
+    fn effective_grants(&self, record: &TenantRecord) -> Result<Grants, ApiError> {
+        let mut grants = record.grants.clone();
+        let mut prefix = record.id.as_str().as_bytes().to_vec();
+        prefix.push(0);
+        for entry in self.secrets.scan_prefix(&prefix) {
+            let (k, sealed) = entry.map_err(sled_err)?;
+            let text = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+            let Some((plugin, name)) = text.split_once('\u{0}') else {
+                continue;
+            };
+            let secret = self
+                .secret_box
+                .unseal(&record.id, plugin, name, &sealed)
+                .map_err(ApiError::internal)?;
+            let default = grants.default.clone();
+            grants
+                .plugins
+                .entry(plugin.to_owned())
+                .or_insert(default)
+                .secrets
+                .insert(name.to_owned(), secret);
+        }
+        Ok(grants)
+    }
+
     fn put_tenant(&self, record: &TenantRecord) -> Result<(), ApiError> {
+        let mut stored = record.clone();
+        stored.grants.default.secrets.clear();
+        stored
+            .grants
+            .plugins
+            .values_mut()
+            .for_each(|g| g.secrets.clear());
+        let record = &stored;
         self.tenants
             .insert(
                 record.id.as_str(),
@@ -182,7 +226,8 @@ impl AppState {
             )
             .map_err(sled_err)?;
         self.tenants.flush().map_err(sled_err)?;
-        self.executor.set_grants(&record.id, record.grants.clone());
+        self.executor
+            .set_grants(&record.id, self.effective_grants(record)?);
         self.executor
             .set_inventory(&record.id, record.inventory.clone());
         Ok(())
@@ -227,6 +272,11 @@ pub fn router(state: AppState) -> Router {
             post(revoke_token),
         )
         .route("/v1/tenants/{tenant}/plugins", post(upload_plugin))
+        .route(
+            "/v1/tenants/{tenant}/plugins/{plugin}/secrets/{name}",
+            put(put_secret),
+        )
+        .route("/v1/tenants/{tenant}/secrets", get(list_secrets))
         .route("/v1/tenants/{tenant}/playbooks/{name}", put(put_playbook))
         .route("/v1/tenants/{tenant}/playbooks", get(list_playbooks))
         .route("/v1/tenants/{tenant}/alerts", post(ingest))
@@ -338,6 +388,17 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Re
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 
+/// Grants are stored in clear, so they may not carry secrets.
+fn reject_secrets(grants: &Grants) -> Result<(), ApiError> {
+    if !grants.default.secrets.is_empty() || grants.plugins.values().any(|g| !g.secrets.is_empty())
+    {
+        return Err(ApiError::bad_request(
+            "grants may not carry secrets; use PUT /v1/tenants/{tenant}/plugins/{plugin}/secrets/{name}",
+        ));
+    }
+    Ok(())
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NewTenant {
@@ -353,6 +414,9 @@ async fn create_tenant(
 ) -> Result<Response, ApiError> {
     let principal = state.principal(&headers)?;
     principal.check(None, Need::Admin)?;
+    if let Some(grants) = &body.grants {
+        reject_secrets(grants)?;
+    }
     let id = TenantId::new(body.id).map_err(|err| ApiError::bad_request(err.to_string()))?;
     if state.tenants.contains_key(id.as_str()).map_err(sled_err)? {
         return Err(ApiError::new(
@@ -404,6 +468,7 @@ async fn put_grants(
     Body(grants): Body<Grants>,
 ) -> Result<Json<Value>, ApiError> {
     let (principal, tenant) = state.allow(&headers, &tenant, Need::Configure)?;
+    reject_secrets(&grants)?;
     // Only an admin may open internal address ranges to plugins.
     let private = grants.default.allow_private.len()
         + grants
@@ -526,6 +591,101 @@ async fn revoke_token(
         )
         .map_err(ApiError::internal)?;
     Ok(Json(json!({"revoked": id})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecretValue {
+    value: String,
+}
+
+async fn put_secret(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((tenant, plugin, name)): Path<(String, String, String)>,
+    Body(body): Body<SecretValue>,
+) -> Result<Response, ApiError> {
+    let (principal, tenant) = state.allow(&headers, &tenant, Need::Configure)?;
+    let valid = |text: &str| {
+        !text.is_empty()
+            && text.len() <= 64
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    if !valid(&plugin) || !valid(&name) {
+        return Err(ApiError::bad_request(
+            "plugin and secret names are 1-64 characters of [A-Za-z0-9_-]",
+        ));
+    }
+    if body.value.is_empty() || body.value.len() > 16 << 10 {
+        return Err(ApiError::bad_request("a secret is 1 byte to 16 KiB"));
+    }
+    let secret = crate::tenant::Secret::new(body.value);
+    let sealed = state
+        .secret_box
+        .seal(&tenant, &plugin, &name, &secret)
+        .map_err(ApiError::internal)?;
+    state
+        .secrets
+        .insert(key(&[tenant.as_str(), &plugin, &name]), sealed)
+        .map_err(sled_err)?;
+    state.secrets.flush().map_err(sled_err)?;
+    let record = state.tenant(&tenant)?;
+    state.put_tenant(&record)?;
+    // Loaded plugins keep the grant they were loaded with: reload this one.
+    if let Some(package) = state
+        .packages
+        .get(key(&[tenant.as_str(), &plugin]))
+        .map_err(sled_err)?
+    {
+        let package: Value = serde_json::from_slice(&package).map_err(ApiError::internal)?;
+        let wasm = base64::engine::general_purpose::STANDARD
+            .decode(package["wasm"].as_str().unwrap_or_default())
+            .map_err(ApiError::internal)?;
+        state
+            .load_plugin(
+                &tenant,
+                package["manifest"].as_str().unwrap_or_default(),
+                &wasm,
+            )
+            .await?;
+    }
+    state
+        .executor
+        .audit()
+        .append(
+            &tenant,
+            crate::audit::AuditKind::ConfigChanged,
+            None,
+            None,
+            Some(&principal.token.principal),
+            json!({"secret_set": name, "plugin": plugin}),
+        )
+        .map_err(ApiError::internal)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn list_secrets(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(tenant): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let (_, tenant) = state.allow(&headers, &tenant, Need::Configure)?;
+    let mut prefix = tenant.as_str().as_bytes().to_vec();
+    prefix.push(0);
+    let names: Vec<Value> = state
+        .secrets
+        .scan_prefix(&prefix)
+        .keys()
+        .filter_map(Result::ok)
+        .filter_map(|k| {
+            let text = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+            text.split_once('\u{0}')
+                .map(|(plugin, name)| json!({"plugin": plugin, "name": name}))
+        })
+        .collect();
+    Ok(Json(json!({"secrets": names})))
 }
 
 #[derive(Deserialize)]

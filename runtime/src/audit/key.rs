@@ -47,7 +47,8 @@ impl AuditKey {
         Ok(AuditKey(bytes))
     }
 
-    pub(crate) fn bytes(&self) -> &[u8] {
+    /// The key bytes (for deriving other keys; never log them).
+    pub fn bytes(&self) -> &[u8] {
         &self.0
     }
 

@@ -28,6 +28,13 @@ pub struct ServeArgs {
     /// Compiled-plugin cache (default: `<data>.cache`).
     #[arg(long)]
     cache_dir: Option<PathBuf>,
+    /// Master key for secrets at rest, outside the data directory (created if missing).
+    #[arg(
+        long,
+        env = "RAMPART_MASTER_KEY_FILE",
+        default_value = "rampart-master.key"
+    )]
+    master_key_file: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -62,7 +69,9 @@ pub async fn run_server(args: ServeArgs) -> Result<(), Failure> {
     };
     let executor =
         Executor::new(config, store, key).map_err(|err| Failure::load(err.to_string()))?;
-    let state = AppState::open(executor)
+    let secret_box = rampart::secrets::SecretBox::open(&args.master_key_file, Some(&args.data))
+        .map_err(|err| Failure::usage(err.to_string()))?;
+    let state = AppState::open(executor, secret_box)
         .await
         .map_err(|err| Failure::load(format!("restoring state: {}", err.detail)))?;
     let listener = tokio::net::TcpListener::bind(args.listen)
