@@ -42,6 +42,7 @@ pub mod executor;
 pub mod feeds;
 pub mod manifest;
 pub mod model;
+pub mod ocsf;
 pub mod playbook;
 pub mod sandbox;
 pub mod secrets;

@@ -929,3 +929,191 @@ async fn a_canary_secret_reaches_only_its_plugin_and_never_disk_or_api() {
     let hits = files_containing(dir.path(), b"CANARY-7f3a9c1e");
     assert!(hits.is_empty(), "the secret is on disk in clear: {hits:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ocsf_detection_findings_are_ingested_as_alerts() {
+    let dir = tempfile::tempdir().expect("dir");
+    let server = Server::start(dir.path(), None).await;
+    let tokens = tenant(&server, "acme").await;
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/alerts/ocsf-detection-finding.json"
+    ))
+    .expect("fixture");
+    let finding: Value = serde_json::from_str(&text).expect("json");
+    let (status, reply) = server
+        .json(
+            "POST",
+            "/v1/tenants/acme/alerts",
+            &tokens["ingest"],
+            &finding,
+        )
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    let run_id = reply["results"][0]["runs"][0]
+        .as_str()
+        .expect("run")
+        .to_owned();
+    let (_, run) = server
+        .call(
+            "GET",
+            &format!("/v1/tenants/acme/runs/{run_id}"),
+            Some(&tokens["viewer"]),
+            None,
+        )
+        .await;
+    let alert = &run["alert"];
+    assert_eq!(alert["id"], "ocsf-finding-0001");
+    assert_eq!(alert["source"], "ExampleEDR");
+    assert_eq!(alert["severity"], "high");
+    assert_eq!(alert["techniques"], json!(["T1059.001", "T1071"]));
+    assert_eq!(
+        alert["entities"][0],
+        json!({"kind": "ip", "value": "77.239.124.102"}),
+        "{alert}"
+    );
+    assert_eq!(run["steps"]["act"]["target"]["value"], "77.239.124.102");
+    // Another OCSF class, or a finding without its uid, is refused with where.
+    let (status, reply) = server
+        .json(
+            "POST",
+            "/v1/tenants/acme/alerts",
+            &tokens["ingest"],
+            &json!([alert_value("ok-1"), {"class_uid": 3002}]),
+        )
+        .await;
+    assert_eq!(status, 400, "{reply}");
+    assert_eq!(reply["location"]["index"], 1, "{reply}");
+    let (_, runs) = server
+        .call(
+            "GET",
+            "/v1/tenants/acme/runs",
+            Some(&tokens["viewer"]),
+            None,
+        )
+        .await;
+    assert_eq!(
+        runs["runs"].as_array().map(Vec::len),
+        Some(1),
+        "a refused batch accepts nothing"
+    );
+    server.stop().await;
+}
+
+fn alert_value(id: &str) -> Value {
+    alert(id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_matches_the_router_and_hostile_requests_never_get_a_5xx() {
+    let dir = tempfile::tempdir().expect("dir");
+    let server = Server::start(dir.path(), None).await;
+    let tokens = tenant(&server, "acme").await;
+    let (status, doc) = server.call("GET", "/v1/openapi.json", None, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(doc["openapi"], "3.1.0");
+    let routes = rampart::api::openapi::ROUTES;
+    assert_eq!(
+        doc["paths"].as_object().map(|p| p
+            .values()
+            .map(|v| v.as_object().map_or(0, |o| o.len()))
+            .sum::<usize>()),
+        Some(routes.len())
+    );
+    let admin = server.admin.clone();
+    // Every documented route exists (no "no such endpoint").
+    for route in routes {
+        let path = route
+            .path
+            .replace("{tenant}", "acme")
+            .replace("{plugin}", "edl-blocklist");
+        let path = path.replace("{name}", "block").replace("{id}", "x");
+        let (_, reply) = server
+            .call(
+                &route.method.to_ascii_uppercase(),
+                &path,
+                Some(&admin),
+                Some(b"{}".to_vec()),
+            )
+            .await;
+        assert_ne!(
+            reply["detail"], "no such endpoint",
+            "{} {path} is documented but not routed",
+            route.method
+        );
+    }
+    // Hostile bodies and path parameters: always a JSON 4xx (or 2xx), never a 5xx.
+    let mut state: u64 = 0xdead_beef;
+    let mut next = || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        state >> 33
+    };
+    let bodies: Vec<Vec<u8>> = vec![
+        vec![],
+        b"null".to_vec(),
+        b"[]".to_vec(),
+        b"{\"id\": {\"$ne\": 1}}".to_vec(),
+        format!("{}1{}", "[".repeat(5000), "]".repeat(5000)).into_bytes(),
+        "\u{0}\u{ffff}\u{202e}".as_bytes().to_vec(),
+        b"name: x\ntrigger: {alert: 'true'}\nsteps: [{id: a, enrich: risk-scorer}]\n".to_vec(),
+        br#"{"id":"a","source":"s","title":"t","severity":"apocalyptic"}"#.to_vec(),
+        br#"{"class_uid": 2004, "finding_info": {"uid": 5}}"#.to_vec(),
+        br#"{"manifest": "name = \"x\"", "wasm_base64": "!!!"}"#.to_vec(),
+        br#"{"principal": "p", "role": "admin"}"#.to_vec(),
+        br#"{"value": ""}"#.to_vec(),
+        br#"{"label": "meh"}"#.to_vec(),
+    ];
+    let params = [
+        "x",
+        "..",
+        "..%2F..",
+        "%00",
+        "%FF%FE",
+        "a%20b",
+        &"z".repeat(3000),
+        "acme",
+        "globex",
+        "%E2%80%AE",
+    ];
+    let mut checked = 0;
+    for route in routes {
+        for _ in 0..12 {
+            let mut path = route.path.to_owned();
+            for name in ["{tenant}", "{plugin}", "{name}", "{id}"] {
+                let pick = if name == "{tenant}" && next() % 3 != 0 {
+                    "acme"
+                } else {
+                    params[(next() as usize) % params.len()]
+                };
+                path = path.replace(name, pick);
+            }
+            let body = bodies[(next() as usize) % bodies.len()].clone();
+            let token = if next() % 4 == 0 {
+                tokens["viewer"].clone()
+            } else {
+                admin.clone()
+            };
+            let (status, reply) = server
+                .call(
+                    &route.method.to_ascii_uppercase(),
+                    &path,
+                    Some(&token),
+                    Some(body),
+                )
+                .await;
+            assert!(status < 500, "{} {path}: {status} {reply}", route.method);
+            if status >= 400 {
+                assert!(
+                    reply["error"].is_string(),
+                    "{} {path}: {status} not our error shape: {reply}",
+                    route.method
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 250);
+    server.stop().await;
+}

@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod openapi;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -263,6 +264,10 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route(
+            "/v1/openapi.json",
+            get(|| async { Json(openapi::document()) }),
+        )
         .route("/v1/tenants", post(create_tenant).get(list_tenants))
         .route("/v1/tenants/{tenant}/grants", put(put_grants))
         .route("/v1/tenants/{tenant}/inventory", put(put_inventory))
@@ -292,6 +297,31 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
+}
+
+/// Path parameters, with our error shape when they do not decode (bad
+/// percent-encoding, invalid UTF-8): such a path names nothing, so 404.
+struct Params<T>(T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for Params<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(value)) => Ok(Params(value)),
+            Err(rejection) => Err(ApiError::not_found(format!(
+                "no such object: {}",
+                rejection.body_text()
+            ))),
+        }
+    }
 }
 
 /// A JSON body, with our error shape for malformed input.
@@ -464,7 +494,7 @@ async fn list_tenants(
 async fn put_grants(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(tenant): Path<String>,
+    Params(tenant): Params<String>,
     Body(grants): Body<Grants>,
 ) -> Result<Json<Value>, ApiError> {
     let (principal, tenant) = state.allow(&headers, &tenant, Need::Configure)?;
@@ -502,7 +532,7 @@ async fn put_grants(
 async fn put_inventory(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(tenant): Path<String>,
+    Params(tenant): Params<String>,
     Body(inventory): Body<AssetInventory>,
 ) -> Result<Json<Value>, ApiError> {
     let (principal, tenant) = state.allow(&headers, &tenant, Need::Configure)?;
@@ -536,7 +566,7 @@ struct NewToken {
 async fn create_token(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(tenant): Path<String>,
+    Params(tenant): Params<String>,
     Body(body): Body<NewToken>,
 ) -> Result<Response, ApiError> {
     let (principal, tenant) = state.allow(&headers, &tenant, Need::Configure)?;
@@ -574,7 +604,7 @@ async fn create_token(
 async fn revoke_token(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path((tenant, id)): Path<(String, String)>,
+    Params((tenant, id)): Params<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let (principal, tenant) = state.allow(&headers, &tenant, Need::Configure)?;
     state.tokens.revoke(&id, Some(&tenant))?;
@@ -602,7 +632,7 @@ struct SecretValue {
 async fn put_secret(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path((tenant, plugin, name)): Path<(String, String, String)>,
+    Params((tenant, plugin, name)): Params<(String, String, String)>,
     Body(body): Body<SecretValue>,
 ) -> Result<Response, ApiError> {
     let (principal, tenant) = state.allow(&headers, &tenant, Need::Configure)?;
@@ -669,7 +699,7 @@ async fn put_secret(
 async fn list_secrets(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(tenant): Path<String>,
+    Params(tenant): Params<String>,
 ) -> Result<Json<Value>, ApiError> {
     let (_, tenant) = state.allow(&headers, &tenant, Need::Configure)?;
     let mut prefix = tenant.as_str().as_bytes().to_vec();
@@ -698,7 +728,7 @@ struct Upload {
 async fn upload_plugin(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(tenant): Path<String>,
+    Params(tenant): Params<String>,
     Body(upload): Body<Upload>,
 ) -> Result<Response, ApiError> {
     let (_, tenant) = state.allow(&headers, &tenant, Need::Configure)?;
@@ -723,19 +753,24 @@ async fn upload_plugin(
 async fn put_playbook(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path((tenant, name)): Path<(String, String)>,
-    yaml: String,
+    Params((tenant, name)): Params<(String, String)>,
+    body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
+    let yaml = String::from_utf8(body.to_vec())
+        .map_err(|_| ApiError::bad_request("a playbook must be UTF-8 YAML"))?;
     let (_, tenant) = state.allow(&headers, &tenant, Need::Configure)?;
+    let checked = state
+        .executor
+        .validate_playbook(&tenant, &format!("playbooks/{name}"), &yaml)?;
+    if checked.name != name {
+        return Err(ApiError::bad_request(format!(
+            "the playbook is named `{}`, not `{name}`",
+            checked.name
+        )));
+    }
     let parsed = state
         .executor
         .add_playbook(&tenant, &format!("playbooks/{name}"), &yaml)?;
-    if parsed.name != name {
-        return Err(ApiError::bad_request(format!(
-            "the playbook is named `{}`, not `{name}`",
-            parsed.name
-        )));
-    }
     state
         .playbooks
         .insert(key(&[tenant.as_str(), &name]), yaml.as_bytes())
@@ -749,7 +784,7 @@ async fn put_playbook(
 async fn list_playbooks(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(tenant): Path<String>,
+    Params(tenant): Params<String>,
 ) -> Result<Json<Value>, ApiError> {
     let (_, tenant) = state.allow(&headers, &tenant, Need::Read)?;
     let list: Vec<Value> = state
@@ -761,32 +796,49 @@ async fn list_playbooks(
     Ok(Json(json!({"playbooks": list})))
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum AlertBatch {
-    One(Box<Alert>),
-    Many(Vec<Alert>),
+/// One alert (ours or OCSF Detection Finding JSON) or an array of them.
+fn alerts_from(body: Value) -> Result<Vec<Alert>, ApiError> {
+    let items = match body {
+        Value::Array(items) => items,
+        other => vec![other],
+    };
+    if items.len() > 1_000 {
+        return Err(ApiError::bad_request("at most 1000 alerts per request"));
+    }
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(index, item)| {
+            let located = |detail: String| ApiError {
+                status: StatusCode::BAD_REQUEST,
+                error: "invalid_alert".to_owned(),
+                detail,
+                location: Some(json!({"index": index})),
+            };
+            let alert = if crate::ocsf::is_ocsf(&item) {
+                crate::ocsf::alert_from_ocsf(&item).map_err(|err| located(err.to_string()))?
+            } else {
+                serde_json::from_value::<Alert>(item).map_err(|err| located(err.to_string()))?
+            };
+            if alert.id.is_empty() || alert.id.len() > 256 {
+                return Err(located("alert id must be 1-256 characters".to_owned()));
+            }
+            Ok(alert)
+        })
+        .collect()
 }
 
 async fn ingest(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(tenant): Path<String>,
-    Body(batch): Body<AlertBatch>,
+    Params(tenant): Params<String>,
+    Body(body): Body<Value>,
 ) -> Result<Json<Value>, ApiError> {
     let (_, tenant) = state.allow(&headers, &tenant, Need::Ingest)?;
-    let alerts = match batch {
-        AlertBatch::One(alert) => vec![*alert],
-        AlertBatch::Many(alerts) => alerts,
-    };
-    if alerts.len() > 1_000 {
-        return Err(ApiError::bad_request("at most 1000 alerts per request"));
-    }
+    // Every alert is checked before any is accepted: nothing half-taken.
+    let alerts = alerts_from(body)?;
     let mut results = Vec::new();
     for alert in &alerts {
-        if alert.id.is_empty() || alert.id.len() > 256 {
-            return Err(ApiError::bad_request("alert id must be 1-256 characters"));
-        }
         results.push(json!(state.executor.ingest(&tenant, alert).await?));
     }
     Ok(Json(json!({"results": results})))
@@ -795,7 +847,7 @@ async fn ingest(
 async fn list_runs(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(tenant): Path<String>,
+    Params(tenant): Params<String>,
 ) -> Result<Json<Value>, ApiError> {
     let (_, tenant) = state.allow(&headers, &tenant, Need::Read)?;
     let runs: Vec<Value> = state.executor.runs(&tenant)?.iter().map(|r| json!({"id": r.id, "playbook": r.playbook, "status": r.status, "alert": r.alert.id, "created": r.created})).collect();
@@ -805,7 +857,7 @@ async fn list_runs(
 async fn get_run(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path((tenant, id)): Path<(String, String)>,
+    Params((tenant, id)): Params<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let (_, tenant) = state.allow(&headers, &tenant, Need::Read)?;
     Ok(Json(json!(state.executor.get_run(&tenant, &id)?)))
@@ -822,7 +874,7 @@ struct FeedbackBody {
 async fn feedback(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path((tenant, id)): Path<(String, String)>,
+    Params((tenant, id)): Params<(String, String)>,
     Body(body): Body<FeedbackBody>,
 ) -> Result<Json<Value>, ApiError> {
     let (principal, tenant) = state.allow(&headers, &tenant, Need::Decide)?;
@@ -842,7 +894,7 @@ async fn feedback(
 async fn list_approvals(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(tenant): Path<String>,
+    Params(tenant): Params<String>,
 ) -> Result<Json<Value>, ApiError> {
     let (_, tenant) = state.allow(&headers, &tenant, Need::Read)?;
     let pending = state
@@ -862,7 +914,7 @@ struct Decision {
 async fn approve(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path((tenant, id)): Path<(String, String)>,
+    Params((tenant, id)): Params<(String, String)>,
     Body(decision): Body<Decision>,
 ) -> Result<Json<Value>, ApiError> {
     let (principal, tenant) = state.allow(&headers, &tenant, Need::Decide)?;
@@ -876,7 +928,7 @@ async fn approve(
 async fn deny(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path((tenant, id)): Path<(String, String)>,
+    Params((tenant, id)): Params<(String, String)>,
     Body(decision): Body<Decision>,
 ) -> Result<Json<Value>, ApiError> {
     let (principal, tenant) = state.allow(&headers, &tenant, Need::Decide)?;
@@ -890,7 +942,7 @@ async fn deny(
 async fn verify_audit(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(tenant): Path<String>,
+    Params(tenant): Params<String>,
 ) -> Result<Json<Value>, ApiError> {
     let (_, tenant) = state.allow(&headers, &tenant, Need::Read)?;
     state
@@ -911,7 +963,7 @@ async fn verify_audit(
 async fn export_audit(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(tenant): Path<String>,
+    Params(tenant): Params<String>,
 ) -> Result<Response, ApiError> {
     let (_, tenant) = state.allow(&headers, &tenant, Need::Configure)?;
     let mut out = Vec::new();
@@ -926,7 +978,7 @@ async fn export_audit(
 async fn measurements(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(tenant): Path<String>,
+    Params(tenant): Params<String>,
     axum::extract::Query(query): axum::extract::Query<BTreeMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
     let (_, tenant) = state.allow(&headers, &tenant, Need::Read)?;

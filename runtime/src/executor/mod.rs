@@ -305,6 +305,16 @@ impl Executor {
             .collect()
     }
 
+    /// Validates a playbook against the tenant's plugins without installing it.
+    pub fn validate_playbook(
+        &self,
+        tenant: &TenantId,
+        source_name: &str,
+        yaml: &str,
+    ) -> Result<Playbook, ExecutorError> {
+        Ok(playbook::parse(source_name, yaml, &self.catalog(tenant))?)
+    }
+
     /// Validates and installs a playbook for `tenant` (replacing one of the
     /// same name; runs in flight keep the version they started with).
     pub fn add_playbook(

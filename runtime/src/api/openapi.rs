@@ -1,0 +1,263 @@
+//! The OpenAPI 3.1 document, generated from the route table below (the
+//! router and a test check that the two agree).
+
+use serde_json::{Map, Value, json};
+
+/// One endpoint.
+#[derive(Debug, Clone, Copy)]
+pub struct Route {
+    /// HTTP method.
+    pub method: &'static str,
+    /// Path with `{param}` segments.
+    pub path: &'static str,
+    /// What it does.
+    pub summary: &'static str,
+    /// Roles that may call it (`None`: no token needed).
+    pub roles: Option<&'static str>,
+    /// Request body media type, if any.
+    pub body: Option<&'static str>,
+}
+
+/// Every endpoint of the API.
+pub const ROUTES: &[Route] = &[
+    Route {
+        method: "get",
+        path: "/healthz",
+        summary: "Liveness",
+        roles: None,
+        body: None,
+    },
+    Route {
+        method: "get",
+        path: "/readyz",
+        summary: "Readiness (state restored)",
+        roles: None,
+        body: None,
+    },
+    Route {
+        method: "get",
+        path: "/metrics",
+        summary: "Prometheus metrics (tenant names only with an admin token)",
+        roles: None,
+        body: None,
+    },
+    Route {
+        method: "get",
+        path: "/v1/openapi.json",
+        summary: "This document",
+        roles: None,
+        body: None,
+    },
+    Route {
+        method: "post",
+        path: "/v1/tenants",
+        summary: "Create a tenant {id, grants?}",
+        roles: Some("admin"),
+        body: Some("application/json"),
+    },
+    Route {
+        method: "get",
+        path: "/v1/tenants",
+        summary: "List tenants",
+        roles: Some("admin"),
+        body: None,
+    },
+    Route {
+        method: "put",
+        path: "/v1/tenants/{tenant}/grants",
+        summary: "Replace grants (capabilities, HTTP allow-lists; private ranges: admin only; no secrets)",
+        roles: Some("admin, tenant-admin"),
+        body: Some("application/json"),
+    },
+    Route {
+        method: "put",
+        path: "/v1/tenants/{tenant}/inventory",
+        summary: "Replace the asset inventory",
+        roles: Some("admin, tenant-admin"),
+        body: Some("application/json"),
+    },
+    Route {
+        method: "post",
+        path: "/v1/tenants/{tenant}/tokens",
+        summary: "Create a token {principal, role, ttl_secs?}; shown once",
+        roles: Some("admin, tenant-admin"),
+        body: Some("application/json"),
+    },
+    Route {
+        method: "post",
+        path: "/v1/tenants/{tenant}/tokens/{id}/revoke",
+        summary: "Revoke a token",
+        roles: Some("admin, tenant-admin"),
+        body: None,
+    },
+    Route {
+        method: "post",
+        path: "/v1/tenants/{tenant}/plugins",
+        summary: "Upload a plugin {manifest, wasm_base64}; sha256 checked, compiled, pinned by digest",
+        roles: Some("admin, tenant-admin"),
+        body: Some("application/json"),
+    },
+    Route {
+        method: "put",
+        path: "/v1/tenants/{tenant}/plugins/{plugin}/secrets/{name}",
+        summary: "Set a plugin secret {value}; write-only, sealed at rest",
+        roles: Some("admin, tenant-admin"),
+        body: Some("application/json"),
+    },
+    Route {
+        method: "get",
+        path: "/v1/tenants/{tenant}/secrets",
+        summary: "Secret names (never values)",
+        roles: Some("admin, tenant-admin"),
+        body: None,
+    },
+    Route {
+        method: "put",
+        path: "/v1/tenants/{tenant}/playbooks/{name}",
+        summary: "Create or replace a playbook (YAML); errors with line and column",
+        roles: Some("admin, tenant-admin"),
+        body: Some("application/yaml"),
+    },
+    Route {
+        method: "get",
+        path: "/v1/tenants/{tenant}/playbooks",
+        summary: "List playbooks",
+        roles: Some("admin, tenant-admin, analyst, viewer"),
+        body: None,
+    },
+    Route {
+        method: "post",
+        path: "/v1/tenants/{tenant}/alerts",
+        summary: "Ingest an alert, an OCSF Detection Finding, or an array of them; idempotent on id (409 on a changed body)",
+        roles: Some("admin, tenant-admin, ingest"),
+        body: Some("application/json"),
+    },
+    Route {
+        method: "get",
+        path: "/v1/tenants/{tenant}/runs",
+        summary: "List runs",
+        roles: Some("admin, tenant-admin, analyst, viewer"),
+        body: None,
+    },
+    Route {
+        method: "get",
+        path: "/v1/tenants/{tenant}/runs/{id}",
+        summary: "A run with steps, outputs and guardrail decisions",
+        roles: Some("admin, tenant-admin, analyst, viewer"),
+        body: None,
+    },
+    Route {
+        method: "post",
+        path: "/v1/tenants/{tenant}/runs/{id}/feedback",
+        summary: "Label a run {label: true_positive|false_positive|benign, comment}",
+        roles: Some("admin, tenant-admin, analyst"),
+        body: Some("application/json"),
+    },
+    Route {
+        method: "get",
+        path: "/v1/tenants/{tenant}/approvals",
+        summary: "Pending approvals",
+        roles: Some("admin, tenant-admin, analyst, viewer"),
+        body: None,
+    },
+    Route {
+        method: "post",
+        path: "/v1/tenants/{tenant}/approvals/{id}/approve",
+        summary: "Approve {reason}; the approver is the token's principal",
+        roles: Some("admin, tenant-admin, analyst"),
+        body: Some("application/json"),
+    },
+    Route {
+        method: "post",
+        path: "/v1/tenants/{tenant}/approvals/{id}/deny",
+        summary: "Deny {reason}",
+        roles: Some("admin, tenant-admin, analyst"),
+        body: Some("application/json"),
+    },
+    Route {
+        method: "get",
+        path: "/v1/tenants/{tenant}/audit/verify",
+        summary: "Sign the head, verify the chain, return the report and the signed head",
+        roles: Some("admin, tenant-admin, analyst, viewer"),
+        body: None,
+    },
+    Route {
+        method: "get",
+        path: "/v1/tenants/{tenant}/audit/export",
+        summary: "The audit chain as JSON lines",
+        roles: Some("admin, tenant-admin"),
+        body: None,
+    },
+    Route {
+        method: "get",
+        path: "/v1/tenants/{tenant}/measurements",
+        summary: "MTTD/MTTC, approval wait, automation, dedup and false-positive shares per playbook (?baseline_until=ms)",
+        roles: Some("admin, tenant-admin, analyst, viewer"),
+        body: None,
+    },
+];
+
+/// The OpenAPI 3.1 document.
+pub fn document() -> Value {
+    let mut paths: Map<String, Value> = Map::new();
+    for route in ROUTES {
+        let parameters: Vec<Value> = route
+            .path
+            .split('/')
+            .filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'))
+            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+            .collect();
+        let mut operation = json!({
+            "summary": route.summary,
+            "parameters": parameters,
+            "responses": {
+                "200": {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}},
+                "400": {"$ref": "#/components/responses/Error"},
+                "401": {"$ref": "#/components/responses/Error"},
+                "403": {"$ref": "#/components/responses/Error"},
+                "404": {"$ref": "#/components/responses/Error"},
+                "409": {"$ref": "#/components/responses/Error"},
+                "413": {"$ref": "#/components/responses/Error"},
+                "422": {"$ref": "#/components/responses/Error"}
+            }
+        });
+        if let Some(roles) = route.roles {
+            operation["security"] = json!([{"bearer": []}]);
+            operation["description"] = json!(format!(
+                "Roles: {roles}. Another tenant's objects answer 404."
+            ));
+        }
+        if let Some(media) = route.body {
+            let schema = if media == "application/yaml" {
+                json!({"$ref": "#/components/schemas/Playbook"})
+            } else {
+                json!({"type": "object"})
+            };
+            operation["requestBody"] =
+                json!({"required": true, "content": {media: {"schema": schema}}});
+        }
+        let entry = paths
+            .entry(route.path.to_owned())
+            .or_insert_with(|| json!({}));
+        entry[route.method] = operation;
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "Rampart control API", "version": env!("CARGO_PKG_VERSION")},
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "required": ["error", "detail"],
+                    "properties": {"error": {"type": "string"}, "detail": {"type": "string"}, "location": {}}
+                },
+                "Playbook": crate::playbook::json_schema()
+            },
+            "responses": {
+                "Error": {"description": "An error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+            }
+        }
+    })
+}
