@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod hunts;
 pub mod openapi;
 
 use std::collections::BTreeMap;
@@ -41,6 +42,8 @@ pub struct AppState {
     playbooks: sled::Tree,
     secrets: sled::Tree,
     secret_box: Arc<crate::secrets::SecretBox>,
+    events: hunts::Events,
+    hunts: sled::Tree,
     ready: Arc<std::sync::atomic::AtomicBool>,
 }
 
@@ -83,6 +86,8 @@ impl AppState {
             packages: db.open_tree("api-plugin-packages").map_err(sled_err)?,
             playbooks: db.open_tree("api-playbooks").map_err(sled_err)?,
             secrets: db.open_tree("api-secrets").map_err(sled_err)?,
+            events: hunts::Events::open(&db).map_err(sled_err)?,
+            hunts: db.open_tree("api-hunts").map_err(sled_err)?,
             secret_box: Arc::new(secret_box),
             executor,
             ready: Arc::new(std::sync::atomic::AtomicBool::new(false)),
@@ -294,6 +299,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tenants/{tenant}/audit/verify", get(verify_audit))
         .route("/v1/tenants/{tenant}/audit/export", get(export_audit))
         .route("/v1/tenants/{tenant}/measurements", get(measurements))
+        .route("/v1/tenants/{tenant}/events", post(ingest_events))
+        .route("/v1/tenants/{tenant}/hunts", get(list_hunts))
+        .route("/v1/tenants/{tenant}/hunts/{name}", put(put_hunt))
+        .route("/v1/tenants/{tenant}/hunts/{name}/run", post(run_hunt_now))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
@@ -994,6 +1003,251 @@ async fn measurements(
     ))
 }
 
+async fn ingest_events(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Params(tenant): Params<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let (_, tenant) = state.allow(&headers, &tenant, Need::Ingest)?;
+    let text = String::from_utf8(body.to_vec())
+        .map_err(|_| ApiError::bad_request("events must be UTF-8 JSON"))?;
+    let items: Vec<Value> = match serde_json::from_str::<Value>(&text) {
+        Ok(Value::Array(items)) => items,
+        Ok(single @ Value::Object(_)) => vec![single],
+        _ => text
+            .lines()
+            .enumerate()
+            .filter(|(_, line)| !line.trim().is_empty())
+            .map(|(index, line)| {
+                serde_json::from_str(line).map_err(|err| ApiError {
+                    status: StatusCode::BAD_REQUEST,
+                    error: "invalid_event".to_owned(),
+                    detail: err.to_string(),
+                    location: Some(json!({"line": index + 1, "column": err.column()})),
+                })
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    if items.len() > 100_000 {
+        return Err(ApiError::bad_request("at most 100000 events per request"));
+    }
+    let now = crate::executor::now_ms();
+    let events: Vec<crate::model::Event> = items
+        .into_iter()
+        .enumerate()
+        .map(|(index, item)| {
+            // Our {id, time, data} shape, or a raw telemetry document.
+            match serde_json::from_value::<crate::model::Event>(item.clone()) {
+                Ok(event) => event,
+                Err(_) => crate::model::Event {
+                    id: item
+                        .get("id")
+                        .and_then(Value::as_str)
+                        .map_or_else(|| format!("ev-{now}-{index}"), str::to_owned),
+                    time: item.get("time").and_then(Value::as_i64).unwrap_or(now),
+                    data: item,
+                },
+            }
+        })
+        .collect();
+    let stored = state.events.append(&tenant, events, now)?;
+    Ok(Json(json!({"stored": stored})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewHunt {
+    plugin: String,
+    schedule: String,
+    #[serde(default)]
+    params: Value,
+}
+
+async fn put_hunt(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Params((tenant, name)): Params<(String, String)>,
+    Body(body): Body<NewHunt>,
+) -> Result<Json<Value>, ApiError> {
+    let (principal, tenant) = state.allow(&headers, &tenant, Need::Configure)?;
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        return Err(ApiError::bad_request(
+            "hunt names are 1-64 characters of [a-z0-9-]",
+        ));
+    }
+    hunts::parse_schedule(&body.schedule).map_err(|detail| ApiError {
+        status: StatusCode::BAD_REQUEST,
+        error: "invalid_schedule".to_owned(),
+        detail,
+        location: Some(json!({"field": "schedule"})),
+    })?;
+    match state.executor.plugin(&tenant, &body.plugin) {
+        Some(plugin) if plugin.manifest().kind == crate::manifest::PluginKind::Hunt => {}
+        Some(_) => {
+            return Err(ApiError::bad_request(format!(
+                "plugin {} is not a hunt",
+                body.plugin
+            )));
+        }
+        None => return Err(ApiError::bad_request(format!("no plugin {}", body.plugin))),
+    }
+    let hunt_key = key(&[tenant.as_str(), &name]);
+    // Re-registering keeps the watermark: events are still scanned once.
+    let previous: Option<Value> = state
+        .hunts
+        .get(&hunt_key)
+        .map_err(sled_err)?
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let mut record = previous
+        .as_ref()
+        .and_then(|p| serde_json::from_value::<hunts::HuntRecord>(p["record"].clone()).ok())
+        .unwrap_or(hunts::HuntRecord {
+            tenant: tenant.clone(),
+            name: name.clone(),
+            plugin: body.plugin.clone(),
+            schedule: body.schedule.clone(),
+            params: Value::Null,
+            watermark: 0,
+            last_run: None,
+            last_scanned: 0,
+            last_findings: 0,
+            last_error: None,
+        });
+    record.plugin = body.plugin;
+    record.schedule = body.schedule;
+    record.params = if body.params.is_null() {
+        json!({})
+    } else {
+        body.params
+    };
+    let registered = previous
+        .as_ref()
+        .and_then(|p| p["registered"].as_i64())
+        .unwrap_or_else(crate::executor::now_ms);
+    state
+        .hunts
+        .insert(
+            hunt_key,
+            serde_json::to_vec(&json!({"record": record, "registered": registered}))
+                .map_err(ApiError::internal)?,
+        )
+        .map_err(sled_err)?;
+    state.hunts.flush().map_err(sled_err)?;
+    state
+        .executor
+        .audit()
+        .append(
+            &tenant,
+            crate::audit::AuditKind::ConfigChanged,
+            None,
+            None,
+            Some(&principal.token.principal),
+            json!({"hunt": name, "schedule": record.schedule, "plugin": record.plugin}),
+        )
+        .map_err(ApiError::internal)?;
+    Ok(Json(json!(record)))
+}
+
+async fn list_hunts(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Params(tenant): Params<String>,
+) -> Result<Json<Value>, ApiError> {
+    let (_, tenant) = state.allow(&headers, &tenant, Need::Read)?;
+    let mut prefix = tenant.as_str().as_bytes().to_vec();
+    prefix.push(0);
+    let list: Vec<Value> = state
+        .hunts
+        .scan_prefix(&prefix)
+        .values()
+        .filter_map(Result::ok)
+        .filter_map(|b| serde_json::from_slice::<Value>(&b).ok())
+        .map(|v| v["record"].clone())
+        .collect();
+    Ok(Json(json!({"hunts": list})))
+}
+
+impl AppState {
+    /// Runs hunt `name` of `tenant` now and stores its new watermark.
+    async fn fire_hunt(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+    ) -> Result<(hunts::HuntRecord, Vec<String>), ApiError> {
+        let hunt_key = key(&[tenant.as_str(), name]);
+        let stored: Value = self
+            .hunts
+            .get(&hunt_key)
+            .map_err(sled_err)?
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| ApiError::not_found(format!("no hunt {name}")))?;
+        let mut record: hunts::HuntRecord =
+            serde_json::from_value(stored["record"].clone()).map_err(ApiError::internal)?;
+        let now = crate::executor::now_ms();
+        let outcome = hunts::run_hunt(&self.executor, &self.events, &mut record, now).await;
+        let alerts = match outcome {
+            Ok(alerts) => alerts,
+            Err(err) => {
+                // A failing hunt keeps its watermark (the events are rescanned
+                // next time) but records why; it is retried at the next point.
+                record.last_run = Some(now);
+                record.last_error = Some(err.detail.clone());
+                Vec::new()
+            }
+        };
+        self.hunts
+            .insert(
+                hunt_key,
+                serde_json::to_vec(&json!({"record": record, "registered": stored["registered"]}))
+                    .map_err(ApiError::internal)?,
+            )
+            .map_err(sled_err)?;
+        self.hunts.flush().map_err(sled_err)?;
+        Ok((record, alerts))
+    }
+
+    /// Fires every hunt whose schedule point has passed.
+    pub async fn run_due_hunts(&self) -> Result<usize, ApiError> {
+        let now = crate::executor::now_ms();
+        let mut due = Vec::new();
+        for entry in self.hunts.iter() {
+            let (_, bytes) = entry.map_err(sled_err)?;
+            let Ok(stored) = serde_json::from_slice::<Value>(&bytes) else {
+                continue;
+            };
+            let Ok(record) = serde_json::from_value::<hunts::HuntRecord>(stored["record"].clone())
+            else {
+                continue;
+            };
+            if hunts::due(&record, stored["registered"].as_i64().unwrap_or(now), now) {
+                due.push((record.tenant, record.name));
+            }
+        }
+        for (tenant, name) in &due {
+            if let Err(err) = self.fire_hunt(tenant, name).await {
+                tracing::warn!(%tenant, hunt = %name, "scheduled hunt failed: {}", err.detail);
+            }
+        }
+        Ok(due.len())
+    }
+}
+
+async fn run_hunt_now(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Params((tenant, name)): Params<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let (_, tenant) = state.allow(&headers, &tenant, Need::Configure)?;
+    let (record, alerts) = state.fire_hunt(&tenant, &name).await?;
+    Ok(Json(json!({"hunt": record, "alerts": alerts})))
+}
+
 /// Serves `router` on `listener` until `shutdown` resolves; then signs every
 /// tenant's audit head.
 pub async fn serve(
@@ -1002,10 +1256,27 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let executor = state.executor.clone();
+    // The hunt scheduler: checks every second which hunts are due.
+    let scheduler = {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                if let Err(err) = state.run_due_hunts().await {
+                    tracing::warn!("hunt scheduler: {}", err.detail);
+                }
+            }
+        })
+    };
     let app = router(state);
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;
+    scheduler.abort();
+    // Wait until the task is gone: it holds the store, whose directory lock
+    // must be free when this returns (a restart reopens it).
+    let _ = scheduler.await;
     if let Err(err) = executor.audit().checkpoint_all() {
         tracing::error!("signing audit heads at shutdown: {err}");
     }

@@ -195,6 +195,34 @@ pub const ROUTES: &[Route] = &[
         roles: Some("admin, tenant-admin, analyst, viewer"),
         body: None,
     },
+    Route {
+        method: "post",
+        path: "/v1/tenants/{tenant}/events",
+        summary: "Ingest telemetry events (JSON array or lines); kept for 7 days",
+        roles: Some("admin, tenant-admin, ingest"),
+        body: Some("application/json"),
+    },
+    Route {
+        method: "get",
+        path: "/v1/tenants/{tenant}/hunts",
+        summary: "Registered hunts with watermark and last run",
+        roles: Some("admin, tenant-admin, analyst, viewer"),
+        body: None,
+    },
+    Route {
+        method: "put",
+        path: "/v1/tenants/{tenant}/hunts/{name}",
+        summary: "Register a hunt {plugin, schedule (crontab), params}",
+        roles: Some("admin, tenant-admin"),
+        body: Some("application/json"),
+    },
+    Route {
+        method: "post",
+        path: "/v1/tenants/{tenant}/hunts/{name}/run",
+        summary: "Run a hunt now over the events since its watermark",
+        roles: Some("admin, tenant-admin"),
+        body: None,
+    },
 ];
 
 /// The OpenAPI 3.1 document.

@@ -305,6 +305,16 @@ impl Executor {
             .collect()
     }
 
+    /// The tenant's current plugin called `name`.
+    pub fn plugin(&self, tenant: &TenantId, name: &str) -> Option<Plugin> {
+        let digest = read_lock(&self.inner.current)
+            .get(&(tenant.clone(), name.to_owned()))
+            .cloned()?;
+        read_lock(&self.inner.plugins)
+            .get(&format!("{tenant}/{digest}"))
+            .map(|loaded| loaded.plugin.clone())
+    }
+
     /// Validates a playbook against the tenant's plugins without installing it.
     pub fn validate_playbook(
         &self,
