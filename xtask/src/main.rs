@@ -184,7 +184,9 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
     let mut tests = cargo();
     tests.current_dir(root).arg("test");
     tests.args(extra);
-    run(&mut tests)
+    run(&mut tests)?;
+    // The SDK's rustdoc examples (one per plugin kind) compile on the host too.
+    run(cargo().current_dir(root).args(["test", "--package", "rampart-sdk", "--doc"]))
 }
 
 fn demo(root: &Path) -> Result<()> {
