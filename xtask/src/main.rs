@@ -186,7 +186,9 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
     tests.args(extra);
     run(&mut tests)?;
     // The SDK's rustdoc examples (one per plugin kind) compile on the host too.
-    run(cargo().current_dir(root).args(["test", "--package", "rampart-sdk", "--doc"]))
+    run(cargo()
+        .current_dir(root)
+        .args(["test", "--package", "rampart-sdk", "--doc"]))
 }
 
 fn demo(root: &Path) -> Result<()> {

@@ -124,7 +124,16 @@ struct Loaded {
     digest: String,
 }
 
+/// Group-commit bookkeeping (see [`Executor::commit`]).
+#[derive(Default)]
+struct GroupCommit {
+    issued: std::sync::atomic::AtomicU64,
+    durable: std::sync::atomic::AtomicU64,
+    lock: tokio::sync::Mutex<()>,
+}
+
 struct Inner {
+    group_commit: GroupCommit,
     runtime: Runtime,
     store: SledStore,
     audit: AuditLog,
@@ -196,6 +205,7 @@ impl Executor {
         let runtime = Runtime::new(config, Arc::new(store.clone()))?;
         let db = store.db().clone();
         let inner = Inner {
+            group_commit: GroupCommit::default(),
             runtime,
             audit: AuditLog::new(db.clone(), key),
             approvals: Approvals::open(&db)?,
@@ -410,15 +420,27 @@ impl Executor {
         Ok(())
     }
 
-    /// Waits until everything written so far is on disk. The fsync runs on
-    /// the blocking pool, so concurrent runs do not stall the executor's
-    /// worker threads (sled's `flush_async` was seen to hang under 64
-    /// concurrent runs, so it is not used).
+    /// Waits until everything this task wrote so far is on disk — group
+    /// commit: every caller takes a ticket after its writes; one caller at a
+    /// time flushes on behalf of all tickets issued before its flush began,
+    /// and callers whose ticket is already covered return without an fsync.
+    /// The fsync runs on the blocking pool so concurrent runs do not stall
+    /// the executor's workers (sled's `flush_async` hung under 64 concurrent
+    /// runs, so it is not used).
     async fn commit(&self) -> Result<(), ExecutorError> {
+        use std::sync::atomic::Ordering;
+        let group = &self.inner.group_commit;
+        let ticket = group.issued.fetch_add(1, Ordering::SeqCst) + 1;
+        let _flusher = group.lock.lock().await;
+        if group.durable.load(Ordering::SeqCst) >= ticket {
+            return Ok(());
+        }
+        let covered = group.issued.load(Ordering::SeqCst);
         let db = self.inner.store.db().clone();
         tokio::task::spawn_blocking(move || db.flush())
             .await
             .map_err(|err| ExecutorError::Store(format!("flush task: {err}")))??;
+        group.durable.fetch_max(covered, Ordering::SeqCst);
         Ok(())
     }
 
