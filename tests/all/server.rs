@@ -1287,3 +1287,37 @@ async fn a_scheduled_hunt_fires_once_per_event_and_its_finding_starts_a_playbook
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_is_rate_limited_per_tenant() {
+    let dir = tempfile::tempdir().expect("dir");
+    let server = Server::start(dir.path(), None).await;
+    let admin = server.admin.clone();
+    assert_eq!(
+        server
+            .json(
+                "POST",
+                "/v1/tenants",
+                &admin,
+                &json!({"id": "slow", "ingest_per_second": 2})
+            )
+            .await
+            .0,
+        201
+    );
+    let batch: Vec<Value> = (0..4).map(|i| alert(&format!("r{i}"))).collect();
+    assert_eq!(
+        server
+            .json("POST", "/v1/tenants/slow/alerts", &admin, &json!(batch))
+            .await
+            .0,
+        200,
+        "burst of 2x the rate"
+    );
+    let (status, reply) = server
+        .json("POST", "/v1/tenants/slow/alerts", &admin, &alert("r9"))
+        .await;
+    assert_eq!(status, 429, "{reply}");
+    assert_eq!(reply["error"], "rate_limited");
+    server.stop().await;
+}

@@ -44,6 +44,8 @@ pub struct AppState {
     secret_box: Arc<crate::secrets::SecretBox>,
     events: hunts::Events,
     hunts: sled::Tree,
+    ingest_buckets:
+        Arc<std::sync::Mutex<std::collections::HashMap<TenantId, (f64, std::time::Instant)>>>,
     ready: Arc<std::sync::atomic::AtomicBool>,
 }
 
@@ -62,6 +64,13 @@ struct TenantRecord {
     grants: Grants,
     #[serde(default)]
     inventory: AssetInventory,
+    /// Alerts per second this tenant may send (burst: twice that).
+    #[serde(default = "default_ingest_rate")]
+    ingest_per_second: u32,
+}
+
+fn default_ingest_rate() -> u32 {
+    500
 }
 
 fn key(parts: &[&str]) -> Vec<u8> {
@@ -88,6 +97,7 @@ impl AppState {
             secrets: db.open_tree("api-secrets").map_err(sled_err)?,
             events: hunts::Events::open(&db).map_err(sled_err)?,
             hunts: db.open_tree("api-hunts").map_err(sled_err)?,
+            ingest_buckets: Arc::default(),
             secret_box: Arc::new(secret_box),
             executor,
             ready: Arc::new(std::sync::atomic::AtomicBool::new(false)),
@@ -247,6 +257,32 @@ impl AppState {
         )
     }
 
+    /// A token bucket per tenant: `ingest_per_second`, bursts of twice that.
+    fn take_ingest_tokens(&self, tenant: &TenantId, count: usize) -> Result<(), ApiError> {
+        let rate = f64::from(self.tenant(tenant)?.ingest_per_second.max(1));
+        let mut buckets = self
+            .ingest_buckets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = std::time::Instant::now();
+        let (tokens, last) = buckets.entry(tenant.clone()).or_insert((rate * 2.0, now));
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * rate).min(rate * 2.0);
+        *last = now;
+        if *tokens < count as f64 {
+            let wait = ((count as f64 - *tokens) / rate).ceil().max(1.0);
+            return Err(ApiError {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                error: "rate_limited".to_owned(),
+                detail: format!(
+                    "tenant {tenant} may send {rate} alerts/s; retry in about {wait} s"
+                ),
+                location: None,
+            });
+        }
+        *tokens -= count as f64;
+        Ok(())
+    }
+
     /// Authenticates and authorises a tenant-scoped request.
     fn allow(
         &self,
@@ -281,13 +317,19 @@ pub fn router(state: AppState) -> Router {
             "/v1/tenants/{tenant}/tokens/{id}/revoke",
             post(revoke_token),
         )
-        .route("/v1/tenants/{tenant}/plugins", post(upload_plugin))
+        .route(
+            "/v1/tenants/{tenant}/plugins",
+            post(upload_plugin).get(list_plugins),
+        )
         .route(
             "/v1/tenants/{tenant}/plugins/{plugin}/secrets/{name}",
             put(put_secret),
         )
         .route("/v1/tenants/{tenant}/secrets", get(list_secrets))
-        .route("/v1/tenants/{tenant}/playbooks/{name}", put(put_playbook))
+        .route(
+            "/v1/tenants/{tenant}/playbooks/{name}",
+            put(put_playbook).get(get_playbook),
+        )
         .route("/v1/tenants/{tenant}/playbooks", get(list_playbooks))
         .route("/v1/tenants/{tenant}/alerts", post(ingest))
         .route("/v1/tenants/{tenant}/runs", get(list_runs))
@@ -444,6 +486,8 @@ struct NewTenant {
     id: String,
     #[serde(default)]
     grants: Option<Grants>,
+    #[serde(default)]
+    ingest_per_second: Option<u32>,
 }
 
 async fn create_tenant(
@@ -468,6 +512,10 @@ async fn create_tenant(
         id: id.clone(),
         grants: body.grants.unwrap_or_default(),
         inventory: AssetInventory::default(),
+        ingest_per_second: body
+            .ingest_per_second
+            .unwrap_or_else(default_ingest_rate)
+            .max(1),
     };
     state.put_tenant(&record)?;
     state
@@ -790,6 +838,44 @@ async fn put_playbook(
     ))
 }
 
+async fn list_plugins(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Params(tenant): Params<String>,
+) -> Result<Json<Value>, ApiError> {
+    let (_, tenant) = state.allow(&headers, &tenant, Need::Read)?;
+    let mut prefix = tenant.as_str().as_bytes().to_vec();
+    prefix.push(0);
+    let mut list = Vec::new();
+    for name in state
+        .packages
+        .scan_prefix(&prefix)
+        .keys()
+        .filter_map(Result::ok)
+    {
+        let name = String::from_utf8_lossy(&name[prefix.len()..]).into_owned();
+        if let Some(plugin) = state.executor.plugin(&tenant, &name) {
+            let manifest = plugin.manifest();
+            list.push(json!({"name": manifest.name, "version": manifest.version, "kind": manifest.kind, "sha256": manifest.sha256, "capabilities": manifest.capabilities, "limits": plugin.limits()}));
+        }
+    }
+    Ok(Json(json!({"plugins": list})))
+}
+
+async fn get_playbook(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Params((tenant, name)): Params<(String, String)>,
+) -> Result<Response, ApiError> {
+    let (_, tenant) = state.allow(&headers, &tenant, Need::Read)?;
+    let yaml = state
+        .playbooks
+        .get(key(&[tenant.as_str(), &name]))
+        .map_err(sled_err)?
+        .ok_or_else(|| ApiError::not_found(format!("no playbook {name}")))?;
+    Ok(([(header::CONTENT_TYPE, "application/yaml")], yaml.to_vec()).into_response())
+}
+
 async fn list_playbooks(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -846,6 +932,7 @@ async fn ingest(
     let (_, tenant) = state.allow(&headers, &tenant, Need::Ingest)?;
     // Every alert is checked before any is accepted: nothing half-taken.
     let alerts = alerts_from(body)?;
+    state.take_ingest_tokens(&tenant, alerts.len())?;
     let mut results = Vec::new();
     for alert in &alerts {
         results.push(json!(state.executor.ingest(&tenant, alert).await?));
