@@ -199,6 +199,27 @@ impl Case {
             "{label}: audit: {}",
             String::from_utf8_lossy(&verify.stdout)
         );
+        // Every action that happened has its audit record (recovered or not).
+        let export = Command::new(env!("CARGO_BIN_EXE_rampart"))
+            .args(["audit", "export", "--tenant", "local", "--data"])
+            .arg(self.dir.path().join("data"))
+            .arg("--audit-key")
+            .arg(self.dir.path().join("audit.key"))
+            .output()
+            .unwrap();
+        let mut acted_runs: Vec<String> = String::from_utf8_lossy(&export.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|r| r["kind"] == "action_executed")
+            .filter_map(|r| r["run_id"].as_str().map(str::to_owned))
+            .collect();
+        acted_runs.sort();
+        acted_runs.dedup();
+        assert_eq!(
+            acted_runs.len(),
+            self.alerts.len(),
+            "{label}: an executed action has no audit record"
+        );
         let posts = self.posts.lock().unwrap();
         assert_eq!(
             posts.len(),

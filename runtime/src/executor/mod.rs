@@ -1264,6 +1264,12 @@ impl Executor {
                 Ok(done) => {
                     state.status = StepStatus::Succeeded;
                     result.acted = Some(target_label(&target));
+                    // The crash may have taken the action's audit record with
+                    // it: record the action from its intent, marked recovered.
+                    result.audit.push((
+                        AuditKind::ActionExecuted,
+                        json!({"target": target, "action": step.action, "outcome": done.outcome, "summary": done.summary, "recovered": true}),
+                    ));
                     state.output = Some(
                         json!({"outcome": done.outcome, "summary": done.summary, "data": done.data}),
                     );
