@@ -326,6 +326,72 @@ async fn alert_to_approved_action_over_http_then_restart() {
         .await;
     assert_eq!(verify["ok"], true, "{verify}");
 
+    // Metrics: named for the admin, anonymous otherwise.
+    let (_, metrics) = server
+        .call("GET", "/metrics", Some(&server.admin), None)
+        .await;
+    let text = metrics.as_str().unwrap_or_default().to_owned();
+    assert!(
+        text.contains(
+            "rampart_plugin_calls_total{tenant=\"acme\",plugin=\"risk-scorer\",outcome=\"ok\"}"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("rampart_mttc_seconds_count{tenant=\"acme\"} 1"),
+        "{text}"
+    );
+    let (_, anonymous) = server.call("GET", "/metrics", None, None).await;
+    assert!(!anonymous.as_str().unwrap_or_default().contains("acme"));
+
+    // Feedback goes into the run, entity memory and the measurements.
+    let (status, body) = server
+        .json(
+            "POST",
+            &format!("/v1/tenants/acme/runs/{run_id}/feedback"),
+            &tokens["analyst"],
+            &json!({"label": "false_positive", "comment": "pentest"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["feedback"][0]["analyst"], "analyst@acme");
+    assert_eq!(
+        server
+            .json(
+                "POST",
+                &format!("/v1/tenants/acme/runs/{run_id}/feedback"),
+                &tokens["viewer"],
+                &json!({"label": "benign"})
+            )
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        server
+            .json(
+                "POST",
+                &format!("/v1/tenants/acme/runs/{run_id}/feedback"),
+                &tokens["analyst"],
+                &json!({"label": "meh"})
+            )
+            .await
+            .0,
+        400
+    );
+    let (_, stats) = server
+        .call(
+            "GET",
+            "/v1/tenants/acme/measurements",
+            Some(&tokens["viewer"]),
+            None,
+        )
+        .await;
+    assert_eq!(
+        stats["playbooks"][0]["current"]["false_positive_rate"], 1.0,
+        "{stats}"
+    );
+
     // A second alert waits for approval across the restart.
     let (_, body) = server
         .json(

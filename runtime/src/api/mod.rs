@@ -430,11 +430,22 @@ async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    // Without a valid token: totals only, no tenant names.
+    use std::fmt::Write as _;
+    // Without an admin token: totals only, no tenant names.
     let named = state
         .principal(&headers)
         .is_ok_and(|p| p.token.role == Role::Admin);
-    let mut by_status: BTreeMap<(String, String), u64> = BTreeMap::new();
+    let label = |tenant: &TenantId| {
+        if named {
+            tenant.to_string()
+        } else {
+            "all".to_owned()
+        }
+    };
+    let mut runs_by_status: BTreeMap<(String, String), u64> = BTreeMap::new();
+    let mut folded: BTreeMap<String, u64> = BTreeMap::new();
+    let mut mttd: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    let mut mttc: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     let mut pending = 0u64;
     for entry in state.tenants.iter() {
         let (k, _) = entry.map_err(sled_err)?;
@@ -442,14 +453,23 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Re
             continue;
         };
         for run in state.executor.runs(&tenant)? {
-            let label = if named {
-                tenant.to_string()
-            } else {
-                "all".to_owned()
-            };
-            *by_status
-                .entry((label, format!("{:?}", run.status).to_ascii_lowercase()))
+            *runs_by_status
+                .entry((
+                    label(&tenant),
+                    format!("{:?}", run.status).to_ascii_lowercase(),
+                ))
                 .or_default() += 1;
+            *folded.entry(label(&tenant)).or_default() += run.folded.len() as u64;
+            if let Some(at) = run.verdict_at {
+                mttd.entry(label(&tenant))
+                    .or_default()
+                    .push((at - run.alert.time) as f64 / 1000.0);
+            }
+            if let Some(at) = run.contained_at {
+                mttc.entry(label(&tenant))
+                    .or_default()
+                    .push((at - run.alert.time) as f64 / 1000.0);
+            }
         }
         pending += state
             .executor
@@ -458,14 +478,105 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Re
             .map_err(ApiError::internal)?
             .len() as u64;
     }
-    let mut text =
-        String::from("# HELP rampart_runs Runs by tenant and status.\n# TYPE rampart_runs gauge\n");
-    for ((tenant, status), count) in by_status {
-        text.push_str(&format!(
-            "rampart_runs{{tenant=\"{tenant}\",status=\"{status}\"}} {count}\n"
-        ));
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
+        "# HELP rampart_runs Runs by tenant and status.\n# TYPE rampart_runs gauge"
+    );
+    for ((tenant, status), count) in &runs_by_status {
+        let _ = writeln!(
+            text,
+            "rampart_runs{{tenant=\"{tenant}\",status=\"{status}\"}} {count}"
+        );
     }
-    text.push_str(&format!("# HELP rampart_approvals_pending Approvals waiting.\n# TYPE rampart_approvals_pending gauge\nrampart_approvals_pending {pending}\n"));
+    let _ = writeln!(
+        text,
+        "# HELP rampart_approvals_pending Approvals waiting.\n# TYPE rampart_approvals_pending gauge\nrampart_approvals_pending {pending}"
+    );
+    let _ = writeln!(
+        text,
+        "# HELP rampart_dedup_folded_total Alerts folded into open runs.\n# TYPE rampart_dedup_folded_total counter"
+    );
+    for (tenant, count) in &folded {
+        let _ = writeln!(
+            text,
+            "rampart_dedup_folded_total{{tenant=\"{tenant}\"}} {count}"
+        );
+    }
+    for (name, help, samples) in [
+        (
+            "rampart_mttd_seconds",
+            "Alert time to first verdict.",
+            &mttd,
+        ),
+        (
+            "rampart_mttc_seconds",
+            "Alert time to first containment.",
+            &mttc,
+        ),
+    ] {
+        let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} histogram");
+        for (tenant, values) in samples {
+            for bound in [1.0, 10.0, 60.0, 300.0, 900.0, 3600.0, 14_400.0, 86_400.0] {
+                let count = values.iter().filter(|v| **v <= bound).count();
+                let _ = writeln!(
+                    text,
+                    "{name}_bucket{{tenant=\"{tenant}\",le=\"{bound}\"}} {count}"
+                );
+            }
+            let _ = writeln!(
+                text,
+                "{name}_bucket{{tenant=\"{tenant}\",le=\"+Inf\"}} {}",
+                values.len()
+            );
+            let _ = writeln!(
+                text,
+                "{name}_sum{{tenant=\"{tenant}\"}} {}",
+                values.iter().sum::<f64>()
+            );
+            let _ = writeln!(text, "{name}_count{{tenant=\"{tenant}\"}} {}", values.len());
+        }
+    }
+    let mut calls: BTreeMap<(String, String, &str), crate::sandbox::CallCounter> = BTreeMap::new();
+    for (tenant, plugin, outcome, counter) in state.executor.runtime().call_counters() {
+        let entry = calls.entry((label(&tenant), plugin, outcome)).or_default();
+        entry.calls += counter.calls;
+        entry.duration_us += counter.duration_us;
+        entry.fuel += counter.fuel;
+    }
+    let _ = writeln!(
+        text,
+        "# HELP rampart_plugin_calls_total Plugin calls by outcome (traps, fuel, deadlines, ... by kind).\n# TYPE rampart_plugin_calls_total counter"
+    );
+    for ((tenant, plugin, outcome), counter) in &calls {
+        let _ = writeln!(
+            text,
+            "rampart_plugin_calls_total{{tenant=\"{tenant}\",plugin=\"{plugin}\",outcome=\"{outcome}\"}} {}",
+            counter.calls
+        );
+    }
+    let _ = writeln!(
+        text,
+        "# HELP rampart_plugin_call_seconds_total Summed plugin call time.\n# TYPE rampart_plugin_call_seconds_total counter"
+    );
+    for ((tenant, plugin, outcome), counter) in &calls {
+        let _ = writeln!(
+            text,
+            "rampart_plugin_call_seconds_total{{tenant=\"{tenant}\",plugin=\"{plugin}\",outcome=\"{outcome}\"}} {}",
+            counter.duration_us as f64 / 1e6
+        );
+    }
+    let _ = writeln!(
+        text,
+        "# HELP rampart_plugin_fuel_total Summed fuel burned.\n# TYPE rampart_plugin_fuel_total counter"
+    );
+    for ((tenant, plugin, outcome), counter) in &calls {
+        let _ = writeln!(
+            text,
+            "rampart_plugin_fuel_total{{tenant=\"{tenant}\",plugin=\"{plugin}\",outcome=\"{outcome}\"}} {}",
+            counter.fuel
+        );
+    }
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 

@@ -225,7 +225,19 @@ pub struct CallContext {
     pub timeout: Option<Duration>,
 }
 
+/// Counters of plugin calls, by tenant, plugin and outcome.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct CallCounter {
+    /// Calls.
+    pub calls: u64,
+    /// Summed wall time, microseconds.
+    pub duration_us: u64,
+    /// Summed fuel.
+    pub fuel: u64,
+}
+
 struct RuntimeInner {
+    calls: Mutex<HashMap<(TenantId, String, &'static str), CallCounter>>,
     engine: Engine,
     linker: Linker<HostState>,
     store: Arc<dyn HostStore>,
@@ -277,6 +289,7 @@ impl Runtime {
         .map_err(link)?;
         Ok(Runtime {
             inner: Arc::new(RuntimeInner {
+                calls: Mutex::new(HashMap::new()),
                 engine,
                 linker,
                 store,
@@ -290,6 +303,21 @@ impl Runtime {
     /// The engine.
     pub fn engine(&self) -> &Engine {
         &self.inner.engine
+    }
+
+    /// Call counters: (tenant, plugin, outcome) → totals. Outcomes: `ok`,
+    /// `guest`, `trap`, `out_of_fuel`, `deadline`, `out_of_memory`,
+    /// `capability_denied`, `invalid_output`, `wrong_kind`, `unavailable`.
+    pub fn call_counters(&self) -> Vec<(TenantId, String, &'static str, CallCounter)> {
+        let calls = self
+            .inner
+            .calls
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        calls
+            .iter()
+            .map(|((t, p, o), c)| (t.clone(), p.clone(), *o, c.clone()))
+            .collect()
     }
 
     /// The host store.
@@ -643,6 +671,36 @@ impl Plugin {
                     })
             }
         };
+        let outcome: &'static str = match &result {
+            Ok(_) => "ok",
+            Err(PluginError::Guest(_)) => "guest",
+            Err(PluginError::Trap { .. }) => "trap",
+            Err(PluginError::OutOfFuel { .. }) => "out_of_fuel",
+            Err(PluginError::Deadline { .. }) => "deadline",
+            Err(PluginError::OutOfMemory { .. }) => "out_of_memory",
+            Err(PluginError::CapabilityDenied { .. }) => "capability_denied",
+            Err(PluginError::InvalidOutput { .. }) => "invalid_output",
+            Err(PluginError::WrongKind { .. }) => "wrong_kind",
+            Err(PluginError::Unavailable(_)) => "unavailable",
+        };
+        {
+            let mut calls = self
+                .inner
+                .runtime
+                .calls
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let counter = calls
+                .entry((
+                    self.inner.identity.tenant.clone(),
+                    self.inner.manifest.name.clone(),
+                    outcome,
+                ))
+                .or_default();
+            counter.calls += 1;
+            counter.duration_us += u64::try_from(stats.duration.as_micros()).unwrap_or(u64::MAX);
+            counter.fuel += stats.fuel;
+        }
         let span_result = match &result {
             Ok(_) => "ok".to_owned(),
             Err(err) => err.to_string(),
