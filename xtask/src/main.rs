@@ -252,7 +252,12 @@ fn demo(root: &Path) -> Result<()> {
         "token create failed: {}",
         String::from_utf8_lossy(&token_out.stderr)
     );
-    let listen = "127.0.0.1:18088";
+    // A free loopback port, then wait until the server accepts connections.
+    let listen = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .to_string();
+    let listen = listen.as_str();
+    let master = demo.join("keys/master.key").to_string_lossy().into_owned();
     let mut server = Command::new(&rampart_bin)
         .args([
             "serve",
@@ -260,12 +265,21 @@ fn demo(root: &Path) -> Result<()> {
             &data,
             "--audit-key",
             &key,
+            "--master-key-file",
+            &master,
             "--listen",
             listen,
         ])
         .spawn()?;
     let outcome = (|| -> Result<()> {
-        std::thread::sleep(std::time::Duration::from_millis(1500));
+        let started = std::time::Instant::now();
+        while std::net::TcpStream::connect(listen).is_err() {
+            anyhow::ensure!(
+                started.elapsed() < std::time::Duration::from_secs(60),
+                "the server did not start on {listen}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
         let api = |args: &[&str]| -> Result<()> {
             let mut command = Command::new(&rampart_bin);
             // The token goes through the environment, never the printed command line.
