@@ -225,6 +225,27 @@ pub fn decide(
     } else if !known {
         reasons.push("the target is not in the tenant's asset inventory".to_owned());
     }
+    reasons.extend(capacity_reasons(playbook, step, situation));
+    if reasons.is_empty() {
+        Decision {
+            verdict: Verdict::Execute,
+            reasons: vec!["all guardrails passed".to_owned()],
+            confidence,
+        }
+    } else {
+        Decision {
+            verdict: Verdict::NeedsApproval,
+            reasons,
+            confidence,
+        }
+    }
+}
+
+/// The rules that still apply after a human approved: rate limit and blast
+/// radius (plus protection, checked by the caller first). Shared by
+/// [`decide`] and the execution-time re-check.
+pub fn capacity_reasons(playbook: &Playbook, step: &Step, situation: Situation) -> Vec<String> {
+    let mut reasons = Vec::new();
     let limit = playbook
         .guardrails
         .rate_limits
@@ -249,17 +270,5 @@ pub fn decide(
             situation.run_targets
         ));
     }
-    if reasons.is_empty() {
-        Decision {
-            verdict: Verdict::Execute,
-            reasons: vec!["all guardrails passed".to_owned()],
-            confidence,
-        }
-    } else {
-        Decision {
-            verdict: Verdict::NeedsApproval,
-            reasons,
-            confidence,
-        }
-    }
+    reasons
 }

@@ -147,7 +147,7 @@ struct Inner {
     plugins: RwLock<HashMap<String, Loaded>>,
     current: RwLock<HashMap<(TenantId, String), String>>,
     playbooks: RwLock<HashMap<(TenantId, String), Arc<Playbook>>>,
-    inventory: RwLock<HashMap<TenantId, AssetInventory>>,
+    inventory: RwLock<HashMap<TenantId, Arc<AssetInventory>>>,
     grants: RwLock<HashMap<TenantId, Grants>>,
 }
 
@@ -252,9 +252,17 @@ impl Executor {
         write_lock(&self.inner.grants).insert(tenant.clone(), grants);
     }
 
+    /// A tenant's asset inventory (shared, not copied per action).
+    fn inventory(&self, tenant: &TenantId) -> Arc<AssetInventory> {
+        read_lock(&self.inner.inventory)
+            .get(tenant)
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// Sets a tenant's asset inventory.
     pub fn set_inventory(&self, tenant: &TenantId, inventory: AssetInventory) {
-        write_lock(&self.inner.inventory).insert(tenant.clone(), inventory);
+        write_lock(&self.inner.inventory).insert(tenant.clone(), Arc::new(inventory));
     }
 
     /// Loads a plugin for `tenant` from its manifest; it becomes the
@@ -1287,10 +1295,7 @@ impl Executor {
             return Ok(result);
         }
 
-        let inventory = read_lock(&self.inner.inventory)
-            .get(&run.tenant)
-            .cloned()
-            .unwrap_or_default();
+        let inventory = self.inventory(&run.tenant);
         let situation = self.situation(run, playbook, step, &target, now)?;
         let decision = guardrails::decide(playbook, step, &target, &inventory, situation);
         result.audit.push((
@@ -1711,10 +1716,7 @@ impl Executor {
             return Ok(result);
         }
         // Checked again at execution time: protected assets, rate, blast radius.
-        let inventory = read_lock(&self.inner.inventory)
-            .get(&run.tenant)
-            .cloned()
-            .unwrap_or_default();
+        let inventory = self.inventory(&run.tenant);
         let mut recheck = Vec::new();
         if let Some(reason) =
             guardrails::protected_by(&playbook.guardrails.protected_assets, &target, &inventory)
@@ -1722,25 +1724,7 @@ impl Executor {
             recheck.push(format!("protected: {reason}"));
         }
         let situation = self.situation(run, playbook, step, &target, now)?;
-        let limit = playbook
-            .guardrails
-            .rate_limits
-            .get(&step.action)
-            .copied()
-            .unwrap_or(guardrails::DEFAULT_RATE_LIMIT);
-        if situation.recent_actions >= limit.count {
-            recheck.push(format!(
-                "rate limit for `{}` reached since the approval was requested",
-                step.action
-            ));
-        }
-        let max_targets = playbook
-            .guardrails
-            .max_targets_per_run
-            .unwrap_or(guardrails::DEFAULT_MAX_TARGETS);
-        if !situation.target_already_counted && situation.run_targets >= max_targets {
-            recheck.push("blast radius reached since the approval was requested".to_owned());
-        }
+        recheck.extend(guardrails::capacity_reasons(playbook, step, situation));
         if !recheck.is_empty() {
             state.status = StepStatus::Refused;
             state.finished = Some(now);
