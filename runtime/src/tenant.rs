@@ -159,6 +159,24 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// A tenant's share of the process, set by an admin. `None`: no limit
+/// beyond the plugins' own. Enforced by the runtime (fuel, memory) and the
+/// executor (runs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantQuota {
+    /// Runs executing at once; more wait for a free slot.
+    #[serde(default)]
+    pub max_concurrent_runs: Option<u32>,
+    /// Fuel all the tenant's plugin calls may burn per minute; past it,
+    /// calls are refused until the minute is over.
+    #[serde(default)]
+    pub fuel_per_minute: Option<u64>,
+    /// Memory cap of any one call (lowers a plugin's own cap).
+    #[serde(default)]
+    pub memory_per_call_bytes: Option<u64>,
+}
+
 /// Resource limits of one call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limits {

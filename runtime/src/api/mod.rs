@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 use crate::executor::Executor;
 use crate::executor::guardrails::AssetInventory;
 use crate::model::Alert;
-use crate::tenant::{Grants, TenantId};
+use crate::tenant::{Grants, TenantId, TenantQuota};
 use auth::{Need, Principal, Role, Tokens};
 use error::ApiError;
 
@@ -44,6 +44,7 @@ pub struct AppState {
     secret_box: Arc<crate::secrets::SecretBox>,
     events: hunts::Events,
     hunts: sled::Tree,
+    disabled_playbooks: sled::Tree,
     ingest_buckets:
         Arc<std::sync::Mutex<std::collections::HashMap<TenantId, (f64, std::time::Instant)>>>,
     ready: Arc<std::sync::atomic::AtomicBool>,
@@ -67,6 +68,9 @@ struct TenantRecord {
     /// Alerts per second this tenant may send (burst: twice that).
     #[serde(default = "default_ingest_rate")]
     ingest_per_second: u32,
+    /// Concurrent runs, fuel per minute, memory per call.
+    #[serde(default)]
+    quotas: TenantQuota,
 }
 
 fn default_ingest_rate() -> u32 {
@@ -97,6 +101,7 @@ impl AppState {
             secrets: db.open_tree("api-secrets").map_err(sled_err)?,
             events: hunts::Events::open(&db).map_err(sled_err)?,
             hunts: db.open_tree("api-hunts").map_err(sled_err)?,
+            disabled_playbooks: db.open_tree("api-playbooks-disabled").map_err(sled_err)?,
             ingest_buckets: Arc::default(),
             secret_box: Arc::new(secret_box),
             executor,
@@ -126,6 +131,16 @@ impl AppState {
                 .set_grants(&record.id, self.effective_grants(&record)?);
             self.executor
                 .set_inventory(&record.id, record.inventory.clone());
+            self.executor.set_quota(&record.id, record.quotas);
+        }
+        for entry in self.disabled_playbooks.iter() {
+            let (k, _) = entry.map_err(sled_err)?;
+            let text = String::from_utf8_lossy(&k).into_owned();
+            if let Some((tenant, name)) = text.split_once('\u{0}')
+                && let Ok(tenant) = TenantId::new(tenant)
+            {
+                self.executor.set_playbook_enabled(&tenant, name, false);
+            }
         }
         for entry in self.packages.iter() {
             let (_, bytes) = entry.map_err(sled_err)?;
@@ -246,6 +261,7 @@ impl AppState {
             .set_grants(&record.id, self.effective_grants(record)?);
         self.executor
             .set_inventory(&record.id, record.inventory.clone());
+        self.executor.set_quota(&record.id, record.quotas);
         Ok(())
     }
 
@@ -311,6 +327,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/tenants", post(create_tenant).get(list_tenants))
         .route("/v1/tenants/{tenant}/grants", put(put_grants))
+        .route(
+            "/v1/tenants/{tenant}/quotas",
+            put(put_quotas).get(get_quotas),
+        )
         .route("/v1/tenants/{tenant}/inventory", put(put_inventory))
         .route("/v1/tenants/{tenant}/tokens", post(create_token))
         .route(
@@ -325,12 +345,24 @@ pub fn router(state: AppState) -> Router {
             "/v1/tenants/{tenant}/plugins/{plugin}/secrets/{name}",
             put(put_secret),
         )
+        .route(
+            "/v1/tenants/{tenant}/plugins/{plugin}",
+            get(inspect_plugin).delete(delete_plugin),
+        )
         .route("/v1/tenants/{tenant}/secrets", get(list_secrets))
         .route(
             "/v1/tenants/{tenant}/playbooks/{name}",
             put(put_playbook).get(get_playbook),
         )
         .route("/v1/tenants/{tenant}/playbooks", get(list_playbooks))
+        .route(
+            "/v1/tenants/{tenant}/playbooks/{name}/enable",
+            post(enable_playbook),
+        )
+        .route(
+            "/v1/tenants/{tenant}/playbooks/{name}/disable",
+            post(disable_playbook),
+        )
         .route("/v1/tenants/{tenant}/alerts", post(ingest))
         .route("/v1/tenants/{tenant}/runs", get(list_runs))
         .route("/v1/tenants/{tenant}/runs/{id}", get(get_run))
@@ -338,6 +370,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tenants/{tenant}/approvals", get(list_approvals))
         .route("/v1/tenants/{tenant}/approvals/{id}/approve", post(approve))
         .route("/v1/tenants/{tenant}/approvals/{id}/deny", post(deny))
+        .route("/v1/tenants/{tenant}/audit", get(query_audit))
+        .route("/v1/tenants/{tenant}/audit/head", get(audit_head))
         .route("/v1/tenants/{tenant}/audit/verify", get(verify_audit))
         .route("/v1/tenants/{tenant}/audit/export", get(export_audit))
         .route("/v1/tenants/{tenant}/measurements", get(measurements))
@@ -372,6 +406,34 @@ where
                 rejection.body_text()
             ))),
         }
+    }
+}
+
+/// Query parameters, with our error shape when they do not decode.
+struct QueryParams<T>(T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for QueryParams<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        let deserializer =
+            serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(deserializer)
+            .map(QueryParams)
+            .map_err(|err| ApiError {
+                status: StatusCode::BAD_REQUEST,
+                error: "invalid_query".to_owned(),
+                detail: err.inner().to_string(),
+                location: Some(json!({"query": err.path().to_string()})),
+            })
     }
 }
 
@@ -538,11 +600,40 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Re
         }
     }
     let mut calls: BTreeMap<(String, String, &str), crate::sandbox::CallCounter> = BTreeMap::new();
+    let mut latency: BTreeMap<(String, String), crate::sandbox::CallCounter> = BTreeMap::new();
     for (tenant, plugin, outcome, counter) in state.executor.runtime().call_counters() {
-        let entry = calls.entry((label(&tenant), plugin, outcome)).or_default();
-        entry.calls += counter.calls;
-        entry.duration_us += counter.duration_us;
-        entry.fuel += counter.fuel;
+        latency
+            .entry((label(&tenant), plugin.clone()))
+            .or_default()
+            .merge(&counter);
+        calls
+            .entry((label(&tenant), plugin, outcome))
+            .or_default()
+            .merge(&counter);
+    }
+    let _ = writeln!(
+        text,
+        "# HELP rampart_plugin_call_duration_seconds Plugin call latency, every outcome.\n# TYPE rampart_plugin_call_duration_seconds histogram"
+    );
+    for ((tenant, plugin), counter) in &latency {
+        for (count, bound) in counter
+            .buckets
+            .iter()
+            .zip(crate::sandbox::CallCounter::BUCKETS_US)
+        {
+            let _ = writeln!(
+                text,
+                "rampart_plugin_call_duration_seconds_bucket{{tenant=\"{tenant}\",plugin=\"{plugin}\",le=\"{}\"}} {count}",
+                bound as f64 / 1e6
+            );
+        }
+        let _ = writeln!(
+            text,
+            "rampart_plugin_call_duration_seconds_bucket{{tenant=\"{tenant}\",plugin=\"{plugin}\",le=\"+Inf\"}} {}\nrampart_plugin_call_duration_seconds_sum{{tenant=\"{tenant}\",plugin=\"{plugin}\"}} {}\nrampart_plugin_call_duration_seconds_count{{tenant=\"{tenant}\",plugin=\"{plugin}\"}} {}",
+            counter.calls,
+            counter.duration_us as f64 / 1e6,
+            counter.calls
+        );
     }
     let _ = writeln!(
         text,
@@ -599,6 +690,8 @@ struct NewTenant {
     grants: Option<Grants>,
     #[serde(default)]
     ingest_per_second: Option<u32>,
+    #[serde(default)]
+    quotas: Option<TenantQuota>,
 }
 
 async fn create_tenant(
@@ -623,6 +716,7 @@ async fn create_tenant(
         id: id.clone(),
         grants: body.grants.unwrap_or_default(),
         inventory: AssetInventory::default(),
+        quotas: body.quotas.unwrap_or_default(),
         ingest_per_second: body
             .ingest_per_second
             .unwrap_or_else(default_ingest_rate)
@@ -967,7 +1061,7 @@ async fn list_plugins(
         let name = String::from_utf8_lossy(&name[prefix.len()..]).into_owned();
         if let Some(plugin) = state.executor.plugin(&tenant, &name) {
             let manifest = plugin.manifest();
-            list.push(json!({"name": manifest.name, "version": manifest.version, "kind": manifest.kind, "sha256": manifest.sha256, "capabilities": manifest.capabilities, "limits": plugin.limits()}));
+            list.push(json!({"name": manifest.name, "version": manifest.version, "kind": manifest.kind, "sha256": manifest.sha256, "capabilities": manifest.capabilities, "limits": plugin.limits(), "artifact": plugin.artifact_source()}));
         }
     }
     Ok(Json(json!({"plugins": list})))
@@ -997,7 +1091,7 @@ async fn list_playbooks(
         .executor
         .playbooks(&tenant)
         .iter()
-        .map(|p| json!({"name": p.name, "version": p.version, "mode": p.mode, "sha256": p.sha256}))
+        .map(|p| json!({"name": p.name, "version": p.version, "mode": p.mode, "sha256": p.sha256, "enabled": state.executor.playbook_enabled(&tenant, &p.name)}))
         .collect();
     Ok(Json(json!({"playbooks": list})))
 }
@@ -1055,10 +1149,34 @@ async fn list_runs(
     State(state): State<AppState>,
     headers: HeaderMap,
     Params(tenant): Params<String>,
+    QueryParams(filter): QueryParams<RunFilter>,
 ) -> Result<Json<Value>, ApiError> {
     let (_, tenant) = state.allow(&headers, &tenant, Need::Read)?;
-    let runs: Vec<Value> = state.executor.runs(&tenant)?.iter().map(|r| json!({"id": r.id, "playbook": r.playbook, "status": r.status, "alert": r.alert.id, "created": r.created})).collect();
-    Ok(Json(json!({"runs": runs})))
+    let limit = filter.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+    let mut runs: Vec<_> = state
+        .executor
+        .runs(&tenant)?
+        .into_iter()
+        .filter(|r| {
+            filter.status.is_none_or(|s| s == r.status)
+                && filter.playbook.as_deref().is_none_or(|p| p == r.playbook)
+                && filter
+                    .alert
+                    .as_deref()
+                    .is_none_or(|a| a == r.alert.id || r.folded.iter().any(|f| f == a))
+                && filter.since.is_none_or(|t| r.created >= t)
+                && filter.until.is_none_or(|t| r.created < t)
+        })
+        .collect();
+    // Newest first.
+    runs.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| b.id.cmp(&a.id)));
+    let total = runs.len();
+    let runs: Vec<Value> = runs
+        .iter()
+        .take(limit)
+        .map(|r| json!({"id": r.id, "playbook": r.playbook, "status": r.status, "alert": r.alert.id, "created": r.created, "finished": r.finished, "verdict_at": r.verdict_at, "contained_at": r.contained_at}))
+        .collect();
+    Ok(Json(json!({"runs": runs, "total": total})))
 }
 
 async fn get_run(
@@ -1480,4 +1598,334 @@ pub async fn serve(
     }
     let _ = executor.audit().flush();
     result
+}
+
+async fn get_quotas(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Params(tenant): Params<String>,
+) -> Result<Json<Value>, ApiError> {
+    let (_, tenant) = state.allow(&headers, &tenant, Need::Read)?;
+    let record = state.tenant(&tenant)?;
+    Ok(Json(
+        json!({"quotas": record.quotas, "ingest_per_second": record.ingest_per_second}),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QuotaUpdate {
+    #[serde(flatten)]
+    quotas: TenantQuota,
+    #[serde(default)]
+    ingest_per_second: Option<u32>,
+}
+
+/// Quotas are the operator's: a tenant may not raise its own.
+async fn put_quotas(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Params(tenant): Params<String>,
+    Body(update): Body<QuotaUpdate>,
+) -> Result<Json<Value>, ApiError> {
+    let principal = state.principal(&headers)?;
+    let tenant_id = TenantId::new(tenant.as_str())
+        .map_err(|_| ApiError::not_found(format!("no tenant {tenant}")))?;
+    principal.check(Some(&tenant_id), Need::Admin)?;
+    let quotas = update.quotas;
+    let zero = [
+        ("max_concurrent_runs", quotas.max_concurrent_runs == Some(0)),
+        ("fuel_per_minute", quotas.fuel_per_minute == Some(0)),
+        (
+            "memory_per_call_bytes",
+            quotas.memory_per_call_bytes.is_some_and(|m| m < 64 << 10),
+        ),
+        ("ingest_per_second", update.ingest_per_second == Some(0)),
+    ];
+    if let Some((field, _)) = zero.iter().find(|(_, bad)| *bad) {
+        return Err(ApiError {
+            status: StatusCode::BAD_REQUEST,
+            error: "invalid_quota".to_owned(),
+            detail: format!(
+                "{field} is too small (runs and fuel at least 1, memory at least 64 KiB); omit a quota for no limit"
+            ),
+            location: Some(json!({"field": field})),
+        });
+    }
+    let mut record = state.tenant(&tenant_id)?;
+    record.quotas = quotas;
+    if let Some(rate) = update.ingest_per_second {
+        record.ingest_per_second = rate;
+    }
+    state.put_tenant(&record)?;
+    state
+        .executor
+        .audit()
+        .append(
+            &tenant_id,
+            crate::audit::AuditKind::ConfigChanged,
+            None,
+            None,
+            Some(&principal.token.principal),
+            json!({"quotas": record.quotas, "ingest_per_second": record.ingest_per_second}),
+        )
+        .map_err(ApiError::internal)?;
+    Ok(Json(
+        json!({"quotas": record.quotas, "ingest_per_second": record.ingest_per_second}),
+    ))
+}
+
+async fn inspect_plugin(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Params((tenant, name)): Params<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let (_, tenant) = state.allow(&headers, &tenant, Need::Read)?;
+    let plugin = state
+        .executor
+        .plugin(&tenant, &name)
+        .ok_or_else(|| ApiError::not_found(format!("no plugin {name}")))?;
+    let manifest = plugin.manifest();
+    let package = state
+        .packages
+        .get(key(&[tenant.as_str(), &name]))
+        .map_err(sled_err)?;
+    let inspection = match package {
+        Some(bytes) => {
+            let package: Value = serde_json::from_slice(&bytes).map_err(ApiError::internal)?;
+            let wasm = base64::engine::general_purpose::STANDARD
+                .decode(package["wasm"].as_str().unwrap_or_default())
+                .map_err(ApiError::internal)?;
+            crate::sandbox::inspect(state.executor.runtime().engine(), &wasm)
+                .map(|found| json!(found))
+                .unwrap_or(Value::Null)
+        }
+        None => Value::Null,
+    };
+    let used_by: Vec<String> = state
+        .executor
+        .playbooks(&tenant)
+        .iter()
+        .filter(|p| p.steps.iter().any(|s| s.plugin == name))
+        .map(|p| p.name.clone())
+        .collect();
+    Ok(Json(json!({
+        "name": manifest.name,
+        "version": manifest.version,
+        "kind": manifest.kind,
+        "sha256": manifest.sha256,
+        "capabilities": manifest.capabilities,
+        "limits": plugin.limits(),
+        "artifact": plugin.artifact_source(),
+        "component": inspection,
+        "used_by": used_by,
+    })))
+}
+
+async fn delete_plugin(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Params((tenant, name)): Params<(String, String)>,
+) -> Result<Response, ApiError> {
+    let (principal, tenant) = state.allow(&headers, &tenant, Need::Configure)?;
+    let plugin_key = key(&[tenant.as_str(), &name]);
+    if !state.packages.contains_key(&plugin_key).map_err(sled_err)? {
+        return Err(ApiError::not_found(format!("no plugin {name}")));
+    }
+    // A playbook or hunt that names it would fail at its next run: refuse.
+    let mut used_by: Vec<String> = state
+        .executor
+        .playbooks(&tenant)
+        .iter()
+        .filter(|p| p.steps.iter().any(|s| s.plugin == name))
+        .map(|p| format!("playbook {}", p.name))
+        .collect();
+    let mut prefix = tenant.as_str().as_bytes().to_vec();
+    prefix.push(0);
+    for hunt in state.hunts.scan_prefix(&prefix).values() {
+        let hunt: Value = serde_json::from_slice(&hunt.map_err(sled_err)?).unwrap_or(Value::Null);
+        if hunt["record"]["plugin"] == json!(name) {
+            used_by.push(format!(
+                "hunt {}",
+                hunt["record"]["name"].as_str().unwrap_or_default()
+            ));
+        }
+    }
+    if !used_by.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "in_use",
+            format!(
+                "plugin {name} is used by {}; change those first",
+                used_by.join(", ")
+            ),
+        ));
+    }
+    state.packages.remove(&plugin_key).map_err(sled_err)?;
+    state.packages.flush().map_err(sled_err)?;
+    state.executor.unregister(&tenant, &name)?;
+    state
+        .executor
+        .audit()
+        .append(
+            &tenant,
+            crate::audit::AuditKind::ConfigChanged,
+            None,
+            None,
+            Some(&principal.token.principal),
+            json!({"plugin_deleted": name}),
+        )
+        .map_err(ApiError::internal)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn set_playbook_enabled(
+    state: &AppState,
+    headers: &HeaderMap,
+    tenant: &str,
+    name: &str,
+    enabled: bool,
+) -> Result<Json<Value>, ApiError> {
+    let (principal, tenant) = state.allow(headers, tenant, Need::Configure)?;
+    let playbook_key = key(&[tenant.as_str(), name]);
+    if !state
+        .playbooks
+        .contains_key(&playbook_key)
+        .map_err(sled_err)?
+    {
+        return Err(ApiError::not_found(format!("no playbook {name}")));
+    }
+    if enabled {
+        state
+            .disabled_playbooks
+            .remove(&playbook_key)
+            .map_err(sled_err)?;
+    } else {
+        state
+            .disabled_playbooks
+            .insert(&playbook_key, &[])
+            .map_err(sled_err)?;
+    }
+    state.disabled_playbooks.flush().map_err(sled_err)?;
+    state.executor.set_playbook_enabled(&tenant, name, enabled);
+    state
+        .executor
+        .audit()
+        .append(
+            &tenant,
+            crate::audit::AuditKind::ConfigChanged,
+            None,
+            None,
+            Some(&principal.token.principal),
+            json!({"playbook": name, "enabled": enabled}),
+        )
+        .map_err(ApiError::internal)?;
+    Ok(Json(json!({"name": name, "enabled": enabled})))
+}
+
+async fn enable_playbook(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Params((tenant, name)): Params<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    set_playbook_enabled(&state, &headers, &tenant, &name, true).await
+}
+
+async fn disable_playbook(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Params((tenant, name)): Params<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    set_playbook_enabled(&state, &headers, &tenant, &name, false).await
+}
+
+/// Filters of `GET /runs`; times are Unix milliseconds.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunFilter {
+    status: Option<crate::executor::run::RunStatus>,
+    playbook: Option<String>,
+    alert: Option<String>,
+    since: Option<i64>,
+    until: Option<i64>,
+    limit: Option<usize>,
+}
+
+/// Filters of `GET /audit`; times are Unix milliseconds.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditFilter {
+    kind: Option<crate::audit::AuditKind>,
+    run: Option<String>,
+    since: Option<i64>,
+    until: Option<i64>,
+    after_seq: Option<u64>,
+    limit: Option<usize>,
+}
+
+const DEFAULT_PAGE: usize = 100;
+const MAX_PAGE: usize = 1_000;
+
+async fn query_audit(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Params(tenant): Params<String>,
+    QueryParams(filter): QueryParams<AuditFilter>,
+) -> Result<Json<Value>, ApiError> {
+    let (_, tenant) = state.allow(&headers, &tenant, Need::Read)?;
+    let limit = filter.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+    let mut records = Vec::new();
+    let mut more = false;
+    state
+        .executor
+        .audit()
+        .read(&tenant, |record, hash| {
+            let wanted = filter.kind.is_none_or(|k| k == record.kind)
+                && filter
+                    .run
+                    .as_deref()
+                    .is_none_or(|r| record.run_id.as_deref() == Some(r))
+                && filter.since.is_none_or(|t| record.time >= t)
+                && filter.until.is_none_or(|t| record.time < t)
+                && filter.after_seq.is_none_or(|s| record.seq > s);
+            if wanted {
+                if records.len() == limit {
+                    more = true;
+                    return false;
+                }
+                let mut value = json!(record);
+                value["hash"] = json!(hash);
+                records.push(value);
+            }
+            true
+        })
+        .map_err(ApiError::internal)?;
+    // `after_seq` of the last record fetches the next page.
+    let next = more
+        .then(|| records.last().and_then(|r| r["seq"].as_u64()))
+        .flatten();
+    Ok(Json(json!({"records": records, "next_after_seq": next})))
+}
+
+async fn audit_head(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Params(tenant): Params<String>,
+) -> Result<Json<Value>, ApiError> {
+    let (_, tenant) = state.allow(&headers, &tenant, Need::Read)?;
+    // Sign the head as it is now, so the answer covers every record.
+    let checkpoint = state
+        .executor
+        .audit()
+        .checkpoint(&tenant)
+        .map_err(ApiError::internal)?;
+    let checkpoint = match checkpoint {
+        Some(checkpoint) => Some(checkpoint),
+        None => state
+            .executor
+            .audit()
+            .latest_checkpoint(&tenant)
+            .map_err(ApiError::internal)?,
+    };
+    Ok(Json(json!({"head": checkpoint})))
 }

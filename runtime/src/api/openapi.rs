@@ -16,6 +16,8 @@ pub struct Route {
     pub roles: Option<&'static str>,
     /// Request body media type, if any.
     pub body: Option<&'static str>,
+    /// Query parameters: (name, JSON Schema type, what it does).
+    pub query: &'static [(&'static str, &'static str, &'static str)],
 }
 
 /// Every endpoint of the API.
@@ -26,6 +28,7 @@ pub const ROUTES: &[Route] = &[
         summary: "Liveness",
         roles: None,
         body: None,
+        query: &[],
     },
     Route {
         method: "get",
@@ -33,6 +36,7 @@ pub const ROUTES: &[Route] = &[
         summary: "Readiness (state restored)",
         roles: None,
         body: None,
+        query: &[],
     },
     Route {
         method: "get",
@@ -40,6 +44,7 @@ pub const ROUTES: &[Route] = &[
         summary: "Prometheus metrics (tenant names only with an admin token)",
         roles: None,
         body: None,
+        query: &[],
     },
     Route {
         method: "get",
@@ -47,6 +52,7 @@ pub const ROUTES: &[Route] = &[
         summary: "This document",
         roles: None,
         body: None,
+        query: &[],
     },
     Route {
         method: "post",
@@ -54,6 +60,7 @@ pub const ROUTES: &[Route] = &[
         summary: "Create a tenant {id, grants?}",
         roles: Some("admin"),
         body: Some("application/json"),
+        query: &[],
     },
     Route {
         method: "get",
@@ -61,6 +68,7 @@ pub const ROUTES: &[Route] = &[
         summary: "List tenants",
         roles: Some("admin"),
         body: None,
+        query: &[],
     },
     Route {
         method: "put",
@@ -68,6 +76,7 @@ pub const ROUTES: &[Route] = &[
         summary: "Replace grants (capabilities, HTTP allow-lists; private ranges: admin only; no secrets)",
         roles: Some("admin, tenant-admin"),
         body: Some("application/json"),
+        query: &[],
     },
     Route {
         method: "put",
@@ -75,6 +84,7 @@ pub const ROUTES: &[Route] = &[
         summary: "Replace the asset inventory",
         roles: Some("admin, tenant-admin"),
         body: Some("application/json"),
+        query: &[],
     },
     Route {
         method: "post",
@@ -82,6 +92,7 @@ pub const ROUTES: &[Route] = &[
         summary: "Create a token {principal, role, ttl_secs?}; shown once",
         roles: Some("admin, tenant-admin"),
         body: Some("application/json"),
+        query: &[],
     },
     Route {
         method: "post",
@@ -89,6 +100,7 @@ pub const ROUTES: &[Route] = &[
         summary: "Revoke a token",
         roles: Some("admin, tenant-admin"),
         body: None,
+        query: &[],
     },
     Route {
         method: "post",
@@ -96,6 +108,7 @@ pub const ROUTES: &[Route] = &[
         summary: "Upload a plugin {manifest, wasm_base64}; sha256 checked, compiled, pinned by digest",
         roles: Some("admin, tenant-admin"),
         body: Some("application/json"),
+        query: &[],
     },
     Route {
         method: "put",
@@ -103,6 +116,7 @@ pub const ROUTES: &[Route] = &[
         summary: "Set a plugin secret {value}; write-only, sealed at rest",
         roles: Some("admin, tenant-admin"),
         body: Some("application/json"),
+        query: &[],
     },
     Route {
         method: "get",
@@ -110,6 +124,7 @@ pub const ROUTES: &[Route] = &[
         summary: "Secret names (never values)",
         roles: Some("admin, tenant-admin"),
         body: None,
+        query: &[],
     },
     Route {
         method: "put",
@@ -117,6 +132,7 @@ pub const ROUTES: &[Route] = &[
         summary: "Create or replace a playbook (YAML); errors with line and column",
         roles: Some("admin, tenant-admin"),
         body: Some("application/yaml"),
+        query: &[],
     },
     Route {
         method: "get",
@@ -124,6 +140,7 @@ pub const ROUTES: &[Route] = &[
         summary: "List playbooks",
         roles: Some("admin, tenant-admin, analyst, viewer"),
         body: None,
+        query: &[],
     },
     Route {
         method: "post",
@@ -131,13 +148,30 @@ pub const ROUTES: &[Route] = &[
         summary: "Ingest an alert, an OCSF Detection Finding, or an array of them; idempotent on id (409 on a changed body)",
         roles: Some("admin, tenant-admin, ingest"),
         body: Some("application/json"),
+        query: &[],
     },
     Route {
         method: "get",
         path: "/v1/tenants/{tenant}/runs",
-        summary: "List runs",
+        summary: "List runs, newest first, with filters",
         roles: Some("admin, tenant-admin, analyst, viewer"),
         body: None,
+        query: &[
+            (
+                "status",
+                "string",
+                "running | waiting_approval | succeeded | failed",
+            ),
+            ("playbook", "string", "playbook name"),
+            (
+                "alert",
+                "string",
+                "alert id (also alerts folded into the run)",
+            ),
+            ("since", "integer", "created at or after, Unix ms"),
+            ("until", "integer", "created before, Unix ms"),
+            ("limit", "integer", "page size (default 100, at most 1000)"),
+        ],
     },
     Route {
         method: "get",
@@ -145,6 +179,7 @@ pub const ROUTES: &[Route] = &[
         summary: "A run with steps, outputs and guardrail decisions",
         roles: Some("admin, tenant-admin, analyst, viewer"),
         body: None,
+        query: &[],
     },
     Route {
         method: "post",
@@ -152,6 +187,7 @@ pub const ROUTES: &[Route] = &[
         summary: "Label a run {label: true_positive|false_positive|benign, comment}",
         roles: Some("admin, tenant-admin, analyst"),
         body: Some("application/json"),
+        query: &[],
     },
     Route {
         method: "get",
@@ -159,6 +195,7 @@ pub const ROUTES: &[Route] = &[
         summary: "Pending approvals",
         roles: Some("admin, tenant-admin, analyst, viewer"),
         body: None,
+        query: &[],
     },
     Route {
         method: "post",
@@ -166,6 +203,7 @@ pub const ROUTES: &[Route] = &[
         summary: "Approve {reason}; the approver is the token's principal",
         roles: Some("admin, tenant-admin, analyst"),
         body: Some("application/json"),
+        query: &[],
     },
     Route {
         method: "post",
@@ -173,6 +211,7 @@ pub const ROUTES: &[Route] = &[
         summary: "Deny {reason}",
         roles: Some("admin, tenant-admin, analyst"),
         body: Some("application/json"),
+        query: &[],
     },
     Route {
         method: "get",
@@ -180,6 +219,7 @@ pub const ROUTES: &[Route] = &[
         summary: "Sign the head, verify the chain, return the report and the signed head",
         roles: Some("admin, tenant-admin, analyst, viewer"),
         body: None,
+        query: &[],
     },
     Route {
         method: "get",
@@ -187,6 +227,7 @@ pub const ROUTES: &[Route] = &[
         summary: "The audit chain as JSON lines",
         roles: Some("admin, tenant-admin"),
         body: None,
+        query: &[],
     },
     Route {
         method: "get",
@@ -194,6 +235,7 @@ pub const ROUTES: &[Route] = &[
         summary: "MTTD/MTTC, approval wait, automation, dedup and false-positive shares per playbook (?baseline_until=ms)",
         roles: Some("admin, tenant-admin, analyst, viewer"),
         body: None,
+        query: &[],
     },
     Route {
         method: "post",
@@ -201,6 +243,7 @@ pub const ROUTES: &[Route] = &[
         summary: "Ingest telemetry events (JSON array or lines); kept for 7 days",
         roles: Some("admin, tenant-admin, ingest"),
         body: Some("application/json"),
+        query: &[],
     },
     Route {
         method: "get",
@@ -208,6 +251,7 @@ pub const ROUTES: &[Route] = &[
         summary: "Registered hunts with watermark and last run",
         roles: Some("admin, tenant-admin, analyst, viewer"),
         body: None,
+        query: &[],
     },
     Route {
         method: "put",
@@ -215,6 +259,7 @@ pub const ROUTES: &[Route] = &[
         summary: "Register a hunt {plugin, schedule (crontab), params}",
         roles: Some("admin, tenant-admin"),
         body: Some("application/json"),
+        query: &[],
     },
     Route {
         method: "post",
@@ -222,6 +267,82 @@ pub const ROUTES: &[Route] = &[
         summary: "Run a hunt now over the events since its watermark",
         roles: Some("admin, tenant-admin"),
         body: None,
+        query: &[],
+    },
+    Route {
+        method: "get",
+        path: "/v1/tenants/{tenant}/quotas",
+        summary: "The tenant's quotas and ingest rate",
+        roles: Some("admin, tenant-admin, analyst, viewer"),
+        body: None,
+        query: &[],
+    },
+    Route {
+        method: "put",
+        path: "/v1/tenants/{tenant}/quotas",
+        summary: "Set quotas {max_concurrent_runs?, fuel_per_minute?, memory_per_call_bytes?, ingest_per_second?}",
+        roles: Some("admin"),
+        body: Some("application/json"),
+        query: &[],
+    },
+    Route {
+        method: "get",
+        path: "/v1/tenants/{tenant}/plugins/{plugin}",
+        summary: "Inspect a plugin: manifest, limits, artifact source, component imports/exports, playbooks using it",
+        roles: Some("admin, tenant-admin, analyst, viewer"),
+        body: None,
+        query: &[],
+    },
+    Route {
+        method: "delete",
+        path: "/v1/tenants/{tenant}/plugins/{plugin}",
+        summary: "Delete a plugin (409 while a playbook or hunt uses it)",
+        roles: Some("admin, tenant-admin"),
+        body: None,
+        query: &[],
+    },
+    Route {
+        method: "post",
+        path: "/v1/tenants/{tenant}/playbooks/{name}/enable",
+        summary: "Let the playbook start runs again",
+        roles: Some("admin, tenant-admin"),
+        body: None,
+        query: &[],
+    },
+    Route {
+        method: "post",
+        path: "/v1/tenants/{tenant}/playbooks/{name}/disable",
+        summary: "Stop the playbook starting runs (runs in progress go on)",
+        roles: Some("admin, tenant-admin"),
+        body: None,
+        query: &[],
+    },
+    Route {
+        method: "get",
+        path: "/v1/tenants/{tenant}/audit",
+        summary: "Audit records by kind, run and time, oldest first, paged by after_seq",
+        roles: Some("admin, tenant-admin, analyst, viewer"),
+        body: None,
+        query: &[
+            ("kind", "string", "record kind, e.g. action_executed"),
+            ("run", "string", "run id"),
+            ("since", "integer", "Unix ms, inclusive"),
+            ("until", "integer", "Unix ms, exclusive"),
+            (
+                "after_seq",
+                "integer",
+                "only records after this sequence number",
+            ),
+            ("limit", "integer", "page size (default 100, at most 1000)"),
+        ],
+    },
+    Route {
+        method: "get",
+        path: "/v1/tenants/{tenant}/audit/head",
+        summary: "The chain head, signed now (HMAC checkpoint)",
+        roles: Some("admin, tenant-admin, analyst, viewer"),
+        body: None,
+        query: &[],
     },
 ];
 
@@ -234,6 +355,9 @@ pub fn document() -> Value {
             .split('/')
             .filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'))
             .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+            .chain(route.query.iter().map(|(name, kind, what)| {
+                json!({"name": name, "in": "query", "required": false, "description": what, "schema": {"type": kind}})
+            }))
             .collect();
         let mut operation = json!({
             "summary": route.summary,

@@ -149,6 +149,9 @@ struct Inner {
     playbooks: RwLock<HashMap<(TenantId, String), Arc<Playbook>>>,
     inventory: RwLock<HashMap<TenantId, Arc<AssetInventory>>>,
     grants: RwLock<HashMap<TenantId, Grants>>,
+    /// Tenants with a cap on concurrent runs: one permit per run slot.
+    run_slots: RwLock<HashMap<TenantId, Arc<tokio::sync::Semaphore>>>,
+    disabled: RwLock<std::collections::HashSet<(TenantId, String)>>,
 }
 
 /// Runs playbooks for many tenants over one store and audit log.
@@ -221,6 +224,8 @@ impl Executor {
             playbooks: RwLock::new(HashMap::new()),
             inventory: RwLock::new(HashMap::new()),
             grants: RwLock::new(HashMap::new()),
+            run_slots: RwLock::new(HashMap::new()),
+            disabled: RwLock::new(std::collections::HashSet::new()),
         };
         Ok(Executor {
             inner: Arc::new(inner),
@@ -250,6 +255,41 @@ impl Executor {
     /// Sets a tenant's grants (used by later plugin loads).
     pub fn set_grants(&self, tenant: &TenantId, grants: Grants) {
         write_lock(&self.inner.grants).insert(tenant.clone(), grants);
+    }
+
+    /// Sets a tenant's quota: concurrent runs here, fuel per minute and
+    /// memory per call in the runtime. Runs already holding a slot keep it.
+    pub fn set_quota(&self, tenant: &TenantId, quota: crate::tenant::TenantQuota) {
+        let mut slots = write_lock(&self.inner.run_slots);
+        match quota.max_concurrent_runs {
+            Some(max) => {
+                let permits = usize::try_from(max.max(1)).unwrap_or(usize::MAX);
+                slots.insert(
+                    tenant.clone(),
+                    Arc::new(tokio::sync::Semaphore::new(permits)),
+                );
+            }
+            None => {
+                slots.remove(tenant);
+            }
+        }
+        self.inner.runtime.set_quota(tenant, quota);
+    }
+
+    /// Enables or disables a playbook: a disabled one starts no runs (runs
+    /// already started go on).
+    pub fn set_playbook_enabled(&self, tenant: &TenantId, name: &str, enabled: bool) {
+        let mut disabled = write_lock(&self.inner.disabled);
+        if enabled {
+            disabled.remove(&(tenant.clone(), name.to_owned()));
+        } else {
+            disabled.insert((tenant.clone(), name.to_owned()));
+        }
+    }
+
+    /// Whether a playbook may start runs.
+    pub fn playbook_enabled(&self, tenant: &TenantId, name: &str) -> bool {
+        !read_lock(&self.inner.disabled).contains(&(tenant.clone(), name.to_owned()))
     }
 
     /// A tenant's asset inventory (shared, not copied per action).
@@ -307,6 +347,24 @@ impl Executor {
             json!({"plugin": name, "sha256": digest}),
         )?;
         Ok(())
+    }
+
+    /// Removes the tenant's current plugin called `name`; runs pinned to
+    /// its digest keep their copy while the process lives. Returns whether
+    /// there was one.
+    pub fn unregister(&self, tenant: &TenantId, name: &str) -> Result<bool, ExecutorError> {
+        let removed = write_lock(&self.inner.current).remove(&(tenant.clone(), name.to_owned()));
+        if let Some(digest) = &removed {
+            self.inner.audit.append(
+                tenant,
+                AuditKind::ConfigChanged,
+                None,
+                None,
+                None,
+                json!({"plugin_removed": name, "sha256": digest}),
+            )?;
+        }
+        Ok(removed.is_some())
     }
 
     fn catalog(&self, tenant: &TenantId) -> BTreeMap<String, PluginKind> {
@@ -535,6 +593,9 @@ impl Executor {
         playbooks.sort_by(|a, b| a.name.cmp(&b.name));
         let now = now_ms();
         for playbook in playbooks {
+            if !self.playbook_enabled(tenant, &playbook.name) {
+                continue;
+            }
             let variables = Variables::new(alert, &json!({}));
             match playbook.trigger.eval_bool(&variables) {
                 Ok(true) => {}
@@ -726,6 +787,17 @@ impl Executor {
     }
 
     async fn drive(&self, run: &mut Run, playbook: &Playbook) -> Result<(), ExecutorError> {
+        // The tenant's cap on concurrent runs: wait for a slot.
+        let slots = read_lock(&self.inner.run_slots).get(&run.tenant).cloned();
+        let _slot = match slots {
+            Some(slots) => Some(
+                slots
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| ExecutorError::Store("run slots closed".to_owned()))?,
+            ),
+            None => None,
+        };
         loop {
             // Steps interrupted by a crash run again (responders reconcile).
             let mut ready = Vec::new();
@@ -1864,7 +1936,10 @@ fn retry_delay(err: &PluginError, backoff: Duration, attempt: u32) -> Duration {
     if let PluginError::Guest(GuestError {
         retry_after_ms: Some(ms),
         ..
-    }) = err
+    })
+    | PluginError::QuotaExceeded {
+        retry_after_ms: ms, ..
+    } = err
     {
         return Duration::from_millis((*ms).min(60_000));
     }

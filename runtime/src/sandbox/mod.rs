@@ -19,6 +19,7 @@
 pub mod cache;
 pub mod inspect;
 mod limits;
+mod quota;
 pub(crate) mod state;
 
 use std::collections::HashMap;
@@ -48,6 +49,9 @@ pub use cache::ArtifactSource;
 use limits::CallLimiter;
 pub use limits::CallStats;
 use state::{HostState, PluginIdentity};
+
+/// How long a load waits for the compile pool before it gives up.
+const COMPILE_QUEUE_WAIT: Duration = Duration::from_secs(60);
 
 /// Runtime configuration.
 #[derive(Debug, Clone, Default)]
@@ -200,6 +204,14 @@ pub enum PluginError {
     /// No sandbox slot was free, or the host failed; try again.
     #[error("sandbox unavailable: {0}")]
     Unavailable(String),
+    /// The tenant's quota (fuel per minute) is spent; try again later.
+    #[error("quota exceeded: {detail}; retry in {retry_after_ms} ms")]
+    QuotaExceeded {
+        /// Which quota.
+        detail: String,
+        /// When the quota refills.
+        retry_after_ms: u64,
+    },
 }
 
 /// A call's result with what it cost.
@@ -234,10 +246,47 @@ pub struct CallCounter {
     pub duration_us: u64,
     /// Summed fuel.
     pub fuel: u64,
+    /// Calls that took at most each of [`CallCounter::BUCKETS_US`]
+    /// (cumulative, as Prometheus histograms count).
+    pub buckets: [u64; 12],
+}
+
+impl CallCounter {
+    /// Upper bounds of the latency histogram, microseconds.
+    pub const BUCKETS_US: [u64; 12] = [
+        25, 50, 100, 250, 500, 1_000, 5_000, 25_000, 100_000, 500_000, 1_000_000, 5_000_000,
+    ];
+
+    fn record(&mut self, stats: &CallStats) {
+        let micros = u64::try_from(stats.duration.as_micros()).unwrap_or(u64::MAX);
+        self.calls += 1;
+        self.duration_us = self.duration_us.saturating_add(micros);
+        self.fuel = self.fuel.saturating_add(stats.fuel);
+        for (bucket, bound) in self.buckets.iter_mut().zip(Self::BUCKETS_US) {
+            if micros <= bound {
+                *bucket += 1;
+            }
+        }
+    }
+
+    /// Adds another counter's totals to this one.
+    pub fn merge(&mut self, other: &CallCounter) {
+        self.calls += other.calls;
+        self.duration_us = self.duration_us.saturating_add(other.duration_us);
+        self.fuel = self.fuel.saturating_add(other.fuel);
+        for (mine, theirs) in self.buckets.iter_mut().zip(other.buckets) {
+            *mine += theirs;
+        }
+    }
 }
 
 struct RuntimeInner {
     calls: Mutex<HashMap<(TenantId, String, &'static str), CallCounter>>,
+    quotas: quota::Quotas,
+    /// Compiles one at a time: wasmtime already spreads one compile over
+    /// every core, so more at once only queues and would starve the calls
+    /// that process alerts.
+    compile_slots: tokio::sync::Semaphore,
     engine: Engine,
     linker: Linker<HostState>,
     store: Arc<dyn HostStore>,
@@ -290,6 +339,8 @@ impl Runtime {
         Ok(Runtime {
             inner: Arc::new(RuntimeInner {
                 calls: Mutex::new(HashMap::new()),
+                quotas: quota::Quotas::default(),
+                compile_slots: tokio::sync::Semaphore::new(1),
                 engine,
                 linker,
                 store,
@@ -318,6 +369,12 @@ impl Runtime {
             .iter()
             .map(|((t, p, o), c)| (t.clone(), p.clone(), *o, c.clone()))
             .collect()
+    }
+
+    /// Sets a tenant's quota on fuel per minute and memory per call (the
+    /// default quota clears it). Applies to calls that start afterwards.
+    pub fn set_quota(&self, tenant: &TenantId, quota: crate::tenant::TenantQuota) {
+        self.inner.quotas.set(tenant, quota);
     }
 
     /// The host store.
@@ -475,7 +532,17 @@ impl Runtime {
         {
             return Ok((component.clone(), ArtifactSource::Memory));
         }
-        // Compiling is CPU-bound (tens of ms): keep it off the async workers.
+        // Compiling is CPU-bound (tens of ms to seconds): keep it off the
+        // async workers, one compile at a time, and give up on a long queue.
+        let _slot = tokio::time::timeout(COMPILE_QUEUE_WAIT, self.inner.compile_slots.acquire())
+            .await
+            .map_err(|_| {
+                LoadError::Compile(format!(
+                    "the compile pool is busy; retry in a moment (waited {} s)",
+                    COMPILE_QUEUE_WAIT.as_secs()
+                ))
+            })?
+            .map_err(|err| LoadError::Compile(err.to_string()))?;
         let inner = self.inner.clone();
         let key = digest.to_owned();
         let (component, source) = tokio::task::spawn_blocking(move || {
@@ -531,6 +598,8 @@ struct Sandbox {
     started: Instant,
     fuel_budget: u64,
     limits: Limits,
+    /// The fuel budget is what was left of the tenant's minute.
+    fuel_cut_by_quota: bool,
 }
 
 impl Plugin {
@@ -562,12 +631,14 @@ impl Plugin {
         }
     }
 
-    fn sandbox(&self, context: &CallContext) -> Sandbox {
+    fn sandbox(&self, context: &CallContext) -> Result<Sandbox, PluginError> {
         let runtime = &self.inner.runtime;
         let mut limits = self.inner.limits;
         if let Some(timeout) = context.timeout {
             limits.timeout = limits.timeout.min(timeout);
         }
+        let admission = self.admit(limits)?;
+        let limits = admission.limits;
         let grant = &self.inner.identity.grant;
         let stderr = MemoryOutputPipe::new(crate::caps::wasi::STDERR_CAPACITY);
         let started = Instant::now();
@@ -627,12 +698,46 @@ impl Plugin {
             }
             Ok(())
         });
-        Sandbox {
+        Ok(Sandbox {
             store,
             started,
             fuel_budget: limits.fuel,
             limits,
+            fuel_cut_by_quota: admission.fuel_cut_by_quota,
+        })
+    }
+
+    /// The tenant's quota applied to a call's limits (or its refusal).
+    fn admit(&self, limits: Limits) -> Result<quota::Admission, PluginError> {
+        let admitted = self
+            .inner
+            .runtime
+            .quotas
+            .admit(&self.inner.identity.tenant, limits);
+        if admitted.is_err() {
+            self.count("quota_exceeded", &CallStats::default());
         }
+        admitted
+    }
+
+    /// Counts a finished call and charges its fuel to the tenant's quota.
+    fn count(&self, outcome: &'static str, stats: &CallStats) {
+        let runtime = &self.inner.runtime;
+        runtime
+            .quotas
+            .charge(&self.inner.identity.tenant, stats.fuel);
+        let mut calls = runtime
+            .calls
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        calls
+            .entry((
+                self.inner.identity.tenant.clone(),
+                self.inner.manifest.name.clone(),
+                outcome,
+            ))
+            .or_default()
+            .record(stats);
     }
 
     /// Turns the outcome of a call into its value or a precise error.
@@ -682,25 +787,9 @@ impl Plugin {
             Err(PluginError::InvalidOutput { .. }) => "invalid_output",
             Err(PluginError::WrongKind { .. }) => "wrong_kind",
             Err(PluginError::Unavailable(_)) => "unavailable",
+            Err(PluginError::QuotaExceeded { .. }) => "quota_exceeded",
         };
-        {
-            let mut calls = self
-                .inner
-                .runtime
-                .calls
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let counter = calls
-                .entry((
-                    self.inner.identity.tenant.clone(),
-                    self.inner.manifest.name.clone(),
-                    outcome,
-                ))
-                .or_default();
-            counter.calls += 1;
-            counter.duration_us += u64::try_from(stats.duration.as_micros()).unwrap_or(u64::MAX);
-            counter.fuel += stats.fuel;
-        }
+        self.count(outcome, &stats);
         let span_result = match &result {
             Ok(_) => "ok".to_owned(),
             Err(err) => err.to_string(),
@@ -725,19 +814,28 @@ impl Plugin {
         deadline: impl Fn() -> PluginError,
     ) -> PluginError {
         let state = sandbox.store.data();
+        let out_of_fuel = || {
+            if sandbox.fuel_cut_by_quota {
+                PluginError::QuotaExceeded {
+                    detail: format!(
+                        "tenant {} ran out of its fuel quota for this minute",
+                        self.inner.identity.tenant
+                    ),
+                    retry_after_ms: 60_000,
+                }
+            } else {
+                PluginError::OutOfFuel {
+                    budget: sandbox.fuel_budget,
+                }
+            }
+        };
         if state.host_fuel_exhausted {
-            return PluginError::OutOfFuel {
-                budget: sandbox.fuel_budget,
-            };
+            return out_of_fuel();
         }
         if let Some(trap) = err.downcast_ref::<Trap>() {
             match trap {
                 Trap::Interrupt => return deadline(),
-                Trap::OutOfFuel => {
-                    return PluginError::OutOfFuel {
-                        budget: sandbox.fuel_budget,
-                    };
-                }
+                Trap::OutOfFuel => return out_of_fuel(),
                 _ => {}
             }
             if state.limiter.memory_refused {
@@ -805,7 +903,7 @@ impl Plugin {
             return Err(self.wrong_kind("enrich"));
         };
         let input = wit::Alert::from(alert);
-        let mut sandbox = self.sandbox(context);
+        let mut sandbox = self.sandbox(context)?;
         let timeout = sandbox.limits.timeout;
         let store = &mut sandbox.store;
         let outcome = tokio::time::timeout(timeout, async {
@@ -839,7 +937,7 @@ impl Plugin {
         };
         let input = wit::Alert::from(alert);
         let found: Vec<wit::Enrichment> = enrichments.iter().map(Into::into).collect();
-        let mut sandbox = self.sandbox(context);
+        let mut sandbox = self.sandbox(context)?;
         let timeout = sandbox.limits.timeout;
         let store = &mut sandbox.store;
         let outcome = tokio::time::timeout(timeout, async {
@@ -868,7 +966,7 @@ impl Plugin {
             return Err(self.wrong_kind("respond"));
         };
         let input = wit::ActionRequest::from(request);
-        let mut sandbox = self.sandbox(context);
+        let mut sandbox = self.sandbox(context)?;
         let timeout = sandbox.limits.timeout;
         let store = &mut sandbox.store;
         let outcome = tokio::time::timeout(timeout, async {
@@ -903,7 +1001,7 @@ impl Plugin {
             return Err(self.wrong_kind("open_hunt"));
         };
         let params = params.to_string();
-        let mut sandbox = self.sandbox(context);
+        let mut sandbox = self.sandbox(context)?;
         let timeout = sandbox.limits.timeout;
         let store = &mut sandbox.store;
         let outcome = tokio::time::timeout(timeout, async {
@@ -973,11 +1071,17 @@ impl HuntSession {
         self.stats
     }
 
-    fn rearm(&mut self) {
+    /// Gives the next push or close a fresh deadline and fuel budget
+    /// (within what is left of the tenant's fuel quota).
+    fn rearm(&mut self) -> Result<(), PluginError> {
+        let admission = self.plugin.admit(self.plugin.inner.limits)?;
         let limits = self.sandbox.limits;
         self.sandbox.started = Instant::now();
         self.sandbox.store.data_mut().deadline = self.sandbox.started + limits.timeout;
-        let _ = self.sandbox.store.set_fuel(limits.fuel);
+        self.sandbox.fuel_budget = admission.limits.fuel;
+        self.sandbox.fuel_cut_by_quota = admission.fuel_cut_by_quota;
+        let _ = self.sandbox.store.set_fuel(admission.limits.fuel);
+        Ok(())
     }
 
     /// Scans one batch. After any failure the session is dead.
@@ -987,7 +1091,7 @@ impl HuntSession {
                 "hunt session already ended".to_owned(),
             ));
         };
-        self.rearm();
+        self.rearm()?;
         let batch: Vec<wit::Event> = events.iter().map(Into::into).collect();
         let timeout = self.sandbox.limits.timeout;
         let store = &mut self.sandbox.store;
@@ -1016,7 +1120,7 @@ impl HuntSession {
                 "hunt session already ended".to_owned(),
             ));
         };
-        self.rearm();
+        self.rearm()?;
         let timeout = self.sandbox.limits.timeout;
         let store = &mut self.sandbox.store;
         let guest = self.instance.rampart_plugin_hunting().session();
