@@ -9,6 +9,7 @@ pub mod auth;
 pub mod error;
 pub mod hunts;
 pub mod openapi;
+pub mod webhooks;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -45,6 +46,8 @@ pub struct AppState {
     events: hunts::Events,
     hunts: sled::Tree,
     disabled_playbooks: sled::Tree,
+    webhook_secrets: sled::Tree,
+    webhook_deliveries: Arc<std::sync::Mutex<BTreeMap<(TenantId, &'static str), u64>>>,
     ingest_buckets:
         Arc<std::sync::Mutex<std::collections::HashMap<TenantId, (f64, std::time::Instant)>>>,
     ready: Arc<std::sync::atomic::AtomicBool>,
@@ -71,6 +74,9 @@ struct TenantRecord {
     /// Concurrent runs, fuel per minute, memory per call.
     #[serde(default)]
     quotas: TenantQuota,
+    /// Where approval requests are announced (its secret is sealed apart).
+    #[serde(default)]
+    approval_webhook: Option<webhooks::WebhookConfig>,
 }
 
 fn default_ingest_rate() -> u32 {
@@ -102,6 +108,8 @@ impl AppState {
             events: hunts::Events::open(&db).map_err(sled_err)?,
             hunts: db.open_tree("api-hunts").map_err(sled_err)?,
             disabled_playbooks: db.open_tree("api-playbooks-disabled").map_err(sled_err)?,
+            webhook_secrets: db.open_tree("api-webhook-secrets").map_err(sled_err)?,
+            webhook_deliveries: Arc::default(),
             ingest_buckets: Arc::default(),
             secret_box: Arc::new(secret_box),
             executor,
@@ -370,6 +378,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tenants/{tenant}/approvals", get(list_approvals))
         .route("/v1/tenants/{tenant}/approvals/{id}/approve", post(approve))
         .route("/v1/tenants/{tenant}/approvals/{id}/deny", post(deny))
+        .route(
+            "/v1/tenants/{tenant}/webhooks/approvals",
+            put(put_webhook).get(get_webhook).delete(delete_webhook),
+        )
         .route("/v1/tenants/{tenant}/audit", get(query_audit))
         .route("/v1/tenants/{tenant}/audit/head", get(audit_head))
         .route("/v1/tenants/{tenant}/audit/verify", get(verify_audit))
@@ -717,6 +729,7 @@ async fn create_tenant(
         grants: body.grants.unwrap_or_default(),
         inventory: AssetInventory::default(),
         quotas: body.quotas.unwrap_or_default(),
+        approval_webhook: None,
         ingest_per_second: body
             .ingest_per_second
             .unwrap_or_else(default_ingest_rate)
@@ -1572,6 +1585,19 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let executor = state.executor.clone();
+    // Approval webhooks: each request is delivered on its own task so a
+    // slow receiver delays nobody.
+    let notifier = {
+        let (sink, mut requests) = tokio::sync::mpsc::unbounded_channel();
+        executor.notify_approvals(sink);
+        let state = state.clone();
+        tokio::spawn(async move {
+            while let Some(approval) = requests.recv().await {
+                let state = state.clone();
+                tokio::spawn(async move { state.announce(approval).await });
+            }
+        })
+    };
     // The hunt scheduler: checks every second which hunts are due.
     let scheduler = {
         let state = state.clone();
@@ -1590,9 +1616,11 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown)
         .await;
     scheduler.abort();
-    // Wait until the task is gone: it holds the store, whose directory lock
-    // must be free when this returns (a restart reopens it).
+    notifier.abort();
+    // Wait until the tasks are gone: they hold the store, whose directory
+    // lock must be free when this returns (a restart reopens it).
     let _ = scheduler.await;
+    let _ = notifier.await;
     if let Err(err) = executor.audit().checkpoint_all() {
         tracing::error!("signing audit heads at shutdown: {err}");
     }
@@ -1928,4 +1956,183 @@ async fn audit_head(
             .map_err(ApiError::internal)?,
     };
     Ok(Json(json!({"head": checkpoint})))
+}
+
+const WEBHOOK_SECRET_NAME: &str = "approval-webhook";
+
+impl AppState {
+    /// Delivers one approval request to its tenant's webhook, if any.
+    async fn announce(&self, approval: crate::executor::approvals::Approval) {
+        let tenant = approval.tenant.clone();
+        let Ok(record) = self.tenant(&tenant) else {
+            return;
+        };
+        let Some(config) = record.approval_webhook else {
+            return;
+        };
+        let secret = match self.webhook_secrets.get(tenant.as_str()) {
+            Ok(Some(sealed)) => {
+                match self
+                    .secret_box
+                    .unseal(&tenant, "_webhook", WEBHOOK_SECRET_NAME, &sealed)
+                {
+                    Ok(secret) => secret,
+                    Err(err) => {
+                        tracing::error!(%tenant, "approval webhook secret: {err}");
+                        return;
+                    }
+                }
+            }
+            _ => return,
+        };
+        let outcome = match webhooks::deliver(&config, secret.expose().as_bytes(), &approval).await
+        {
+            Ok(status) if status < 300 => "delivered",
+            Ok(status) => {
+                tracing::warn!(%tenant, approval = %approval.id, status, "approval webhook refused the delivery");
+                "refused"
+            }
+            Err(err) => {
+                tracing::warn!(%tenant, approval = %approval.id, "approval webhook: {err}");
+                "failed"
+            }
+        };
+        *self
+            .webhook_deliveries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry((tenant, outcome))
+            .or_default() += 1;
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewWebhook {
+    url: String,
+    /// Signing secret (write-only): at least 16 bytes.
+    secret: String,
+}
+
+async fn put_webhook(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Params(tenant): Params<String>,
+    Body(body): Body<NewWebhook>,
+) -> Result<Json<Value>, ApiError> {
+    let (principal, tenant) = state.allow(&headers, &tenant, Need::Configure)?;
+    let located = |field: &str, detail: String| ApiError {
+        status: StatusCode::BAD_REQUEST,
+        error: "invalid_webhook".to_owned(),
+        detail,
+        location: Some(json!({"field": field})),
+    };
+    let (_, host, port, _) =
+        webhooks::parse_url(&body.url).map_err(|err| located("url", err.to_string()))?;
+    if body.secret.len() < 16 || body.secret.len() > 1_024 {
+        return Err(located(
+            "secret",
+            "the signing secret is 16 to 1024 bytes".to_owned(),
+        ));
+    }
+    // Like private ranges in grants: only an admin may point the server at
+    // an internal address (the webhook is a request the server makes).
+    let internal = match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => crate::caps::http::is_internal(ip),
+        Err(_) => tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .map(|mut found| found.any(|addr| crate::caps::http::is_internal(addr.ip())))
+            .unwrap_or(host == "localhost"),
+    };
+    let is_admin = principal.token.role == Role::Admin;
+    if internal && !is_admin {
+        return Err(ApiError::forbidden(format!(
+            "{host} is an internal address; only an admin may set such a webhook"
+        )));
+    }
+    let sealed = state
+        .secret_box
+        .seal(
+            &tenant,
+            "_webhook",
+            WEBHOOK_SECRET_NAME,
+            &crate::tenant::Secret::new(body.secret),
+        )
+        .map_err(ApiError::internal)?;
+    state
+        .webhook_secrets
+        .insert(tenant.as_str(), sealed)
+        .map_err(sled_err)?;
+    state.webhook_secrets.flush().map_err(sled_err)?;
+    let mut record = state.tenant(&tenant)?;
+    record.approval_webhook = Some(webhooks::WebhookConfig {
+        url: body.url.clone(),
+        allow_private: internal && is_admin,
+    });
+    state.put_tenant(&record)?;
+    state
+        .executor
+        .audit()
+        .append(
+            &tenant,
+            crate::audit::AuditKind::ConfigChanged,
+            None,
+            None,
+            Some(&principal.token.principal),
+            json!({"approval_webhook": body.url}),
+        )
+        .map_err(ApiError::internal)?;
+    Ok(Json(json!({"url": body.url})))
+}
+
+async fn get_webhook(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Params(tenant): Params<String>,
+) -> Result<Json<Value>, ApiError> {
+    let (_, tenant) = state.allow(&headers, &tenant, Need::Configure)?;
+    let record = state.tenant(&tenant)?;
+    let deliveries: BTreeMap<&str, u64> = state
+        .webhook_deliveries
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+        .filter(|((t, _), _)| *t == tenant)
+        .map(|((_, outcome), count)| (*outcome, *count))
+        .collect();
+    match record.approval_webhook {
+        Some(config) => Ok(Json(json!({"url": config.url, "deliveries": deliveries}))),
+        None => Err(ApiError::not_found("no approval webhook")),
+    }
+}
+
+async fn delete_webhook(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Params(tenant): Params<String>,
+) -> Result<Response, ApiError> {
+    let (principal, tenant) = state.allow(&headers, &tenant, Need::Configure)?;
+    let mut record = state.tenant(&tenant)?;
+    if record.approval_webhook.take().is_none() {
+        return Err(ApiError::not_found("no approval webhook"));
+    }
+    state.put_tenant(&record)?;
+    state
+        .webhook_secrets
+        .remove(tenant.as_str())
+        .map_err(sled_err)?;
+    state.webhook_secrets.flush().map_err(sled_err)?;
+    state
+        .executor
+        .audit()
+        .append(
+            &tenant,
+            crate::audit::AuditKind::ConfigChanged,
+            None,
+            None,
+            Some(&principal.token.principal),
+            json!({"approval_webhook": null}),
+        )
+        .map_err(ApiError::internal)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }

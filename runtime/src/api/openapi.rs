@@ -344,6 +344,30 @@ pub const ROUTES: &[Route] = &[
         body: None,
         query: &[],
     },
+    Route {
+        method: "put",
+        path: "/v1/tenants/{tenant}/webhooks/approvals",
+        summary: "Announce approval requests to {url, secret}: signed POST (X-Rampart-Signature: v1=hex HMAC-SHA256 of `<X-Rampart-Timestamp>.<body>`)",
+        roles: Some("admin, tenant-admin (internal addresses: admin)"),
+        body: Some("application/json"),
+        query: &[],
+    },
+    Route {
+        method: "get",
+        path: "/v1/tenants/{tenant}/webhooks/approvals",
+        summary: "The approval webhook's URL and delivery counts (never the secret)",
+        roles: Some("admin, tenant-admin"),
+        body: None,
+        query: &[],
+    },
+    Route {
+        method: "delete",
+        path: "/v1/tenants/{tenant}/webhooks/approvals",
+        summary: "Remove the approval webhook and its secret",
+        roles: Some("admin, tenant-admin"),
+        body: None,
+        query: &[],
+    },
 ];
 
 /// The OpenAPI 3.1 document.

@@ -194,7 +194,7 @@ pub struct HttpPolicy {
 
 /// The TLS client configuration, built once per process (parsing the root
 /// store per call would cost more than the rest of a sandbox).
-fn tls_config() -> Arc<rustls::ClientConfig> {
+pub(crate) fn tls_config() -> Arc<rustls::ClientConfig> {
     static CONFIG: std::sync::OnceLock<Arc<rustls::ClientConfig>> = std::sync::OnceLock::new();
     CONFIG.get_or_init(build_tls_config).clone()
 }

@@ -152,6 +152,8 @@ struct Inner {
     /// Tenants with a cap on concurrent runs: one permit per run slot.
     run_slots: RwLock<HashMap<TenantId, Arc<tokio::sync::Semaphore>>>,
     disabled: RwLock<std::collections::HashSet<(TenantId, String)>>,
+    /// Told of every approval request once it is durable.
+    approval_sink: RwLock<Option<tokio::sync::mpsc::UnboundedSender<Approval>>>,
 }
 
 /// Runs playbooks for many tenants over one store and audit log.
@@ -226,6 +228,7 @@ impl Executor {
             grants: RwLock::new(HashMap::new()),
             run_slots: RwLock::new(HashMap::new()),
             disabled: RwLock::new(std::collections::HashSet::new()),
+            approval_sink: RwLock::new(None),
         };
         Ok(Executor {
             inner: Arc::new(inner),
@@ -274,6 +277,12 @@ impl Executor {
             }
         }
         self.inner.runtime.set_quota(tenant, quota);
+    }
+
+    /// Sends every new approval request (after it is committed) to `sink`,
+    /// e.g. for webhooks. Replaces an earlier sink.
+    pub fn notify_approvals(&self, sink: tokio::sync::mpsc::UnboundedSender<Approval>) {
+        *write_lock(&self.inner.approval_sink) = Some(sink);
     }
 
     /// Enables or disables a playbook: a disabled one starts no runs (runs
@@ -798,6 +807,7 @@ impl Executor {
             ),
             None => None,
         };
+        let mut requested: Vec<Approval> = Vec::new();
         loop {
             // Steps interrupted by a crash run again (responders reconcile).
             let mut ready = Vec::new();
@@ -863,6 +873,7 @@ impl Executor {
                     && !run.dry_run
                 {
                     self.inner.approvals.put(approval)?;
+                    requested.push(approval.clone());
                 }
                 for (kind, detail) in result.audit {
                     self.audit_append(run, kind, Some(&result.id), None, detail)?;
@@ -872,6 +883,11 @@ impl Executor {
             self.save(run)?;
             if !run.dry_run {
                 self.commit().await?;
+            }
+            if let Some(sink) = read_lock(&self.inner.approval_sink).as_ref() {
+                for approval in requested.drain(..) {
+                    let _ = sink.send(approval);
+                }
             }
             if fail {
                 run.status = RunStatus::Failed;

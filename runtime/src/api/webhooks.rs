@@ -1,0 +1,223 @@
+//! Approval webhooks: when a run waits for a human, the tenant's webhook
+//! gets a signed POST so a chat bot or ticketing system can page someone.
+//!
+//! The body is JSON; `X-Rampart-Signature: v1=<hex>` is HMAC-SHA256 under
+//! the tenant's webhook secret over `<X-Rampart-Timestamp>.<body>`, so the
+//! receiver can check both origin and freshness (reject old timestamps to
+//! stop replays). Delivery is retried three times; a failure is logged and
+//! counted, never fatal to the run (the approval is in the API either way).
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use http_body_util::{BodyExt, Full};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+use crate::executor::approvals::Approval;
+
+/// Header carrying the signature.
+pub const SIGNATURE_HEADER: &str = "x-rampart-signature";
+/// Header carrying the signing time (Unix seconds).
+pub const TIMESTAMP_HEADER: &str = "x-rampart-timestamp";
+
+const ATTEMPTS: u32 = 3;
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where a tenant's approval requests are announced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// `http://` or `https://` URL.
+    pub url: String,
+    /// May the URL resolve to an internal address (set only by an admin).
+    #[serde(default)]
+    pub allow_private: bool,
+}
+
+/// Why a webhook URL is not acceptable or a delivery failed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum WebhookError {
+    /// The URL does not parse or is not http(s).
+    #[error("webhook url: {0}")]
+    InvalidUrl(String),
+    /// The host resolves to an internal address the tenant may not reach.
+    #[error("webhook host {0} resolves to an internal address; only an admin may allow that")]
+    Internal(String),
+    /// Delivery failed.
+    #[error("webhook delivery: {0}")]
+    Delivery(String),
+}
+
+/// The URL's scheme, host and port, checked.
+pub fn parse_url(url: &str) -> Result<(bool, String, u16, http::Uri), WebhookError> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|err| WebhookError::InvalidUrl(format!("{err}")))?;
+    let https = match uri.scheme_str() {
+        Some("https") => true,
+        Some("http") => false,
+        _ => {
+            return Err(WebhookError::InvalidUrl(
+                "must start with http:// or https://".to_owned(),
+            ));
+        }
+    };
+    let host = uri
+        .host()
+        .ok_or_else(|| WebhookError::InvalidUrl("no host".to_owned()))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase();
+    if url.len() > 2_048 {
+        return Err(WebhookError::InvalidUrl(
+            "longer than 2048 bytes".to_owned(),
+        ));
+    }
+    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+    Ok((https, host, port, uri))
+}
+
+/// Signs `body` at `timestamp`: `v1=<hex hmac-sha256(secret, "{timestamp}.{body}")>`.
+pub fn sign(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
+    // HMAC accepts keys of any length, so this cannot fail.
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret) else {
+        return String::new();
+    };
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    format!("v1={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// The JSON announced for a pending approval.
+pub fn body(approval: &Approval) -> Vec<u8> {
+    let value = serde_json::json!({
+        "event": "approval.requested",
+        "tenant": approval.tenant,
+        "approval": approval,
+        "approve": format!("/v1/tenants/{}/approvals/{}/approve", approval.tenant, approval.id),
+        "deny": format!("/v1/tenants/{}/approvals/{}/deny", approval.tenant, approval.id),
+    });
+    serde_json::to_vec(&value).unwrap_or_default()
+}
+
+/// Delivers `approval` to `config` signed with `secret`, retrying.
+pub async fn deliver(
+    config: &WebhookConfig,
+    secret: &[u8],
+    approval: &Approval,
+) -> Result<u16, WebhookError> {
+    let body = body(approval);
+    let mut last = WebhookError::Delivery("not attempted".to_owned());
+    for attempt in 0..ATTEMPTS {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_secs(1 << (2 * (attempt - 1)))).await;
+        }
+        let timestamp = crate::executor::now_ms() / 1000;
+        let signature = sign(secret, timestamp, &body);
+        match tokio::time::timeout(
+            TIMEOUT,
+            post(config, &approval.id, timestamp, &signature, &body),
+        )
+        .await
+        {
+            Ok(Ok(status)) if status < 500 => return Ok(status),
+            Ok(Ok(status)) => last = WebhookError::Delivery(format!("answered {status}")),
+            Ok(Err(err @ (WebhookError::Internal(_) | WebhookError::InvalidUrl(_)))) => {
+                return Err(err);
+            }
+            Ok(Err(err)) => last = err,
+            Err(_) => last = WebhookError::Delivery(format!("no answer within {TIMEOUT:?}")),
+        }
+    }
+    Err(last)
+}
+
+async fn post(
+    config: &WebhookConfig,
+    delivery: &str,
+    timestamp: i64,
+    signature: &str,
+    body: &[u8],
+) -> Result<u16, WebhookError> {
+    let (https, host, port, uri) = parse_url(&config.url)?;
+    let addresses: Vec<IpAddr> = match host.parse::<IpAddr>() {
+        Ok(ip) => vec![ip],
+        Err(_) => tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .map_err(|err| WebhookError::Delivery(format!("resolving {host}: {err}")))?
+            .map(|addr| addr.ip())
+            .collect(),
+    };
+    // Connect to a checked address, not whatever the name resolves to next.
+    let Some(ip) = addresses
+        .iter()
+        .copied()
+        .find(|ip| config.allow_private || !crate::caps::http::is_internal(*ip))
+    else {
+        return Err(WebhookError::Internal(host));
+    };
+    let stream = tokio::net::TcpStream::connect((ip, port))
+        .await
+        .map_err(|err| WebhookError::Delivery(format!("connecting to {host}: {err}")))?;
+    let delivery_error = |err: hyper::Error| WebhookError::Delivery(err.to_string());
+    let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    let request = hyper::Request::post(path)
+        .header(http::header::HOST, host.as_str())
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .header(http::header::USER_AGENT, "rampart-webhook/1")
+        .header(TIMESTAMP_HEADER, timestamp.to_string())
+        .header(SIGNATURE_HEADER, signature)
+        .header("x-rampart-delivery", delivery)
+        .body(Full::new(bytes::Bytes::copy_from_slice(body)))
+        .map_err(|err| WebhookError::InvalidUrl(err.to_string()))?;
+    let response = if https {
+        let name = rustls::pki_types::ServerName::try_from(host.clone())
+            .map_err(|err| WebhookError::InvalidUrl(err.to_string()))?;
+        let tls = tokio_rustls::TlsConnector::from(crate::caps::http::tls_config())
+            .connect(name, stream)
+            .await
+            .map_err(|err| WebhookError::Delivery(format!("TLS with {host}: {err}")))?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(wasmtime_wasi_http::io::TokioIo::new(tls))
+                .await
+                .map_err(delivery_error)?;
+        tokio::spawn(connection);
+        sender.send_request(request).await.map_err(delivery_error)?
+    } else {
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(wasmtime_wasi_http::io::TokioIo::new(stream))
+                .await
+                .map_err(delivery_error)?;
+        tokio::spawn(connection);
+        sender.send_request(request).await.map_err(delivery_error)?
+    };
+    let status = response.status().as_u16();
+    // Drain (bounded by the timeout around this call) so the connection ends cleanly.
+    let _ = response.into_body().collect().await;
+    Ok(status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signature_covers_time_and_body() {
+        let one = sign(b"secret", 1_700_000_000, b"{}");
+        assert!(one.starts_with("v1=") && one.len() == 67, "{one}");
+        assert_ne!(one, sign(b"secret", 1_700_000_001, b"{}"));
+        assert_ne!(one, sign(b"secret", 1_700_000_000, b"{ }"));
+        assert_ne!(one, sign(b"other", 1_700_000_000, b"{}"));
+    }
+
+    #[test]
+    fn only_http_urls_with_a_host() {
+        assert!(parse_url("https://hooks.example/x").is_ok());
+        for bad in ["ftp://x/", "file:///etc/passwd", "/relative", "http://"] {
+            assert!(parse_url(bad).is_err(), "{bad}");
+        }
+    }
+}
