@@ -9,6 +9,7 @@ pub mod auth;
 pub mod error;
 pub mod hunts;
 pub mod openapi;
+pub mod tls;
 pub mod webhooks;
 
 use std::collections::BTreeMap;
@@ -1579,11 +1580,15 @@ async fn run_hunt_now(
 
 /// Serves `router` on `listener` until `shutdown` resolves; then signs every
 /// tenant's audit head.
-pub async fn serve(
+pub async fn serve<L>(
     state: AppState,
-    listener: tokio::net::TcpListener,
+    listener: L,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     let executor = state.executor.clone();
     // Approval webhooks: each request is delivered on its own task so a
     // slow receiver delays nobody.

@@ -35,6 +35,12 @@ pub struct ServeArgs {
         default_value = "rampart-master.key"
     )]
     master_key_file: PathBuf,
+    /// PEM certificate chain: serve HTTPS (with --tls-key).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -57,6 +63,14 @@ pub struct TokenArgs {
 }
 
 pub async fn run_server(args: ServeArgs) -> Result<(), Failure> {
+    // Bad TLS files fail before anything is opened.
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(
+            rampart::api::tls::server_config(cert, key)
+                .map_err(|err| Failure::usage(err.to_string()))?,
+        ),
+        _ => None,
+    };
     let key = AuditKey::load_or_create(&args.audit_key, Some(&args.data))
         .map_err(|err| Failure::usage(err.to_string()))?;
     let store = SledStore::open(&args.data).map_err(|err| Failure::load(err.to_string()))?;
@@ -80,17 +94,29 @@ pub async fn run_server(args: ServeArgs) -> Result<(), Failure> {
     let bound = listener
         .local_addr()
         .map_err(|err| Failure::usage(err.to_string()))?;
-    eprintln!(
-        "rampart listening on http://{bound} (data {})",
-        args.data.display()
-    );
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
         eprintln!("shutting down: finishing in-flight requests, signing audit heads");
     };
-    serve(state, listener, shutdown)
-        .await
-        .map_err(|err| Failure::call(err.to_string()))
+    let served = match tls {
+        Some(config) => {
+            let listener = rampart::api::tls::TlsListener::new(listener, config)
+                .map_err(|err| Failure::usage(err.to_string()))?;
+            eprintln!(
+                "rampart listening on https://{bound} (data {})",
+                args.data.display()
+            );
+            serve(state, listener, shutdown).await
+        }
+        _ => {
+            eprintln!(
+                "rampart listening on http://{bound} (data {})",
+                args.data.display()
+            );
+            serve(state, listener, shutdown).await
+        }
+    };
+    served.map_err(|err| Failure::call(err.to_string()))
 }
 
 pub fn create_token(args: TokenArgs) -> Result<(), Failure> {
