@@ -34,6 +34,7 @@ pub mod api;
 pub mod audit;
 mod bindings;
 pub mod caps;
+pub mod config;
 #[doc(hidden)]
 pub mod crashpoint;
 pub mod diagnostics;

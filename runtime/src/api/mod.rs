@@ -99,6 +99,16 @@ impl AppState {
         executor: Executor,
         secret_box: crate::secrets::SecretBox,
     ) -> Result<Self, ApiError> {
+        Self::open_with(executor, secret_box, None).await
+    }
+
+    /// [`AppState::open`], first applying a validated config file: it is
+    /// authoritative for the tenants it names.
+    pub async fn open_with(
+        executor: Executor,
+        secret_box: crate::secrets::SecretBox,
+        config: Option<&crate::config::ServerConfig>,
+    ) -> Result<Self, ApiError> {
         let db = executor.store().db().clone();
         let state = AppState {
             tokens: Tokens::open(&db).map_err(sled_err)?,
@@ -116,6 +126,9 @@ impl AppState {
             executor,
             ready: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         };
+        if let Some(config) = config {
+            state.apply_config(config)?;
+        }
         state.restore().await?;
         state.ready.store(true, std::sync::atomic::Ordering::SeqCst);
         Ok(state)
@@ -129,6 +142,54 @@ impl AppState {
     /// The executor.
     pub fn executor(&self) -> &Executor {
         &self.executor
+    }
+
+    /// Writes the config file's tenants (before restore loads anything, so
+    /// plugins load under the file's grants).
+    fn apply_config(&self, config: &crate::config::ServerConfig) -> Result<(), ApiError> {
+        for declared in &config.tenants {
+            let existing = self.tenant(&declared.id).ok();
+            let mut record = existing.clone().unwrap_or(TenantRecord {
+                id: declared.id.clone(),
+                grants: Grants::default(),
+                inventory: AssetInventory::default(),
+                ingest_per_second: default_ingest_rate(),
+                quotas: TenantQuota::default(),
+                approval_webhook: None,
+            });
+            record.grants = declared.grants.clone();
+            record.quotas = declared.quotas;
+            record.ingest_per_second = declared
+                .ingest_per_second
+                .unwrap_or_else(default_ingest_rate);
+            if let Some(inventory) = &declared.inventory {
+                record.inventory = inventory.clone();
+            }
+            let before = existing.as_ref().map(serde_json::to_value).transpose();
+            let after = serde_json::to_value(&record).map_err(ApiError::internal)?;
+            if before.map_err(ApiError::internal)?.as_ref() == Some(&after) {
+                continue;
+            }
+            self.tenants
+                .insert(
+                    record.id.as_str(),
+                    serde_json::to_vec(&record).map_err(ApiError::internal)?,
+                )
+                .map_err(sled_err)?;
+            self.executor
+                .audit()
+                .append(
+                    &record.id,
+                    crate::audit::AuditKind::ConfigChanged,
+                    None,
+                    None,
+                    Some("config-file"),
+                    json!({"tenant": if existing.is_some() { "updated" } else { "created" }, "quotas": record.quotas, "ingest_per_second": record.ingest_per_second, "assets": record.inventory.assets.len()}),
+                )
+                .map_err(ApiError::internal)?;
+        }
+        self.tenants.flush().map_err(sled_err)?;
+        Ok(())
     }
 
     async fn restore(&self) -> Result<(), ApiError> {
@@ -1719,22 +1780,8 @@ async fn inspect_plugin(
         .plugin(&tenant, &name)
         .ok_or_else(|| ApiError::not_found(format!("no plugin {name}")))?;
     let manifest = plugin.manifest();
-    let package = state
-        .packages
-        .get(key(&[tenant.as_str(), &name]))
-        .map_err(sled_err)?;
-    let inspection = match package {
-        Some(bytes) => {
-            let package: Value = serde_json::from_slice(&bytes).map_err(ApiError::internal)?;
-            let wasm = base64::engine::general_purpose::STANDARD
-                .decode(package["wasm"].as_str().unwrap_or_default())
-                .map_err(ApiError::internal)?;
-            crate::sandbox::inspect(state.executor.runtime().engine(), &wasm)
-                .map(|found| json!(found))
-                .unwrap_or(Value::Null)
-        }
-        None => Value::Null,
-    };
+    // From the component as loaded: inspecting must not recompile.
+    let inspection = json!(plugin.inspection());
     let used_by: Vec<String> = state
         .executor
         .playbooks(&tenant)

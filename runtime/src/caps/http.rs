@@ -192,6 +192,15 @@ pub struct HttpPolicy {
     denial: Arc<Mutex<Option<String>>>,
 }
 
+/// Whether `entry` is a valid allow-list entry (`host`, `host:port`,
+/// `*.domain`), for validating grants where they are written.
+pub fn valid_host_rule(entry: &str) -> bool {
+    let characters_ok = entry
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b".-*:[]_".contains(&b));
+    characters_ok && HostRule::parse(entry).is_some()
+}
+
 /// The TLS client configuration, built once per process (parsing the root
 /// store per call would cost more than the rest of a sandbox).
 pub(crate) fn tls_config() -> Arc<rustls::ClientConfig> {

@@ -79,7 +79,9 @@ impl Failure {
 }
 
 pub fn init_tracing(json: bool) {
+    // RAMPART_LOG, else the usual RUST_LOG, else warnings only.
     let filter = tracing_subscriber::EnvFilter::try_from_env("RAMPART_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -35,6 +35,10 @@ pub struct ServeArgs {
         default_value = "rampart-master.key"
     )]
     master_key_file: PathBuf,
+    /// Tenants, grants, quotas and inventories as code (YAML); validated
+    /// before anything starts, authoritative for the tenants it names.
+    #[arg(long)]
+    config: Option<PathBuf>,
     /// PEM certificate chain: serve HTTPS (with --tls-key).
     #[arg(long, requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -63,6 +67,13 @@ pub struct TokenArgs {
 }
 
 pub async fn run_server(args: ServeArgs) -> Result<(), Failure> {
+    // A bad config file fails before anything is opened or written.
+    let server_config = args
+        .config
+        .as_deref()
+        .map(rampart::config::load)
+        .transpose()
+        .map_err(|err| Failure::usage(err.to_string()))?;
     // Bad TLS files fail before anything is opened.
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(
@@ -85,7 +96,7 @@ pub async fn run_server(args: ServeArgs) -> Result<(), Failure> {
         Executor::new(config, store, key).map_err(|err| Failure::load(err.to_string()))?;
     let secret_box = rampart::secrets::SecretBox::open(&args.master_key_file, Some(&args.data))
         .map_err(|err| Failure::usage(err.to_string()))?;
-    let state = AppState::open(executor, secret_box)
+    let state = AppState::open_with(executor, secret_box, server_config.as_ref())
         .await
         .map_err(|err| Failure::load(format!("restoring state: {}", err.detail)))?;
     let listener = tokio::net::TcpListener::bind(args.listen)

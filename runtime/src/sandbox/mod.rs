@@ -427,6 +427,21 @@ impl Runtime {
             inspect::WasmShape::CoreModule => return Err(LoadError::NotAComponent),
             inspect::WasmShape::NotWasm => return Err(LoadError::NotWasm),
         }
+        // Refuse what the grant does not allow before spending a compile.
+        let grant = grants.for_plugin(&manifest.name).clone();
+        let missing: Vec<Capability> = manifest
+            .capabilities
+            .iter()
+            .copied()
+            .filter(|cap| !grant.capabilities.contains(cap))
+            .collect();
+        if !missing.is_empty() {
+            return Err(LoadError::NotGranted {
+                tenant: tenant.clone(),
+                plugin: manifest.name.clone(),
+                missing,
+            });
+        }
         let (component, source) = self.compile(&actual, wasm.to_vec()).await?;
         let engine = self.inner.engine.wasmtime();
         let (imports, exports) = inspect::names(engine, &component);
@@ -446,7 +461,6 @@ impl Runtime {
             });
         }
 
-        let grant = grants.for_plugin(&manifest.name).clone();
         for import in &imports {
             if let Some(capability) = Capability::for_import(import)
                 && !manifest.capabilities.contains(&capability)
@@ -456,19 +470,6 @@ impl Runtime {
                     capability,
                 });
             }
-        }
-        let missing: Vec<Capability> = manifest
-            .capabilities
-            .iter()
-            .copied()
-            .filter(|cap| !grant.capabilities.contains(cap))
-            .collect();
-        if !missing.is_empty() {
-            return Err(LoadError::NotGranted {
-                tenant: tenant.clone(),
-                plugin: manifest.name.clone(),
-                missing,
-            });
         }
 
         let pre = self
@@ -499,6 +500,18 @@ impl Runtime {
                 granted.min(self.inner.engine.ceilings())
             });
         let limits = manifest.limits.min(ceilings);
+        let versions =
+            inspect::rampart_versions(imports.iter().chain(&exports).map(String::as_str));
+        let inspection = inspect::Inspection {
+            sha256: actual.clone(),
+            size: wasm.len(),
+            kind: inspect::kind_of(exports.iter().map(String::as_str)),
+            wit_package: versions
+                .first()
+                .map(|version| format!("rampart:plugin@{version}")),
+            imports,
+            exports,
+        };
         tracing::info!(tenant = %tenant, plugin = %manifest.name, digest = %actual, ?source, "plugin loaded");
         Ok(Plugin {
             inner: Arc::new(PluginInner {
@@ -518,6 +531,7 @@ impl Runtime {
                 limits,
                 pre: kind_pre,
                 source,
+                inspection,
             }),
         })
     }
@@ -574,6 +588,7 @@ struct PluginInner {
     limits: Limits,
     pre: KindPre,
     source: ArtifactSource,
+    inspection: inspect::Inspection,
 }
 
 /// A loaded, verified plugin. Cheap to clone; calls may run concurrently.
@@ -616,6 +631,12 @@ impl Plugin {
     /// The tenant that loaded it.
     pub fn tenant(&self) -> &TenantId {
         &self.inner.identity.tenant
+    }
+
+    /// What the component imports and exports, as found at load (no
+    /// recompilation).
+    pub fn inspection(&self) -> &inspect::Inspection {
+        &self.inner.inspection
     }
 
     /// Where the compiled artifact came from at load.

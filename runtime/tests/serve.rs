@@ -1,0 +1,346 @@
+//! `rampart serve` as a process: a config file that is refused before
+//! anything is written, and a canary secret that never reaches the logs
+//! (at `RUST_LOG=trace`), the data directory, the audit export, API
+//! responses or `/metrics`. Needs `cargo xtask plugins` first.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+
+const CANARY: &str = "CANARY-51d0c3-trace-never-logged";
+
+fn fixtures() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/plugins/fixtures");
+    assert!(
+        dir.join("hostile.wasm").is_file(),
+        "run `cargo xtask plugins` first"
+    );
+    dir
+}
+
+fn rampart() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_rampart"))
+}
+
+/// One HTTP/1.1 request with `connection: close`; (status, body).
+fn call(addr: &str, method: &str, path: &str, token: &str, body: Option<&[u8]>) -> (u16, Vec<u8>) {
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
+    let body = body.unwrap_or_default();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nhost: rampart\r\nauthorization: Bearer {token}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).expect("write");
+    stream.write_all(body).expect("write");
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).expect("read");
+    let end = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("head");
+    let status = String::from_utf8_lossy(&answer[9..12])
+        .parse()
+        .expect("status");
+    let head = String::from_utf8_lossy(&answer[..end]).to_ascii_lowercase();
+    let mut body = answer[end + 4..].to_vec();
+    if head.contains("transfer-encoding: chunked") {
+        body = dechunk(&body);
+    }
+    (status, body)
+}
+
+fn dechunk(mut bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(line_end) = bytes.windows(2).position(|w| w == b"\r\n") {
+        let size = usize::from_str_radix(String::from_utf8_lossy(&bytes[..line_end]).trim(), 16)
+            .unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        out.extend_from_slice(&bytes[line_end + 2..line_end + 2 + size]);
+        bytes = &bytes[line_end + 2 + size + 2..];
+    }
+    out
+}
+
+fn json_call(addr: &str, method: &str, path: &str, token: &str, body: &Value) -> (u16, Value) {
+    let (status, bytes) = call(addr, method, path, token, Some(body.to_string().as_bytes()));
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
+    let mut hits = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return hits;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            hits.extend(files_containing(&path, needle));
+        } else if let Ok(bytes) = std::fs::read(&path)
+            && bytes.windows(needle.len()).any(|w| w == needle)
+        {
+            hits.push(path.display().to_string());
+        }
+    }
+    hits
+}
+
+struct Served {
+    child: Child,
+    addr: String,
+}
+
+impl Served {
+    // The child is waited for in `stop` (or killed and waited for here).
+    #[allow(clippy::zombie_processes)]
+    fn start(dir: &Path, config: &Path, log: &Path, level: &str) -> Served {
+        let log_file = std::fs::File::create(log).expect("log");
+        let mut child = rampart()
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(config)
+            .arg("--data")
+            .arg(dir.join("data"))
+            .arg("--audit-key")
+            .arg(dir.join("audit.key"))
+            .arg("--master-key-file")
+            .arg(dir.join("master.key"))
+            .env("RUST_LOG", level)
+            .env_remove("RAMPART_LOG")
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("spawn");
+        let started = Instant::now();
+        loop {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            if let Some(rest) = text.split("listening on http://").nth(1) {
+                let addr = rest.split_whitespace().next().unwrap_or_default().to_owned();
+                return Served { child, addr };
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "server did not start: {}",
+                    text.lines().rev().take(20).collect::<Vec<_>>().join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGINT, as an operator's Ctrl-C: graceful shutdown.
+    fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-INT", &pid]).status();
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(30) {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                assert!(status.success(), "serve exited with {status}");
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        panic!("serve did not stop on SIGINT");
+    }
+}
+
+#[test]
+fn a_bad_config_file_is_refused_with_every_problem_and_nothing_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("rampart.yaml");
+    std::fs::write(
+        &config,
+        "tenants:\n  - id: Acme Corp\n    quotas: { max_concurrent_runs: 0 }\n  - id: beta\n    inventory: nowhere.json\n",
+    )
+    .unwrap();
+    let out = rampart()
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .arg("--data")
+        .arg(dir.path().join("data"))
+        .arg("--audit-key")
+        .arg(dir.path().join("audit.key"))
+        .arg("--master-key-file")
+        .arg(dir.path().join("master.key"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    for expected in [
+        "3 problem(s)",
+        "2:9: tenants[0].id",
+        "3:13: tenants[0].quotas.max_concurrent_runs",
+        "5:16: tenants[1].inventory",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "missing `{expected}` in:\n{stderr}"
+        );
+    }
+    assert!(!dir.path().join("data").exists(), "nothing may be written");
+    assert!(!dir.path().join("master.key").exists());
+}
+
+#[test]
+fn a_canary_secret_never_reaches_trace_logs_disk_audit_api_or_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("rampart.yaml");
+    std::fs::write(
+        &config,
+        "tenants:\n  - id: acme\n    quotas: { max_concurrent_runs: 4 }\n    grants:\n      default: { capabilities: [log, kv, config, http], kv_quota_bytes: 1048576 }\n",
+    )
+    .unwrap();
+    let token = rampart()
+        .args(["token", "create", "--principal", "root", "--data"])
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(
+        token.status.success(),
+        "{}",
+        String::from_utf8_lossy(&token.stderr)
+    );
+    let admin = String::from_utf8_lossy(&token.stdout).trim().to_owned();
+    // First run, at info: the upload. (At trace, cranelift logs every
+    // compiler pass: gigabytes for one plugin, and nothing secret is near.)
+    let setup_log = dir.path().join("setup.log");
+    let served = Served::start(dir.path(), &config, &setup_log, "info");
+    let addr = served.addr.clone();
+
+    // The config file made the tenant.
+    let (status, quotas) = json_call(
+        &addr,
+        "GET",
+        "/v1/tenants/acme/quotas",
+        &admin,
+        &Value::Null,
+    );
+    assert_eq!(
+        (status, &quotas["quotas"]["max_concurrent_runs"]),
+        (200, &json!(4)),
+        "{quotas}"
+    );
+    let manifest = std::fs::read_to_string(fixtures().join("hostile.toml")).unwrap();
+    let wasm = std::fs::read(fixtures().join("hostile.wasm")).unwrap();
+    let upload = json!({"manifest": manifest, "wasm_base64": base64::engine::general_purpose::STANDARD.encode(wasm)});
+    let (status, reply) = json_call(&addr, "POST", "/v1/tenants/acme/plugins", &admin, &upload);
+    assert_eq!(status, 201, "{reply}");
+    served.stop();
+
+    // Everything that touches the secret happens at RUST_LOG=trace: setting
+    // it, a run that uses it, the queries, and a restart that unseals it.
+    let log = dir.path().join("serve.log");
+    let served = Served::start(dir.path(), &config, &log, "trace");
+    let addr = served.addr.clone();
+    let mut responses: Vec<Vec<u8>> = Vec::new();
+    let (status, _) = json_call(
+        &addr,
+        "PUT",
+        "/v1/tenants/acme/plugins/hostile/secrets/api_token",
+        &admin,
+        &json!({"value": CANARY}),
+    );
+    assert_eq!(status, 204);
+    let playbook =
+        "name: probe\ntrigger: { alert: 'true' }\nsteps:\n  - id: probe\n    enrich: hostile\n";
+    let (status, reply) = call(
+        &addr,
+        "PUT",
+        "/v1/tenants/acme/playbooks/probe",
+        &admin,
+        Some(playbook.as_bytes()),
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&reply));
+    let (status, reply) = json_call(
+        &addr,
+        "POST",
+        "/v1/tenants/acme/alerts",
+        &admin,
+        &json!({"id": "canary-1", "source": "test", "title": "secret api_token"}),
+    );
+    assert_eq!(status, 200, "{reply}");
+    let run = reply["results"][0]["runs"][0].as_str().unwrap().to_owned();
+    let (_, shown) = call(
+        &addr,
+        "GET",
+        &format!("/v1/tenants/acme/runs/{run}"),
+        &admin,
+        None,
+    );
+    let shown_json: Value = serde_json::from_slice(&shown).unwrap();
+    assert_eq!(
+        shown_json["steps"]["probe"]["output"]["enrichments"][0]["tags"][0], "secret visible",
+        "the plugin got its secret: {shown_json}"
+    );
+    responses.push(shown);
+    for path in [
+        "/v1/tenants/acme/audit/export",
+        "/v1/tenants/acme/audit?limit=1000",
+        "/v1/tenants/acme/secrets",
+        "/v1/tenants/acme/plugins/hostile",
+        "/metrics",
+    ] {
+        let (status, body) = call(&addr, "GET", path, &admin, None);
+        assert_eq!(status, 200, "{path}");
+        responses.push(body);
+    }
+    served.stop();
+    let restart_log = dir.path().join("restart.log");
+    let served = Served::start(dir.path(), &config, &restart_log, "trace");
+    let (status, reply) = json_call(
+        &served.addr,
+        "POST",
+        "/v1/tenants/acme/alerts",
+        &admin,
+        &json!({"id": "canary-2", "source": "test", "title": "secret api_token"}),
+    );
+    assert_eq!(status, 200, "{reply}");
+    let run = reply["results"][0]["runs"][0].as_str().unwrap().to_owned();
+    let (_, shown) = call(
+        &served.addr,
+        "GET",
+        &format!("/v1/tenants/acme/runs/{run}"),
+        &admin,
+        None,
+    );
+    assert!(
+        String::from_utf8_lossy(&shown).contains("secret visible"),
+        "after a restart the secret is unsealed for its plugin"
+    );
+    responses.push(shown);
+    served.stop();
+
+    let logs =
+        std::fs::read_to_string(&log).unwrap() + &std::fs::read_to_string(&restart_log).unwrap();
+    assert!(
+        logs.lines().count() > 100 && logs.contains("TRACE"),
+        "the server logged at trace level ({} lines)",
+        logs.lines().count()
+    );
+    assert!(!logs.contains(CANARY), "the secret is in the trace log");
+    for body in &responses {
+        assert!(
+            !String::from_utf8_lossy(body).contains(CANARY),
+            "an API response leaked the secret"
+        );
+    }
+    let hits: Vec<String> = files_containing(dir.path(), CANARY.as_bytes())
+        .into_iter()
+        .filter(|path| !path.ends_with("rampart.yaml"))
+        .collect();
+    assert!(hits.is_empty(), "the secret is on disk in clear: {hits:?}");
+}
