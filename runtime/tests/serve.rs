@@ -126,7 +126,11 @@ impl Served {
         loop {
             let text = std::fs::read_to_string(log).unwrap_or_default();
             if let Some(rest) = text.split("listening on http://").nth(1) {
-                let addr = rest.split_whitespace().next().unwrap_or_default().to_owned();
+                let addr = rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
                 return Served { child, addr };
             }
             if started.elapsed() > Duration::from_secs(60) {
