@@ -340,7 +340,8 @@ async fn http_throughput(in_process: f64) {
     // A pool of 64 keep-alive connections, one per worker at a time.
     let pool = Arc::new(std::sync::Mutex::new(Vec::new()));
     for _ in 0..64 {
-        pool.lock().unwrap().push(connect(addr).await);
+        let connection = connect(addr).await;
+        pool.lock().unwrap().push(connection);
     }
     let admin = Arc::new(admin);
     let (elapsed, latencies) = closed_loop(64, total, move |i| {
