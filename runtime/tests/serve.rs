@@ -348,3 +348,16 @@ fn a_canary_secret_never_reaches_trace_logs_disk_audit_api_or_metrics() {
         .collect();
     assert!(hits.is_empty(), "the secret is on disk in clear: {hits:?}");
 }
+
+#[test]
+fn the_example_config_is_valid() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/rampart.yaml");
+    let config = rampart::config::load(&path).expect("examples/rampart.yaml");
+    assert_eq!(config.tenants.len(), 1);
+    assert!(
+        config.tenants[0]
+            .inventory
+            .as_ref()
+            .is_some_and(|i| !i.assets.is_empty())
+    );
+}
