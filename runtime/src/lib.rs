@@ -41,6 +41,7 @@ pub mod diagnostics;
 pub mod engine;
 pub mod executor;
 pub mod feeds;
+pub mod intel;
 pub mod manifest;
 pub mod model;
 pub mod ocsf;

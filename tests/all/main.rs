@@ -6,6 +6,7 @@
 mod audit;
 mod executor;
 mod hostile;
+mod intel;
 mod loading;
 mod playbooks;
 mod plugins;

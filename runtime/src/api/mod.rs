@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod error;
 pub mod hunts;
+mod intel;
 pub mod openapi;
 pub mod tls;
 pub mod webhooks;
@@ -130,6 +131,8 @@ impl AppState {
             state.apply_config(config)?;
         }
         state.restore().await?;
+        // Build the intel index now, not on the first alert.
+        let _ = state.executor.store().feeds().index();
         state.ready.store(true, std::sync::atomic::Ordering::SeqCst);
         Ok(state)
     }
@@ -396,6 +399,13 @@ pub fn router(state: AppState) -> Router {
             get(|| async { Json(openapi::document()) }),
         )
         .route("/v1/tenants", post(create_tenant).get(list_tenants))
+        .route("/v1/intel/feeds", get(intel::list_feeds))
+        .route("/v1/intel/feeds/{name}", post(intel::import_feed))
+        .route(
+            "/v1/tenants/{tenant}/intel/subscriptions",
+            put(intel::put_subscriptions).get(intel::get_subscriptions),
+        )
+        .route("/v1/tenants/{tenant}/intel/lookup", get(intel::lookup))
         .route("/v1/tenants/{tenant}/grants", put(put_grants))
         .route(
             "/v1/tenants/{tenant}/quotas",

@@ -368,6 +368,60 @@ pub const ROUTES: &[Route] = &[
         body: None,
         query: &[],
     },
+    Route {
+        method: "get",
+        path: "/v1/intel/feeds",
+        summary: "Shared threat-intel feeds and their sizes",
+        roles: Some("admin"),
+        body: None,
+        query: &[],
+    },
+    Route {
+        method: "post",
+        path: "/v1/intel/feeds/{name}",
+        summary: "Import a feed file (ipsum, maltrail trail or .tar.gz part, hash list, STIX 2.1 bundle); returns imported and skipped counts",
+        roles: Some("admin"),
+        body: Some("application/octet-stream"),
+        query: &[
+            ("format", "string", "ipsum | maltrail | hashes | stix"),
+            (
+                "append",
+                "boolean",
+                "add to the stored feed (parts) instead of replacing it",
+            ),
+        ],
+    },
+    Route {
+        method: "put",
+        path: "/v1/tenants/{tenant}/intel/subscriptions",
+        summary: "The feeds the tenant's plugins see {feeds: [..]}",
+        roles: Some("admin, tenant-admin"),
+        body: Some("application/json"),
+        query: &[],
+    },
+    Route {
+        method: "get",
+        path: "/v1/tenants/{tenant}/intel/subscriptions",
+        summary: "The feeds the tenant subscribes to",
+        roles: Some("admin, tenant-admin, analyst, viewer"),
+        body: None,
+        query: &[],
+    },
+    Route {
+        method: "get",
+        path: "/v1/tenants/{tenant}/intel/lookup",
+        summary: "Look an entity up in the tenant's feeds and own indicators",
+        roles: Some("admin, tenant-admin, analyst, viewer"),
+        body: None,
+        query: &[
+            (
+                "kind",
+                "string",
+                "ip | domain | url | file_hash | email | hostname",
+            ),
+            ("value", "string", "the entity"),
+        ],
+    },
 ];
 
 /// The OpenAPI 3.1 document.

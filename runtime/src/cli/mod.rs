@@ -2,6 +2,7 @@
 
 mod audit;
 mod client;
+mod intel;
 mod playbooks;
 mod plugin;
 mod serve;
@@ -38,6 +39,9 @@ enum Command {
     Api(client::ApiArgs),
     /// Run the HTTP control API with the embedded store.
     Serve(serve::ServeArgs),
+    /// Threat-intel feeds: import, look up, list.
+    #[command(subcommand)]
+    Intel(intel::IntelCommand),
     /// Create an API token (the first admin token comes from here).
     #[command(subcommand)]
     Token(TokenCommand),
@@ -103,6 +107,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Serve(args) => serve::run_server(args).await,
         Command::Api(args) => client::run(args).await,
         Command::Token(TokenCommand::Create(args)) => serve::create_token(args),
+        Command::Intel(command) => intel::run(command),
     }
 }
 

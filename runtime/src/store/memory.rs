@@ -42,6 +42,14 @@ pub struct MemoryStore {
     kv: Mutex<HashMap<KvNamespace, Namespace>>,
     memory: Mutex<HashMap<(TenantId, Entity), EntityMemory>>,
     intel: Mutex<HashMap<(TenantId, Entity), Vec<IndicatorMatch>>>,
+    feeds: crate::intel::IntelIndex,
+}
+
+impl MemoryStore {
+    /// Shared feeds (import with [`crate::intel::FeedIndex::build`]).
+    pub fn feeds(&self) -> &crate::intel::IntelIndex {
+        &self.feeds
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -205,10 +213,12 @@ impl Store for MemoryStore {
         if entity.kind == crate::model::EntityKind::Ip {
             probe.value = crate::feeds::strip_port(&entity.value).to_owned();
         }
-        Ok(lock(&self.intel)
+        let mut matches = lock(&self.intel)
             .get(&key(tenant, &probe))
             .cloned()
-            .unwrap_or_default())
+            .unwrap_or_default();
+        matches.extend(self.feeds.lookup(tenant, entity));
+        Ok(matches)
     }
 
     fn intel_insert(

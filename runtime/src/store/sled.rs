@@ -48,6 +48,7 @@ pub struct SledStore {
     kv_usage: sled::Tree,
     memory: sled::Tree,
     intel: sled::Tree,
+    feeds: crate::intel::PersistentIntel,
 }
 
 impl std::fmt::Debug for SledStore {
@@ -144,8 +145,14 @@ impl SledStore {
             kv_usage: db.open_tree("kv-usage")?,
             memory: db.open_tree("memory")?,
             intel: db.open_tree("intel")?,
+            feeds: crate::intel::PersistentIntel::open(&db)?,
             db,
         })
+    }
+
+    /// Shared threat-intel feeds and tenants' subscriptions.
+    pub fn feeds(&self) -> &crate::intel::PersistentIntel {
+        &self.feeds
     }
 
     /// The database, for modules that keep their own trees.
@@ -347,9 +354,11 @@ impl Store for SledStore {
             .intel
             .get(entity_key(tenant, &probe))
             .map_err(backend)?;
-        Ok(found
+        let mut matches: Vec<IndicatorMatch> = found
             .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default())
+            .unwrap_or_default();
+        matches.extend(self.feeds.index().lookup(tenant, entity));
+        Ok(matches)
     }
 
     fn intel_insert(

@@ -1,0 +1,163 @@
+//! Threat-intel feeds over the API: an admin imports shared feeds (once,
+//! for every tenant), a tenant admin chooses which its plugins see, anyone
+//! with read access looks entities up.
+
+use std::collections::BTreeSet;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::auth::Need;
+use super::error::ApiError;
+use super::{AppState, Body, Params, QueryParams};
+use crate::intel::formats::{self, Format};
+use crate::model::{Entity, EntityKind};
+use crate::store::Store as _;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ImportQuery {
+    format: Format,
+    /// Add to the stored feed instead of replacing it (feeds in parts).
+    #[serde(default)]
+    append: bool,
+}
+
+fn intel_error(err: crate::intel::IntelError) -> ApiError {
+    match err {
+        crate::intel::IntelError::Store(detail) => ApiError::internal(detail),
+        crate::intel::IntelError::UnknownFeed(feed) => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_feed",
+            format!("no feed `{feed}`"),
+        ),
+        other => ApiError::bad_request(other.to_string()),
+    }
+}
+
+/// `POST /v1/intel/feeds/{name}?format=F[&append=true]`, body: the file.
+pub(super) async fn import_feed(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Params(name): Params<String>,
+    QueryParams(query): QueryParams<ImportQuery>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    state.principal(&headers)?.check(None, Need::Admin)?;
+    let store = state.executor.store().clone();
+    // Parsing and indexing a large feed is CPU work: off the async workers.
+    let summary = tokio::task::spawn_blocking(move || {
+        let parsed = formats::read_bytes(query.format, &name, &body)
+            .map_err(|err| ApiError::bad_request(err.to_string()))?;
+        store
+            .feeds()
+            .import(&name, query.format, parsed, query.append)
+            .map_err(intel_error)
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    Ok((StatusCode::CREATED, Json(json!(summary))).into_response())
+}
+
+/// `GET /v1/intel/feeds`.
+pub(super) async fn list_feeds(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    state.principal(&headers)?.check(None, Need::Admin)?;
+    let feeds: Vec<Value> = state
+        .executor
+        .store()
+        .feeds()
+        .index()
+        .feeds()
+        .into_iter()
+        .map(|(feed, indicators)| json!({"feed": feed, "indicators": indicators}))
+        .collect();
+    Ok(Json(json!({"feeds": feeds})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Subscriptions {
+    feeds: BTreeSet<String>,
+}
+
+/// `PUT /v1/tenants/{tenant}/intel/subscriptions`.
+pub(super) async fn put_subscriptions(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Params(tenant): Params<String>,
+    Body(body): Body<Subscriptions>,
+) -> Result<Json<Value>, ApiError> {
+    let (principal, tenant) = state.allow(&headers, &tenant, Need::Configure)?;
+    state
+        .executor
+        .store()
+        .feeds()
+        .subscribe(&tenant, body.feeds.clone())
+        .map_err(intel_error)?;
+    state
+        .executor
+        .audit()
+        .append(
+            &tenant,
+            crate::audit::AuditKind::ConfigChanged,
+            None,
+            None,
+            Some(&principal.token.principal),
+            json!({"intel_feeds": body.feeds}),
+        )
+        .map_err(ApiError::internal)?;
+    Ok(Json(json!({"feeds": body.feeds})))
+}
+
+/// `GET /v1/tenants/{tenant}/intel/subscriptions`.
+pub(super) async fn get_subscriptions(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Params(tenant): Params<String>,
+) -> Result<Json<Value>, ApiError> {
+    let (_, tenant) = state.allow(&headers, &tenant, Need::Read)?;
+    let feeds = state
+        .executor
+        .store()
+        .feeds()
+        .index()
+        .subscriptions(&tenant);
+    Ok(Json(json!({"feeds": feeds})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct LookupQuery {
+    kind: EntityKind,
+    value: String,
+}
+
+/// `GET /v1/tenants/{tenant}/intel/lookup?kind=ip&value=…`.
+pub(super) async fn lookup(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Params(tenant): Params<String>,
+    QueryParams(query): QueryParams<LookupQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let (_, tenant) = state.allow(&headers, &tenant, Need::Read)?;
+    if query.value.len() > 4_096 {
+        return Err(ApiError::bad_request("value longer than 4096 bytes"));
+    }
+    let entity = Entity {
+        kind: query.kind,
+        value: query.value,
+    };
+    let matches = state
+        .executor
+        .store()
+        .intel_lookup(&tenant, &entity)
+        .map_err(ApiError::internal)?;
+    Ok(Json(json!({"entity": entity, "matches": matches})))
+}
