@@ -101,18 +101,11 @@ pub(super) async fn put_subscriptions(
         .feeds()
         .subscribe(&tenant, body.feeds.clone())
         .map_err(intel_error)?;
-    state
-        .executor
-        .audit()
-        .append(
-            &tenant,
-            crate::audit::AuditKind::ConfigChanged,
-            None,
-            None,
-            Some(&principal.token.principal),
-            json!({"intel_feeds": body.feeds}),
-        )
-        .map_err(ApiError::internal)?;
+    state.audit_change(
+        &tenant,
+        &principal.token.principal,
+        json!({"intel_feeds": body.feeds}),
+    )?;
     Ok(Json(json!({"feeds": body.feeds})))
 }
 

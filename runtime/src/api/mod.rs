@@ -147,6 +147,22 @@ impl AppState {
         &self.executor
     }
 
+    /// Records a configuration change by `actor` in the tenant's audit chain.
+    fn audit_change(&self, tenant: &TenantId, actor: &str, detail: Value) -> Result<(), ApiError> {
+        self.executor
+            .audit()
+            .append(
+                tenant,
+                crate::audit::AuditKind::ConfigChanged,
+                None,
+                None,
+                Some(actor),
+                detail,
+            )
+            .map(|_| ())
+            .map_err(ApiError::internal)
+    }
+
     /// Writes the config file's tenants (before restore loads anything, so
     /// plugins load under the file's grants).
     fn apply_config(&self, config: &crate::config::ServerConfig) -> Result<(), ApiError> {
@@ -179,17 +195,11 @@ impl AppState {
                     serde_json::to_vec(&record).map_err(ApiError::internal)?,
                 )
                 .map_err(sled_err)?;
-            self.executor
-                .audit()
-                .append(
-                    &record.id,
-                    crate::audit::AuditKind::ConfigChanged,
-                    None,
-                    None,
-                    Some("config-file"),
-                    json!({"tenant": if existing.is_some() { "updated" } else { "created" }, "quotas": record.quotas, "ingest_per_second": record.ingest_per_second, "assets": record.inventory.assets.len()}),
-                )
-                .map_err(ApiError::internal)?;
+            self.audit_change(
+                &record.id,
+                "config-file",
+                json!({"tenant": if existing.is_some() { "updated" } else { "created" }, "quotas": record.quotas, "ingest_per_second": record.ingest_per_second, "assets": record.inventory.assets.len()}),
+            )?;
         }
         self.tenants.flush().map_err(sled_err)?;
         Ok(())
@@ -808,18 +818,11 @@ async fn create_tenant(
             .max(1),
     };
     state.put_tenant(&record)?;
-    state
-        .executor
-        .audit()
-        .append(
-            &id,
-            crate::audit::AuditKind::ConfigChanged,
-            None,
-            None,
-            Some(&principal.token.principal),
-            json!({"tenant": "created"}),
-        )
-        .map_err(ApiError::internal)?;
+    state.audit_change(
+        &id,
+        &principal.token.principal,
+        json!({"tenant": "created"}),
+    )?;
     Ok((StatusCode::CREATED, Json(json!({"id": id})).into_response()).into_response())
 }
 
@@ -861,18 +864,11 @@ async fn put_grants(
     let mut record = state.tenant(&tenant)?;
     record.grants = grants;
     state.put_tenant(&record)?;
-    state
-        .executor
-        .audit()
-        .append(
-            &tenant,
-            crate::audit::AuditKind::ConfigChanged,
-            None,
-            None,
-            Some(&principal.token.principal),
-            json!({"grants": "replaced"}),
-        )
-        .map_err(ApiError::internal)?;
+    state.audit_change(
+        &tenant,
+        &principal.token.principal,
+        json!({"grants": "replaced"}),
+    )?;
     Ok(Json(json!({"ok": true})))
 }
 
@@ -886,18 +882,11 @@ async fn put_inventory(
     let mut record = state.tenant(&tenant)?;
     record.inventory = inventory;
     state.put_tenant(&record)?;
-    state
-        .executor
-        .audit()
-        .append(
-            &tenant,
-            crate::audit::AuditKind::ConfigChanged,
-            None,
-            None,
-            Some(&principal.token.principal),
-            json!({"inventory": record.inventory.assets.len()}),
-        )
-        .map_err(ApiError::internal)?;
+    state.audit_change(
+        &tenant,
+        &principal.token.principal,
+        json!({"inventory": record.inventory.assets.len()}),
+    )?;
     Ok(Json(json!({"assets": record.inventory.assets.len()})))
 }
 
@@ -929,18 +918,11 @@ async fn create_token(
         state
             .tokens
             .create(&body.principal, Some(tenant.clone()), body.role, ttl)?;
-    state
-        .executor
-        .audit()
-        .append(
-            &tenant,
-            crate::audit::AuditKind::ConfigChanged,
-            None,
-            None,
-            Some(&principal.token.principal),
-            json!({"token_created": record.id, "for": record.principal, "role": record.role}),
-        )
-        .map_err(ApiError::internal)?;
+    state.audit_change(
+        &tenant,
+        &principal.token.principal,
+        json!({"token_created": record.id, "for": record.principal, "role": record.role}),
+    )?;
     Ok((
         StatusCode::CREATED,
         Json(json!({"token": token, "id": record.id, "expires": record.expires})),
@@ -955,18 +937,11 @@ async fn revoke_token(
 ) -> Result<Json<Value>, ApiError> {
     let (principal, tenant) = state.allow(&headers, &tenant, Need::Configure)?;
     state.tokens.revoke(&id, Some(&tenant))?;
-    state
-        .executor
-        .audit()
-        .append(
-            &tenant,
-            crate::audit::AuditKind::ConfigChanged,
-            None,
-            None,
-            Some(&principal.token.principal),
-            json!({"token_revoked": id}),
-        )
-        .map_err(ApiError::internal)?;
+    state.audit_change(
+        &tenant,
+        &principal.token.principal,
+        json!({"token_revoked": id}),
+    )?;
     Ok(Json(json!({"revoked": id})))
 }
 
@@ -1028,18 +1003,11 @@ async fn put_secret(
             )
             .await?;
     }
-    state
-        .executor
-        .audit()
-        .append(
-            &tenant,
-            crate::audit::AuditKind::ConfigChanged,
-            None,
-            None,
-            Some(&principal.token.principal),
-            json!({"secret_set": name, "plugin": plugin}),
-        )
-        .map_err(ApiError::internal)?;
+    state.audit_change(
+        &tenant,
+        &principal.token.principal,
+        json!({"secret_set": name, "plugin": plugin}),
+    )?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -1540,18 +1508,11 @@ async fn put_hunt(
         )
         .map_err(sled_err)?;
     state.hunts.flush().map_err(sled_err)?;
-    state
-        .executor
-        .audit()
-        .append(
-            &tenant,
-            crate::audit::AuditKind::ConfigChanged,
-            None,
-            None,
-            Some(&principal.token.principal),
-            json!({"hunt": name, "schedule": record.schedule, "plugin": record.plugin}),
-        )
-        .map_err(ApiError::internal)?;
+    state.audit_change(
+        &tenant,
+        &principal.token.principal,
+        json!({"hunt": name, "schedule": record.schedule, "plugin": record.plugin}),
+    )?;
     Ok(Json(json!(record)))
 }
 
@@ -1762,18 +1723,11 @@ async fn put_quotas(
         record.ingest_per_second = rate;
     }
     state.put_tenant(&record)?;
-    state
-        .executor
-        .audit()
-        .append(
-            &tenant_id,
-            crate::audit::AuditKind::ConfigChanged,
-            None,
-            None,
-            Some(&principal.token.principal),
-            json!({"quotas": record.quotas, "ingest_per_second": record.ingest_per_second}),
-        )
-        .map_err(ApiError::internal)?;
+    state.audit_change(
+        &tenant_id,
+        &principal.token.principal,
+        json!({"quotas": record.quotas, "ingest_per_second": record.ingest_per_second}),
+    )?;
     Ok(Json(
         json!({"quotas": record.quotas, "ingest_per_second": record.ingest_per_second}),
     ))
@@ -1854,18 +1808,11 @@ async fn delete_plugin(
     state.packages.remove(&plugin_key).map_err(sled_err)?;
     state.packages.flush().map_err(sled_err)?;
     state.executor.unregister(&tenant, &name)?;
-    state
-        .executor
-        .audit()
-        .append(
-            &tenant,
-            crate::audit::AuditKind::ConfigChanged,
-            None,
-            None,
-            Some(&principal.token.principal),
-            json!({"plugin_deleted": name}),
-        )
-        .map_err(ApiError::internal)?;
+    state.audit_change(
+        &tenant,
+        &principal.token.principal,
+        json!({"plugin_deleted": name}),
+    )?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -1898,18 +1845,11 @@ async fn set_playbook_enabled(
     }
     state.disabled_playbooks.flush().map_err(sled_err)?;
     state.executor.set_playbook_enabled(&tenant, name, enabled);
-    state
-        .executor
-        .audit()
-        .append(
-            &tenant,
-            crate::audit::AuditKind::ConfigChanged,
-            None,
-            None,
-            Some(&principal.token.principal),
-            json!({"playbook": name, "enabled": enabled}),
-        )
-        .map_err(ApiError::internal)?;
+    state.audit_change(
+        &tenant,
+        &principal.token.principal,
+        json!({"playbook": name, "enabled": enabled}),
+    )?;
     Ok(Json(json!({"name": name, "enabled": enabled})))
 }
 
@@ -2132,18 +2072,11 @@ async fn put_webhook(
         allow_private: internal && is_admin,
     });
     state.put_tenant(&record)?;
-    state
-        .executor
-        .audit()
-        .append(
-            &tenant,
-            crate::audit::AuditKind::ConfigChanged,
-            None,
-            None,
-            Some(&principal.token.principal),
-            json!({"approval_webhook": body.url}),
-        )
-        .map_err(ApiError::internal)?;
+    state.audit_change(
+        &tenant,
+        &principal.token.principal,
+        json!({"approval_webhook": body.url}),
+    )?;
     Ok(Json(json!({"url": body.url})))
 }
 
@@ -2184,17 +2117,10 @@ async fn delete_webhook(
         .remove(tenant.as_str())
         .map_err(sled_err)?;
     state.webhook_secrets.flush().map_err(sled_err)?;
-    state
-        .executor
-        .audit()
-        .append(
-            &tenant,
-            crate::audit::AuditKind::ConfigChanged,
-            None,
-            None,
-            Some(&principal.token.principal),
-            json!({"approval_webhook": null}),
-        )
-        .map_err(ApiError::internal)?;
+    state.audit_change(
+        &tenant,
+        &principal.token.principal,
+        json!({"approval_webhook": null}),
+    )?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
