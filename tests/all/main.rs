@@ -11,4 +11,5 @@ mod loading;
 mod playbooks;
 mod plugins;
 mod server;
+mod sigma;
 mod versioning;

@@ -188,7 +188,17 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
     // The SDK's rustdoc examples (one per plugin kind) compile on the host too.
     run(cargo()
         .current_dir(root)
-        .args(["test", "--package", "rampart-sdk", "--doc"]))
+        .args(["test", "--package", "rampart-sdk", "--doc"]))?;
+    // Plugins' own unit tests run natively (`--lib`: the cdylib's export
+    // names only link for wasm).
+    let mut plugin_tests = cargo();
+    plugin_tests.current_dir(root).args(["test", "--lib"]);
+    for guest in guests(root)? {
+        if !guest.fixture {
+            plugin_tests.args(["--package", &guest.package]);
+        }
+    }
+    run(&mut plugin_tests)
 }
 
 fn demo(root: &Path) -> Result<()> {

@@ -1,0 +1,680 @@
+//! The Sigma engine: rules compiled once (with `sigma-rust`), routed by log
+//! source to the events they are written for, and matched against events
+//! in either field shape of Windows telemetry.
+//!
+//! Routing follows pySigma's Windows mapping: `category: process_creation`
+//! is Sysmon 1 or Security 4688, `image_load` Sysmon 7, `service: security`
+//! the Security channel, and so on (see [`Route::of`]). A rule whose log
+//! source we cannot route applies to every event of its product rather than
+//! to none. Field shapes: flat NXLog (`Image`, `EventID`, `Channel` at the
+//! top), nested `{"Event": {"System": …, "EventData": …}}` (Sigma's test
+//! events) and winlogbeat (`winlog.event_data.*`); Security 4688's
+//! `NewProcessName`/`ParentProcessName` also answer to `Image`/`ParentImage`.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+use sigma_rust::{Event as SigmaEvent, Rule};
+
+/// The pinned SigmaHQ commit the bundled rules come from.
+pub const SIGMA_COMMIT: &str = "8eaafff1f2845a696050e05e72ba1140ee190698";
+
+/// Rule severity, ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// informational.
+    Informational,
+    /// low.
+    Low,
+    /// medium.
+    Medium,
+    /// high.
+    High,
+    /// critical.
+    Critical,
+}
+
+impl Level {
+    /// Parses a Sigma level name.
+    pub fn parse(text: &str) -> Option<Level> {
+        Some(match text {
+            "informational" => Level::Informational,
+            "low" => Level::Low,
+            "medium" => Level::Medium,
+            "high" => Level::High,
+            "critical" => Level::Critical,
+            _ => return None,
+        })
+    }
+}
+
+/// Which events a rule is written for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// Events with one of these (channel, event id) pairs; `None` id: any.
+    Events(Vec<(&'static str, Option<u32>)>),
+    /// Events of a channel whose lower-cased name contains this.
+    ChannelContains(String),
+    /// Every event.
+    Any,
+    /// Not Windows telemetry: never.
+    Never,
+}
+
+const SYSMON: &str = "microsoft-windows-sysmon/operational";
+const SECURITY: &str = "security";
+const PS_OPERATIONAL: &str = "microsoft-windows-powershell/operational";
+const PS_CLASSIC: &str = "windows powershell";
+
+impl Route {
+    /// The route of a rule's log source.
+    pub fn of(product: Option<&str>, category: Option<&str>, service: Option<&str>) -> Route {
+        if product.is_some_and(|p| p != "windows") {
+            return Route::Never;
+        }
+        let sysmon =
+            |ids: &[u32]| Route::Events(ids.iter().map(|id| (SYSMON, Some(*id))).collect());
+        if let Some(category) = category {
+            return match category {
+                "process_creation" => {
+                    Route::Events(vec![(SYSMON, Some(1)), (SECURITY, Some(4688))])
+                }
+                "file_change" => sysmon(&[2]),
+                "network_connection" => sysmon(&[3]),
+                "sysmon_status" => sysmon(&[4, 16]),
+                "process_termination" => sysmon(&[5]),
+                "driver_load" => sysmon(&[6]),
+                "image_load" => sysmon(&[7]),
+                "create_remote_thread" => sysmon(&[8]),
+                "raw_access_thread" => sysmon(&[9]),
+                "process_access" => sysmon(&[10]),
+                "file_event" => sysmon(&[11]),
+                "registry_add" | "registry_delete" => sysmon(&[12]),
+                "registry_set" => sysmon(&[13]),
+                "registry_rename" => sysmon(&[14]),
+                "registry_event" => sysmon(&[12, 13, 14]),
+                "create_stream_hash" => sysmon(&[15]),
+                "pipe_created" => sysmon(&[17, 18]),
+                "wmi_event" => sysmon(&[19, 20, 21]),
+                "dns_query" => sysmon(&[22]),
+                "file_delete" => sysmon(&[23, 26]),
+                "clipboard_capture" => sysmon(&[24]),
+                "process_tampering" => sysmon(&[25]),
+                "file_block_executable" => sysmon(&[27]),
+                "file_block_shredding" => sysmon(&[28]),
+                "file_executable_detected" => sysmon(&[29]),
+                "sysmon_error" => sysmon(&[255]),
+                "ps_module" => Route::Events(vec![(PS_OPERATIONAL, Some(4103))]),
+                "ps_script" => Route::Events(vec![(PS_OPERATIONAL, Some(4104))]),
+                "ps_classic_start" => Route::Events(vec![(PS_CLASSIC, Some(400))]),
+                "ps_classic_provider_start" => Route::Events(vec![(PS_CLASSIC, Some(600))]),
+                "ps_classic_script" => Route::Events(vec![(PS_CLASSIC, Some(800))]),
+                _ => Route::Any,
+            };
+        }
+        match service {
+            Some("security") => Route::Events(vec![(SECURITY, None)]),
+            Some("system") => Route::Events(vec![("system", None)]),
+            Some("application") => Route::Events(vec![("application", None)]),
+            Some("sysmon") => Route::Events(vec![(SYSMON, None)]),
+            Some("powershell") => Route::Events(vec![(PS_OPERATIONAL, None)]),
+            Some("powershell-classic") => Route::Events(vec![(PS_CLASSIC, None)]),
+            Some("windefend") => Route::ChannelContains("windows defender".to_owned()),
+            Some(other) => Route::ChannelContains(other.replace('-', "")),
+            None => Route::Any,
+        }
+    }
+
+    fn admits(&self, channel: &str, channel_squashed: &str, event_id: Option<u32>) -> bool {
+        match self {
+            Route::Any => true,
+            Route::Never => false,
+            Route::ChannelContains(part) => channel_squashed.contains(part.as_str()),
+            Route::Events(pairs) => pairs
+                .iter()
+                .any(|(c, id)| *c == channel && id.is_none_or(|id| Some(id) == event_id)),
+        }
+    }
+}
+
+/// One compiled rule and what a finding needs from it.
+pub struct CompiledRule {
+    /// The rule.
+    pub rule: Rule,
+    /// Rule id (or the path when it has none).
+    pub id: String,
+    /// Title.
+    pub title: String,
+    /// Level.
+    pub level: Level,
+    /// ATT&CK technique ids from the tags (`attack.t1059.001` → `T1059.001`).
+    pub techniques: Vec<String>,
+    /// Author (the DRL asks to keep it in every finding).
+    pub author: String,
+    /// Path in the SigmaHQ repository (empty for a tenant's own rule).
+    pub path: String,
+    /// Where it applies.
+    pub route: Route,
+}
+
+impl CompiledRule {
+    /// The rule's link at the pinned commit, if it is a SigmaHQ rule.
+    pub fn link(&self) -> Option<String> {
+        (!self.path.is_empty()).then(|| {
+            format!(
+                "https://github.com/SigmaHQ/sigma/blob/{SIGMA_COMMIT}/{}",
+                self.path
+            )
+        })
+    }
+}
+
+/// Rules that did not compile, with why.
+pub type Skipped = Vec<(String, String)>;
+
+/// Splits a bundle (`#@rule <path>` + YAML, repeated) into (path, yaml).
+pub fn bundle_rules(bundle: &str) -> Vec<(String, String)> {
+    let mut rules = Vec::new();
+    let mut current: Option<(String, String)> = None;
+    for line in bundle.split_inclusive('\n') {
+        if let Some(path) = line.strip_prefix("#@rule ") {
+            if let Some(done) = current.take() {
+                rules.push(done);
+            }
+            current = Some((path.trim().to_owned(), String::new()));
+        } else if let Some((_, yaml)) = current.as_mut() {
+            yaml.push_str(line);
+        }
+    }
+    rules.extend(current);
+    rules
+}
+
+/// Rewrites the regex flag modifiers sigma-rust lacks (`|re|i`, `|re|m`,
+/// `|re|s`) into inline flags on the pattern: `Field|re|i: 'x'` becomes
+/// `Field|re: '(?i)x'`, for a scalar on the same line or a list below it.
+fn inline_regex_flags(yaml: &str) -> String {
+    let mut out = String::with_capacity(yaml.len());
+    let mut pending: Option<(String, usize)> = None;
+    for line in yaml.split_inclusive('\n') {
+        let indent = line.len() - line.trim_start().len();
+        if let Some((flags, key_indent)) = &pending {
+            let item = line.trim_start();
+            if indent > *key_indent && item.starts_with("- ") {
+                let value = item[2..].trim_end();
+                let prefix = &line[..indent];
+                out.push_str(&format!("{prefix}- {}\n", with_flags(value, flags)));
+                continue;
+            }
+            pending = None;
+        }
+        let trimmed = line.trim_end();
+        let rewritten = ["i", "m", "s"]
+            .iter()
+            .fold(None::<(String, String)>, |found, flag| {
+                let (text, mut flags) = found.unwrap_or((trimmed.to_owned(), String::new()));
+                let needle = format!("|re|{flag}");
+                if text.contains(&needle) {
+                    flags.push_str(flag);
+                    Some((text.replace(&needle, "|re"), flags))
+                } else if flags.is_empty() {
+                    None
+                } else {
+                    Some((text, flags))
+                }
+            });
+        match rewritten {
+            Some((text, flags)) => match text.split_once(": ") {
+                Some((key, value)) if !value.trim().is_empty() => {
+                    out.push_str(&format!("{key}: {}\n", with_flags(value.trim(), &flags)));
+                }
+                _ => {
+                    out.push_str(&text);
+                    out.push('\n');
+                    pending = Some((flags, indent));
+                }
+            },
+            None => out.push_str(line),
+        }
+    }
+    out
+}
+
+/// `'x'` → `'(?flags)x'` (single- or double-quoted, or plain).
+fn with_flags(value: &str, flags: &str) -> String {
+    for quote in ['\'', '"'] {
+        if let Some(inner) = value
+            .strip_prefix(quote)
+            .and_then(|v| v.strip_suffix(quote))
+        {
+            return format!("{quote}(?{flags}){inner}{quote}");
+        }
+    }
+    format!("'(?{flags}){}'", value.replace('\'', "''"))
+}
+
+/// Compiles one rule (`path` empty for a tenant's own).
+pub fn compile(path: &str, yaml: &str) -> Result<CompiledRule, String> {
+    let yaml = &inline_regex_flags(yaml);
+    let rule = sigma_rust::rule_from_yaml(yaml).map_err(|err| {
+        let text = err.to_string();
+        text.lines().next().unwrap_or("invalid rule").to_owned()
+    })?;
+    // sigma-rust does not export its level type; its Debug name is the
+    // variant's.
+    let level = rule
+        .level
+        .as_ref()
+        .and_then(|level| Level::parse(&format!("{level:?}").to_ascii_lowercase()))
+        .unwrap_or(Level::Informational);
+    let techniques = rule
+        .tags
+        .iter()
+        .flatten()
+        .filter_map(|tag| tag.strip_prefix("attack.t"))
+        .filter(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
+        .map(|rest| format!("T{}", rest.to_ascii_uppercase()))
+        .collect();
+    let route = Route::of(
+        rule.logsource.product.as_deref(),
+        rule.logsource.category.as_deref(),
+        rule.logsource.service.as_deref(),
+    );
+    Ok(CompiledRule {
+        id: rule.id.clone().unwrap_or_else(|| path.to_owned()),
+        title: rule.title.clone(),
+        level,
+        techniques,
+        author: rule.author.clone().unwrap_or_default(),
+        path: path.to_owned(),
+        route,
+        rule,
+    })
+}
+
+/// An event flattened for matching, with what routing needs.
+pub struct Flat {
+    /// Field → value, as Sigma rules name fields.
+    pub fields: serde_json::Map<String, Value>,
+    /// Lower-cased channel.
+    pub channel: String,
+    /// Event id.
+    pub event_id: Option<u32>,
+}
+
+fn number(value: &Value) -> Option<u32> {
+    match value {
+        Value::Number(n) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
+        Value::String(s) => s.trim().parse().ok(),
+        Value::Object(o) => o.get("#text").and_then(number),
+        _ => None,
+    }
+}
+
+/// Flattens an event of any supported shape.
+pub fn flatten(event: &Value) -> Flat {
+    let mut fields = serde_json::Map::new();
+    let mut channel = String::new();
+    let mut event_id = None;
+    if let Some(nested) = event.get("Event").filter(|e| e.get("System").is_some()) {
+        let system = &nested["System"];
+        event_id = number(&system["EventID"]);
+        channel = system["Channel"].as_str().unwrap_or_default().to_owned();
+        if let Some(provider) = system["Provider"]["#attributes"]["Name"].as_str() {
+            fields.insert("Provider_Name".into(), Value::String(provider.to_owned()));
+        }
+        if let Some(computer) = system["Computer"].as_str() {
+            fields.insert("Computer".into(), Value::String(computer.to_owned()));
+        }
+        if let Some(data) = nested["EventData"].as_object() {
+            fields.extend(data.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        if let Some(data) = nested["UserData"].as_object() {
+            for inner in data.values().filter_map(Value::as_object) {
+                fields.extend(inner.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+        }
+    } else if let Some(winlog) = event.get("winlog").and_then(Value::as_object) {
+        event_id = winlog.get("event_id").and_then(number);
+        channel = winlog
+            .get("channel")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        if let Some(data) = winlog.get("event_data").and_then(Value::as_object) {
+            fields.extend(data.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        if let Some(computer) = winlog.get("computer_name") {
+            fields.insert("Computer".into(), computer.clone());
+        }
+        if let Some(provider) = winlog.get("provider_name") {
+            fields.insert("Provider_Name".into(), provider.clone());
+        }
+    } else if let Some(object) = event.as_object() {
+        event_id = object.get("EventID").and_then(number);
+        channel = object
+            .get("Channel")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        fields.extend(object.iter().map(|(k, v)| (k.clone(), v.clone())));
+        if let Some(name) = object
+            .get("SourceName")
+            .or_else(|| object.get("ProviderName"))
+        {
+            fields
+                .entry("Provider_Name")
+                .or_insert_with(|| name.clone());
+        }
+        if let Some(host) = object.get("Hostname") {
+            fields.entry("Computer").or_insert_with(|| host.clone());
+        }
+    }
+    if let Some(id) = event_id {
+        fields.insert("EventID".into(), Value::from(id));
+    }
+    // Defender and a few other providers name fields with spaces
+    // ("Threat Name"); Sigma rules write them without.
+    let spaced: Vec<(String, Value)> = fields
+        .iter()
+        .filter(|(k, _)| k.contains(' '))
+        .map(|(k, v)| (k.replace(' ', ""), v.clone()))
+        .collect();
+    for (key, value) in spaced {
+        fields.entry(key).or_insert(value);
+    }
+    // Security 4688 names the process fields differently.
+    if event_id == Some(4688) {
+        for (from, to) in [
+            ("NewProcessName", "Image"),
+            ("ParentProcessName", "ParentImage"),
+        ] {
+            if let Some(value) = fields.get(from).cloned() {
+                fields.entry(to).or_insert(value);
+            }
+        }
+    }
+    Flat {
+        fields,
+        channel: channel.to_ascii_lowercase(),
+        event_id,
+    }
+}
+
+/// The rule set of a session: rules grouped by route so each event is
+/// matched only against the rules written for it.
+pub struct Engine {
+    rules: Vec<CompiledRule>,
+    /// Rules by (channel, event id) for exact routes.
+    by_event: BTreeMap<(String, Option<u32>), Vec<usize>>,
+    other: Vec<usize>,
+    /// Rules that did not compile.
+    pub skipped: Skipped,
+    /// Rules left out by the session's filters (level, ids).
+    pub filtered: usize,
+}
+
+/// What to load.
+#[derive(Debug, Default, Clone)]
+pub struct Selection {
+    /// Lowest level kept.
+    pub min_level: Option<Level>,
+    /// Only these rule ids, if set.
+    pub ids: Option<Vec<String>>,
+}
+
+impl Engine {
+    /// Compiles `rules` (path, yaml) under `selection`.
+    pub fn build(rules: Vec<(String, String)>, selection: &Selection) -> Engine {
+        let mut engine = Engine {
+            rules: Vec::new(),
+            by_event: BTreeMap::new(),
+            other: Vec::new(),
+            skipped: Vec::new(),
+            filtered: 0,
+        };
+        for (path, yaml) in rules {
+            let compiled = match compile(&path, &yaml) {
+                Ok(compiled) => compiled,
+                Err(reason) => {
+                    engine.skipped.push((path, reason));
+                    continue;
+                }
+            };
+            let wanted = selection.min_level.is_none_or(|min| compiled.level >= min)
+                && selection
+                    .ids
+                    .as_ref()
+                    .is_none_or(|ids| ids.contains(&compiled.id));
+            if !wanted {
+                engine.filtered += 1;
+                continue;
+            }
+            let index = engine.rules.len();
+            match &compiled.route {
+                Route::Never => {
+                    engine.filtered += 1;
+                    continue;
+                }
+                Route::Events(pairs) => {
+                    for (channel, id) in pairs {
+                        engine
+                            .by_event
+                            .entry(((*channel).to_owned(), *id))
+                            .or_default()
+                            .push(index);
+                    }
+                }
+                Route::ChannelContains(_) | Route::Any => engine.other.push(index),
+            }
+            engine.rules.push(compiled);
+        }
+        engine
+    }
+
+    /// Compiled rules.
+    pub fn rules(&self) -> &[CompiledRule] {
+        &self.rules
+    }
+
+    /// Indices of the rules that match `event`.
+    pub fn matches(&self, event: &Value) -> Vec<usize> {
+        let flat = flatten(event);
+        let squashed = flat.channel.replace('-', "");
+        let mut candidates: Vec<usize> = Vec::new();
+        for key in [
+            (flat.channel.clone(), flat.event_id),
+            (flat.channel.clone(), None),
+        ] {
+            if let Some(found) = self.by_event.get(&key) {
+                candidates.extend(found);
+            }
+        }
+        candidates.extend(self.other.iter().copied().filter(|i| {
+            self.rules[*i]
+                .route
+                .admits(&flat.channel, &squashed, flat.event_id)
+        }));
+        if candidates.is_empty() {
+            return candidates;
+        }
+        let Ok(sigma_event) = SigmaEvent::try_from(Value::Object(flat.fields)) else {
+            return Vec::new();
+        };
+        candidates.sort_unstable();
+        candidates.dedup();
+        candidates
+            .into_iter()
+            .filter(|i| self.rules[*i].rule.is_match(&sigma_event))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const RULE: &str = r"title: Test encoded PowerShell
+id: 00000000-0000-0000-0000-000000000001
+author: Test Author
+level: high
+tags: [attack.execution, attack.t1059.001]
+logsource: { product: windows, category: process_creation }
+detection:
+  selection:
+    Image|endswith: '\powershell.exe'
+    CommandLine|contains|windash: ' -enc '
+  condition: selection
+";
+
+    #[test]
+    fn routes_and_both_shapes() {
+        let engine = Engine::build(
+            vec![("rules/x.yml".into(), RULE.into())],
+            &Selection::default(),
+        );
+        assert_eq!(engine.rules().len(), 1);
+        assert_eq!(engine.rules()[0].techniques, ["T1059.001"]);
+        let flat = json!({"Channel": "Microsoft-Windows-Sysmon/Operational", "EventID": 1,
+            "Image": "C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe",
+            "CommandLine": "powershell.exe /enc SQBFAFgA"});
+        assert_eq!(engine.matches(&flat), [0], "windash turns /enc into -enc");
+        let nested = json!({"Event": {"System": {"EventID": 1, "Channel": "Microsoft-Windows-Sysmon/Operational"},
+            "EventData": {"Image": "C:\\x\\powershell.exe", "CommandLine": "powershell -enc AAAA"}}});
+        assert_eq!(engine.matches(&nested), [0]);
+        let security = json!({"Channel": "Security", "EventID": 4688,
+            "NewProcessName": "C:\\x\\powershell.exe", "CommandLine": "powershell -enc AAAA"});
+        assert_eq!(engine.matches(&security), [0], "4688 field names");
+        // The same fields in an image-load event: not a process creation.
+        let image_load = json!({"Channel": "Microsoft-Windows-Sysmon/Operational", "EventID": 7,
+            "Image": "C:\\x\\powershell.exe", "CommandLine": "powershell -enc AAAA"});
+        assert!(engine.matches(&image_load).is_empty());
+    }
+
+    #[test]
+    fn regex_flags_become_inline() {
+        let yaml = "a:\n  F|re|i: '^C:\\\\x$'\n  G|re|i:\n    - 'one'\n    - \"two\"\n  H: z\n";
+        let fixed = inline_regex_flags(yaml);
+        assert_eq!(
+            fixed,
+            "a:\n  F|re: '(?i)^C:\\\\x$'\n  G|re:\n    - '(?i)one'\n    - \"(?i)two\"\n  H: z\n"
+        );
+    }
+
+    #[test]
+    fn bundle_splits_and_bad_rules_are_reported() {
+        let bundle = format!("#@rule a.yml\n{RULE}#@rule b.yml\ntitle: broken\ndetection: {{}}\n");
+        let rules = bundle_rules(&bundle);
+        assert_eq!(rules.len(), 2);
+        let engine = Engine::build(rules, &Selection::default());
+        assert_eq!(engine.rules().len(), 1);
+        assert_eq!(engine.skipped.len(), 1);
+        assert_eq!(engine.skipped[0].0, "b.yml");
+    }
+}
+
+/// The regression pairs of the data set, run natively: figures for the
+/// compile report and recall (the sandboxed run is in `tests/all/hunts.rs`).
+#[cfg(test)]
+mod regression {
+    use super::*;
+    use std::path::{Path, PathBuf};
+
+    fn pairs() -> Vec<(String, Vec<Value>)> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/sigma/regression_data");
+        let mut infos = Vec::new();
+        let mut stack: Vec<PathBuf> = vec![root];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if path.file_name().is_some_and(|n| n == "info.yml") {
+                    infos.push(path);
+                }
+            }
+        }
+        infos.sort();
+        infos
+            .into_iter()
+            .map(|info| {
+                let text = std::fs::read_to_string(&info).unwrap_or_default();
+                let id = text
+                    .split("rule_metadata:")
+                    .nth(1)
+                    .and_then(|rest| rest.split("id:").nth(1))
+                    .and_then(|rest| rest.lines().next())
+                    .map(|id| id.trim().to_owned())
+                    .unwrap_or_default();
+                let mut events = Vec::new();
+                for entry in std::fs::read_dir(info.parent().unwrap_or(Path::new(".")))
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                {
+                    if entry.path().extension().is_some_and(|e| e == "json") {
+                        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+                        events.extend(
+                            serde_json::Deserializer::from_str(&text)
+                                .into_iter::<Value>()
+                                .filter_map(Result::ok),
+                        );
+                    }
+                }
+                (id, events)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn bundled_rules_compile_and_regression_pairs_fire() {
+        let rules = crate::bundled_rules().unwrap_or_default();
+        let total = rules.len();
+        let engine = Engine::build(rules, &Selection::default());
+        let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
+        for (_, reason) in &engine.skipped {
+            *reasons
+                .entry(reason.chars().take(60).collect())
+                .or_default() += 1;
+        }
+        eprintln!(
+            "rules: {total}, compiled {}, left out (not Windows) {}, skipped {}: {reasons:#?}",
+            engine.rules().len(),
+            engine.filtered,
+            engine.skipped.len()
+        );
+        let pairs = pairs();
+        let mut missed = Vec::new();
+        let mut cross = 0usize;
+        let mut events = 0usize;
+        for (id, list) in &pairs {
+            let mut fired = false;
+            for event in list {
+                events += 1;
+                for index in engine.matches(event) {
+                    if engine.rules()[index].id == *id {
+                        fired = true;
+                    } else {
+                        cross += 1;
+                    }
+                }
+            }
+            if !fired {
+                missed.push(id.clone());
+            }
+        }
+        eprintln!(
+            "regression: {} pairs ({events} events), {} fire on their own event, {cross} other-rule hits on these events; missed: {missed:?}",
+            pairs.len(),
+            pairs.len() - missed.len()
+        );
+        assert_eq!(pairs.len(), 142);
+        assert_eq!(engine.rules().len(), total, "every bundled rule compiles");
+        assert!(
+            missed.is_empty(),
+            "rules that missed their own event: {missed:?}"
+        );
+    }
+}

@@ -1,0 +1,179 @@
+//! Sigma hunt.
+//!
+//! Runs the SigmaHQ Windows rules bundled in `rules/` (DRL 1.1, pinned
+//! commit; see `rules/SOURCE.md`), plus a tenant's own rules, over stored
+//! events. Rules are compiled once per session (`open`); each `push` routes
+//! every event to the rules written for its log source and matches them.
+//!
+//! Params (all optional):
+//! `{"min_level": "low", "rule_ids": ["…"], "extra_rules": "<YAML, documents separated by ---"}`;
+//! `min_level` defaults to `low` (informational rules only tag events).
+//!
+//! Every finding carries the rule id, title, level, ATT&CK ids, the matching
+//! event, and — as the DRL asks — the rule's author, a link to the rule and
+//! the licence name.
+
+pub mod engine;
+
+use engine::{Engine, Level, Selection};
+use rampart_sdk::{Entity, EntityKind, Event, Finding, Hunt, PluginError, Severity, log};
+use serde_json::{Value, json};
+
+/// The bundled rules, gzipped (see `rules/SOURCE.md`).
+const BUNDLE: &[u8] = include_bytes!("../rules/sigmahq.bundle.gz");
+
+/// Reads the bundled rules.
+pub fn bundled_rules() -> Result<Vec<(String, String)>, String> {
+    use std::io::Read as _;
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(BUNDLE)
+        .read_to_string(&mut text)
+        .map_err(|err| format!("bundled rules: {err}"))?;
+    Ok(engine::bundle_rules(&text))
+}
+
+struct SigmaHunt {
+    engine: Engine,
+}
+
+fn severity(level: Level) -> Severity {
+    match level {
+        Level::Informational => Severity::Info,
+        Level::Low => Severity::Low,
+        Level::Medium => Severity::Medium,
+        Level::High => Severity::High,
+        Level::Critical => Severity::Critical,
+    }
+}
+
+/// The fields worth showing an analyst, when present.
+const SHOWN: &[&str] = &[
+    "Image",
+    "CommandLine",
+    "ParentImage",
+    "ParentCommandLine",
+    "TargetObject",
+    "TargetFilename",
+    "ImageLoaded",
+    "DestinationIp",
+    "DestinationPort",
+    "QueryName",
+    "ScriptBlockText",
+    "ServiceName",
+    "User",
+    "SubjectUserName",
+    "TargetUserName",
+];
+
+impl Hunt for SigmaHunt {
+    fn open(params: &str) -> Result<Self, PluginError> {
+        let params: Value = if params.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(params)
+                .map_err(|err| PluginError::invalid_input(format!("params: {err}")))?
+        };
+        let min_level = match params.get("min_level").and_then(Value::as_str) {
+            None => Level::Low,
+            Some(text) => Level::parse(text).ok_or_else(|| {
+                PluginError::invalid_input(format!(
+                    "min_level `{text}` is not informational|low|medium|high|critical"
+                ))
+            })?,
+        };
+        let ids = params.get("rule_ids").and_then(Value::as_array).map(|ids| {
+            ids.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        });
+        let mut rules = bundled_rules().map_err(PluginError::misconfigured)?;
+        if let Some(extra) = params.get("extra_rules").and_then(Value::as_str) {
+            for document in extra.split("\n---") {
+                if !document.trim().is_empty() {
+                    rules.push((String::new(), document.to_owned()));
+                }
+            }
+        }
+        let total = rules.len();
+        let engine = Engine::build(
+            rules,
+            &Selection {
+                min_level: Some(min_level),
+                ids,
+            },
+        );
+        log::info(&format!(
+            "sigma: {total} rules, {} compiled and active, {} left out by level/ids/log source, {} skipped",
+            engine.rules().len(),
+            engine.filtered,
+            engine.skipped.len()
+        ));
+        for (path, reason) in engine.skipped.iter().take(20) {
+            log::warn(&format!("sigma: skipped {path}: {reason}"));
+        }
+        Ok(SigmaHunt { engine })
+    }
+
+    fn push(&mut self, events: Vec<Event>) -> Result<Vec<Finding>, PluginError> {
+        let mut findings = Vec::new();
+        for event in events {
+            let data = event.value();
+            let matched = self.engine.matches(&data);
+            if matched.is_empty() {
+                continue;
+            }
+            let flat = engine::flatten(&data);
+            for index in matched {
+                let rule = &self.engine.rules()[index];
+                let mut finding = Finding::new(
+                    rule.id.clone(),
+                    rule.title.clone(),
+                    severity(rule.level),
+                    event.time,
+                )
+                .event(event.id.clone());
+                for technique in &rule.techniques {
+                    finding = finding.technique(technique.clone());
+                }
+                if let Some(link) = rule.link() {
+                    finding = finding.reference(link);
+                }
+                for (field, kind) in [
+                    ("Computer", EntityKind::Hostname),
+                    ("User", EntityKind::User),
+                    ("Image", EntityKind::Process),
+                    ("DestinationIp", EntityKind::Ip),
+                ] {
+                    if let Some(value) = flat.fields.get(field).and_then(Value::as_str)
+                        && !value.is_empty()
+                    {
+                        finding = finding.entity(Entity::new(kind, value));
+                    }
+                }
+                let shown: serde_json::Map<String, Value> = SHOWN
+                    .iter()
+                    .filter_map(|f| flat.fields.get(*f).map(|v| ((*f).to_owned(), v.clone())))
+                    .collect();
+                findings.push(finding.detail(&json!({
+                    "engine": "sigma",
+                    "rule_path": rule.path,
+                    "rule_link": rule.link(),
+                    "author": rule.author,
+                    "license": if rule.path.is_empty() { "tenant rule" } else { "DRL 1.1 (https://github.com/SigmaHQ/Detection-Rule-License)" },
+                    "level": format!("{:?}", rule.level).to_ascii_lowercase(),
+                    "channel": flat.channel,
+                    "event_id": flat.event_id,
+                    "fields": shown,
+                })));
+            }
+        }
+        Ok(findings)
+    }
+
+    fn close(self) -> Result<Vec<Finding>, PluginError> {
+        Ok(Vec::new())
+    }
+}
+
+rampart_sdk::export_hunt!(SigmaHunt);
