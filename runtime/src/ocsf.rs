@@ -138,3 +138,147 @@ pub fn alert_from_ocsf(doc: &Value) -> Result<Alert, OcsfError> {
         raw: doc.clone(),
     })
 }
+
+// ---- Rampart → OCSF Detection Finding 1.8 (no profiles) ----
+
+/// OCSF severity id of a severity.
+fn severity_id(severity: Severity) -> u8 {
+    match severity {
+        Severity::Info => 1,
+        Severity::Low => 2,
+        Severity::Medium => 3,
+        Severity::High => 4,
+        Severity::Critical => 5,
+    }
+}
+
+/// OCSF observable `(type_id, type)` of an entity kind.
+fn observable_type(kind: EntityKind) -> (u8, &'static str) {
+    match kind {
+        EntityKind::Hostname | EntityKind::Domain => (1, "Hostname"),
+        EntityKind::Ip => (2, "IP Address"),
+        EntityKind::User => (4, "User Name"),
+        EntityKind::Email => (5, "Email Address"),
+        EntityKind::Url => (6, "URL String"),
+        EntityKind::FileHash => (8, "Hash"),
+        EntityKind::Process => (9, "Process Name"),
+    }
+}
+
+fn observables(entities: &[Entity]) -> Vec<Value> {
+    entities
+        .iter()
+        .map(|entity| {
+            let (type_id, name) = observable_type(entity.kind);
+            serde_json::json!({"type_id": type_id, "type": name, "name": format!("{:?}", entity.kind).to_ascii_lowercase(), "value": entity.value})
+        })
+        .collect()
+}
+
+fn attacks(techniques: &[String]) -> Vec<Value> {
+    techniques
+        .iter()
+        .map(|id| match id.split_once('.') {
+            Some((parent, _)) => serde_json::json!({"technique": {"uid": parent}, "sub_technique": {"uid": id}, "version": "18.1"}),
+            None => serde_json::json!({"technique": {"uid": id}, "version": "18.1"}),
+        })
+        .collect()
+}
+
+fn metadata(tenant: &str, event_code: &str) -> Value {
+    serde_json::json!({
+        "version": "1.8.0",
+        "profiles": [],
+        "tenant_uid": tenant,
+        "event_code": event_code,
+        "product": {"name": "Rampart", "vendor_name": "Rampart", "version": env!("CARGO_PKG_VERSION")},
+    })
+}
+
+/// A hunt finding as an OCSF 1.8 Detection Finding (class 2004, no
+/// profiles). Sigma attribution (author, rule link, licence) is kept in
+/// `finding_info.analytic` and `unmapped`.
+pub fn finding_to_ocsf(
+    tenant: &crate::tenant::TenantId,
+    hunt: &str,
+    finding: &crate::model::Finding,
+) -> Value {
+    let link = finding.references.first().cloned();
+    let mut info = serde_json::json!({
+        "uid": format!("{hunt}:{}:{}", finding.rule_id, finding.event_ids.first().map_or("", String::as_str)),
+        "title": finding.title,
+        "types": ["hunt", hunt],
+        "analytic": {"type_id": 1, "type": "Rule", "uid": finding.rule_id, "name": finding.title},
+        "attacks": attacks(&finding.techniques),
+        "related_events_count": finding.event_ids.len(),
+    });
+    if let Some(link) = &link {
+        info["src_url"] = Value::String(link.clone());
+    }
+    serde_json::json!({
+        "activity_id": 1,
+        "activity_name": "Create",
+        "category_uid": 2,
+        "category_name": "Findings",
+        "class_uid": 2004,
+        "class_name": "Detection Finding",
+        "type_uid": 200401,
+        "type_name": "Detection Finding: Create",
+        "severity_id": severity_id(finding.severity),
+        "time": finding.time,
+        "status_id": 1,
+        "is_alert": true,
+        "message": finding.title,
+        "metadata": metadata(tenant.as_str(), &format!("hunt:{hunt}")),
+        "finding_info": info,
+        "observables": observables(&finding.entities),
+        "unmapped": {"detail": finding.detail, "event_ids": finding.event_ids},
+    })
+}
+
+/// A run's final verdict as an OCSF 1.8 Detection Finding: the alert's
+/// entities, the playbook as the analytic, the highest risk any scorer gave,
+/// and what was done.
+pub fn run_to_ocsf(run: &crate::executor::run::Run) -> Value {
+    let risk = run
+        .steps
+        .values()
+        .filter_map(|s| s.output.as_ref()?.get("risk")?.as_u64())
+        .max();
+    let verdict = match (run.status, run.acted.is_empty(), risk) {
+        (crate::executor::run::RunStatus::WaitingApproval, _, _) => "awaiting approval",
+        (_, false, _) => "contained",
+        (_, true, Some(r)) if r >= 70 => "malicious, not contained",
+        (_, true, Some(r)) if r >= 40 => "suspicious",
+        (_, true, Some(_)) => "benign",
+        _ => "undetermined",
+    };
+    let mut doc = serde_json::json!({
+        "activity_id": if run.finished.is_some() { 2 } else { 1 },
+        "category_uid": 2,
+        "class_uid": 2004,
+        "class_name": "Detection Finding",
+        "type_uid": if run.finished.is_some() { 200402 } else { 200401 },
+        "severity_id": severity_id(run.alert.severity),
+        "time": run.finished.unwrap_or(run.created),
+        "status_id": if run.finished.is_some() { 3 } else { 1 },
+        "is_alert": true,
+        "message": format!("{}: {verdict}", run.alert.title),
+        "metadata": metadata(run.tenant.as_str(), &format!("playbook:{}", run.playbook)),
+        "finding_info": {
+            "uid": run.id,
+            "title": run.alert.title,
+            "types": ["playbook run", verdict],
+            "analytic": {"type_id": 1, "type": "Rule", "uid": run.playbook_sha256, "name": run.playbook, "version": run.playbook_version.to_string()},
+            "attacks": attacks(&run.alert.techniques),
+            "created_time": run.created,
+            "first_seen_time": run.alert.time,
+        },
+        "observables": observables(&run.alert.entities),
+        "unmapped": {"alert_id": run.alert.id, "verdict": verdict, "acted": run.acted, "run_status": run.status},
+    });
+    if let Some(risk) = risk {
+        doc["risk_score"] = Value::from(risk);
+    }
+    doc
+}

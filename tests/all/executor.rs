@@ -924,3 +924,79 @@ async fn replacing_a_playbook_never_changes_a_pending_run() {
     assert_eq!(run.playbook_version, 1);
     assert_eq!(run.status, RunStatus::Succeeded);
 }
+
+/// A run's verdict and a hunt finding, emitted as OCSF 1.8 Detection
+/// Findings, validate against the class schema built for their profiles
+/// (none), and make the round trip back into an alert.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_verdicts_and_hunt_findings_validate_as_ocsf_detection_findings() {
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/ocsf/detection_finding-1.8.0.schema.json"
+        ))
+        .expect("schema"),
+    )
+    .expect("schema json");
+    let validator = jsonschema::validator_for(&schema).expect("compile schema");
+    let check = |doc: &serde_json::Value| {
+        let errors: Vec<String> = validator
+            .iter_errors(doc)
+            .map(|e| format!("{} at {}", e, e.instance_path()))
+            .collect();
+        assert!(errors.is_empty(), "{errors:#?}\n{doc:#}");
+    };
+
+    let dir = tempfile::tempdir().expect("dir");
+    let (executor, acme) = setup(
+        dir.path(),
+        &block_playbook(
+            "autonomous",
+            EXTERNAL,
+            "alert.entities.ip[0]",
+            NO_GUARDRAILS,
+        ),
+    )
+    .await;
+    let mut attacked = alert("ocsf-1", BAD_IP);
+    attacked.techniques = vec!["T1071.001".into(), "T1105".into()];
+    let run = only_run(&executor, &acme, &attacked).await;
+    let doc = rampart::ocsf::run_to_ocsf(&run);
+    check(&doc);
+    assert_eq!(doc["unmapped"]["verdict"], "contained", "{doc:#}");
+    assert_eq!(
+        doc["finding_info"]["attacks"][0]["sub_technique"]["uid"],
+        "T1071.001"
+    );
+    // Back in as an alert: same entities and techniques.
+    let back = rampart::ocsf::alert_from_ocsf(&doc).expect("round trip");
+    assert_eq!(back.entities, attacked.entities);
+    assert!(back.techniques.contains(&"T1105".to_owned()));
+
+    // A Sigma finding from the sandbox.
+    let plugin = executor
+        .add_plugin(&acme, &manifest("sigma-hunt"))
+        .await
+        .expect("sigma-hunt");
+    let mut session = plugin
+        .open_hunt(&serde_json::json!({"min_level": "low"}))
+        .await
+        .expect("open");
+    let event = rampart::model::Event {
+        id: "ev-1".into(),
+        time: 1_795_700_000_000,
+        data: serde_json::json!({"Channel": "Microsoft-Windows-Sysmon/Operational", "EventID": 1, "Hostname": "wks-7",
+            "Image": "C:\\Windows\\System32\\vssadmin.exe", "CommandLine": "vssadmin.exe delete shadows /all /quiet",
+            "ParentImage": "C:\\Windows\\System32\\cmd.exe", "User": "ACME\\bob"}),
+    };
+    let findings = session.push(&[event]).await.expect("push").value;
+    assert!(
+        !findings.is_empty(),
+        "shadow copy deletion is a classic Sigma hit"
+    );
+    for finding in &findings {
+        let doc = rampart::ocsf::finding_to_ocsf(&acme, "sigma", finding);
+        check(&doc);
+        assert!(doc["unmapped"]["detail"]["author"].is_string());
+    }
+}

@@ -155,6 +155,9 @@ pub struct CompiledRule {
     pub path: String,
     /// Where it applies.
     pub route: Route,
+    /// Strings one of which must occur for the rule to match (`None`: no
+    /// such set; always evaluated). See [`crate::prefilter`].
+    pub anchors: Option<std::collections::BTreeSet<String>>,
 }
 
 impl CompiledRule {
@@ -281,6 +284,7 @@ pub fn compile(path: &str, yaml: &str) -> Result<CompiledRule, String> {
         rule.logsource.service.as_deref(),
     );
     Ok(CompiledRule {
+        anchors: crate::prefilter::rule_anchors(yaml),
         id: rule.id.clone().unwrap_or_else(|| path.to_owned()),
         title: rule.title.clone(),
         level,
@@ -405,6 +409,10 @@ pub fn flatten(event: &Value) -> Flat {
 /// matched only against the rules written for it.
 pub struct Engine {
     rules: Vec<CompiledRule>,
+    /// Every rule's anchors in one automaton; `anchor_rules[i]` are the
+    /// rules anchor `i` belongs to.
+    anchors: Option<aho_corasick::AhoCorasick>,
+    anchor_rules: Vec<Vec<usize>>,
     /// Rules by (channel, event id) for exact routes.
     by_event: BTreeMap<(String, Option<u32>), Vec<usize>>,
     other: Vec<usize>,
@@ -428,6 +436,8 @@ impl Engine {
     pub fn build(rules: Vec<(String, String)>, selection: &Selection) -> Engine {
         let mut engine = Engine {
             rules: Vec::new(),
+            anchors: None,
+            anchor_rules: Vec::new(),
             by_event: BTreeMap::new(),
             other: Vec::new(),
             skipped: Vec::new(),
@@ -469,7 +479,39 @@ impl Engine {
             }
             engine.rules.push(compiled);
         }
+        let mut needles: std::collections::BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for (index, rule) in engine.rules.iter().enumerate() {
+            for anchor in rule.anchors.iter().flatten() {
+                needles.entry(anchor.clone()).or_default().push(index);
+            }
+        }
+        engine.anchors = aho_corasick::AhoCorasick::builder()
+            .match_kind(aho_corasick::MatchKind::Standard)
+            .build(needles.keys())
+            .ok();
+        engine.anchor_rules = needles.into_values().collect();
         engine
+    }
+
+    /// [`Engine::matches`] without the prefilter (for checking it).
+    pub fn matches_without_prefilter(&self, event: &Value) -> Vec<usize> {
+        let flat = flatten(event);
+        let squashed = flat.channel.replace('-', "");
+        let Ok(sigma_event) = SigmaEvent::try_from(Value::Object(flat.fields)) else {
+            return Vec::new();
+        };
+        (0..self.rules.len())
+            .filter(|i| {
+                let route = &self.rules[*i].route;
+                route.admits(&flat.channel, &squashed, flat.event_id)
+                    && self.rules[*i].rule.is_match(&sigma_event)
+            })
+            .collect()
+    }
+
+    /// Rules without anchors (always evaluated when routed).
+    pub fn unanchored(&self) -> usize {
+        self.rules.iter().filter(|r| r.anchors.is_none()).count()
     }
 
     /// Compiled rules.
@@ -480,6 +522,21 @@ impl Engine {
     /// Indices of the rules that match `event`.
     pub fn matches(&self, event: &Value) -> Vec<usize> {
         let flat = flatten(event);
+        let candidates = self.candidates(&flat);
+        if candidates.is_empty() {
+            return candidates;
+        }
+        let Ok(sigma_event) = SigmaEvent::try_from(Value::Object(flat.fields)) else {
+            return Vec::new();
+        };
+        candidates
+            .into_iter()
+            .filter(|i| self.rules[*i].rule.is_match(&sigma_event))
+            .collect()
+    }
+
+    /// The rules routed to `flat` that pass the prefilter.
+    pub fn candidates(&self, flat: &Flat) -> Vec<usize> {
         let squashed = flat.channel.replace('-', "");
         let mut candidates: Vec<usize> = Vec::new();
         for key in [
@@ -498,15 +555,29 @@ impl Engine {
         if candidates.is_empty() {
             return candidates;
         }
-        let Ok(sigma_event) = SigmaEvent::try_from(Value::Object(flat.fields)) else {
-            return Vec::new();
-        };
         candidates.sort_unstable();
         candidates.dedup();
+        // The prefilter: which anchors occur anywhere in the event's values.
+        if let Some(automaton) = &self.anchors {
+            let mut haystack = String::new();
+            for value in flat.fields.values() {
+                match value {
+                    Value::String(text) => haystack.push_str(text),
+                    Value::Number(n) => haystack.push_str(&n.to_string()),
+                    _ => continue,
+                }
+                haystack.push('\n');
+            }
+            let haystack = haystack.to_lowercase();
+            let mut present = vec![false; self.rules.len()];
+            for found in automaton.find_overlapping_iter(&haystack) {
+                for rule in &self.anchor_rules[found.pattern().as_usize()] {
+                    present[*rule] = true;
+                }
+            }
+            candidates.retain(|i| present[*i] || self.rules[*i].anchors.is_none());
+        }
         candidates
-            .into_iter()
-            .filter(|i| self.rules[*i].rule.is_match(&sigma_event))
-            .collect()
     }
 }
 
@@ -640,10 +711,11 @@ mod regression {
                 .or_default() += 1;
         }
         eprintln!(
-            "rules: {total}, compiled {}, left out (not Windows) {}, skipped {}: {reasons:#?}",
+            "rules: {total}, compiled {}, left out (not Windows) {}, skipped {}: {reasons:#?}; {} without prefilter anchors",
             engine.rules().len(),
             engine.filtered,
-            engine.skipped.len()
+            engine.skipped.len(),
+            engine.unanchored()
         );
         let pairs = pairs();
         let mut missed = Vec::new();
@@ -664,6 +736,20 @@ mod regression {
             if !fired {
                 missed.push(id.clone());
             }
+            for event in list {
+                let with = engine.matches(event);
+                let without = engine.matches_without_prefilter(event);
+                assert_eq!(
+                    with,
+                    without,
+                    "the prefilter dropped a match ({id}): {:?}",
+                    without
+                        .iter()
+                        .filter(|i| !with.contains(i))
+                        .map(|i| (&engine.rules()[*i].id, &engine.rules()[*i].anchors))
+                        .collect::<Vec<_>>()
+                );
+            }
         }
         eprintln!(
             "regression: {} pairs ({events} events), {} fire on their own event, {cross} other-rule hits on these events; missed: {missed:?}",
@@ -676,5 +762,64 @@ mod regression {
             missed.is_empty(),
             "rules that missed their own event: {missed:?}"
         );
+    }
+}
+
+#[cfg(test)]
+mod profile {
+    use super::*;
+
+    #[test]
+    #[ignore = "profiling aid: needs /tmp/mordor_sample.jsonl"]
+    fn time_per_event_kind() {
+        let engine = Engine::build(
+            crate::bundled_rules().unwrap_or_default(),
+            &Selection {
+                min_level: Some(Level::Low),
+                ids: None,
+            },
+        );
+        eprintln!(
+            "by_event keys {}, other {}",
+            engine.by_event.len(),
+            engine.other.len()
+        );
+        let text = std::fs::read_to_string("/tmp/mordor_sample.jsonl").unwrap_or_default();
+        let mut by_kind: BTreeMap<(String, Option<u32>), (usize, std::time::Duration, usize)> =
+            BTreeMap::new();
+        for line in text.lines() {
+            let event: Value = serde_json::from_str(line).unwrap_or(Value::Null);
+            let flat = flatten(&event);
+            let started = std::time::Instant::now();
+            let hits = engine.matches(&event).len();
+            if flat.event_id == Some(1) {
+                let c = engine.candidates(&flat);
+                let unanchored = c
+                    .iter()
+                    .filter(|i| engine.rules()[**i].anchors.is_none())
+                    .count();
+                eprintln!(
+                    "process creation: {} candidates, {unanchored} unanchored; e.g. {:?}",
+                    c.len(),
+                    c.iter()
+                        .filter(|i| engine.rules()[**i].anchors.is_some())
+                        .take(8)
+                        .map(|i| &engine.rules()[*i].anchors)
+                        .collect::<Vec<_>>()
+                );
+            }
+            let entry = by_kind
+                .entry((flat.channel.clone(), flat.event_id))
+                .or_default();
+            entry.0 += 1;
+            entry.1 += started.elapsed();
+            entry.2 += hits;
+        }
+        for (kind, (n, time, hits)) in by_kind {
+            eprintln!(
+                "{kind:?}: {n} events, {:?} per event, {hits} hits",
+                time / n as u32
+            );
+        }
     }
 }

@@ -14,6 +14,7 @@
 //! the licence name.
 
 pub mod engine;
+pub mod prefilter;
 
 use engine::{Engine, Level, Selection};
 use rampart_sdk::{Entity, EntityKind, Event, Finding, Hunt, PluginError, Severity, log};

@@ -1,0 +1,198 @@
+//! A literal prefilter: most Sigma rules cannot match unless one of a few
+//! strings occurs in the event (`Image|endswith: '\mimikatz.exe'`). For each
+//! rule we extract such a set of "anchors" from its detection; per event,
+//! one Aho-Corasick pass over the lower-cased field values finds which
+//! anchors occur, and only the rules with a present anchor (or none we
+//! could extract) are evaluated in full. The prefilter may let through
+//! rules that then do not match; it never drops one that would.
+//!
+//! Anchors come from a selection's string values under modifiers that keep
+//! the value's text (plain, `contains`, `startswith`, `endswith`, `all`,
+//! `cased`): the longest literal run between wildcards. Values transformed
+//! before matching (`base64`, `base64offset`, `utf16*`, `wide`, `windash`),
+//! regexes, CIDRs, numbers, `exists` and field references give none. A
+//! selection (fields ANDed) is anchored by its best field (every value with
+//! a literal of at least 3 characters); a list of maps (ORed) only if each
+//! map is. The condition decides: an `and` chain needs one anchored positive
+//! selection; anything with `or`/`1 of`/parentheses needs every positively
+//! named selection anchored (their union); otherwise the rule is evaluated
+//! for every routed event.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+const MIN_ANCHOR: usize = 3;
+
+/// The longest literal run of a Sigma string, lower-cased. Runs end at
+/// wildcards (`*`, `?`) and at backslashes, whose escaping rules (`\\*`,
+/// `\\\\`) would otherwise have to be replayed exactly.
+fn literal(value: &str) -> Option<String> {
+    value
+        .split(['*', '?', '\\'])
+        .max_by_key(|run| run.chars().count())
+        .filter(|run| run.chars().count() >= MIN_ANCHOR)
+        .map(str::to_lowercase)
+}
+
+/// Anchors of one field (`name|mods: values`), if every value has one.
+fn field_anchors(key: &str, values: &Value) -> Option<Vec<String>> {
+    let modifiers: Vec<&str> = key.split('|').skip(1).collect();
+    let transforming = [
+        "base64",
+        "base64offset",
+        "utf16",
+        "utf16le",
+        "utf16be",
+        "wide",
+        "windash",
+        "re",
+        "cidr",
+        "exists",
+        "fieldref",
+        "gt",
+        "gte",
+        "lt",
+        "lte",
+        "expand",
+    ];
+    if modifiers.iter().any(|m| transforming.contains(m)) {
+        return None;
+    }
+    let list: Vec<&Value> = match values {
+        Value::Array(items) => items.iter().collect(),
+        other => vec![other],
+    };
+    if list.is_empty() {
+        return None;
+    }
+    list.into_iter()
+        .map(|value| value.as_str().and_then(literal))
+        .collect()
+}
+
+/// Anchors of a map of fields (ANDed): the best field's.
+fn map_anchors(map: &serde_json::Map<String, Value>) -> Option<Vec<String>> {
+    map.iter()
+        .filter_map(|(key, values)| field_anchors(key, values))
+        // Fewer, longer anchors filter best.
+        .min_by_key(|anchors| {
+            (
+                anchors.len(),
+                usize::MAX - anchors.iter().map(String::len).min().unwrap_or(0),
+            )
+        })
+}
+
+/// Anchors of one named selection.
+fn selection_anchors(selection: &Value) -> Option<Vec<String>> {
+    match selection {
+        Value::Object(map) => map_anchors(map),
+        Value::Array(items) if items.iter().all(Value::is_string) => {
+            items.iter().map(|k| k.as_str().and_then(literal)).collect()
+        }
+        Value::Array(items) => {
+            let mut all = Vec::new();
+            for item in items {
+                all.extend(item.as_object().and_then(map_anchors)?);
+            }
+            Some(all)
+        }
+        _ => None,
+    }
+}
+
+/// The rule's anchors, or `None` when it must always be evaluated.
+pub fn rule_anchors(yaml: &str) -> Option<BTreeSet<String>> {
+    let rule: Value = serde_norway::from_str(yaml).ok()?;
+    let detection = rule.get("detection")?.as_object()?;
+    let condition = match detection.get("condition")? {
+        Value::String(text) => text.clone(),
+        _ => return None,
+    };
+    let names: Vec<&String> = detection.keys().filter(|k| *k != "condition").collect();
+    // Selections named positively in the condition (patterns like `sel*`).
+    let tokens: Vec<&str> = condition
+        .split(|c: char| c.is_whitespace() || c == '(' || c == ')')
+        .filter(|t| !t.is_empty())
+        .collect();
+    let mut positive: Vec<&String> = Vec::new();
+    let mut negated = false;
+    for token in &tokens {
+        match *token {
+            "not" => {
+                negated = true;
+                continue;
+            }
+            "and" | "or" | "of" | "1" | "all" | "them" | "any" => {
+                if *token == "them" && !negated {
+                    positive.extend(names.iter().copied());
+                }
+                continue;
+            }
+            pattern => {
+                if !negated {
+                    let prefix = pattern.strip_suffix('*');
+                    positive.extend(names.iter().copied().filter(|name| match prefix {
+                        Some(prefix) => name.starts_with(prefix),
+                        None => name.as_str() == pattern,
+                    }));
+                }
+            }
+        }
+        negated = false;
+    }
+    positive.sort();
+    positive.dedup();
+    if positive.is_empty() {
+        return None;
+    }
+    let simple_and = !condition.contains('(')
+        && !tokens.iter().any(|t| matches!(*t, "or" | "1" | "any"))
+        && !tokens.contains(&"them");
+    let anchored: Vec<Option<Vec<String>>> = positive
+        .iter()
+        .map(|name| detection.get(name.as_str()).and_then(selection_anchors))
+        .collect();
+    if simple_and && !condition.contains(" of ") {
+        // Every positive selection must match: the best one suffices.
+        anchored
+            .into_iter()
+            .flatten()
+            .min_by_key(Vec::len)
+            .map(|a| a.into_iter().collect())
+    } else if simple_and && tokens.contains(&"all") && !tokens.contains(&"1") {
+        anchored
+            .into_iter()
+            .flatten()
+            .min_by_key(Vec::len)
+            .map(|a| a.into_iter().collect())
+    } else {
+        // Any positive selection may be the one: all must be anchored.
+        let mut union = BTreeSet::new();
+        for anchors in anchored {
+            union.extend(anchors?);
+        }
+        Some(union)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn anchors_follow_the_condition() {
+        let and = "detection:\n  selection:\n    Image|endswith: '\\mimikatz.exe'\n    CommandLine|contains: 'x'\n  filter:\n    User: SYSTEM\n  condition: selection and not filter\n";
+        assert_eq!(rule_anchors(and), Some(["mimikatz.exe".to_owned()].into()));
+        let or = "detection:\n  a:\n    Image|endswith: '\\one.exe'\n  b:\n    CommandLine|contains: 'two two'\n  condition: a or b\n";
+        assert_eq!(
+            rule_anchors(or),
+            Some(["one.exe".to_owned(), "two two".to_owned()].into())
+        );
+        let unanchorable = "detection:\n  a:\n    Image|endswith: '\\one.exe'\n  b:\n    CommandLine|base64offset|contains: 'IEX'\n  condition: 1 of them\n";
+        assert_eq!(rule_anchors(unanchorable), None);
+        let wildcard = "detection:\n  s:\n    CommandLine: '*\\evil*.dat'\n  condition: s\n";
+        assert_eq!(rule_anchors(wildcard), Some([".dat".to_owned()].into()));
+    }
+}
