@@ -792,6 +792,23 @@ mod profile {
             let flat = flatten(&event);
             let started = std::time::Instant::now();
             let hits = engine.matches(&event).len();
+            if flat.event_id == Some(1) && std::env::var("SIGMA_HOGS").is_ok() {
+                let c = engine.candidates(&flat);
+                let sigma_event = SigmaEvent::try_from(Value::Object(flat.fields.clone())).ok();
+                if let Some(sigma_event) = sigma_event {
+                    let mut times: Vec<(std::time::Duration, &str)> = c
+                        .iter()
+                        .map(|i| {
+                            let t = std::time::Instant::now();
+                            let _ = engine.rules()[*i].rule.is_match(&sigma_event);
+                            (t.elapsed(), engine.rules()[*i].path.as_str())
+                        })
+                        .collect();
+                    times.sort();
+                    times.reverse();
+                    eprintln!("hogs: {:?}", &times[..5.min(times.len())]);
+                }
+            }
             if flat.event_id == Some(1) {
                 let c = engine.candidates(&flat);
                 let unanchored = c

@@ -22,16 +22,24 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
+/// Shortest anchor, in bytes (a 4-byte emoji is as rare as a word).
 const MIN_ANCHOR: usize = 3;
 
 /// The longest literal run of a Sigma string, lower-cased. Runs end at
 /// wildcards (`*`, `?`) and at backslashes, whose escaping rules (`\\*`,
 /// `\\\\`) would otherwise have to be replayed exactly.
-fn literal(value: &str) -> Option<String> {
+fn literal(value: &str, windash: bool) -> Option<String> {
+    // `windash` swaps a leading `-` for `/` and the Unicode dashes: the
+    // runs between dashes are kept as written.
+    let ends: &[char] = if windash {
+        &['*', '?', '\\', '-', '/', '\u{2013}', '\u{2014}', '\u{2015}']
+    } else {
+        &['*', '?', '\\']
+    };
     value
-        .split(['*', '?', '\\'])
-        .max_by_key(|run| run.chars().count())
-        .filter(|run| run.chars().count() >= MIN_ANCHOR)
+        .split(ends)
+        .max_by_key(|run| run.len())
+        .filter(|run| run.len() >= MIN_ANCHOR)
         .map(str::to_lowercase)
 }
 
@@ -45,7 +53,6 @@ fn field_anchors(key: &str, values: &Value) -> Option<Vec<String>> {
         "utf16le",
         "utf16be",
         "wide",
-        "windash",
         "re",
         "cidr",
         "exists",
@@ -56,6 +63,7 @@ fn field_anchors(key: &str, values: &Value) -> Option<Vec<String>> {
         "lte",
         "expand",
     ];
+    let windash = modifiers.contains(&"windash");
     if modifiers.iter().any(|m| transforming.contains(m)) {
         return None;
     }
@@ -67,8 +75,47 @@ fn field_anchors(key: &str, values: &Value) -> Option<Vec<String>> {
         return None;
     }
     list.into_iter()
-        .map(|value| value.as_str().and_then(literal))
+        .map(|value| value.as_str().and_then(|v| literal(v, windash)))
         .collect()
+}
+
+/// Words found in most Windows events: weak anchors that filter little.
+const COMMON: &[&str] = &[
+    "microsoft",
+    "windows",
+    "system32",
+    "syswow64",
+    "program files",
+    "programdata",
+    "appdata",
+    "users",
+    "temp",
+    "public",
+    "local",
+    "roaming",
+    ".exe",
+    ".dll",
+    "cmd.exe",
+    "powershell",
+    "c:",
+    "software",
+];
+
+/// How well a field's anchors filter (lower is better).
+fn weakness(anchors: &[String]) -> (usize, usize, usize) {
+    let weak = anchors
+        .iter()
+        .filter(|a| {
+            COMMON
+                .iter()
+                .any(|c| c.contains(a.as_str()) || a.as_str() == *c)
+        })
+        .count();
+    (
+        weak,
+        anchors.len(),
+        usize::MAX - anchors.iter().map(String::len).min().unwrap_or(0),
+    )
 }
 
 /// Anchors of a map of fields (ANDed): the best field's.
@@ -76,21 +123,18 @@ fn map_anchors(map: &serde_json::Map<String, Value>) -> Option<Vec<String>> {
     map.iter()
         .filter_map(|(key, values)| field_anchors(key, values))
         // Fewer, longer anchors filter best.
-        .min_by_key(|anchors| {
-            (
-                anchors.len(),
-                usize::MAX - anchors.iter().map(String::len).min().unwrap_or(0),
-            )
-        })
+        // Rare, few and long anchors filter best.
+        .min_by_key(|anchors| weakness(anchors))
 }
 
 /// Anchors of one named selection.
 fn selection_anchors(selection: &Value) -> Option<Vec<String>> {
     match selection {
         Value::Object(map) => map_anchors(map),
-        Value::Array(items) if items.iter().all(Value::is_string) => {
-            items.iter().map(|k| k.as_str().and_then(literal)).collect()
-        }
+        Value::Array(items) if items.iter().all(Value::is_string) => items
+            .iter()
+            .map(|k| k.as_str().and_then(|v| literal(v, false)))
+            .collect(),
         Value::Array(items) => {
             let mut all = Vec::new();
             for item in items {
@@ -147,34 +191,80 @@ pub fn rule_anchors(yaml: &str) -> Option<BTreeSet<String>> {
     if positive.is_empty() {
         return None;
     }
-    let simple_and = !condition.contains('(')
-        && !tokens.iter().any(|t| matches!(*t, "or" | "1" | "any"))
-        && !tokens.contains(&"them");
-    let anchored: Vec<Option<Vec<String>>> = positive
-        .iter()
-        .map(|name| detection.get(name.as_str()).and_then(selection_anchors))
-        .collect();
-    if simple_and && !condition.contains(" of ") {
-        // Every positive selection must match: the best one suffices.
-        anchored
-            .into_iter()
-            .flatten()
-            .min_by_key(Vec::len)
-            .map(|a| a.into_iter().collect())
-    } else if simple_and && tokens.contains(&"all") && !tokens.contains(&"1") {
-        anchored
-            .into_iter()
-            .flatten()
-            .min_by_key(Vec::len)
-            .map(|a| a.into_iter().collect())
-    } else {
-        // Any positive selection may be the one: all must be anchored.
-        let mut union = BTreeSet::new();
-        for anchors in anchored {
-            union.extend(anchors?);
+    let anchors_of = |name: &str| detection.get(name).and_then(selection_anchors);
+    let matching = |pattern: &str| -> Vec<&String> {
+        match (pattern, pattern.strip_suffix('*')) {
+            ("them", _) => names.clone(),
+            (_, Some(prefix)) => names
+                .iter()
+                .copied()
+                .filter(|n| n.starts_with(prefix))
+                .collect(),
+            (name, None) => names
+                .iter()
+                .copied()
+                .filter(|n| n.as_str() == name)
+                .collect(),
         }
-        Some(union)
+    };
+    // An `and` chain without `or` or parentheses: every term must hold, so
+    // the best anchored positive term suffices. A term is a selection,
+    // `all of P` (the best of its selections) or `1 of P` (the union of its
+    // selections, all anchored).
+    if !condition.contains('(') && !tokens.contains(&"or") {
+        let mut best: Option<Vec<String>> = None;
+        let mut consider = |candidate: Option<Vec<String>>| {
+            if let Some(candidate) = candidate
+                && best
+                    .as_ref()
+                    .is_none_or(|b| weakness(&candidate) < weakness(b))
+            {
+                best = Some(candidate);
+            }
+        };
+        let mut index = 0;
+        while index < tokens.len() {
+            let token = tokens[index];
+            let negated = index > 0 && tokens[index - 1] == "not";
+            match token {
+                "and" | "not" => {}
+                "1" | "any" | "all" if tokens.get(index + 1) == Some(&"of") => {
+                    let pattern = tokens.get(index + 2).copied().unwrap_or_default();
+                    if !negated {
+                        let selected: Vec<Option<Vec<String>>> = matching(pattern)
+                            .into_iter()
+                            .map(|n| anchors_of(n))
+                            .collect();
+                        if token == "all" {
+                            consider(selected.into_iter().flatten().min_by_key(|a| weakness(a)));
+                        } else {
+                            consider(
+                                selected
+                                    .into_iter()
+                                    .collect::<Option<Vec<_>>>()
+                                    .map(|all| all.concat()),
+                            );
+                        }
+                    }
+                    index += 2;
+                }
+                name => {
+                    if !negated {
+                        consider(anchors_of(name));
+                    }
+                }
+            }
+            index += 1;
+        }
+        return best.map(|a| a.into_iter().collect());
     }
+    // With `or` or parentheses any positive selection may be the one: all
+    // must be anchored, and any of their anchors may occur.
+    let mut union = BTreeSet::new();
+    for name in positive {
+        union.extend(anchors_of(name)?);
+    }
+    Some(union)
 }
 
 #[cfg(test)]
@@ -194,5 +284,27 @@ mod tests {
         assert_eq!(rule_anchors(unanchorable), None);
         let wildcard = "detection:\n  s:\n    CommandLine: '*\\evil*.dat'\n  condition: s\n";
         assert_eq!(rule_anchors(wildcard), Some([".dat".to_owned()].into()));
+    }
+}
+
+#[cfg(test)]
+mod survey {
+    #[test]
+    #[ignore = "profiling aid"]
+    fn unanchored_process_creation_rules() {
+        let rules = crate::bundled_rules().unwrap_or_default();
+        let mut shown = 0;
+        for (path, yaml) in rules {
+            if yaml.contains("category: process_creation") && super::rule_anchors(&yaml).is_none() {
+                shown += 1;
+                if shown <= 12 {
+                    let detection = yaml.split("detection:").nth(1).unwrap_or_default();
+                    let detection: String =
+                        detection.lines().take(14).collect::<Vec<_>>().join("\n");
+                    eprintln!("== {path}\n{detection}");
+                }
+            }
+        }
+        eprintln!("{shown} unanchored");
     }
 }
