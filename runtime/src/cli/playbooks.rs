@@ -320,6 +320,16 @@ pub async fn replay(args: ReplayArgs) -> Result<(), Failure> {
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let mut summary: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let mut verdicts: BTreeMap<String, u64> = BTreeMap::new();
+    let mut risk_bands: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let mut actions: BTreeMap<String, u64> = BTreeMap::new();
+    let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
+    let action_of: BTreeMap<&str, &str> = parsed
+        .steps
+        .iter()
+        .filter(|step| !step.action.is_empty())
+        .map(|step| (step.id.as_str(), step.action.as_str()))
+        .collect();
     let mut rows = Vec::new();
     let mut bad_lines = Vec::new();
     for (index, line) in lines.iter().enumerate() {
@@ -348,19 +358,85 @@ pub async fn replay(args: ReplayArgs) -> Result<(), Failure> {
             .map_err(|err| Failure::call(err.to_string()))?;
         for (step, outcome) in classify(&run) {
             *summary.entry(outcome).or_default() += 1;
+            let action = action_of
+                .get(step.as_str())
+                .copied()
+                .unwrap_or(step.as_str());
+            *actions.entry(format!("{action}: {outcome}")).or_default() += 1;
             rows.push(json!({"alert": alert.id, "step": step, "outcome": outcome}));
+        }
+        // The strongest verdict any enricher gave, and the highest risk.
+        let rank = |v: &str| match v {
+            "malicious" => 3,
+            "suspicious" => 2,
+            "benign" => 1,
+            _ => 0,
+        };
+        let verdict = run
+            .steps
+            .values()
+            .filter_map(|s| s.output.as_ref()?.get("enrichments")?.as_array().cloned())
+            .flatten()
+            .filter_map(|e| e.get("verdict")?.as_str().map(str::to_owned))
+            .max_by_key(|v| rank(v))
+            .unwrap_or_else(|| "no intel".to_owned());
+        *verdicts.entry(verdict).or_default() += 1;
+        let risk = run
+            .steps
+            .values()
+            .filter_map(|s| s.output.as_ref()?.get("risk")?.as_u64())
+            .max();
+        let band = match risk {
+            Some(r) if r >= 80 => "high (>= 80)",
+            Some(r) if r >= 50 => "medium (50-79)",
+            Some(_) => "low (< 50)",
+            None => "not scored",
+        };
+        *risk_bands.entry(band).or_default() += 1;
+        for state in run.steps.values() {
+            if let Some(decision) = &state.decision
+                && decision.verdict != rampart::executor::guardrails::Verdict::Execute
+            {
+                for reason in &decision.reasons {
+                    // Group by the rule, not the target it names.
+                    let rule: String = reason
+                        .split([':', '('])
+                        .next()
+                        .unwrap_or(reason)
+                        .chars()
+                        .take(60)
+                        .collect();
+                    *reasons.entry(rule).or_default() += 1;
+                }
+            }
         }
     }
     bar.finish_and_clear();
-    eprintln!("{:<28} {:>8}", "outcome", "count");
-    for (outcome, count) in &summary {
-        eprintln!("{outcome:<28} {count:>8}");
-    }
+    let table = |title: &str, rows: Vec<(String, u64)>| {
+        eprintln!("\n{title:<44} {:>8}", "alerts");
+        for (label, count) in rows {
+            eprintln!("  {label:<42} {count:>8}");
+        }
+    };
+    let owned = |map: &BTreeMap<&'static str, u64>| -> Vec<(String, u64)> {
+        map.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
+    };
+    table("response steps by outcome", owned(&summary));
+    table(
+        "strongest enrichment verdict",
+        verdicts.clone().into_iter().collect(),
+    );
+    table("risk score", owned(&risk_bands));
+    table("actions by kind", actions.clone().into_iter().collect());
+    table(
+        "why not automatic (guardrail reasons)",
+        reasons.clone().into_iter().collect(),
+    );
     for problem in &bad_lines {
         eprintln!("skipped: {problem}");
     }
     print(
-        &json!({"playbook": parsed.name, "alerts": lines.len(), "summary": summary, "actions": rows, "skipped_lines": bad_lines.len()}),
+        &json!({"playbook": parsed.name, "alerts": lines.len(), "summary": summary, "verdicts": verdicts, "risk": risk_bands, "actions_by_kind": actions, "guardrail_reasons": reasons, "actions": rows, "skipped_lines": bad_lines.len()}),
     );
     Ok(())
 }
@@ -379,7 +455,7 @@ fn classify(run: &Run) -> Vec<(String, &'static str)> {
                 (_, Some(rampart::executor::guardrails::Verdict::Refuse)) => {
                     "refused by guardrails"
                 }
-                (StepStatus::Skipped, None) => "skipped",
+                (StepStatus::Skipped, None) => "not needed (when: false)",
                 _ => "other",
             };
             (id.clone(), outcome)
