@@ -44,13 +44,37 @@ fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()))
 }
 
+/// The command as a shell line, environment names only: tokens and keys
+/// passed through the environment are never printed.
+fn shown(command: &Command) -> String {
+    let envs: Vec<String> = command
+        .get_envs()
+        .map(|(name, _)| format!("{}=…", name.to_string_lossy()))
+        .collect();
+    let args: Vec<String> = command
+        .get_args()
+        .map(|a| format!("{:?}", a.to_string_lossy()))
+        .collect();
+    format!(
+        "{}{:?} {}",
+        if envs.is_empty() {
+            String::new()
+        } else {
+            format!("{} ", envs.join(" "))
+        },
+        command.get_program().to_string_lossy(),
+        args.join(" ")
+    )
+}
+
 fn run(command: &mut Command) -> Result<()> {
-    eprintln!("+ {command:?}");
+    let line = shown(command);
+    eprintln!("+ {line}");
     let status = command
         .status()
-        .with_context(|| format!("cannot start {command:?}"))?;
+        .with_context(|| format!("cannot start {line}"))?;
     if !status.success() {
-        bail!("{command:?} failed: {status}");
+        bail!("{line} failed: {status}");
     }
     Ok(())
 }
@@ -262,6 +286,57 @@ fn demo(root: &Path) -> Result<()> {
         "token create failed: {}",
         String::from_utf8_lossy(&token_out.stderr)
     );
+    // Threat intel, imported once into the data directory and shared by the
+    // tenants that subscribe (here: acme). The full maltrail dev sample when
+    // ../shared/data is there, else the slice in tests/fixtures.
+    let shared_maltrail = root.join("../shared/data/ti_maltrail");
+    let maltrail: Vec<String> = if shared_maltrail.is_dir() {
+        (1..=4)
+            .map(|part| {
+                shared_maltrail
+                    .join(format!("trails_static.part{part}.tar.gz"))
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect()
+    } else {
+        vec!["tests/fixtures/intel/maltrail-slice.tar.gz".to_owned()]
+    };
+    let feeds: Vec<(&str, &str, Vec<String>)> = vec![
+        (
+            "ipsum",
+            "ipsum",
+            vec!["examples/data/ipsum/ipsum.txt".to_owned()],
+        ),
+        ("maltrail", "maltrail", maltrail),
+        (
+            "stix-apt1",
+            "stix",
+            vec!["tests/fixtures/intel/stix/apt1.json".to_owned()],
+        ),
+        (
+            "eset-agrius",
+            "hashes",
+            vec!["tests/fixtures/intel/eset/agrius/samples.sha256".to_owned()],
+        ),
+    ];
+    for (feed, format, files) in &feeds {
+        let mut command = Command::new(&rampart_bin);
+        command.current_dir(root).args([
+            "intel",
+            "import",
+            "--data",
+            &data,
+            "--feed",
+            feed,
+            "--format",
+            format,
+            "--subscribe",
+            "acme",
+        ]);
+        command.args(files).stdout(std::process::Stdio::null());
+        run(&mut command)?;
+    }
     // A free loopback port, then wait until the server accepts connections.
     let listen = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -302,15 +377,37 @@ fn demo(root: &Path) -> Result<()> {
             run(&mut command)
         };
         api(&["create-tenant"])?;
-        for plugin in ["ip-reputation", "risk-scorer", "edl-blocklist"] {
+        for plugin in [
+            "ip-reputation",
+            "threat-intel",
+            "risk-scorer",
+            "edl-blocklist",
+            "sigma-hunt",
+        ] {
             api(&["upload-plugin", &format!("target/plugins/{plugin}.toml")])?;
         }
         api(&["put-inventory", "examples/inventory.json"])?;
         api(&["put-playbook", "examples/playbooks/supervised-block.yaml"])?;
+        api(&["put-playbook", "examples/playbooks/intel-triage.yaml"])?;
         api(&["send", "examples/alerts/ssh-bruteforce.json"])?;
         api(&["send", "examples/alerts/replay.jsonl"])?;
+        // A scheduled Sigma hunt over ingested Mordor telemetry; its findings
+        // become alerts that run the playbooks. Run once now for the demo.
+        api(&["send-events", "examples/events/mordor-lsass-dumps.jsonl"])?;
+        api(&[
+            "put-hunt",
+            "sigma",
+            "--plugin",
+            "sigma-hunt",
+            "--schedule",
+            "*/5 * * * *",
+            "--params",
+            r#"{"min_level": "medium"}"#,
+        ])?;
+        api(&["run-hunt", "sigma"])?;
         api(&["approvals"])?;
         api(&["runs"])?;
+        api(&["measurements"])?;
         api(&["verify"])
     })();
     // Graceful stop (SIGINT): in-flight requests finish, audit heads are signed.

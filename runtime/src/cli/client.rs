@@ -75,6 +75,32 @@ enum ApiCommand {
     },
     /// Verify the tenant's audit chain on the server.
     Verify,
+    /// Store telemetry events (a JSON-lines file) for hunts.
+    SendEvents {
+        /// The file.
+        file: PathBuf,
+    },
+    /// Register (or change) a scheduled hunt.
+    PutHunt {
+        /// Hunt name.
+        name: String,
+        /// The hunt plugin.
+        #[arg(long)]
+        plugin: String,
+        /// Crontab schedule, e.g. "*/5 * * * *".
+        #[arg(long)]
+        schedule: String,
+        /// Params (JSON).
+        #[arg(long, default_value = "{}")]
+        params: String,
+    },
+    /// Run a hunt now over the events since its watermark.
+    RunHunt {
+        /// Hunt name.
+        name: String,
+    },
+    /// MTTD/MTTC and the other measurements, per playbook.
+    Measurements,
 }
 
 struct Client {
@@ -257,6 +283,46 @@ pub async fn run(args: ApiArgs) -> Result<(), Failure> {
                     &format!("/v1/tenants/{t}/approvals/{id}/deny"),
                     Some(serde_json::to_vec(&json!({"reason": reason})).unwrap_or_default()),
                 )
+                .await?
+        }
+        ApiCommand::SendEvents { file } => {
+            client
+                .call(
+                    "POST",
+                    &format!("/v1/tenants/{t}/events"),
+                    Some(read(&file)?),
+                )
+                .await?
+        }
+        ApiCommand::PutHunt {
+            name,
+            plugin,
+            schedule,
+            params,
+        } => {
+            let params: Value = serde_json::from_str(&params)
+                .map_err(|err| Failure::usage(format!("--params is not JSON: {err}")))?;
+            client
+                .call(
+                    "PUT",
+                    &format!("/v1/tenants/{t}/hunts/{name}"),
+                    Some(
+                        serde_json::to_vec(
+                            &json!({"plugin": plugin, "schedule": schedule, "params": params}),
+                        )
+                        .unwrap_or_default(),
+                    ),
+                )
+                .await?
+        }
+        ApiCommand::RunHunt { name } => {
+            client
+                .call("POST", &format!("/v1/tenants/{t}/hunts/{name}/run"), None)
+                .await?
+        }
+        ApiCommand::Measurements => {
+            client
+                .call("GET", &format!("/v1/tenants/{t}/measurements"), None)
                 .await?
         }
         ApiCommand::Verify => {
