@@ -176,3 +176,77 @@ async fn a_tenant_rule_runs_beside_the_bundle_and_levels_filter() {
         "{refused:?}"
     );
 }
+
+/// The behavioural hunt: the tenant's own history is the baseline. Mordor
+/// telemetry teaches it; a never-seen pair is then a finding, a known pair
+/// is not, and another tenant (no baseline yet) only learns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rare_process_pair_stands_out_against_the_tenant_baseline() {
+    let (runtime, _) = runtime();
+    let acme = tenant("acme");
+    let grants = Grants::allow_all_capabilities();
+    let plugin = load(&runtime, &acme, &grants, "process-rarity").await;
+    let mordor: Vec<Event> = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/events/mordor-lsass-dumps.jsonl"),
+    )
+    .expect("events")
+    .lines()
+    .enumerate()
+    .map(|(n, line)| Event {
+        id: format!("m-{n}"),
+        time: 0,
+        data: serde_json::from_str(line).expect("json"),
+    })
+    .collect();
+    let params = json!({"min_baseline": 4});
+    // Learning: a new tenant reports nothing and keeps what it saw.
+    let mut session = plugin.open_hunt(&params).await.expect("open");
+    let found = session.push(&mordor).await.expect("push").value;
+    assert!(found.is_empty(), "learning: {found:?}");
+    session.close().await.expect("close");
+
+    let process = |id: &str, parent: &str, child: &str| Event {
+        id: id.into(),
+        time: 1,
+        data: json!({"Channel": "Microsoft-Windows-Sysmon/Operational", "EventID": 1, "Hostname": "wks-9",
+            "ParentImage": parent, "Image": child, "CommandLine": child, "User": "ACME\\eve"}),
+    };
+    let mut session = plugin.open_hunt(&params).await.expect("open");
+    let found = session
+        .push(&[
+            process(
+                "known",
+                "C:\\Windows\\System32\\cmd.exe",
+                "C:\\Users\\x\\Desktop\\Outflank-Dumpert.exe",
+            ),
+            process(
+                "new",
+                "C:\\Program Files\\Microsoft Office\\WINWORD.EXE",
+                "C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe",
+            ),
+            process(
+                "again",
+                "C:\\Program Files\\Microsoft Office\\WINWORD.EXE",
+                "C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe",
+            ),
+        ])
+        .await
+        .expect("push")
+        .value;
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].detail["pair"], "winword.exe > powershell.exe");
+    assert_eq!(found[0].event_ids, ["new"]);
+    assert!(found[0].entities.iter().any(|e| e.value == "wks-9"));
+    session.close().await.expect("close");
+
+    // Another tenant has its own (empty) baseline: it learns, reports nothing.
+    let globex = tenant("globex");
+    let other = load(&runtime, &globex, &grants, "process-rarity").await;
+    let mut session = other.open_hunt(&params).await.expect("open");
+    let found = session
+        .push(&[process("x", "C:\\x\\winword.exe", "C:\\x\\powershell.exe")])
+        .await
+        .expect("push")
+        .value;
+    assert!(found.is_empty(), "{found:?}");
+}
