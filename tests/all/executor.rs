@@ -1000,3 +1000,84 @@ async fn run_verdicts_and_hunt_findings_validate_as_ocsf_detection_findings() {
         assert!(doc["unmapped"]["detail"]["author"].is_string());
     }
 }
+
+/// Analyst feedback changes later verdicts and scores for the same entity:
+/// a domain on a feed scores high; after an analyst marks the run a false
+/// positive, the next alert about it is cleared (benign) and scores low,
+/// while a different listed domain still scores high.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feedback_changes_later_scores_for_the_same_entity() {
+    let dir = tempfile::tempdir().expect("dir");
+    let executor = open(dir.path());
+    let acme = tenant("acme");
+    executor.set_grants(&acme, grants());
+    for name in ["threat-intel", "risk-scorer"] {
+        executor
+            .add_plugin(&acme, &manifest(name))
+            .await
+            .expect("plugin");
+    }
+    let bundle = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/intel/stix/apt1.json"
+    ))
+    .expect("stix");
+    let feeds = executor.store().feeds();
+    feeds
+        .import(
+            "apt1",
+            rampart::intel::formats::Format::Stix,
+            rampart::intel::formats::stix(&bundle),
+            false,
+        )
+        .expect("import");
+    feeds
+        .subscribe(&acme, ["apt1".to_owned()].into())
+        .expect("subscribe");
+    let playbook = "name: intel\ntrigger: { alert: 'true' }\nmode: autonomous\nsteps:\n  - id: intel\n    enrich: threat-intel\n  - id: risk\n    score: risk-scorer\n    needs: [intel]\n";
+    executor
+        .add_playbook(&acme, "intel.yaml", playbook)
+        .expect("playbook");
+    let about = |id: &str, domain: &str| Alert {
+        id: id.into(),
+        source: "proxy".into(),
+        title: "Connection to a listed domain".into(),
+        severity: Severity::Medium,
+        time: rampart::executor::now_ms(),
+        entities: vec![Entity {
+            kind: EntityKind::Domain,
+            value: domain.into(),
+        }],
+        techniques: vec![],
+        tags: vec![],
+        raw: serde_json::json!({}),
+    };
+    let risk = |run: &rampart::executor::run::Run| {
+        run.steps["risk"].output.as_ref().expect("scored")["risk"]
+            .as_u64()
+            .expect("risk")
+    };
+    let verdict = |run: &rampart::executor::run::Run| {
+        run.steps["intel"].output.as_ref().expect("enriched")["enrichments"][0]["verdict"].clone()
+    };
+    let first = only_run(&executor, &acme, &about("fb-1", "mail.hugesoft.org")).await;
+    assert_eq!(verdict(&first), "malicious");
+    let before = risk(&first);
+    executor
+        .feedback(
+            &acme,
+            &first.id,
+            rampart::model::FeedbackLabel::FalsePositive,
+            "analyst@acme",
+            "sinkholed, harmless now",
+        )
+        .expect("feedback");
+    let second = only_run(&executor, &acme, &about("fb-2", "mail.hugesoft.org")).await;
+    assert_eq!(verdict(&second), "benign", "{second:#?}");
+    let after = risk(&second);
+    assert!(after < before, "risk {before} → {after}");
+    // Feedback is about that entity only.
+    let other = only_run(&executor, &acme, &about("fb-3", "msnhome.org")).await;
+    assert_eq!(verdict(&other), "malicious");
+    assert_eq!(risk(&other), before);
+}
