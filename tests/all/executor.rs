@@ -73,6 +73,12 @@ async fn setup(dir: &Path, playbook: &str) -> (Executor, TenantId) {
                     ips: vec!["10.0.9.9".parse().expect("ip")],
                     tags: vec!["crown-jewel".into()],
                 },
+                // Internet-facing, with a public address the EDL may hold.
+                Asset {
+                    name: "vpn-gw.corp.example".into(),
+                    ips: vec!["198.51.100.77".parse().expect("ip")],
+                    tags: vec![],
+                },
             ],
         },
     );
@@ -304,7 +310,7 @@ async fn unknown_asset_is_never_acted_on_automatically() {
         &block_playbook(
             "autonomous",
             "min_confidence: 80",
-            "\"10.0.5.42\"",
+            "\"198.51.100.77\"",
             NO_GUARDRAILS,
         ),
     )

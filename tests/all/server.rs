@@ -740,12 +740,6 @@ async fn bad_input_gets_a_json_4xx_never_a_5xx() {
             br#"{"id":"x","source":"s","title":"t","bogus":1}"#.to_vec(),
             400,
         ),
-        (
-            "POST",
-            "/v1/tenants/acme/alerts".into(),
-            vec![b' '; 17 << 20],
-            413,
-        ),
         ("GET", "/v1/tenants/..%2F..%2Fetc/runs".into(), vec![], 404),
         (
             "GET",
@@ -755,6 +749,36 @@ async fn bad_input_gets_a_json_4xx_never_a_5xx() {
         ),
         ("GET", "/v1/nothing-here".into(), vec![], 404),
     ];
+    // A 17 MiB body: the server answers 413 from the declared length and
+    // closes without reading it (a client still writing would see a reset,
+    // so this one sends the head only and reads the answer).
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let stream = tokio::net::TcpStream::connect(server.addr)
+            .await
+            .expect("connect");
+        let head = format!(
+            "POST /v1/tenants/acme/alerts HTTP/1.1\r\nhost: rampart\r\nauthorization: Bearer {ingest}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            17 << 20
+        );
+        let (mut reader, mut writer) = stream.into_split();
+        // Write the whole body on the side; the server may stop reading it.
+        let writing = tokio::spawn(async move {
+            let _ = writer.write_all(head.as_bytes()).await;
+            let _ = writer.write_all(&vec![b' '; 17 << 20]).await;
+            writer
+        });
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            reader.read_to_end(&mut answer),
+        )
+        .await;
+        writing.abort();
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+        assert!(answer.contains("\"error\""), "{answer}");
+    }
     for (method, path, body, expected) in cases {
         let token = if method == "GET" { viewer } else { ingest };
         let (status, reply) = server.call(method, &path, Some(token), Some(body)).await;
@@ -2260,4 +2284,91 @@ async fn schema_driven_fuzz(server: &Server, doc: &Value, viewer: &str, cases: u
         "{by_status:?}"
     );
     eprintln!("schema-driven fuzz: {cases} requests by status {by_status:?}");
+}
+
+/// The EDL a firewall polls: plain text, basic auth with a tenant token,
+/// only the tenant's own list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_edl_is_served_to_firewalls_with_basic_auth() {
+    use base64::Engine as _;
+    let dir = tempfile::tempdir().expect("dir");
+    let server = Server::start(dir.path(), None).await;
+    let tokens = tenant(&server, "acme").await;
+    let globex = tenant(&server, "globex").await;
+    let (_, reply) = server
+        .json(
+            "POST",
+            "/v1/tenants/acme/alerts",
+            &tokens["ingest"],
+            &alert("edl-1"),
+        )
+        .await;
+    assert!(reply["results"][0]["runs"][0].is_string(), "{reply}");
+    let (_, pending) = server
+        .call(
+            "GET",
+            "/v1/tenants/acme/approvals",
+            Some(&tokens["viewer"]),
+            None,
+        )
+        .await;
+    let approval = pending["approvals"][0]["id"]
+        .as_str()
+        .expect("approval")
+        .to_owned();
+    let (status, body) = server
+        .json(
+            "POST",
+            &format!("/v1/tenants/acme/approvals/{approval}/approve"),
+            &tokens["analyst"],
+            &json!({"reason": "confirmed C2"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let basic = |token: &str| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("firewall:{token}"))
+        )
+    };
+    let get = |auth: Option<String>, path: &'static str| {
+        let addr = server.addr;
+        async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+            let auth = auth
+                .map(|a| format!("authorization: {a}\r\n"))
+                .unwrap_or_default();
+            let request =
+                format!("GET {path} HTTP/1.1\r\nhost: fw\r\n{auth}connection: close\r\n\r\n");
+            stream.write_all(request.as_bytes()).await.expect("write");
+            let mut answer = Vec::new();
+            let _ = stream.read_to_end(&mut answer).await;
+            String::from_utf8_lossy(&answer).into_owned()
+        }
+    };
+    let listed = get(Some(basic(&tokens["viewer"])), "/edl/acme/block").await;
+    assert!(listed.starts_with("HTTP/1.1 200"), "{listed}");
+    assert!(listed.contains("content-type: text/plain"), "{listed}");
+    assert!(listed.ends_with("203.0.113.9\n"), "{listed}");
+    let anonymous = get(None, "/edl/acme/block").await;
+    assert!(
+        anonymous.starts_with("HTTP/1.1 401") && anonymous.contains("www-authenticate: Basic"),
+        "{anonymous}"
+    );
+    let forged = get(Some(basic("rmp_forged")), "/edl/acme/block").await;
+    assert!(forged.starts_with("HTTP/1.1 401"), "{forged}");
+    let foreign = get(Some(basic(&globex["viewer"])), "/edl/acme/block").await;
+    assert!(
+        foreign.starts_with("HTTP/1.1 404"),
+        "another tenant's token: {foreign}"
+    );
+    let empty = get(Some(basic(&globex["viewer"])), "/edl/globex/block").await;
+    assert!(
+        empty.starts_with("HTTP/1.1 200") && empty.ends_with("\r\n\r\n\n"),
+        "{empty}"
+    );
+    let traversal = get(Some(basic(&tokens["viewer"])), "/edl/acme/..%2Fidem").await;
+    assert!(traversal.starts_with("HTTP/1.1 404"), "{traversal}");
+    server.stop().await;
 }

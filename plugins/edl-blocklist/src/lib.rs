@@ -1,7 +1,16 @@
 //! EDL block-list responder.
 //!
-//! Keeps external dynamic lists (the kind firewalls poll) in kv: one key per
-//! entry, `edl/<list>/<value>`. Params: `{"list": "block", "op": "add"|"remove"}`.
+//! Keeps external dynamic lists (the kind Palo Alto, Fortinet and Check
+//! Point firewalls poll) in kv: one key per entry, `edl/<list>/<value>`,
+//! whose value records the run and when the entry expires. The server
+//! serves each list as plain text at `GET /edl/{tenant}/{list}` (HTTP basic
+//! auth; expired entries left out). Params:
+//! `{"list": "block", "op": "add"|"remove", "ttl_secs": 86400}` (TTL at most
+//! 90 days). Refused whatever the playbook says: ranges wider than /24
+//! (IPv4) or /48 (IPv6), and private, loopback, link-local, shared or
+//! multicast addresses (blocking those cuts off your own network); the
+//! tenant's own assets are refused by the host's guardrails
+//! (`external_target`).
 //! Idempotent twice over: the idempotency key's result is remembered, and the
 //! entry's presence is checked with compare-and-swap.
 
@@ -37,6 +46,17 @@ impl Responder for EdlBlocklist {
             }
         };
         let value = normalise(request.target.kind, &request.target.value)?;
+        let ttl_secs = match params.get("ttl_secs") {
+            None => DEFAULT_TTL_SECS,
+            Some(ttl) => ttl
+                .as_u64()
+                .filter(|t| (60..=MAX_TTL_SECS).contains(t))
+                .ok_or_else(|| {
+                    PluginError::invalid_input(format!(
+                        "ttl_secs must be 60 to {MAX_TTL_SECS} seconds"
+                    ))
+                })?,
+        };
         let key = format!("edl/{list}/{value}");
         let verb = if remove { "remove" } else { "add" };
         if dry_run {
@@ -54,7 +74,12 @@ impl Responder for EdlBlocklist {
         let changed = if remove {
             kv::delete(&key)?
         } else {
-            kv::compare_and_swap(&key, None, Some(request.run_id.as_bytes()))?
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            let entry = json!({"run": request.run_id, "added": now, "expires": now + ttl_secs});
+            kv::compare_and_swap(&key, None, Some(entry.to_string().as_bytes()))?
         };
         let (outcome, summary) = match (changed, remove) {
             (true, false) => (
@@ -88,14 +113,113 @@ impl Responder for EdlBlocklist {
 
 rampart_sdk::export_responder!(EdlBlocklist);
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_and_internal_addresses_are_refused() {
+        assert_eq!(
+            address_entry("203.0.113.9").ok().as_deref(),
+            Some("203.0.113.9")
+        );
+        assert_eq!(
+            address_entry("198.51.100.0/24").ok().as_deref(),
+            Some("198.51.100.0/24")
+        );
+        assert_eq!(
+            address_entry("2001:db8:1::/48").ok().as_deref(),
+            Some("2001:db8:1::/48")
+        );
+        for refused in [
+            "198.51.0.0/16",
+            "2001:db8::/32",
+            "10.1.2.3",
+            "192.168.0.0/24",
+            "127.0.0.1",
+            "169.254.1.1",
+            "100.64.0.1",
+            "fd00::1",
+            "::ffff:10.0.0.1",
+            "224.0.0.1",
+            "1.2.3.4/33",
+        ] {
+            assert!(address_entry(refused).is_err(), "{refused}");
+        }
+    }
+}
+
+const DEFAULT_TTL_SECS: u64 = 86_400;
+const MAX_TTL_SECS: u64 = 90 * 86_400;
+
+/// Addresses a block must never cover.
+fn internal(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_multicast()
+                || v4.is_broadcast()
+                || v4.is_unspecified()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b))
+                || a >= 240
+        }
+        IpAddr::V6(v6) => {
+            let first = v6.segments()[0];
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+                || v6
+                    .to_ipv4_mapped()
+                    .is_some_and(|v4| internal(IpAddr::V4(v4)))
+        }
+    }
+}
+
+/// An address or a range (`a.b.c.0/24`), checked.
+fn address_entry(value: &str) -> Result<String, PluginError> {
+    let (address, prefix) = match value.split_once('/') {
+        Some((address, prefix)) => (address, Some(prefix)),
+        None => (value, None),
+    };
+    let ip: IpAddr = address.parse().map_err(|_| {
+        PluginError::invalid_input(format!("`{value}` is not an IP address or range"))
+    })?;
+    if internal(ip) {
+        return Err(PluginError::invalid_input(format!(
+            "`{value}` is a private or reserved address; blocking it would cut off your own network"
+        )));
+    }
+    let Some(prefix) = prefix else {
+        return Ok(ip.to_string());
+    };
+    let prefix: u8 = prefix
+        .parse()
+        .map_err(|_| PluginError::invalid_input(format!("`{value}`: bad prefix length")))?;
+    let (narrowest, widest) = if ip.is_ipv4() { (32, 24) } else { (128, 48) };
+    if prefix > narrowest {
+        return Err(PluginError::invalid_input(format!(
+            "`{value}`: bad prefix length"
+        )));
+    }
+    if prefix < widest {
+        return Err(PluginError::invalid_input(format!(
+            "`{value}` is wider than /{widest}; block narrower ranges"
+        )));
+    }
+    Ok(format!("{ip}/{prefix}"))
+}
+
 /// Canonical list entry for a target, or an error saying why it cannot be listed.
 fn normalise(kind: EntityKind, value: &str) -> Result<String, PluginError> {
     let value = value.trim();
     match kind {
-        EntityKind::Ip => value
-            .parse::<IpAddr>()
-            .map(|ip| ip.to_string())
-            .map_err(|_| PluginError::invalid_input(format!("`{value}` is not an IP address"))),
+        EntityKind::Ip => address_entry(value),
         EntityKind::Domain => {
             let domain = value.trim_end_matches('.').to_ascii_lowercase();
             let valid = !domain.is_empty()

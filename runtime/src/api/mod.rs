@@ -6,6 +6,7 @@
 //! start; compiled plugins come back from the artifact cache.
 
 pub mod auth;
+mod edl;
 pub mod error;
 pub mod hunts;
 mod intel;
@@ -49,6 +50,9 @@ pub struct AppState {
     hunts: sled::Tree,
     disabled_playbooks: sled::Tree,
     webhook_secrets: sled::Tree,
+    /// One hunt run at a time: a scheduled run and a manual one must not
+    /// read the same watermark and scan the same events twice.
+    hunt_lock: Arc<tokio::sync::Mutex<()>>,
     webhook_deliveries: Arc<std::sync::Mutex<BTreeMap<(TenantId, &'static str), u64>>>,
     ingest_buckets:
         Arc<std::sync::Mutex<std::collections::HashMap<TenantId, (f64, std::time::Instant)>>>,
@@ -122,6 +126,7 @@ impl AppState {
             disabled_playbooks: db.open_tree("api-playbooks-disabled").map_err(sled_err)?,
             webhook_secrets: db.open_tree("api-webhook-secrets").map_err(sled_err)?,
             webhook_deliveries: Arc::default(),
+            hunt_lock: Arc::default(),
             ingest_buckets: Arc::default(),
             secret_box: Arc::new(secret_box),
             executor,
@@ -409,6 +414,7 @@ pub fn router(state: AppState) -> Router {
             get(|| async { Json(openapi::document()) }),
         )
         .route("/v1/tenants", post(create_tenant).get(list_tenants))
+        .route("/edl/{tenant}/{list}", get(edl::serve_list))
         .route("/v1/intel/feeds", get(intel::list_feeds))
         .route("/v1/intel/feeds/{name}", post(intel::import_feed))
         .route(
@@ -1542,6 +1548,7 @@ impl AppState {
         tenant: &TenantId,
         name: &str,
     ) -> Result<(hunts::HuntRecord, Vec<String>), ApiError> {
+        let _one_at_a_time = self.hunt_lock.lock().await;
         let hunt_key = key(&[tenant.as_str(), name]);
         let stored: Value = self
             .hunts

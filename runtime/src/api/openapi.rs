@@ -422,6 +422,14 @@ pub const ROUTES: &[Route] = &[
             ("value", "string", "the entity"),
         ],
     },
+    Route {
+        method: "get",
+        path: "/edl/{tenant}/{list}",
+        summary: "An External Dynamic List as plain text, one entry per line (what firewalls poll); HTTP basic auth with an API token of the tenant as password",
+        roles: Some("any role of the tenant (basic auth)"),
+        body: None,
+        query: &[],
+    },
 ];
 
 /// The OpenAPI 3.1 document.
@@ -452,7 +460,12 @@ pub fn document() -> Value {
             }
         });
         if let Some(roles) = route.roles {
-            operation["security"] = json!([{"bearer": []}]);
+            let scheme = if roles.contains("basic auth") {
+                "basic"
+            } else {
+                "bearer"
+            };
+            operation["security"] = json!([{ scheme: [] }]);
             operation["description"] = json!(format!(
                 "Roles: {roles}. Another tenant's objects answer 404."
             ));
@@ -476,7 +489,7 @@ pub fn document() -> Value {
         "info": {"title": "Rampart control API", "version": env!("CARGO_PKG_VERSION")},
         "paths": paths,
         "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}, "basic": {"type": "http", "scheme": "basic"}},
             "schemas": {
                 "Error": {
                     "type": "object",
