@@ -218,3 +218,40 @@ fn field<'a>(data: &'a Value, name: &str) -> Option<&'a str> {
         .or_else(|| data.get("winlog")?.get("event_data")?.get(name))
         .and_then(Value::as_str)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(id: &str, data: Value) -> Event {
+        Event {
+            id: id.into(),
+            time: 0,
+            data: data.to_string(),
+        }
+    }
+
+    #[test]
+    fn tradecraft_in_both_shapes_and_severity_floor() {
+        let mut hunt = CmdlineHunt::open("").unwrap_or_else(|_| unreachable!());
+        let found = hunt
+            .push(vec![
+                event("flat", json!({"CommandLine": "vssadmin.exe Delete Shadows /All /Quiet", "Hostname": "wks"})),
+                event("nested", json!({"Event": {"EventData": {"CommandLine": "powershell -enc SQBFAFgA", "Image": "C:\\x\\powershell.exe"}}})),
+                event("benign", json!({"CommandLine": "notepad.exe report.txt"})),
+            ])
+            .unwrap_or_else(|_| unreachable!());
+        let ids: Vec<&str> = found.iter().map(|f| f.rule_id.as_str()).collect();
+        assert_eq!(ids, ["shadow-delete-vssadmin", "encoded-powershell"]);
+        let mut critical_only =
+            CmdlineHunt::open(r#"{"min_severity": "critical"}"#).unwrap_or_else(|_| unreachable!());
+        let found = critical_only
+            .push(vec![event(
+                "e",
+                json!({"CommandLine": "powershell -enc AAAA"}),
+            )])
+            .unwrap_or_else(|_| unreachable!());
+        assert!(found.is_empty());
+        assert!(CmdlineHunt::open(r#"{"min_severity": "apocalyptic"}"#).is_err());
+    }
+}

@@ -51,3 +51,72 @@ impl Scorer for RiskScorer {
 }
 
 rampart_sdk::export_scorer!(RiskScorer);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rampart_sdk::{Entity, EntityKind};
+
+    fn alert(severity: Severity, techniques: &[&str]) -> Alert {
+        Alert {
+            id: "a".into(),
+            source: "test".into(),
+            title: "t".into(),
+            severity,
+            time: 0,
+            entities: vec![],
+            techniques: techniques.iter().map(|t| (*t).to_owned()).collect(),
+            tags: vec![],
+            raw: "{}".into(),
+        }
+    }
+
+    fn found(verdict: Verdict, confidence: u8) -> Enrichment {
+        Enrichment::new(
+            Entity::new(EntityKind::Ip, "203.0.113.9"),
+            verdict,
+            confidence,
+        )
+    }
+
+    #[test]
+    fn evidence_moves_risk_and_confidence() {
+        let bare = RiskScorer::score(alert(Severity::Medium, &[]), vec![])
+            .unwrap_or_else(|_| unreachable!());
+        assert_eq!(
+            (bare.risk, bare.confidence),
+            (30, 20),
+            "nobody enriched: low confidence"
+        );
+        let bad = RiskScorer::score(
+            alert(Severity::Medium, &["T1071"]),
+            vec![found(Verdict::Malicious, 90)],
+        )
+        .unwrap_or_else(|_| unreachable!());
+        assert!(
+            bad.risk > bare.risk + 30 && bad.confidence == 90,
+            "{:?}",
+            (bad.risk, bad.confidence)
+        );
+        assert!(bad.reasons.iter().any(|r| r.contains("malicious")));
+        let cleared = RiskScorer::score(
+            alert(Severity::Medium, &[]),
+            vec![found(Verdict::Benign, 80)],
+        )
+        .unwrap_or_else(|_| unreachable!());
+        assert!(
+            cleared.risk < bare.risk,
+            "an analyst-cleared entity lowers risk"
+        );
+        let capped = RiskScorer::score(
+            alert(Severity::Critical, &["T1"]),
+            vec![
+                found(Verdict::Malicious, 100),
+                found(Verdict::Malicious, 100),
+                found(Verdict::Malicious, 100),
+            ],
+        )
+        .unwrap_or_else(|_| unreachable!());
+        assert_eq!(capped.risk, 100);
+    }
+}
