@@ -10,6 +10,7 @@ mod intel;
 mod loading;
 mod playbooks;
 mod plugins;
+mod responders;
 mod server;
 mod sigma;
 mod versioning;
