@@ -324,3 +324,122 @@ async fn edr_contain_speaks_the_falcon_api_and_reports_each_failure_clearly() {
         .expect_err("no secret");
     assert!(message(unset).contains("secret `client_secret` is not set"));
 }
+
+/// `idp-suspend` against a local server shaped like Okta's user lifecycle
+/// API (`POST /api/v1/users/{id}/lifecycle/suspend|unsuspend`, `SSWS` token,
+/// `E0000001` when the user is already in that state).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idp_suspend_speaks_the_okta_lifecycle_api() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let suspended = Arc::new(Mutex::new(false));
+    let shared = suspended.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let suspended = shared.clone();
+            tokio::spawn(async move {
+                let Some((method, path, headers, _)) = read_request(&mut socket).await else {
+                    return;
+                };
+                let (status, reply) = {
+                    let mut state = suspended
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let authorised =
+                        headers.get("authorization").map(String::as_str) == Some("SSWS okta-token");
+                    match (method.as_str(), path.as_str()) {
+                        _ if !authorised => (
+                            401,
+                            json!({"errorCode": "E0000011", "errorSummary": "Invalid token provided"}),
+                        ),
+                        ("POST", "/api/v1/users/bob@acme.example/lifecycle/suspend") if *state => (
+                            400,
+                            json!({"errorCode": "E0000001", "errorSummary": "Api validation failed: Cannot suspend a user that is not active"}),
+                        ),
+                        ("POST", "/api/v1/users/bob@acme.example/lifecycle/suspend") => {
+                            *state = true;
+                            (200, json!({}))
+                        }
+                        ("POST", "/api/v1/users/bob@acme.example/lifecycle/unsuspend") => {
+                            *state = false;
+                            (200, json!({}))
+                        }
+                        _ => (
+                            404,
+                            json!({"errorCode": "E0000007", "errorSummary": "Not found"}),
+                        ),
+                    }
+                };
+                let text = reply.to_string();
+                let answer = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}",
+                    text.len()
+                );
+                let _ = socket.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    let (runtime, _) = runtime();
+    let acme = tenant("acme");
+    let grants = |token: &str| {
+        let token = token.to_owned();
+        grants_with(None, move |grant| {
+            grant.http_hosts = vec![format!("127.0.0.1:{port}")];
+            grant.allow_private = vec!["127.0.0.0/8".parse().expect("cidr")];
+            grant
+                .settings
+                .insert("base_url".into(), format!("http://127.0.0.1:{port}"));
+            grant.secrets.insert("api_token".into(), Secret::new(token));
+        })
+    };
+    let plugin = load(&runtime, &acme, &grants("okta-token"), "idp-suspend").await;
+    let context = CallContext::default();
+    let user = |key: &str, op: &str| ActionRequest {
+        run_id: "run-1".into(),
+        step_id: "suspend".into(),
+        idempotency_key: key.into(),
+        target: Entity {
+            kind: EntityKind::User,
+            value: "bob@acme.example".into(),
+        },
+        params: json!({"op": op}),
+    };
+    let done = plugin
+        .respond(&user("k1", "suspend"), false, &context)
+        .await
+        .expect("suspend");
+    assert_eq!(
+        done.value.outcome,
+        ActionOutcome::Executed,
+        "{:?}",
+        done.value
+    );
+    assert!(*suspended.lock().expect("state"));
+    let again = plugin
+        .respond(&user("k2", "suspend"), false, &context)
+        .await
+        .expect("again");
+    assert_eq!(
+        again.value.outcome,
+        ActionOutcome::AlreadyInState,
+        "E0000001 is success"
+    );
+    let undone = plugin
+        .respond(&user("k3", "unsuspend"), false, &context)
+        .await
+        .expect("undo");
+    assert_eq!(undone.value.outcome, ActionOutcome::Executed);
+    assert!(!*suspended.lock().expect("state"));
+    let wrong = load(&runtime, &acme, &grants("stale"), "idp-suspend").await;
+    let refused = wrong
+        .respond(&user("k4", "suspend"), false, &context)
+        .await
+        .expect_err("401");
+    assert!(
+        refused.to_string().contains("refused the API token (401)"),
+        "{refused}"
+    );
+    assert!(!refused.to_string().contains("stale"));
+}
