@@ -187,22 +187,13 @@ pub fn parse(name: &str, text: &str, base: &Path) -> Result<ServerConfig, Config
         }
         let quotas = raw.quotas.as_ref().map(|q| q.value).unwrap_or_default();
         if let Some(spanned) = &raw.quotas {
-            for (field, bad) in [
-                ("max_concurrent_runs", quotas.max_concurrent_runs == Some(0)),
-                ("fuel_per_minute", quotas.fuel_per_minute == Some(0)),
-                (
-                    "memory_per_call_bytes",
-                    quotas.memory_per_call_bytes.is_some_and(|m| m < 64 << 10),
-                ),
-            ] {
-                if bad {
-                    issues.push(issue(
-                        spanned,
-                        at(&format!("quotas.{field}")),
-                        "too small (runs and fuel at least 1, memory at least 64 KiB)".to_owned(),
-                        Some("leave a quota out for no limit"),
-                    ));
-                }
+            for field in quotas.too_small() {
+                issues.push(issue(
+                    spanned,
+                    at(&format!("quotas.{field}")),
+                    "too small (runs and fuel at least 1, memory at least 64 KiB)".to_owned(),
+                    Some("leave a quota out for no limit"),
+                ));
             }
         }
         let grants = raw

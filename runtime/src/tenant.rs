@@ -177,6 +177,28 @@ pub struct TenantQuota {
     pub memory_per_call_bytes: Option<u64>,
 }
 
+/// Smallest memory cap a quota may set.
+pub const MIN_QUOTA_MEMORY_BYTES: u64 = 64 << 10;
+
+impl TenantQuota {
+    /// Quotas set too low to be meant (a zero would stop the tenant dead):
+    /// the field names, for the API and the config file alike.
+    pub fn too_small(&self) -> Vec<&'static str> {
+        [
+            ("max_concurrent_runs", self.max_concurrent_runs == Some(0)),
+            ("fuel_per_minute", self.fuel_per_minute == Some(0)),
+            (
+                "memory_per_call_bytes",
+                self.memory_per_call_bytes
+                    .is_some_and(|m| m < MIN_QUOTA_MEMORY_BYTES),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(field, bad)| bad.then_some(field))
+        .collect()
+    }
+}
+
 /// Resource limits of one call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limits {

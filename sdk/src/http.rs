@@ -73,6 +73,21 @@ pub struct Response {
 }
 
 impl Response {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// `Retry-After` in milliseconds, when it is a number of seconds.
+    pub fn retry_after_ms(&self) -> Option<u64> {
+        self.header("retry-after")
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .map(|secs| secs.saturating_mul(1_000))
+    }
+
     /// The body parsed as JSON.
     pub fn json(&self) -> Result<serde_json::Value, HttpError> {
         serde_json::from_slice(&self.body).map_err(|err| HttpError::Body(err.to_string()))

@@ -20,14 +20,6 @@ use serde_json::{Value, json};
 
 struct EdrContain;
 
-fn header<'a>(response: &'a http::Response, name: &str) -> Option<&'a str> {
-    response
-        .headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
-}
-
 /// Maps an unsuccessful answer to a clear error.
 fn failure(step: &str, response: &http::Response) -> PluginError {
     let status = response.status;
@@ -36,9 +28,7 @@ fn failure(step: &str, response: &http::Response) -> PluginError {
             "{step}: the EDR refused the credentials ({status}); check client_id/client_secret and the API scopes"
         )),
         429 => {
-            let wait_ms = header(response, "retry-after")
-                .and_then(|s| s.trim().parse::<u64>().ok())
-                .map_or(1_000, |secs| secs.saturating_mul(1_000));
+            let wait_ms = response.retry_after_ms().unwrap_or(1_000);
             PluginError::unavailable(
                 format!("{step}: rate limited by the EDR (429)"),
                 Some(wait_ms),

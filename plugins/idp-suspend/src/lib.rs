@@ -14,14 +14,6 @@ use serde_json::{Value, json};
 
 struct IdpSuspend;
 
-fn header<'a>(response: &'a http::Response, name: &str) -> Option<&'a str> {
-    response
-        .headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
-}
-
 fn encode(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
@@ -99,9 +91,7 @@ impl Responder for IdpSuspend {
                 "the identity provider knows no user `{user}`"
             ))),
             429 => {
-                let wait_ms = header(&response, "retry-after")
-                    .and_then(|s| s.trim().parse::<u64>().ok())
-                    .map_or(1_000, |secs| secs.saturating_mul(1_000));
+                let wait_ms = response.retry_after_ms().unwrap_or(1_000);
                 Err(PluginError::unavailable(
                     "rate limited by the identity provider (429)",
                     Some(wait_ms),

@@ -286,25 +286,3 @@ mod tests {
         assert_eq!(rule_anchors(wildcard), Some([".dat".to_owned()].into()));
     }
 }
-
-#[cfg(test)]
-mod survey {
-    #[test]
-    #[ignore = "profiling aid"]
-    fn unanchored_process_creation_rules() {
-        let rules = crate::bundled_rules().unwrap_or_default();
-        let mut shown = 0;
-        for (path, yaml) in rules {
-            if yaml.contains("category: process_creation") && super::rule_anchors(&yaml).is_none() {
-                shown += 1;
-                if shown <= 12 {
-                    let detection = yaml.split("detection:").nth(1).unwrap_or_default();
-                    let detection: String =
-                        detection.lines().take(14).collect::<Vec<_>>().join("\n");
-                    eprintln!("== {path}\n{detection}");
-                }
-            }
-        }
-        eprintln!("{shown} unanchored");
-    }
-}

@@ -1705,16 +1705,11 @@ async fn put_quotas(
         .map_err(|_| ApiError::not_found(format!("no tenant {tenant}")))?;
     principal.check(Some(&tenant_id), Need::Admin)?;
     let quotas = update.quotas;
-    let zero = [
-        ("max_concurrent_runs", quotas.max_concurrent_runs == Some(0)),
-        ("fuel_per_minute", quotas.fuel_per_minute == Some(0)),
-        (
-            "memory_per_call_bytes",
-            quotas.memory_per_call_bytes.is_some_and(|m| m < 64 << 10),
-        ),
-        ("ingest_per_second", update.ingest_per_second == Some(0)),
-    ];
-    if let Some((field, _)) = zero.iter().find(|(_, bad)| *bad) {
+    let mut too_small = quotas.too_small();
+    if update.ingest_per_second == Some(0) {
+        too_small.push("ingest_per_second");
+    }
+    if let Some(field) = too_small.first() {
         return Err(ApiError {
             status: StatusCode::BAD_REQUEST,
             error: "invalid_quota".to_owned(),
