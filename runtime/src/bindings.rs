@@ -23,6 +23,7 @@ macro_rules! plugin_world {
                     "rampart:plugin/memory": crate::bindings::host::rampart::plugin::memory,
                     "rampart:plugin/intel": crate::bindings::host::rampart::plugin::intel,
                     "rampart:plugin/config": crate::bindings::host::rampart::plugin::config,
+                    "rampart:plugin/context": crate::bindings::host::rampart::plugin::context,
                 },
             });
         }
@@ -34,4 +35,4 @@ plugin_world!(scorer, "scorer");
 plugin_world!(responder, "responder");
 plugin_world!(hunt, "hunt");
 
-pub(crate) use host::rampart::plugin::{config, intel, kv, log, memory, types};
+pub(crate) use host::rampart::plugin::{config, context, intel, kv, log, memory, types};

@@ -1,6 +1,6 @@
 //! The server's config file (`rampart serve --config rampart.yaml`): the
 //! tenants an operator manages as code, with their grants, quotas, ingest
-//! rate and asset inventory.
+//! rate, asset inventory and people.
 //!
 //! ```yaml
 //! tenants:
@@ -11,7 +11,8 @@
 //!       default: { capabilities: [log, kv, memory, intel, config] }
 //!       plugins:
 //!         ip-reputation: { capabilities: [log, kv, http], http_hosts: [feeds.example] }
-//!     inventory: inventory.json   # relative to this file
+//!     inventory: assets.csv       # relative to this file; JSON or CSV
+//!     identities: users.csv       # people, for the identity-context enricher
 //! ```
 //!
 //! Parse → validate (every problem, with line and column) → apply. A file
@@ -26,8 +27,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
+use crate::context::{AssetInventory, IdentityDirectory};
 use crate::diagnostics::Issue;
-use crate::executor::guardrails::AssetInventory;
 use crate::tenant::{Grants, TenantId, TenantQuota};
 
 /// Largest config file read.
@@ -65,8 +66,10 @@ pub struct TenantConfig {
     pub quotas: TenantQuota,
     /// Grants (no secrets).
     pub grants: Grants,
-    /// Asset inventory, read from the file named.
+    /// Asset inventory, read from the file named (JSON or `.csv`).
     pub inventory: Option<AssetInventory>,
+    /// People, read from the file named (JSON or `.csv`).
+    pub identities: Option<IdentityDirectory>,
 }
 
 /// A validated config file.
@@ -95,6 +98,28 @@ struct RawTenant {
     grants: Option<Spanned<Grants>>,
     #[serde(default)]
     inventory: Option<Spanned<String>>,
+    #[serde(default)]
+    identities: Option<Spanned<String>>,
+}
+
+/// Reads a table file named in the config: CSV when it ends in `.csv`,
+/// JSON otherwise. The error names the file and every problem in it.
+fn read_table<T: serde::de::DeserializeOwned>(
+    base: &Path,
+    file: &Spanned<String>,
+    from_csv: fn(&str) -> Result<T, crate::context::ContextError>,
+) -> Result<T, String> {
+    let path: PathBuf = base.join(&file.value);
+    let shown = path.display();
+    let text = std::fs::read_to_string(&path).map_err(|err| format!("{shown}: {err}"))?;
+    if path
+        .extension()
+        .is_some_and(|ext| ext.eq_ignore_ascii_case("csv"))
+    {
+        from_csv(&text).map_err(|err| format!("{shown}: {err}"))
+    } else {
+        serde_json::from_str(&text).map_err(|err| format!("{shown}: {err}"))
+    }
 }
 
 fn issue<T>(spanned: &Spanned<T>, field: String, message: String, hint: Option<&str>) -> Issue {
@@ -230,30 +255,14 @@ pub fn parse(name: &str, text: &str, base: &Path) -> Result<ServerConfig, Config
             }
         }
         let inventory = raw.inventory.as_ref().and_then(|file| {
-            let path: PathBuf = base.join(&file.value);
-            match std::fs::read(&path) {
-                Ok(bytes) => match serde_json::from_slice::<AssetInventory>(&bytes) {
-                    Ok(inventory) => Some(inventory),
-                    Err(err) => {
-                        issues.push(issue(
-                            file,
-                            at("inventory"),
-                            format!("{}: {err}", path.display()),
-                            None,
-                        ));
-                        None
-                    }
-                },
-                Err(err) => {
-                    issues.push(issue(
-                        file,
-                        at("inventory"),
-                        format!("{}: {err}", path.display()),
-                        None,
-                    ));
-                    None
-                }
-            }
+            read_table(base, file, AssetInventory::from_csv)
+                .map_err(|message| issues.push(issue(file, at("inventory"), message, None)))
+                .ok()
+        });
+        let identities = raw.identities.as_ref().and_then(|file| {
+            read_table(base, file, IdentityDirectory::from_csv)
+                .map_err(|message| issues.push(issue(file, at("identities"), message, None)))
+                .ok()
         });
         if let Some(id) = id {
             tenants.push(TenantConfig {
@@ -262,6 +271,7 @@ pub fn parse(name: &str, text: &str, base: &Path) -> Result<ServerConfig, Config
                 quotas,
                 grants,
                 inventory,
+                identities,
             });
         }
     }

@@ -13,7 +13,8 @@
 //! | [`manifest`] | plugin manifests: parse → validate → lock |
 //! | [`tenant`] | tenants and the grants they give plugins |
 //! | [`sandbox`] | loading, the compiled-artifact cache, calls and their limits |
-//! | [`caps`] | one module per host capability (log, kv, memory, intel, config, http) |
+//! | [`caps`] | one module per host capability (log, kv, memory, intel, context, config, http) |
+//! | [`context`] | the tenant's assets and people (JSON or CSV), for guardrails and plugins |
 //! | [`store`] | what the host persists (kv, entity memory, intel) behind a trait |
 //! | [`model`] | the contract's data types as host-side Rust/JSON types |
 //!
@@ -35,6 +36,7 @@ pub mod audit;
 mod bindings;
 pub mod caps;
 pub mod config;
+pub mod context;
 #[doc(hidden)]
 pub mod crashpoint;
 pub mod diagnostics;

@@ -8,7 +8,7 @@
 //! kind = "enricher"            # enricher | scorer | responder | hunt
 //! wit = "0.1.0"                # the rampart:plugin version it was built against
 //! description = "..."          # optional
-//! capabilities = ["log", "kv"] # log | kv | memory | intel | config | http
+//! capabilities = ["log", "kv"] # log | kv | memory | intel | context | config | http
 //!
 //! [limits]                     # optional; capped by the tenant's grant and the runtime
 //! memory_mib = 64

@@ -80,6 +80,8 @@ pub enum Capability {
     Memory,
     /// `rampart:plugin/intel`.
     Intel,
+    /// `rampart:plugin/context`.
+    Context,
     /// `rampart:plugin/config`.
     Config,
     /// `wasi:http/outgoing-handler`.
@@ -88,11 +90,12 @@ pub enum Capability {
 
 impl Capability {
     /// Every capability.
-    pub const ALL: [Capability; 6] = [
+    pub const ALL: [Capability; 7] = [
         Capability::Log,
         Capability::Kv,
         Capability::Memory,
         Capability::Intel,
+        Capability::Context,
         Capability::Config,
         Capability::Http,
     ];
@@ -104,6 +107,7 @@ impl Capability {
             Capability::Kv => "kv",
             Capability::Memory => "memory",
             Capability::Intel => "intel",
+            Capability::Context => "context",
             Capability::Config => "config",
             Capability::Http => "http",
         }
@@ -123,6 +127,7 @@ impl Capability {
             "rampart:plugin/kv" => Some(Capability::Kv),
             "rampart:plugin/memory" => Some(Capability::Memory),
             "rampart:plugin/intel" => Some(Capability::Intel),
+            "rampart:plugin/context" => Some(Capability::Context),
             "rampart:plugin/config" => Some(Capability::Config),
             "wasi:http/outgoing-handler" => Some(Capability::Http),
             _ => None,

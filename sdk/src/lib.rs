@@ -6,7 +6,7 @@
 //! component that the Rampart runtime loads into its sandbox.
 //!
 //! The host capabilities are plain modules: [`log`], [`kv`], [`memory`],
-//! [`intel`], [`config`] and [`http`]. Each is a capability that your
+//! [`intel`], [`context`], [`config`] and [`http`]. Each is a capability that your
 //! plugin's manifest must request and the tenant must grant.
 //!
 //! ## An enricher
@@ -122,6 +122,7 @@ pub mod bindings {
 }
 
 pub mod config;
+pub mod context;
 pub mod http;
 pub mod intel;
 pub mod kv;
@@ -178,6 +179,7 @@ macro_rules! __rampart_world {
                 "rampart:plugin/memory@0.1.0": ::rampart_sdk::bindings::rampart::plugin::memory,
                 "rampart:plugin/intel@0.1.0": ::rampart_sdk::bindings::rampart::plugin::intel,
                 "rampart:plugin/config@0.1.0": ::rampart_sdk::bindings::rampart::plugin::config,
+                "rampart:plugin/context@0.1.0": ::rampart_sdk::bindings::rampart::plugin::context,
             },
         );
     };

@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use rampart::audit::{AuditKey, AuditKind};
+use rampart::context::{Asset, AssetInventory};
 use rampart::executor::Executor;
 use rampart::executor::approvals::ApprovalStatus;
-use rampart::executor::guardrails::{Asset, AssetInventory};
 use rampart::executor::run::{RunStatus, StepStatus};
 use rampart::model::{Alert, Entity, EntityKind, Severity};
 use rampart::store::{KvNamespace, SledStore, Store};
@@ -62,22 +62,26 @@ async fn setup(dir: &Path, playbook: &str) -> (Executor, TenantId) {
                     name: "dc01.corp.example".into(),
                     ips: vec!["10.0.0.10".parse().expect("ip")],
                     tags: vec!["domain-controller".into()],
+                    ..Asset::default()
                 },
                 Asset {
                     name: "ws-042.corp.example".into(),
                     ips: vec!["10.0.5.42".parse().expect("ip")],
                     tags: vec![],
+                    ..Asset::default()
                 },
                 Asset {
                     name: "db-prod.corp.example".into(),
                     ips: vec!["10.0.9.9".parse().expect("ip")],
                     tags: vec!["crown-jewel".into()],
+                    ..Asset::default()
                 },
                 // Internet-facing, with a public address the EDL may hold.
                 Asset {
                     name: "vpn-gw.corp.example".into(),
                     ips: vec!["198.51.100.77".parse().expect("ip")],
                     tags: vec![],
+                    ..Asset::default()
                 },
             ],
         },
@@ -1086,4 +1090,141 @@ async fn feedback_changes_later_scores_for_the_same_entity() {
     let other = only_run(&executor, &acme, &about("fb-3", "msnhome.org")).await;
     assert_eq!(verdict(&other), "malicious");
     assert_eq!(risk(&other), before);
+}
+
+/// The context enrichers report what the tenant imported (the example CSVs:
+/// the Mordor lab's hosts and accounts) and the scorer weighs it: an LSASS
+/// access by a privileged account without MFA on a high-criticality
+/// workstation scores far above the same event at a tenant that knows
+/// neither. A true-positive label then raises the next score about the same
+/// entities (the scorer's memory term).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn context_and_memory_drive_the_risk_formula() {
+    let dir = tempfile::tempdir().expect("dir");
+    let executor = open(dir.path());
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/context");
+    let read = |name: &str| std::fs::read_to_string(format!("{examples}/{name}")).expect(name);
+    let acme = tenant("acme");
+    let globex = tenant("globex");
+    executor.set_inventory(
+        &acme,
+        AssetInventory::from_csv(&read("assets.csv")).expect("assets"),
+    );
+    executor.set_identities(
+        &acme,
+        rampart::context::IdentityDirectory::from_csv(&read("users.csv")).expect("users"),
+    );
+    let playbook = "name: context\ntrigger: { alert: 'true' }\nmode: autonomous\nsteps:\n  - id: asset\n    enrich: asset-context\n  - id: who\n    enrich: identity-context\n  - id: risk\n    score: risk-scorer\n    needs: [asset, who]\n";
+    for t in [&acme, &globex] {
+        executor.set_grants(t, grants());
+        for name in ["asset-context", "identity-context", "risk-scorer"] {
+            executor
+                .add_plugin(t, &manifest(name))
+                .await
+                .expect("plugin");
+        }
+        executor
+            .add_playbook(t, "context.yaml", playbook)
+            .expect("playbook");
+    }
+    // A real event: Outflank-Dumpert opening lsass.exe (Mordor, T1003.001).
+    let events = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/events/mordor-lsass-dumps.jsonl"
+    ))
+    .expect("events");
+    let event: serde_json::Value = events
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|e| {
+            e["EventID"] == 4663
+                && e["ObjectName"]
+                    .as_str()
+                    .is_some_and(|o| o.ends_with("lsass.exe"))
+        })
+        .expect("an lsass access");
+    let lsass = |id: &str| Alert {
+        id: id.into(),
+        source: "windows-security".into(),
+        title: "LSASS memory access".into(),
+        severity: Severity::High,
+        time: rampart::executor::now_ms(),
+        entities: vec![
+            Entity {
+                kind: EntityKind::Hostname,
+                value: event["Hostname"].as_str().expect("host").into(),
+            },
+            Entity {
+                kind: EntityKind::User,
+                value: format!(
+                    "{}\\{}",
+                    event["SubjectDomainName"].as_str().expect("domain"),
+                    event["SubjectUserName"].as_str().expect("user")
+                ),
+            },
+        ],
+        techniques: vec!["T1003.001".into()],
+        tags: vec![],
+        raw: event.clone(),
+    };
+    let step =
+        |run: &rampart::executor::run::Run, id: &str| run.steps[id].output.clone().expect("output");
+    let risk =
+        |run: &rampart::executor::run::Run| step(run, "risk")["risk"].as_u64().expect("risk");
+
+    let known = only_run(&executor, &acme, &lsass("ctx-1")).await;
+    let asset = &step(&known, "asset")["enrichments"][0];
+    assert_eq!(asset["data"]["asset"], "WORKSTATION5.theshire.local");
+    assert_eq!(asset["data"]["owner"], "Finance");
+    assert!(
+        asset["tags"]
+            .as_array()
+            .expect("tags")
+            .contains(&"criticality:high".into())
+    );
+    let who = &step(&known, "who")["enrichments"][0];
+    assert_eq!(who["data"]["user"], "wardog");
+    let tags = who["tags"].as_array().expect("tags");
+    assert!(
+        tags.contains(&"privileged".into()) && tags.contains(&"no-mfa".into()),
+        "{who}"
+    );
+    // 45 (high) + 0.6 × 20 (asset) + 15 (privileged) + 0.9 × 15 (credential access)
+    assert_eq!(risk(&known), 86, "{:#}", step(&known, "risk"));
+
+    let stranger = only_run(&executor, &globex, &lsass("ctx-1")).await;
+    assert_eq!(
+        step(&stranger, "asset")["enrichments"],
+        serde_json::json!([])
+    );
+    assert_eq!(
+        step(&stranger, "who")["enrichments"][0]["tags"],
+        serde_json::json!(["unknown-identity"]),
+        "globex imported no directory: acme's people are not visible"
+    );
+    assert_eq!(risk(&stranger), 59, "45 + 14 (tactic) only");
+
+    executor
+        .feedback(
+            &acme,
+            &known.id,
+            rampart::model::FeedbackLabel::TruePositive,
+            "analyst@acme",
+            "confirmed credential theft",
+        )
+        .expect("feedback");
+    let again = only_run(&executor, &acme, &lsass("ctx-2")).await;
+    assert_eq!(risk(&again), 96, "+ ½ × 20 for one confirmed true positive");
+    assert!(
+        step(&again, "risk")["reasons"]
+            .as_array()
+            .expect("reasons")
+            .iter()
+            .any(|r| r.as_str().is_some_and(|r| r.starts_with("memory:"))),
+        "{:#}",
+        step(&again, "risk")
+    );
+    // globex's scores do not move with acme's feedback.
+    let stranger_again = only_run(&executor, &globex, &lsass("ctx-2")).await;
+    assert_eq!(risk(&stranger_again), 59);
 }

@@ -26,8 +26,8 @@ use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::context::{AssetInventory, IdentityDirectory};
 use crate::executor::Executor;
-use crate::executor::guardrails::AssetInventory;
 use crate::model::Alert;
 use crate::tenant::{Grants, TenantId, TenantQuota};
 use auth::{Need, Principal, Role, Tokens};
@@ -74,6 +74,9 @@ struct TenantRecord {
     grants: Grants,
     #[serde(default)]
     inventory: AssetInventory,
+    /// People (the `context` capability reports them).
+    #[serde(default)]
+    identities: IdentityDirectory,
     /// Alerts per second this tenant may send (burst: twice that).
     #[serde(default = "default_ingest_rate")]
     ingest_per_second: u32,
@@ -177,6 +180,7 @@ impl AppState {
                 id: declared.id.clone(),
                 grants: Grants::default(),
                 inventory: AssetInventory::default(),
+                identities: IdentityDirectory::default(),
                 ingest_per_second: default_ingest_rate(),
                 quotas: TenantQuota::default(),
                 approval_webhook: None,
@@ -188,6 +192,9 @@ impl AppState {
                 .unwrap_or_else(default_ingest_rate);
             if let Some(inventory) = &declared.inventory {
                 record.inventory = inventory.clone();
+            }
+            if let Some(identities) = &declared.identities {
+                record.identities = identities.clone();
             }
             let before = existing.as_ref().map(serde_json::to_value).transpose();
             let after = serde_json::to_value(&record).map_err(ApiError::internal)?;
@@ -219,6 +226,8 @@ impl AppState {
                 .set_grants(&record.id, self.effective_grants(&record)?);
             self.executor
                 .set_inventory(&record.id, record.inventory.clone());
+            self.executor
+                .set_identities(&record.id, record.identities.clone());
             self.executor.set_quota(&record.id, record.quotas);
         }
         for entry in self.disabled_playbooks.iter() {
@@ -329,6 +338,22 @@ impl AppState {
         Ok(grants)
     }
 
+    /// The tenant's uploaded plugins that are loaded, by name.
+    fn uploaded_plugins(&self, tenant: &TenantId) -> Vec<(String, crate::Plugin)> {
+        let mut prefix = tenant.as_str().as_bytes().to_vec();
+        prefix.push(0);
+        self.packages
+            .scan_prefix(&prefix)
+            .keys()
+            .filter_map(Result::ok)
+            .filter_map(|key| {
+                let name = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+                let plugin = self.executor.plugin(tenant, &name)?;
+                Some((name, plugin))
+            })
+            .collect()
+    }
+
     fn put_tenant(&self, record: &TenantRecord) -> Result<(), ApiError> {
         let mut stored = record.clone();
         stored.grants.default.secrets.clear();
@@ -349,6 +374,8 @@ impl AppState {
             .set_grants(&record.id, self.effective_grants(record)?);
         self.executor
             .set_inventory(&record.id, record.inventory.clone());
+        self.executor
+            .set_identities(&record.id, record.identities.clone());
         self.executor.set_quota(&record.id, record.quotas);
         Ok(())
     }
@@ -427,7 +454,14 @@ pub fn router(state: AppState) -> Router {
             "/v1/tenants/{tenant}/quotas",
             put(put_quotas).get(get_quotas),
         )
-        .route("/v1/tenants/{tenant}/inventory", put(put_inventory))
+        .route(
+            "/v1/tenants/{tenant}/inventory",
+            put(put_inventory).get(get_inventory),
+        )
+        .route(
+            "/v1/tenants/{tenant}/identities",
+            put(put_identities).get(get_identities),
+        )
         .route("/v1/tenants/{tenant}/tokens", post(create_token))
         .route(
             "/v1/tenants/{tenant}/tokens/{id}/revoke",
@@ -560,22 +594,68 @@ where
                     err.body_text(),
                 )
             })?;
-        let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
-        match serde_path_to_error::deserialize(&mut deserializer) {
-            Ok(value) => Ok(Body(value)),
-            Err(err) => {
-                let path = err.path().to_string();
-                let inner = err.into_inner();
-                Err(ApiError {
-                    status: StatusCode::BAD_REQUEST,
-                    error: "invalid_json".to_owned(),
-                    detail: inner.to_string(),
-                    location: Some(
-                        json!({"path": path, "line": inner.line(), "column": inner.column()}),
-                    ),
-                })
-            }
+        parse_json(&bytes).map(Body)
+    }
+}
+
+/// Deserialises JSON, naming the path, line and column of the first error.
+fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            error: "invalid_json".to_owned(),
+            detail: inner.to_string(),
+            location: Some(json!({"path": path, "line": inner.line(), "column": inner.column()})),
         }
+    })
+}
+
+/// A body that is JSON, or a CSV table when sent as `text/csv` (inventory
+/// and identity exports come from spreadsheets and CMDBs as CSV).
+struct Table {
+    bytes: axum::body::Bytes,
+    csv: bool,
+}
+
+impl Table {
+    fn parse<T: serde::de::DeserializeOwned>(
+        self,
+        from_csv: fn(&str) -> Result<T, crate::context::ContextError>,
+    ) -> Result<T, ApiError> {
+        if !self.csv {
+            return parse_json(&self.bytes);
+        }
+        let text = std::str::from_utf8(&self.bytes)
+            .map_err(|err| ApiError::bad_request(format!("the CSV is not UTF-8: {err}")))?;
+        from_csv(text).map_err(invalid_table)
+    }
+}
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for Table {
+    type Rejection = ApiError;
+
+    async fn from_request(
+        request: axum::extract::Request,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let csv = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("text/csv"));
+        let bytes = axum::body::Bytes::from_request(request, state)
+            .await
+            .map_err(|err| {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_rejected",
+                    err.body_text(),
+                )
+            })?;
+        Ok(Table { bytes, csv })
     }
 }
 
@@ -816,6 +896,7 @@ async fn create_tenant(
         id: id.clone(),
         grants: body.grants.unwrap_or_default(),
         inventory: AssetInventory::default(),
+        identities: IdentityDirectory::default(),
         quotas: body.quotas.unwrap_or_default(),
         approval_webhook: None,
         ingest_per_second: body
@@ -867,6 +948,32 @@ async fn put_grants(
             "only an admin may grant private address ranges",
         ));
     }
+    // Narrowing grants under a loaded plugin would leave a plugin that can
+    // no longer load at the next start: refuse, naming what it needs.
+    let mut stranded = Vec::new();
+    for (name, plugin) in state.uploaded_plugins(&tenant) {
+        let granted = &grants.for_plugin(&name).capabilities;
+        let missing: Vec<&str> = plugin
+            .manifest()
+            .capabilities
+            .iter()
+            .filter(|cap| !granted.contains(cap))
+            .map(|cap| cap.name())
+            .collect();
+        if !missing.is_empty() {
+            stranded.push(format!("`{name}` needs {}", missing.join(", ")));
+        }
+    }
+    if !stranded.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "grants_in_use",
+            format!(
+                "these grants would take capabilities from loaded plugins ({}); grant them or delete the plugins first",
+                stranded.join("; ")
+            ),
+        ));
+    }
     let mut record = state.tenant(&tenant)?;
     record.grants = grants;
     state.put_tenant(&record)?;
@@ -878,13 +985,18 @@ async fn put_grants(
     Ok(Json(json!({"ok": true})))
 }
 
+/// Replaces the asset inventory: JSON `{"assets": [...]}`, or a CSV table
+/// with `Content-Type: text/csv`. Every problem is reported; nothing is
+/// replaced unless the whole file is good.
 async fn put_inventory(
     State(state): State<AppState>,
     headers: HeaderMap,
     Params(tenant): Params<String>,
-    Body(inventory): Body<AssetInventory>,
+    table: Table,
 ) -> Result<Json<Value>, ApiError> {
     let (principal, tenant) = state.allow(&headers, &tenant, Need::Configure)?;
+    let inventory = table.parse(AssetInventory::from_csv)?;
+    crate::context::check_assets(&inventory).map_err(invalid_table)?;
     let mut record = state.tenant(&tenant)?;
     record.inventory = inventory;
     state.put_tenant(&record)?;
@@ -894,6 +1006,55 @@ async fn put_inventory(
         json!({"inventory": record.inventory.assets.len()}),
     )?;
     Ok(Json(json!({"assets": record.inventory.assets.len()})))
+}
+
+async fn get_inventory(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Params(tenant): Params<String>,
+) -> Result<Json<AssetInventory>, ApiError> {
+    let (_, tenant) = state.allow(&headers, &tenant, Need::Read)?;
+    Ok(Json(state.tenant(&tenant)?.inventory))
+}
+
+/// Replaces the identity directory (JSON `{"identities": [...]}` or CSV).
+async fn put_identities(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Params(tenant): Params<String>,
+    table: Table,
+) -> Result<Json<Value>, ApiError> {
+    let (principal, tenant) = state.allow(&headers, &tenant, Need::Configure)?;
+    let identities = table.parse(IdentityDirectory::from_csv)?;
+    let mut record = state.tenant(&tenant)?;
+    record.identities = identities;
+    state.put_tenant(&record)?;
+    let count = record.identities.identities.len();
+    state.audit_change(
+        &tenant,
+        &principal.token.principal,
+        json!({"identities": count}),
+    )?;
+    Ok(Json(json!({"identities": count})))
+}
+
+async fn get_identities(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Params(tenant): Params<String>,
+) -> Result<Json<IdentityDirectory>, ApiError> {
+    let (_, tenant) = state.allow(&headers, &tenant, Need::Read)?;
+    Ok(Json(state.tenant(&tenant)?.identities))
+}
+
+fn invalid_table(err: crate::context::ContextError) -> ApiError {
+    let crate::context::ContextError::Invalid(problems) = &err;
+    ApiError {
+        status: StatusCode::BAD_REQUEST,
+        error: "invalid_table".to_owned(),
+        detail: err.to_string(),
+        location: Some(json!({"problems": problems})),
+    }
 }
 
 #[derive(Deserialize)]
@@ -1108,20 +1269,10 @@ async fn list_plugins(
     Params(tenant): Params<String>,
 ) -> Result<Json<Value>, ApiError> {
     let (_, tenant) = state.allow(&headers, &tenant, Need::Read)?;
-    let mut prefix = tenant.as_str().as_bytes().to_vec();
-    prefix.push(0);
     let mut list = Vec::new();
-    for name in state
-        .packages
-        .scan_prefix(&prefix)
-        .keys()
-        .filter_map(Result::ok)
-    {
-        let name = String::from_utf8_lossy(&name[prefix.len()..]).into_owned();
-        if let Some(plugin) = state.executor.plugin(&tenant, &name) {
-            let manifest = plugin.manifest();
-            list.push(json!({"name": manifest.name, "version": manifest.version, "kind": manifest.kind, "sha256": manifest.sha256, "capabilities": manifest.capabilities, "limits": plugin.limits(), "artifact": plugin.artifact_source()}));
-        }
+    for (_, plugin) in state.uploaded_plugins(&tenant) {
+        let manifest = plugin.manifest();
+        list.push(json!({"name": manifest.name, "version": manifest.version, "kind": manifest.kind, "sha256": manifest.sha256, "capabilities": manifest.capabilities, "limits": plugin.limits(), "artifact": plugin.artifact_source()}));
     }
     Ok(Json(json!({"plugins": list})))
 }

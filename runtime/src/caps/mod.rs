@@ -4,6 +4,7 @@
 //! `wasi` builds the deny-everything WASI context.
 
 pub mod config;
+pub mod context;
 pub mod http;
 pub mod intel;
 pub mod kv;

@@ -40,7 +40,14 @@ enum ApiCommand {
     },
     /// Replace the asset inventory (JSON).
     PutInventory {
-        /// The JSON file.
+        /// The inventory: JSON, or CSV (`.csv`: hostname, ips, owner,
+        /// criticality, tags, protected).
+        file: PathBuf,
+    },
+    /// Replace the tenant's identity directory.
+    PutIdentities {
+        /// The people: JSON, or CSV (`.csv`: user, email, display_name,
+        /// department, title, privileged, mfa, groups).
         file: PathBuf,
     },
     /// Send an alert file (one JSON alert, an array, or JSON lines).
@@ -115,6 +122,17 @@ impl Client {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<(u16, Value), Failure> {
+        self.call_as(method, path, body, "application/json").await
+    }
+
+    /// [`Client::call`] with a body of `content_type`.
+    async fn call_as(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Vec<u8>>,
+        content_type: &str,
+    ) -> Result<(u16, Value), Failure> {
         let stream = tokio::net::TcpStream::connect(&self.authority)
             .await
             .map_err(|err| Failure::usage(format!("cannot reach {}: {err}", self.authority)))?;
@@ -128,6 +146,7 @@ impl Client {
             .uri(path)
             .header("host", &self.authority)
             .header("authorization", format!("Bearer {}", self.token))
+            .header("content-type", content_type)
             .body(Full::new(bytes::Bytes::from(body.unwrap_or_default())))
             .map_err(|err| Failure::usage(err.to_string()))?;
         let response = sender
@@ -144,6 +163,18 @@ impl Client {
         let value = serde_json::from_slice(&bytes)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
         Ok((status, value))
+    }
+}
+
+/// `text/csv` for a `.csv` file, JSON otherwise.
+fn table_type(path: &std::path::Path) -> &'static str {
+    if path
+        .extension()
+        .is_some_and(|ext| ext.eq_ignore_ascii_case("csv"))
+    {
+        "text/csv"
+    } else {
+        "application/json"
     }
 }
 
@@ -220,10 +251,21 @@ pub async fn run(args: ApiArgs) -> Result<(), Failure> {
         }
         ApiCommand::PutInventory { file } => {
             client
-                .call(
+                .call_as(
                     "PUT",
                     &format!("/v1/tenants/{t}/inventory"),
                     Some(read(&file)?),
+                    table_type(&file),
+                )
+                .await?
+        }
+        ApiCommand::PutIdentities { file } => {
+            client
+                .call_as(
+                    "PUT",
+                    &format!("/v1/tenants/{t}/identities"),
+                    Some(read(&file)?),
+                    table_type(&file),
                 )
                 .await?
         }

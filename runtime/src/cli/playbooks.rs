@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 use rampart::audit::AuditKey;
+use rampart::context::AssetInventory;
 use rampart::executor::Executor;
-use rampart::executor::guardrails::AssetInventory;
 use rampart::executor::run::{Run, StepStatus};
 use rampart::manifest::PluginKind;
 use rampart::model::Alert;

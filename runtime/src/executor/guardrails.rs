@@ -3,7 +3,8 @@
 //! An action executes automatically only when every rule holds:
 //! 1. the target is not protected (exact name, CIDR, or `tag:` of an
 //!    inventory asset, after normalising case, trailing dots, short name vs
-//!    FQDN and IP forms) — a protected target is **refused**, not queued;
+//!    FQDN and IP forms, or an asset the inventory marks `protected`) — a
+//!    protected target is **refused**, not queued;
 //! 2. the playbook is autonomous (supervised: always ask);
 //! 3. the deciding score's confidence is at or above the step's
 //!    `min_confidence` (no score means confidence 0);
@@ -25,7 +26,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Entity, EntityKind};
+use crate::context::{AssetInventory, parse_ip, same_host};
+use crate::model::Entity;
 use crate::playbook::{Mode, Playbook, RateLimit, Step};
 
 /// Rate limit for action kinds a playbook does not configure: conservative.
@@ -35,73 +37,6 @@ pub const DEFAULT_RATE_LIMIT: RateLimit = RateLimit {
 };
 /// Blast radius when a playbook does not set one.
 pub const DEFAULT_MAX_TARGETS: u32 = 5;
-
-/// One asset the tenant owns.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Asset {
-    /// Host name (FQDN preferred).
-    pub name: String,
-    /// Its addresses.
-    #[serde(default)]
-    pub ips: Vec<IpAddr>,
-    /// Tags (`crown-jewel`, `domain-controller`).
-    #[serde(default)]
-    pub tags: Vec<String>,
-}
-
-/// The tenant's asset inventory.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct AssetInventory {
-    /// The assets.
-    pub assets: Vec<Asset>,
-}
-
-/// Normalises a host name: lower case, no trailing dot.
-fn normal(name: &str) -> String {
-    name.trim().trim_end_matches('.').to_ascii_lowercase()
-}
-
-/// Whether two host names name the same host (`dc01` ~ `dc01.corp.example`).
-fn same_host(a: &str, b: &str) -> bool {
-    let (a, b) = (normal(a), normal(b));
-    if a == b {
-        return true;
-    }
-    let short = |name: &str| name.split('.').next().unwrap_or("").to_owned();
-    (!a.contains('.') || !b.contains('.')) && short(&a) == short(&b) && !short(&a).is_empty()
-}
-
-fn parse_ip(value: &str) -> Option<IpAddr> {
-    let value = crate::feeds::strip_port(value.trim());
-    value.parse::<IpAddr>().ok().map(|ip| match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    })
-}
-
-impl AssetInventory {
-    /// The inventory asset `target` names, if any.
-    pub fn find(&self, target: &Entity) -> Option<&Asset> {
-        match target.kind {
-            EntityKind::Ip => {
-                let ip = parse_ip(&target.value)?;
-                self.assets.iter().find(|asset| asset.ips.contains(&ip))
-            }
-            EntityKind::Hostname | EntityKind::Domain => {
-                if let Some(ip) = parse_ip(&target.value) {
-                    return self.assets.iter().find(|asset| asset.ips.contains(&ip));
-                }
-                self.assets
-                    .iter()
-                    .find(|asset| same_host(&asset.name, &target.value))
-            }
-            _ => self
-                .assets
-                .iter()
-                .find(|asset| normal(&asset.name) == normal(&target.value)),
-        }
-    }
-}
 
 /// What the guardrails decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -146,6 +81,12 @@ pub fn protected_by(
     inventory: &AssetInventory,
 ) -> Option<String> {
     let asset = inventory.find(target);
+    if let Some(asset) = asset.filter(|asset| asset.protected) {
+        return Some(format!(
+            "target is `{}`, marked protected in the asset inventory",
+            asset.name
+        ));
+    }
     let ip = parse_ip(&target.value);
     for entry in entries {
         if let Some(tag) = entry.strip_prefix("tag:") {
@@ -271,4 +212,41 @@ pub fn capacity_reasons(playbook: &Playbook, step: &Step, situation: Situation) 
         ));
     }
     reasons
+}
+
+#[cfg(test)]
+#[allow(clippy::expect_used, clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::context::Asset;
+    use crate::model::EntityKind;
+
+    #[test]
+    fn an_asset_marked_protected_is_protected_under_any_of_its_names() {
+        let inventory = AssetInventory {
+            assets: vec![Asset {
+                name: "MORDORDC.theshire.local".into(),
+                ips: vec!["172.18.38.5".parse().expect("ip")],
+                protected: true,
+                ..Asset::default()
+            }],
+        };
+        for (kind, value) in [
+            (EntityKind::Hostname, "mordordc"),
+            (EntityKind::Ip, "172.18.38.5"),
+            (EntityKind::Domain, "MORDORDC.theshire.local."),
+        ] {
+            let target = Entity {
+                kind,
+                value: value.into(),
+            };
+            let why = protected_by(&[], &target, &inventory).expect(value);
+            assert!(why.contains("marked protected"), "{why}");
+        }
+        let other = Entity {
+            kind: EntityKind::Ip,
+            value: "172.18.38.6".into(),
+        };
+        assert_eq!(protected_by(&[], &other, &inventory), None);
+    }
 }

@@ -33,6 +33,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::audit::{AuditError, AuditKey, AuditKind, AuditLog};
+use crate::context::{AssetInventory, IdentityDirectory};
 use crate::manifest::PluginKind;
 use crate::model::{
     ActionOutcome, ActionRequest, Alert, Enrichment, Entity, EntityKind, GuestError, PriorVerdict,
@@ -47,7 +48,7 @@ use crate::sandbox::{
 use crate::store::{SledStore, Store, StoreError};
 use crate::tenant::{Grants, TenantId};
 use approvals::{Approval, ApprovalError, ApprovalStatus, Approvals};
-use guardrails::{AssetInventory, Situation, Verdict};
+use guardrails::{Situation, Verdict};
 use run::{Run, RunStatus, StepState, StepStatus};
 
 /// Why an executor operation failed.
@@ -147,7 +148,6 @@ struct Inner {
     plugins: RwLock<HashMap<String, Loaded>>,
     current: RwLock<HashMap<(TenantId, String), String>>,
     playbooks: RwLock<HashMap<(TenantId, String), Arc<Playbook>>>,
-    inventory: RwLock<HashMap<TenantId, Arc<AssetInventory>>>,
     grants: RwLock<HashMap<TenantId, Grants>>,
     /// Tenants with a cap on concurrent runs: one permit per run slot.
     run_slots: RwLock<HashMap<TenantId, Arc<tokio::sync::Semaphore>>>,
@@ -224,7 +224,6 @@ impl Executor {
             plugins: RwLock::new(HashMap::new()),
             current: RwLock::new(HashMap::new()),
             playbooks: RwLock::new(HashMap::new()),
-            inventory: RwLock::new(HashMap::new()),
             grants: RwLock::new(HashMap::new()),
             run_slots: RwLock::new(HashMap::new()),
             disabled: RwLock::new(std::collections::HashSet::new()),
@@ -303,15 +302,21 @@ impl Executor {
 
     /// A tenant's asset inventory (shared, not copied per action).
     fn inventory(&self, tenant: &TenantId) -> Arc<AssetInventory> {
-        read_lock(&self.inner.inventory)
-            .get(tenant)
-            .cloned()
-            .unwrap_or_default()
+        self.inner.runtime.context().get(tenant).assets
     }
 
-    /// Sets a tenant's asset inventory.
+    /// Sets a tenant's asset inventory (guardrails and the `context`
+    /// capability see it from the next decision or call on).
     pub fn set_inventory(&self, tenant: &TenantId, inventory: AssetInventory) {
-        write_lock(&self.inner.inventory).insert(tenant.clone(), Arc::new(inventory));
+        self.inner.runtime.context().set_assets(tenant, inventory);
+    }
+
+    /// Sets a tenant's identity directory (the `context` capability).
+    pub fn set_identities(&self, tenant: &TenantId, identities: IdentityDirectory) {
+        self.inner
+            .runtime
+            .context()
+            .set_identities(tenant, identities);
     }
 
     /// Loads a plugin for `tenant` from its manifest; it becomes the

@@ -293,6 +293,8 @@ struct RuntimeInner {
     cache: cache::ArtifactCache,
     compiled: Mutex<HashMap<String, Component>>,
     http_limits: HttpLimits,
+    /// Every tenant's assets and people (the `context` capability).
+    context: Arc<crate::context::Directory>,
 }
 
 /// Loads plugins and owns what they share: engine, linker, store, caches.
@@ -347,6 +349,7 @@ impl Runtime {
                 cache: cache::ArtifactCache::new(config.cache_dir),
                 compiled: Mutex::new(HashMap::new()),
                 http_limits: config.http,
+                context: Arc::default(),
             }),
         })
     }
@@ -369,6 +372,13 @@ impl Runtime {
             .iter()
             .map(|((t, p, o), c)| (t.clone(), p.clone(), *o, c.clone()))
             .collect()
+    }
+
+    /// Every tenant's assets and people: what guardrails check and the
+    /// `context` capability answers from. Set a tenant's with
+    /// [`Directory::set_assets`](crate::context::Directory::set_assets).
+    pub fn context(&self) -> &Arc<crate::context::Directory> {
+        &self.inner.context
     }
 
     /// Sets a tenant's quota on fuel per minute and memory per call (the
@@ -526,6 +536,7 @@ impl Runtime {
                     ),
                     grant,
                     store: self.inner.store.clone(),
+                    context: self.inner.context.clone(),
                 }),
                 manifest,
                 limits,

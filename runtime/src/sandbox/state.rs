@@ -23,6 +23,8 @@ pub(crate) struct PluginIdentity {
     pub(crate) name: String,
     pub(crate) grant: PluginGrant,
     pub(crate) store: Arc<dyn Store>,
+    /// The tenants' assets and people.
+    pub(crate) context: Arc<crate::context::Directory>,
     /// The HTTP rules from the grant, parsed once.
     pub(crate) http: HttpPolicy,
 }
