@@ -375,10 +375,18 @@ impl AssetInventory {
         Ok(AssetInventory { assets })
     }
 
-    /// The inventory asset `target` names, if any.
+    /// The inventory asset `target` names, if any. An address range names
+    /// the first asset with an address inside it (blocking
+    /// `198.51.100.0/24` blocks our gateway at `198.51.100.77`).
     pub fn find(&self, target: &Entity) -> Option<&Asset> {
         match target.kind {
             EntityKind::Ip => {
+                if let Ok(net) = target.value.trim().parse::<ipnet::IpNet>() {
+                    return self
+                        .assets
+                        .iter()
+                        .find(|asset| asset.ips.iter().any(|ip| net.contains(ip)));
+                }
                 let ip = parse_ip(&target.value)?;
                 self.assets.iter().find(|asset| asset.ips.contains(&ip))
             }
@@ -607,6 +615,13 @@ mod tests {
         assert_eq!(dc.criticality, Some(Criticality::Critical));
         assert!(dc.protected);
         assert_eq!(dc.tags, ["domain-controller", "crown-jewel"]);
+        let range = inventory.find(&entity(EntityKind::Ip, "10.0.0.0/24"));
+        assert_eq!(range.map(|a| a.name.as_str()), Some("dc01.corp.example"));
+        assert!(
+            inventory
+                .find(&entity(EntityKind::Ip, "10.0.1.0/24"))
+                .is_none()
+        );
         let ws = inventory
             .find(&entity(EntityKind::Hostname, "WS-042"))
             .expect("short name");

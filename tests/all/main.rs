@@ -3,6 +3,7 @@
 //! `cargo xtask plugins`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod abuseipdb;
 mod audit;
 mod executor;
 mod hostile;

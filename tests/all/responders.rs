@@ -23,7 +23,7 @@ struct Falcon {
     seen: Vec<(String, String, Option<String>)>,
 }
 
-async fn read_request(
+pub(crate) async fn read_request(
     socket: &mut tokio::net::TcpStream,
 ) -> Option<(String, String, BTreeMap<String, String>, Vec<u8>)> {
     let mut bytes = Vec::new();
