@@ -360,4 +360,84 @@ fn the_example_config_is_valid() {
             .as_ref()
             .is_some_and(|i| !i.assets.is_empty())
     );
+    assert!(
+        config.tenants[0]
+            .identities
+            .as_ref()
+            .is_some_and(|i| !i.identities.is_empty())
+    );
+}
+
+/// The example config (tenant, grants, the CSV inventory and directory)
+/// and the CLI, end to end as an operator would drive them: upload the
+/// plugins, install the malware and identity playbooks, send the sample
+/// SOC day, read the summary. The domain controller's containment is
+/// refused (protected in the CSV), the privileged account's suspension
+/// waits for two analysts, the ordinary user's is not needed.
+#[test]
+fn the_example_config_and_the_cli_run_a_soc_day() {
+    let dir = tempfile::tempdir().unwrap();
+    let examples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let token = rampart()
+        .args(["token", "create", "--principal", "root", "--data"])
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(token.status.success());
+    let admin = String::from_utf8_lossy(&token.stdout).trim().to_owned();
+    let log = dir.path().join("serve.log");
+    let served = Served::start(dir.path(), &examples.join("rampart.yaml"), &log, "info");
+    let server = format!("http://{}", served.addr);
+    let api = |args: &[&str]| {
+        let output = rampart()
+            .current_dir(examples.join(".."))
+            .env("RAMPART_TOKEN", &admin)
+            .args(["api", "--server", &server, "--tenant", "local"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{args:?}: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    for plugin in [
+        "threat-intel",
+        "asset-context",
+        "identity-context",
+        "risk-scorer",
+        "edr-contain",
+        "idp-suspend",
+    ] {
+        api(&["upload-plugin", &format!("target/plugins/{plugin}.toml")]);
+    }
+    api(&["put-playbook", "examples/playbooks/malware-triage.yaml"]);
+    api(&["put-playbook", "examples/playbooks/identity-triage.yaml"]);
+    api(&["send", "--retime", "examples/alerts/soc-day.jsonl"]);
+    let summary = api(&["summary"]);
+    let line = |prefix: &str| {
+        summary
+            .lines()
+            .find(|l| l.trim_start().starts_with(prefix))
+            .unwrap_or_else(|| panic!("no `{prefix}` line in:\n{summary}"))
+            .to_owned()
+    };
+    assert!(
+        line("contain-host (malware-triage)").contains("refused 1"),
+        "{summary}"
+    );
+    let suspend = line("suspend-user (identity-triage)");
+    assert!(
+        suspend.contains("waiting approval 1") && suspend.contains("not needed 1"),
+        "{summary}"
+    );
+    assert!(
+        line("Approvals pending").contains("suspend-user 1"),
+        "{summary}"
+    );
+    assert!(summary.contains("MTTD p50"), "{summary}");
+    served.stop();
 }

@@ -1228,3 +1228,48 @@ async fn context_and_memory_drive_the_risk_formula() {
     let stranger_again = only_run(&executor, &globex, &lsass("ctx-2")).await;
     assert_eq!(risk(&stranger_again), 59);
 }
+
+/// People are known to the tenant through its identity directory: a
+/// suspension of a directory user passes the "known target" rule, one of an
+/// account nobody imported waits for a human and says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_are_known_from_the_identity_directory() {
+    let dir = tempfile::tempdir().expect("dir");
+    let executor = open(dir.path());
+    let acme = tenant("acme");
+    executor.set_grants(&acme, grants());
+    executor.set_identities(
+        &acme,
+        rampart::context::IdentityDirectory::from_csv("user,email\njdoe,jdoe@corp.example\n")
+            .expect("users"),
+    );
+    executor
+        .add_plugin(&acme, &manifest("idp-suspend"))
+        .await
+        .expect("plugin");
+    let playbook = "name: suspend\ntrigger: { alert: 'true' }\nmode: autonomous\nsteps:\n  - id: act\n    respond: idp-suspend\n    target: '{\"kind\": \"user\", \"value\": alert.entities.user[0]}'\n    action: suspend-user\n    guard: { min_confidence: 0 }\n";
+    executor
+        .add_playbook(&acme, "suspend.yaml", playbook)
+        .expect("playbook");
+    let about = |id: &str, user: &str| Alert {
+        id: id.into(),
+        source: "idp".into(),
+        title: "Risky sign-in".into(),
+        severity: Severity::High,
+        time: rampart::executor::now_ms(),
+        entities: vec![Entity {
+            kind: EntityKind::User,
+            value: user.into(),
+        }],
+        techniques: vec![],
+        tags: vec![],
+        raw: serde_json::json!({}),
+    };
+    let known = only_run(&executor, &acme, &about("u1", "CORP\\jdoe")).await;
+    assert_eq!(reasons(&known), "all guardrails passed");
+    let stranger = only_run(&executor, &acme, &about("u2", "mallory")).await;
+    assert_eq!(
+        reasons(&stranger),
+        "the target is not in the tenant's identity directory"
+    );
+}

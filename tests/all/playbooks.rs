@@ -44,6 +44,45 @@ fn example_playbooks_are_valid() {
     }
 }
 
+/// Every example playbook parses against the manifests `cargo xtask
+/// plugins` built (the real catalog, not a list kept by hand).
+#[test]
+fn every_example_playbook_is_valid_against_the_built_plugins() {
+    let mut catalog = BTreeMap::new();
+    for entry in std::fs::read_dir(root().join("target/plugins")).expect("built plugins") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let text = std::fs::read_to_string(&path).expect("read");
+            let manifest =
+                rampart::manifest::parse(&path.display().to_string(), &text).expect("manifest");
+            catalog.insert(manifest.name.clone(), manifest.kind);
+        }
+    }
+    let mut checked = Vec::new();
+    for entry in std::fs::read_dir(root().join("examples/playbooks")).expect("examples") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let text = std::fs::read_to_string(&path).expect("read");
+            let name = path.display().to_string();
+            let parsed =
+                playbook::parse(&name, &text, &catalog).unwrap_or_else(|err| panic!("{err}"));
+            checked.push(parsed.name);
+        }
+    }
+    checked.sort();
+    assert_eq!(
+        checked,
+        [
+            "dry-run-triage",
+            "identity-triage",
+            "intel-triage",
+            "ip-triage",
+            "malware-triage",
+            "supervised-block"
+        ]
+    );
+}
+
 #[test]
 fn malformed_playbooks_give_specific_located_errors() {
     let dir = root().join("tests/fixtures/playbooks/bad");

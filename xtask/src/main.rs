@@ -5,8 +5,11 @@
 //!   manifest `target/plugins/<name>.toml` with the sha256 filled in
 //!   (fixtures go to `target/plugins/fixtures/`). Installs the target with
 //!   rustup if it is missing.
-//! - `demo`: `plugins`, then sends the example alert through the
-//!   ip-reputation enricher and the risk scorer with `rampart plugin call`.
+//! - `demo [--exit]`: `plugins`, one sandboxed call, a dry-run replay, then
+//!   `rampart serve` on a fresh embedded store driven over the API with the
+//!   example plugins, context, intel, playbooks, alerts and a Sigma hunt; it
+//!   prints what happened and keeps serving (Ctrl-C stops it) unless
+//!   `--exit`, which stops the server and verifies the audit log offline.
 //! - `test`: `plugins`, then formatting, clippy (host and guests) and every
 //!   test of the workspace. This is what CI runs.
 
@@ -25,9 +28,9 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("plugins") => build_plugins(&root),
         Some("test") => test(&root, &args[1..]),
-        Some("demo") => demo(&root),
+        Some("demo") => demo(&root, args[1..].iter().any(|a| a == "--exit")),
         _ => {
-            eprintln!("usage: cargo xtask plugins | demo | test [extra cargo test args]");
+            eprintln!("usage: cargo xtask plugins | demo [--exit] | test [extra cargo test args]");
             std::process::exit(2);
         }
     }
@@ -225,7 +228,7 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
     run(&mut plugin_tests)
 }
 
-fn demo(root: &Path) -> Result<()> {
+fn demo(root: &Path, exit: bool) -> Result<()> {
     build_plugins(root)?;
     run(cargo().current_dir(root).args([
         "build",
@@ -251,17 +254,24 @@ fn demo(root: &Path) -> Result<()> {
         "examples/data/ipsum/ipsum.txt",
     ])?;
     rampart(&["playbook", "check", "examples/playbooks/ip-triage.yaml"])?;
-    rampart(&[
-        "replay",
-        "--playbook",
-        "examples/playbooks/ip-triage.yaml",
-        "--alerts",
-        "examples/alerts/replay.jsonl",
-        "--intel-ipsum",
-        "examples/data/ipsum/ipsum.txt",
-        "--inventory",
-        "examples/inventory.json",
-    ])?;
+    // The summary table goes to the terminal, the per-action detail (JSON)
+    // to a file.
+    let replay_out = root.join("target/replay-ip-triage.json");
+    run(Command::new(&rampart_bin)
+        .current_dir(root)
+        .args([
+            "replay",
+            "--playbook",
+            "examples/playbooks/ip-triage.yaml",
+            "--alerts",
+            "examples/alerts/replay.jsonl",
+            "--intel-ipsum",
+            "examples/data/ipsum/ipsum.txt",
+            "--inventory",
+            "examples/inventory.json",
+        ])
+        .stdout(std::fs::File::create(&replay_out)?))?;
+    eprintln!("(replay detail: {})", replay_out.display());
 
     // The server: a fresh data directory, the first admin token, then the
     // daily operations over HTTP with `rampart api`.
@@ -338,7 +348,9 @@ fn demo(root: &Path) -> Result<()> {
         run(&mut command)?;
     }
     // A free loopback port, then wait until the server accepts connections.
-    let listen = std::net::TcpListener::bind("127.0.0.1:0")?
+    // 127.0.0.1:8080 when it is free (stable URLs), else any free port.
+    let listen = std::net::TcpListener::bind("127.0.0.1:8080")
+        .or_else(|_| std::net::TcpListener::bind("127.0.0.1:0"))?
         .local_addr()?
         .to_string();
     let listen = listen.as_str();
@@ -365,7 +377,10 @@ fn demo(root: &Path) -> Result<()> {
             );
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
-        let api = |args: &[&str]| -> Result<()> {
+        // Setup answers (JSON) go to a log; the summary at the end is what
+        // a reader wants to see.
+        let setup_log = demo.join("setup.log");
+        let api_to = |args: &[&str], to_log: bool| -> Result<()> {
             let mut command = Command::new(&rampart_bin);
             // The token goes through the environment, never the printed command line.
             command
@@ -374,23 +389,51 @@ fn demo(root: &Path) -> Result<()> {
                 .arg("api")
                 .args(["--server", &format!("http://{listen}"), "--tenant", "acme"])
                 .args(args);
+            if to_log {
+                let log = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&setup_log)?;
+                command.stdout(log);
+            }
             run(&mut command)
         };
-        api(&["create-tenant"])?;
+        let api = |args: &[&str]| api_to(args, true);
+        // Grants: context for every plugin; outbound HTTP only for the
+        // vendor plugins, each to its own vendor's host.
+        api(&["create-tenant", "--grants", "examples/grants.json"])?;
         for plugin in [
             "ip-reputation",
             "threat-intel",
+            "asset-context",
+            "identity-context",
             "risk-scorer",
             "edl-blocklist",
+            "edr-contain",
+            "idp-suspend",
             "sigma-hunt",
         ] {
             api(&["upload-plugin", &format!("target/plugins/{plugin}.toml")])?;
         }
-        api(&["put-inventory", "examples/inventory.json"])?;
-        api(&["put-playbook", "examples/playbooks/supervised-block.yaml"])?;
-        api(&["put-playbook", "examples/playbooks/intel-triage.yaml"])?;
-        api(&["send", "examples/alerts/ssh-bruteforce.json"])?;
-        api(&["send", "examples/alerts/replay.jsonl"])?;
+        // The tenant's own context, as a CMDB and an IdP would export it.
+        api(&["put-inventory", "examples/context/assets.csv"])?;
+        api(&["put-identities", "examples/context/users.csv"])?;
+        for playbook in [
+            "supervised-block",
+            "intel-triage",
+            "malware-triage",
+            "identity-triage",
+        ] {
+            api(&[
+                "put-playbook",
+                &format!("examples/playbooks/{playbook}.yaml"),
+            ])?;
+        }
+        api(&["send", "--retime", "examples/alerts/ssh-bruteforce.json"])?;
+        api(&["send", "--retime", "examples/alerts/replay.jsonl"])?;
+        // A SOC's morning: malware on two hosts (one a domain controller),
+        // a privileged sign-in from a listed address, a listed domain.
+        api(&["send", "--retime", "examples/alerts/soc-day.jsonl"])?;
         // A scheduled Sigma hunt over ingested Mordor telemetry; its findings
         // become alerts that run the playbooks. Run once now for the demo.
         api(&["send-events", "examples/events/mordor-lsass-dumps.jsonl"])?;
@@ -405,11 +448,43 @@ fn demo(root: &Path) -> Result<()> {
             r#"{"min_level": "medium"}"#,
         ])?;
         api(&["run-hunt", "sigma"])?;
-        api(&["approvals"])?;
-        api(&["runs"])?;
-        api(&["measurements"])?;
-        api(&["verify"])
+        eprintln!("(API answers: {})\n", setup_log.display());
+        api_to(&["summary"], false)?;
+        api_to(&["verify"], false)
     })();
+    if outcome.is_ok() && !exit {
+        // Keep serving: the token goes to a file only its owner can read.
+        let token_file = demo.join("admin.token");
+        std::fs::write(&token_file, format!("{token}\n"))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600))?;
+        }
+        let base = format!("http://{listen}");
+        let token_path = token_file.display();
+        let bin = rampart_bin.display();
+        println!(
+            "\nRampart is serving on {base} (tenant `acme`). Have a look:\n\
+             \n  export RAMPART_TOKEN=$(cat {token_path})\n\
+             \n  curl -s -H \"Authorization: Bearer $RAMPART_TOKEN\" {base}/v1/tenants/acme/runs?limit=20\
+             \n  curl -s -H \"Authorization: Bearer $RAMPART_TOKEN\" {base}/v1/tenants/acme/approvals\
+             \n  curl -s -H \"Authorization: Bearer $RAMPART_TOKEN\" {base}/v1/tenants/acme/measurements\
+             \n  curl -s -H \"Authorization: Bearer $RAMPART_TOKEN\" {base}/v1/tenants/acme/inventory\
+             \n  curl -s -u firewall:$RAMPART_TOKEN {base}/edl/acme/block        # the EDL firewalls poll\
+             \n  curl -s {base}/metrics\
+             \n  curl -s {base}/v1/openapi.json\
+             \n  {bin} api --server {base} --tenant acme approvals   # approve <id> / deny <id>\
+             \n\nCtrl-C stops the server (in-flight work finishes, audit heads are signed);\
+             \nthen `{bin} audit verify --data {data} --audit-key {key}` checks the chain offline."
+        );
+        let status = server.wait()?;
+        anyhow::ensure!(
+            status.success() || status.code().is_none(),
+            "the server exited with {status}"
+        );
+        return Ok(());
+    }
     // Graceful stop (SIGINT): in-flight requests finish, audit heads are signed.
     let _ = Command::new("kill")
         .args(["-INT", &server.id().to_string()])

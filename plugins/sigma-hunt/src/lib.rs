@@ -140,17 +140,8 @@ impl Hunt for SigmaHunt {
                 if let Some(link) = rule.link() {
                     finding = finding.reference(link);
                 }
-                for (field, kind) in [
-                    ("Computer", EntityKind::Hostname),
-                    ("User", EntityKind::User),
-                    ("Image", EntityKind::Process),
-                    ("DestinationIp", EntityKind::Ip),
-                ] {
-                    if let Some(value) = flat.fields.get(field).and_then(Value::as_str)
-                        && !value.is_empty()
-                    {
-                        finding = finding.entity(Entity::new(kind, value));
-                    }
+                for entity in finding_entities(&flat.fields) {
+                    finding = finding.entity(entity);
                 }
                 let shown: serde_json::Map<String, Value> = SHOWN
                     .iter()
@@ -178,3 +169,126 @@ impl Hunt for SigmaHunt {
 }
 
 rampart_sdk::export_hunt!(SigmaHunt);
+
+/// The entities a finding is about, from the event's fields: the host
+/// (`Computer`, or `Hostname` in Mordor's exports), the account (`User`, or
+/// the Security log's subject and target as `DOMAIN\user`, machine accounts
+/// and placeholders left out), the process image, the remote address, and
+/// the SHA-256 from Sysmon's `Hashes` (so threat intel can judge it).
+fn finding_entities(fields: &serde_json::Map<String, Value>) -> Vec<Entity> {
+    let text = |name: &str| {
+        fields
+            .get(name)
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|v| !v.is_empty() && *v != "-")
+    };
+    let mut entities = Vec::new();
+    let mut push = |kind: EntityKind, value: String| {
+        let entity = Entity::new(kind, value);
+        if !entities.contains(&entity) {
+            entities.push(entity);
+        }
+    };
+    if let Some(host) = text("Computer").or_else(|| text("Hostname")) {
+        push(EntityKind::Hostname, host.to_owned());
+    }
+    let person = |user: &str| {
+        let upper = user.to_ascii_uppercase();
+        !user.ends_with('$')
+            && !matches!(
+                upper.as_str(),
+                "SYSTEM" | "LOCAL SERVICE" | "NETWORK SERVICE" | "ANONYMOUS LOGON"
+            )
+    };
+    if let Some(user) = text("User").filter(|u| person(u.rsplit('\\').next().unwrap_or(u))) {
+        push(EntityKind::User, user.to_owned());
+    }
+    for (name, domain) in [
+        ("SubjectUserName", "SubjectDomainName"),
+        ("TargetUserName", "TargetDomainName"),
+    ] {
+        if let Some(user) = text(name).filter(|u| person(u)) {
+            let value = match text(domain) {
+                Some(domain) => format!("{domain}\\{user}"),
+                None => user.to_owned(),
+            };
+            push(EntityKind::User, value);
+        }
+    }
+    if let Some(image) = text("Image").or_else(|| text("NewProcessName")) {
+        push(EntityKind::Process, image.to_owned());
+    }
+    for name in ["DestinationIp", "IpAddress"] {
+        if let Some(ip) = text(name).filter(|ip| ip.parse::<std::net::IpAddr>().is_ok()) {
+            push(EntityKind::Ip, ip.to_owned());
+        }
+    }
+    if let Some(hashes) = text("Hashes") {
+        for part in hashes.split(',') {
+            if let Some((algorithm, value)) = part.split_once('=')
+                && algorithm.trim().eq_ignore_ascii_case("SHA256")
+            {
+                push(EntityKind::FileHash, value.trim().to_ascii_lowercase());
+            }
+        }
+    }
+    entities
+}
+
+#[cfg(test)]
+#[allow(clippy::expect_used, clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn entities(fields: Value) -> Vec<(EntityKind, String)> {
+        let Value::Object(map) = fields else {
+            panic!("object")
+        };
+        finding_entities(&map)
+            .into_iter()
+            .map(|e| (e.kind, e.value))
+            .collect()
+    }
+
+    #[test]
+    fn security_log_subjects_become_domain_accounts() {
+        // A Mordor 4663 (LSASS handle) as exported: `Hostname`, subject.
+        let found = entities(json!({
+            "Hostname": "WORKSTATION5", "SubjectUserName": "wardog",
+            "SubjectDomainName": "WORKSTATION5", "TargetUserName": "-",
+            "IpAddress": "-"
+        }));
+        assert_eq!(
+            found,
+            [
+                (EntityKind::Hostname, "WORKSTATION5".to_owned()),
+                (EntityKind::User, "WORKSTATION5\\wardog".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn sysmon_fields_give_process_address_and_sha256() {
+        let found = entities(json!({
+            "Computer": "ws-1.corp.example", "User": "CORP\\jdoe",
+            "Image": "C:\\Windows\\System32\\rundll32.exe",
+            "DestinationIp": "203.0.113.9",
+            "Hashes": "SHA1=AA,MD5=BB,SHA256=9CCF9817DA1EE8C1AB33A364A3C03A28769AB68A42C437295DAE47448A6C5138,IMPHASH=CC"
+        }));
+        assert_eq!(found.len(), 5, "{found:?}");
+        assert!(found.contains(&(
+            EntityKind::FileHash,
+            "9ccf9817da1ee8c1ab33a364a3c03a28769ab68a42c437295dae47448a6c5138".to_owned()
+        )));
+    }
+
+    #[test]
+    fn machine_accounts_and_service_identities_are_not_people() {
+        let found = entities(json!({
+            "SubjectUserName": "WORKSTATION5$", "TargetUserName": "SYSTEM",
+            "User": "NT AUTHORITY\\SYSTEM"
+        }));
+        assert!(found.is_empty(), "{found:?}");
+    }
+}

@@ -26,8 +26,13 @@ pub struct ApiArgs {
 
 #[derive(Debug, Subcommand)]
 enum ApiCommand {
-    /// Create the tenant (admin token), granting every host capability.
-    CreateTenant,
+    /// Create the tenant (admin token). Without `--grants`, every plugin
+    /// gets log, kv, memory, intel, context and config (no outbound HTTP).
+    CreateTenant {
+        /// Grants as JSON (`{"default": {...}, "plugins": {"name": {...}}}`).
+        #[arg(long)]
+        grants: Option<PathBuf>,
+    },
     /// Upload a plugin: its manifest (the component path is relative to it).
     UploadPlugin {
         /// The manifest.
@@ -54,6 +59,10 @@ enum ApiCommand {
     Send {
         /// The file.
         file: PathBuf,
+        /// Shift every alert's `time` so the newest is now, keeping their
+        /// spacing (sample alerts replayed today measure a true MTTD).
+        #[arg(long)]
+        retime: bool,
     },
     /// List runs.
     Runs,
@@ -108,6 +117,9 @@ enum ApiCommand {
     },
     /// MTTD/MTTC and the other measurements, per playbook.
     Measurements,
+    /// A readable report: runs by playbook and status, verdicts, risk,
+    /// actions by outcome, guardrail reasons, pending approvals, MTTD/MTTC.
+    Summary,
 }
 
 struct Client {
@@ -166,6 +178,32 @@ impl Client {
     }
 }
 
+/// The alerts of `body` (one or an array) with times shifted so the newest
+/// is now.
+fn retimed(mut body: Value) -> Value {
+    let now = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0),
+    )
+    .unwrap_or(i64::MAX);
+    let alerts: Vec<&mut Value> = match &mut body {
+        Value::Array(list) => list.iter_mut().collect(),
+        one => vec![one],
+    };
+    let newest = alerts.iter().filter_map(|a| a["time"].as_i64()).max();
+    if let Some(newest) = newest {
+        let shift = now.saturating_sub(newest);
+        for alert in alerts {
+            if let Some(time) = alert["time"].as_i64() {
+                alert["time"] = Value::from(time.saturating_add(shift));
+            }
+        }
+    }
+    body
+}
+
 /// `text/csv` for a `.csv` file, JSON otherwise.
 fn table_type(path: &std::path::Path) -> &'static str {
     if path
@@ -200,8 +238,15 @@ pub async fn run(args: ApiArgs) -> Result<(), Failure> {
     };
     let t = &args.tenant;
     let (status, value) = match args.command {
-        ApiCommand::CreateTenant => {
-            let grants = json!({"default": {"capabilities": ["log", "kv", "memory", "intel", "config", "http"], "kv_quota_bytes": 16777216}});
+        ApiCommand::CreateTenant { grants } => {
+            let grants: Value = match grants {
+                Some(path) => serde_json::from_slice(&read(&path)?).map_err(|err| {
+                    Failure::usage(format!("{}: not JSON: {err}", path.display()))
+                })?,
+                None => {
+                    json!({"default": {"capabilities": ["log", "kv", "memory", "intel", "context", "config"], "kv_quota_bytes": 16777216}})
+                }
+            };
             client
                 .call(
                     "POST",
@@ -269,7 +314,7 @@ pub async fn run(args: ApiArgs) -> Result<(), Failure> {
                 )
                 .await?
         }
-        ApiCommand::Send { file } => {
+        ApiCommand::Send { file, retime } => {
             let text = String::from_utf8_lossy(&read(&file)?).into_owned();
             let body: Value = match serde_json::from_str(&text) {
                 Ok(value) => value,
@@ -286,6 +331,7 @@ pub async fn run(args: ApiArgs) -> Result<(), Failure> {
                         })?,
                 ),
             };
+            let body = if retime { retimed(body) } else { body };
             client
                 .call(
                     "POST",
@@ -361,6 +407,37 @@ pub async fn run(args: ApiArgs) -> Result<(), Failure> {
             client
                 .call("POST", &format!("/v1/tenants/{t}/hunts/{name}/run"), None)
                 .await?
+        }
+        ApiCommand::Summary => {
+            let get = |path: String| -> std::pin::Pin<
+                Box<dyn std::future::Future<Output = Result<Value, Failure>> + '_>,
+            > {
+                let client = &client;
+                Box::pin(async move {
+                    let (status, value) = client.call("GET", &path, None).await?;
+                    if status >= 400 {
+                        return Err(Failure::call(format!(
+                            "GET {path}: {status} {}",
+                            value["detail"].as_str().unwrap_or_default()
+                        )));
+                    }
+                    Ok(value)
+                })
+            };
+            let get_text = |path: String| -> std::pin::Pin<
+                Box<dyn std::future::Future<Output = Result<String, Failure>> + '_>,
+            > {
+                let get = &get;
+                Box::pin(async move {
+                    Ok(match get(path).await? {
+                        Value::String(text) => text,
+                        other => other.to_string(),
+                    })
+                })
+            };
+            let report = super::summary::report(&get, &get_text, t).await?;
+            print!("{report}");
+            return Ok(());
         }
         ApiCommand::Measurements => {
             client

@@ -6,6 +6,7 @@ mod intel;
 mod playbooks;
 mod plugin;
 mod serve;
+mod summary;
 
 use clap::{Parser, Subcommand};
 
@@ -113,6 +114,18 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
 
 /// Prints `value` as pretty JSON on stdout; a closed pipe (`| head`) is not
 /// an error worth a panic: the reader has what it wanted.
+/// The rule a guardrail reason states, without the target or numbers it
+/// names, so reports can group reasons by rule.
+pub fn guardrail_rule(reason: &str) -> String {
+    reason
+        .split([':', '('])
+        .next()
+        .unwrap_or(reason)
+        .chars()
+        .take(60)
+        .collect()
+}
+
 pub fn print_json(value: &serde_json::Value) {
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();

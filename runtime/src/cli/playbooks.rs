@@ -398,15 +398,7 @@ pub async fn replay(args: ReplayArgs) -> Result<(), Failure> {
                 && decision.verdict != rampart::executor::guardrails::Verdict::Execute
             {
                 for reason in &decision.reasons {
-                    // Group by the rule, not the target it names.
-                    let rule: String = reason
-                        .split([':', '('])
-                        .next()
-                        .unwrap_or(reason)
-                        .chars()
-                        .take(60)
-                        .collect();
-                    *reasons.entry(rule).or_default() += 1;
+                    *reasons.entry(super::guardrail_rule(reason)).or_default() += 1;
                 }
             }
         }

@@ -8,8 +8,9 @@
 //! 2. the playbook is autonomous (supervised: always ask);
 //! 3. the deciding score's confidence is at or above the step's
 //!    `min_confidence` (no score means confidence 0);
-//! 4. the target is known to the tenant's asset inventory — host data, never
-//!    a plugin's output. For steps marked `external_target` (blocking an
+//! 4. the target is known to the tenant — host data, never a plugin's output:
+//!    users and e-mail addresses in its identity directory, everything else
+//!    in its asset inventory. For steps marked `external_target` (blocking an
 //!    attacker's IP) the rule is reversed: the target must *not* be one of
 //!    ours;
 //! 5. the tenant's rate limit for the action kind has room (a sliding window
@@ -26,8 +27,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::context::{AssetInventory, parse_ip, same_host};
-use crate::model::Entity;
+use crate::context::{AssetInventory, TenantContext, parse_ip, same_host};
+use crate::model::{Entity, EntityKind};
 use crate::playbook::{Mode, Playbook, RateLimit, Step};
 
 /// Rate limit for action kinds a playbook does not configure: conservative.
@@ -125,10 +126,11 @@ pub fn decide(
     playbook: &Playbook,
     step: &Step,
     target: &Entity,
-    inventory: &AssetInventory,
+    context: &TenantContext,
     situation: Situation,
 ) -> Decision {
     let confidence = situation.confidence.unwrap_or(0);
+    let inventory = &context.assets;
     if let Some(reason) = protected_by(&playbook.guardrails.protected_assets, target, inventory) {
         return Decision {
             verdict: Verdict::Refuse,
@@ -155,16 +157,23 @@ pub fn decide(
             ),
         });
     }
-    let known = inventory.find(target).is_some();
+    // People are known from the identity directory, machines and addresses
+    // from the asset inventory.
+    let (known, register) = match target.kind {
+        EntityKind::User | EntityKind::Email => (
+            context.identities.find(target).is_some(),
+            "identity directory",
+        ),
+        _ => (inventory.find(target).is_some(), "asset inventory"),
+    };
     if step.guard.external_target {
         if known {
-            reasons.push(
-                "the target is one of our own assets, but the step acts on external targets"
-                    .to_owned(),
-            );
+            reasons.push(format!(
+                "the target is in the tenant's {register}, but the step acts on external targets"
+            ));
         }
     } else if !known {
-        reasons.push("the target is not in the tenant's asset inventory".to_owned());
+        reasons.push(format!("the target is not in the tenant's {register}"));
     }
     reasons.extend(capacity_reasons(playbook, step, situation));
     if reasons.is_empty() {
@@ -219,7 +228,6 @@ pub fn capacity_reasons(playbook: &Playbook, step: &Step, situation: Situation) 
 mod tests {
     use super::*;
     use crate::context::Asset;
-    use crate::model::EntityKind;
 
     #[test]
     fn an_asset_marked_protected_is_protected_under_any_of_its_names() {

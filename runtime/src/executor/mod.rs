@@ -1388,9 +1388,9 @@ impl Executor {
             return Ok(result);
         }
 
-        let inventory = self.inventory(&run.tenant);
+        let context = self.inner.runtime.context().get(&run.tenant);
         let situation = self.situation(run, playbook, step, &target, now)?;
-        let decision = guardrails::decide(playbook, step, &target, &inventory, situation);
+        let decision = guardrails::decide(playbook, step, &target, &context, situation);
         result.audit.push((
             AuditKind::GuardrailDecision,
             json!({"target": target, "action": step.action, "decision": decision}),
