@@ -129,6 +129,20 @@ impl From<HttpError> for PluginError {
     }
 }
 
+/// Characters left as they are in a URL component: RFC 3986's unreserved
+/// set (`A-Z a-z 0-9 - _ . ~`); everything else is percent-encoded.
+const COMPONENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// Percent-encodes `text` for use as one path segment, query value or form
+/// field (`jdoe@corp.example` → `jdoe%40corp.example`).
+pub fn encode(text: &str) -> String {
+    percent_encoding::utf8_percent_encode(text, COMPONENT).to_string()
+}
+
 /// Sends a `GET` to `url`.
 pub fn get(url: &str) -> Result<Response, HttpError> {
     send(&Request::get(url))

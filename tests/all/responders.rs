@@ -354,15 +354,19 @@ async fn idp_suspend_speaks_the_okta_lifecycle_api() {
                             401,
                             json!({"errorCode": "E0000011", "errorSummary": "Invalid token provided"}),
                         ),
-                        ("POST", "/api/v1/users/bob@acme.example/lifecycle/suspend") if *state => (
-                            400,
-                            json!({"errorCode": "E0000001", "errorSummary": "Api validation failed: Cannot suspend a user that is not active"}),
-                        ),
-                        ("POST", "/api/v1/users/bob@acme.example/lifecycle/suspend") => {
+                        ("POST", "/api/v1/users/bob%40acme.example/lifecycle/suspend")
+                            if *state =>
+                        {
+                            (
+                                400,
+                                json!({"errorCode": "E0000001", "errorSummary": "Api validation failed: Cannot suspend a user that is not active"}),
+                            )
+                        }
+                        ("POST", "/api/v1/users/bob%40acme.example/lifecycle/suspend") => {
                             *state = true;
                             (200, json!({}))
                         }
-                        ("POST", "/api/v1/users/bob@acme.example/lifecycle/unsuspend") => {
+                        ("POST", "/api/v1/users/bob%40acme.example/lifecycle/unsuspend") => {
                             *state = false;
                             (200, json!({}))
                         }

@@ -56,8 +56,8 @@ fn token(base: &str) -> Result<String, PluginError> {
     })?;
     let form = format!(
         "client_id={}&client_secret={}",
-        form_encode(&id),
-        form_encode(&secret)
+        http::encode(&id),
+        http::encode(&secret)
     );
     let response = http::send(
         &http::Request::post(format!("{base}/oauth2/token"), form.into_bytes())
@@ -71,17 +71,6 @@ fn token(base: &str) -> Result<String, PluginError> {
         .as_str()
         .map(str::to_owned)
         .ok_or_else(|| PluginError::unavailable("token: no access_token in the answer", None))
-}
-
-fn form_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            other => format!("%{other:02X}"),
-        })
-        .collect()
 }
 
 impl Responder for EdrContain {
@@ -126,7 +115,7 @@ impl Responder for EdrContain {
                 let found = http::send(
                     &http::Request::get(format!(
                         "{base}/devices/queries/devices/v1?filter=hostname:'{}'",
-                        form_encode(&host)
+                        http::encode(&host)
                     ))
                     .header("authorization", bearer.as_str())
                     .header("accept", "application/json"),
@@ -179,3 +168,87 @@ impl Responder for EdrContain {
 }
 
 rampart_sdk::export_responder!(EdrContain);
+
+#[cfg(test)]
+#[allow(clippy::expect_used, clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use rampart_sdk::{ActionOutcome, Entity, ErrorKind};
+
+    fn request(kind: EntityKind, host: &str, params: &str) -> ActionRequest {
+        ActionRequest {
+            run_id: "run-1".into(),
+            step_id: "contain".into(),
+            idempotency_key: "key-1".into(),
+            target: Entity::new(kind, host),
+            params: params.into(),
+        }
+    }
+
+    fn answer(status: u16, headers: &[(&str, &str)]) -> http::Response {
+        http::Response {
+            status,
+            headers: headers
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            body: br#"{"errors":[{"code":400,"message":"bad"}]}"#.to_vec(),
+        }
+    }
+
+    #[test]
+    fn dry_run_plans_contain_and_lift_without_touching_the_edr() {
+        let plan =
+            EdrContain::respond(request(EntityKind::Hostname, "wks-7", "{}"), true).expect("plan");
+        assert_eq!(plan.outcome, ActionOutcome::Planned);
+        assert_eq!(plan.summary, "would contain wks-7");
+        let lift = EdrContain::respond(
+            request(EntityKind::Hostname, "wks-7", r#"{"op": "lift"}"#),
+            true,
+        )
+        .expect("plan");
+        assert_eq!(lift.summary, "would lift_containment wks-7");
+    }
+
+    #[test]
+    fn bad_requests_are_refused_before_any_call() {
+        for (kind, host, params, says) in [
+            (EntityKind::Ip, "10.0.0.1", "{}", "acts on hosts"),
+            (EntityKind::Hostname, "wks'7", "{}", "not a host name"),
+            (EntityKind::Hostname, "", "{}", "not a host name"),
+            (
+                EntityKind::Hostname,
+                "wks-7",
+                r#"{"op": "wipe"}"#,
+                "not contain or lift",
+            ),
+        ] {
+            let err = EdrContain::respond(request(kind, host, params), false).expect_err(says);
+            assert_eq!(err.kind, ErrorKind::InvalidInput);
+            assert!(err.message.contains(says), "{}", err.message);
+        }
+    }
+
+    #[test]
+    fn each_failure_status_has_its_own_error() {
+        let denied = failure("contain", &answer(401, &[]));
+        assert_eq!(denied.kind, ErrorKind::Misconfigured);
+        let limited = failure("contain", &answer(429, &[("Retry-After", "7")]));
+        assert_eq!(
+            (limited.kind, limited.retry_after_ms),
+            (ErrorKind::Unavailable, Some(7_000))
+        );
+        let down = failure("contain", &answer(502, &[]));
+        assert_eq!(
+            (down.kind, down.retry_after_ms),
+            (ErrorKind::Unavailable, Some(2_000))
+        );
+        let other = failure("contain", &answer(400, &[]));
+        assert_eq!(other.kind, ErrorKind::InvalidInput);
+        assert!(
+            other.message.contains("\"message\":\"bad\""),
+            "{}",
+            other.message
+        );
+    }
+}

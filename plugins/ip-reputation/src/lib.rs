@@ -10,8 +10,8 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rampart_sdk::{
-    Alert, Enricher, Enrichment, Entity, EntityKind, PluginError, Verdict, config, http, intel, kv,
-    log, memory,
+    Alert, Enricher, Enrichment, Entity, EntityKind, IndicatorMatch, PluginError, Verdict, config,
+    http, intel, kv, log, memory,
 };
 use serde_json::json;
 
@@ -44,7 +44,25 @@ fn judge(ip: &Entity) -> Result<Option<Enrichment>, PluginError> {
         .unwrap_or(0);
     let hits = intel::lookup(ip);
     let recalled = memory::recall(ip);
+    Ok(assess(
+        ip,
+        lists,
+        &hits,
+        recalled.analysts_say_harmless(),
+        recalled.sightings,
+    ))
+}
 
+/// The verdict from what the sources said: `lists` block lists in the
+/// ipsum feed, `hits` in the intel index, the analysts' clearing and how
+/// often the tenant saw the address before.
+fn assess(
+    ip: &Entity,
+    lists: u8,
+    hits: &[IndicatorMatch],
+    cleared: bool,
+    sightings: u32,
+) -> Option<Enrichment> {
     let (mut verdict, mut confidence) = match lists {
         0 => (Verdict::Unknown, 0),
         1 | 2 => (Verdict::Suspicious, 30 + 10 * lists),
@@ -59,13 +77,13 @@ fn judge(ip: &Entity) -> Result<Option<Enrichment>, PluginError> {
         (verdict, confidence) = (Verdict::Malicious, best);
     }
     let mut tags = Vec::new();
-    if recalled.analysts_say_harmless() {
+    if cleared {
         // An analyst's word on this tenant beats a shared feed.
         (verdict, confidence) = (Verdict::Benign, 80);
         tags.push("analyst-cleared");
     }
-    if verdict == Verdict::Unknown && recalled.sightings == 0 {
-        return Ok(None);
+    if verdict == Verdict::Unknown && sightings == 0 {
+        return None;
     }
     let families: Vec<&str> = hits
         .iter()
@@ -76,7 +94,7 @@ fn judge(ip: &Entity) -> Result<Option<Enrichment>, PluginError> {
         "intel_matches": hits.len(),
         "families": families,
         "feeds": hits.iter().map(|hit| hit.feed.as_str()).collect::<Vec<_>>(),
-        "prior_sightings": recalled.sightings,
+        "prior_sightings": sightings,
     }));
     if lists > 0 {
         enrichment = enrichment.tag("ipsum");
@@ -84,7 +102,7 @@ fn judge(ip: &Entity) -> Result<Option<Enrichment>, PluginError> {
     for tag in tags {
         enrichment = enrichment.tag(tag);
     }
-    Ok(Some(enrichment))
+    Some(enrichment)
 }
 
 /// Fetches the feed into kv when `feed_url` is set and the cache is stale.
@@ -142,5 +160,69 @@ fn strip_port(value: &str) -> &str {
     match value.split_once(':') {
         Some((host, port)) if !port.contains(':') => host,
         _ => value,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::expect_used, clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn ip() -> Entity {
+        Entity::new(EntityKind::Ip, "77.239.124.102:22")
+    }
+
+    fn hit(confidence: u8) -> IndicatorMatch {
+        IndicatorMatch {
+            indicator: "77.239.124.102".into(),
+            feed: "maltrail".into(),
+            family: Some("mirai".into()),
+            campaign: None,
+            confidence,
+            references: vec![],
+            techniques: vec![],
+            first_seen: None,
+            last_seen: None,
+        }
+    }
+
+    #[test]
+    fn block_list_count_sets_the_verdict() {
+        let verdict =
+            |lists| assess(&ip(), lists, &[], false, 0).map(|e| (e.verdict, e.confidence));
+        assert_eq!(verdict(0), None, "nobody knows it");
+        assert_eq!(verdict(1), Some((Verdict::Suspicious, 40)));
+        assert_eq!(verdict(2), Some((Verdict::Suspicious, 50)));
+        assert_eq!(verdict(3), Some((Verdict::Malicious, 74)));
+        assert_eq!(verdict(10), Some((Verdict::Malicious, 95)), "capped at 95");
+    }
+
+    #[test]
+    fn intel_can_raise_and_analysts_can_clear() {
+        let raised = assess(&ip(), 1, &[hit(90)], false, 0).expect("known");
+        assert_eq!(
+            (raised.verdict, raised.confidence),
+            (Verdict::Malicious, 90)
+        );
+        let data: serde_json::Value = serde_json::from_str(&raised.data).expect("json");
+        assert_eq!(data["families"][0], "mirai");
+        let weaker = assess(&ip(), 10, &[hit(60)], false, 0).expect("known");
+        assert_eq!(
+            weaker.confidence, 95,
+            "a weaker intel match does not lower the feed's verdict"
+        );
+        let cleared = assess(&ip(), 10, &[hit(90)], true, 3).expect("known");
+        assert_eq!((cleared.verdict, cleared.confidence), (Verdict::Benign, 80));
+        assert!(cleared.tags.contains(&"analyst-cleared".to_owned()));
+        let seen = assess(&ip(), 0, &[], false, 2).expect("seen before");
+        assert_eq!(seen.verdict, Verdict::Unknown);
+    }
+
+    #[test]
+    fn ports_are_stripped_from_both_address_families() {
+        assert_eq!(strip_port("203.0.113.7:443"), "203.0.113.7");
+        assert_eq!(strip_port("[2001:db8::1]:443"), "2001:db8::1");
+        assert_eq!(strip_port("2001:db8::1"), "2001:db8::1");
+        assert_eq!(strip_port("203.0.113.7"), "203.0.113.7");
     }
 }

@@ -36,7 +36,8 @@ impl Enricher for ThreatIntel {
             if !lookable || !seen.insert((entity.kind, entity.value.clone())) {
                 continue;
             }
-            if let Some(enrichment) = judge(entity, &intel::lookup(entity)) {
+            let cleared = |entity: &Entity| memory::recall(entity).analysts_say_harmless();
+            if let Some(enrichment) = judge(entity, &intel::lookup(entity), cleared) {
                 found.push(enrichment);
             }
         }
@@ -47,7 +48,13 @@ impl Enricher for ThreatIntel {
 rampart_sdk::export_enricher!(ThreatIntel);
 
 /// The verdict on one entity from its matches; `None` when no feed knows it.
-fn judge(entity: &Entity, matches: &[IndicatorMatch]) -> Option<Enrichment> {
+/// `cleared` says whether the tenant's analysts called the entity harmless
+/// (asked only when some feed knows it).
+fn judge(
+    entity: &Entity,
+    matches: &[IndicatorMatch],
+    cleared: impl FnOnce(&Entity) -> bool,
+) -> Option<Enrichment> {
     let best = matches.iter().map(|m| m.confidence).max()?;
     let feeds: BTreeSet<&str> = matches.iter().map(|m| m.feed.as_str()).collect();
     let agreement = u8::try_from(feeds.len().saturating_sub(1) * 5).unwrap_or(u8::MAX);
@@ -57,8 +64,7 @@ fn judge(entity: &Entity, matches: &[IndicatorMatch]) -> Option<Enrichment> {
     } else {
         Verdict::Suspicious
     };
-    let recalled = memory::recall(entity);
-    let cleared = recalled.analysts_say_harmless();
+    let cleared = cleared(entity);
     if cleared {
         verdict = Verdict::Benign;
         confidence = 80;
@@ -109,4 +115,64 @@ fn judge(entity: &Entity, matches: &[IndicatorMatch]) -> Option<Enrichment> {
         enrichment = enrichment.tag("analyst-cleared");
     }
     Some(enrichment)
+}
+
+#[cfg(test)]
+#[allow(clippy::expect_used, clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn hit(feed: &str, confidence: u8, family: Option<&str>) -> IndicatorMatch {
+        IndicatorMatch {
+            indicator: "mail.hugesoft.org".into(),
+            feed: feed.into(),
+            family: family.map(str::to_owned),
+            campaign: None,
+            confidence,
+            references: vec!["https://example.org/apt1".into()],
+            techniques: vec!["T1071.001".into()],
+            first_seen: None,
+            last_seen: None,
+        }
+    }
+
+    fn domain() -> Entity {
+        Entity::new(EntityKind::Domain, "mail.hugesoft.org")
+    }
+
+    #[test]
+    fn strongest_match_decides_and_agreeing_feeds_add_confidence() {
+        let one =
+            judge(&domain(), &[hit("stix-apt1", 85, Some("APT1"))], |_| false).expect("known");
+        assert_eq!((one.verdict, one.confidence), (Verdict::Malicious, 85));
+        assert!(one.tags.contains(&"family:APT1".to_owned()));
+        let two = judge(
+            &domain(),
+            &[hit("stix-apt1", 85, None), hit("maltrail", 70, None)],
+            |_| false,
+        )
+        .expect("known");
+        assert_eq!(two.confidence, 90, "+5 for a second feed");
+        let weak = judge(&domain(), &[hit("maltrail", 40, None)], |_| false).expect("known");
+        assert_eq!(weak.verdict, Verdict::Suspicious, "below 60 is suspicious");
+        let data: serde_json::Value = serde_json::from_str(&one.data).expect("json");
+        assert_eq!(data["references"][0], "https://example.org/apt1");
+        assert_eq!(data["techniques"][0], "T1071.001");
+    }
+
+    #[test]
+    fn an_analysts_clearing_wins_and_unknown_entities_are_silent() {
+        let cleared = judge(&domain(), &[hit("stix-apt1", 95, None)], |_| true).expect("known");
+        assert_eq!((cleared.verdict, cleared.confidence), (Verdict::Benign, 80));
+        assert!(cleared.tags.contains(&"analyst-cleared".to_owned()));
+        let mut asked = false;
+        assert!(
+            judge(&domain(), &[], |_| {
+                asked = true;
+                false
+            })
+            .is_none()
+        );
+        assert!(!asked, "memory is not consulted for entities no feed knows");
+    }
 }
