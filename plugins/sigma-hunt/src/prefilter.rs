@@ -25,22 +25,43 @@ use serde_json::Value;
 /// Shortest anchor, in bytes (a 4-byte emoji is as rare as a word).
 const MIN_ANCHOR: usize = 3;
 
-/// The longest literal run of a Sigma string, lower-cased. Runs end at
-/// wildcards (`*`, `?`) and at backslashes, whose escaping rules (`\\*`,
-/// `\\\\`) would otherwise have to be replayed exactly.
+/// The longest literal run of a Sigma string, lower-cased. Runs end at the
+/// unescaped wildcards `*` and `?`; Sigma's escapes are read as the matcher
+/// reads them (`\*` and `\?` are literal, `\\` is one backslash, any other
+/// backslash is itself), so `\powershell.exe` anchors on the whole
+/// `\powershell.exe`, backslash included.
 fn literal(value: &str, windash: bool) -> Option<String> {
-    // `windash` swaps a leading `-` for `/` and the Unicode dashes: the
-    // runs between dashes are kept as written.
-    let ends: &[char] = if windash {
-        &['*', '?', '\\', '-', '/', '\u{2013}', '\u{2014}', '\u{2015}']
-    } else {
-        &['*', '?', '\\']
-    };
-    value
-        .split(ends)
-        .max_by_key(|run| run.len())
+    let mut runs: Vec<String> = vec![String::new()];
+    let mut chars = value.chars().peekable();
+    while let Some(c) = chars.next() {
+        let literal_char = match c {
+            '\\' => match chars.peek() {
+                Some(&escaped @ ('*' | '?' | '\\')) => {
+                    chars.next();
+                    escaped
+                }
+                _ => '\\',
+            },
+            '*' | '?' => {
+                runs.push(String::new());
+                continue;
+            }
+            // `windash` swaps a leading `-` for `/` and the Unicode dashes:
+            // the runs between dashes are kept as written.
+            '-' | '/' | '\u{2013}' | '\u{2014}' | '\u{2015}' if windash => {
+                runs.push(String::new());
+                continue;
+            }
+            other => other,
+        };
+        if let Some(run) = runs.last_mut() {
+            run.push(literal_char);
+        }
+    }
+    runs.into_iter()
+        .max_by_key(String::len)
         .filter(|run| run.len() >= MIN_ANCHOR)
-        .map(str::to_lowercase)
+        .map(|run| run.to_lowercase())
 }
 
 /// Anchors of one field (`name|mods: values`), if every value has one.
@@ -274,15 +295,32 @@ mod tests {
     #[test]
     fn anchors_follow_the_condition() {
         let and = "detection:\n  selection:\n    Image|endswith: '\\mimikatz.exe'\n    CommandLine|contains: 'x'\n  filter:\n    User: SYSTEM\n  condition: selection and not filter\n";
-        assert_eq!(rule_anchors(and), Some(["mimikatz.exe".to_owned()].into()));
+        assert_eq!(
+            rule_anchors(and),
+            Some(["\\mimikatz.exe".to_owned()].into())
+        );
         let or = "detection:\n  a:\n    Image|endswith: '\\one.exe'\n  b:\n    CommandLine|contains: 'two two'\n  condition: a or b\n";
         assert_eq!(
             rule_anchors(or),
-            Some(["one.exe".to_owned(), "two two".to_owned()].into())
+            Some(["\\one.exe".to_owned(), "two two".to_owned()].into())
         );
         let unanchorable = "detection:\n  a:\n    Image|endswith: '\\one.exe'\n  b:\n    CommandLine|base64offset|contains: 'IEX'\n  condition: 1 of them\n";
         assert_eq!(rule_anchors(unanchorable), None);
         let wildcard = "detection:\n  s:\n    CommandLine: '*\\evil*.dat'\n  condition: s\n";
-        assert_eq!(rule_anchors(wildcard), Some([".dat".to_owned()].into()));
+        assert_eq!(rule_anchors(wildcard), Some(["\\evil".to_owned()].into()));
+    }
+
+    #[test]
+    fn escapes_are_read_as_the_matcher_reads_them() {
+        assert_eq!(literal("a\\*bcd*", false).as_deref(), Some("a*bcd"));
+        assert_eq!(
+            literal("\\\\server\\share", false).as_deref(),
+            Some("\\server\\share")
+        );
+        assert_eq!(literal("x*y?z", false), None, "runs too short");
+        assert_eq!(
+            literal(" -encodedcommand ", true).as_deref(),
+            Some("encodedcommand ")
+        );
     }
 }
