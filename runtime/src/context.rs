@@ -686,6 +686,35 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(2_000))]
+
+        /// Hostile CSV (any bytes as text, quotes, ragged rows, huge cells)
+        /// is either read or refused with located problems; never a panic.
+        #[test]
+        fn any_csv_is_read_or_refused_with_located_problems(
+            header in proptest::sample::select(vec![
+                "hostname,ips,owner,criticality,tags,protected",
+                "user,email,display_name,department,title,privileged,mfa,groups",
+                "hostname,ips",
+                "user,privileged",
+                "",
+            ]),
+            body in "(?s).{0,400}",
+        ) {
+            let text = format!("{header}\n{body}");
+            for result in [
+                AssetInventory::from_csv(&text).map(|_| ()),
+                IdentityDirectory::from_csv(&text).map(|_| ()),
+            ] {
+                if let Err(ContextError::Invalid(issues)) = result {
+                    proptest::prop_assert!(!issues.is_empty());
+                    proptest::prop_assert!(issues.iter().all(|i| i.line >= 1));
+                }
+            }
+        }
+    }
+
     #[test]
     fn identity_csv_problems() {
         let csv = "user,email,privileged\njdoe,not-an-address,perhaps\nJDOE,,\n";

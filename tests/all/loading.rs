@@ -109,6 +109,12 @@ async fn capability_not_granted_is_refused() {
         }
         other => panic!("expected not granted, got {other:?}"),
     }
+    // The tenant's own assets and people are a capability like any other.
+    let err = refuse(locked("asset-context"), &wasm("asset-context"), &grants).await;
+    assert!(
+        matches!(&err, LoadError::NotGranted { missing, .. } if *missing == [Capability::Context]),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]

@@ -234,14 +234,14 @@ pub(super) async fn report(
     let measured = get(format!("/v1/tenants/{tenant}/measurements")).await?;
     let _ = writeln!(
         out,
-        "\n  {:<22} {:>6} {:>10} {:>10} {:>17} {:>10}",
-        "playbook", "runs", "MTTD p50", "MTTC p50", "closed w/o human", "folded"
+        "\n  {:<22} {:>6} {:>10} {:>10} {:>19} {:>10}",
+        "playbook", "runs", "MTTD p50", "MTTC p50", "finished w/o human", "folded"
     );
     for playbook in measured["playbooks"].as_array().into_iter().flatten() {
         let current = &playbook["current"];
         let _ = writeln!(
             out,
-            "  {:<22} {:>6} {:>10} {:>10} {:>16.0}% {:>9.0}%",
+            "  {:<22} {:>6} {:>10} {:>10} {:>18.0}% {:>9.0}%",
             playbook["playbook"].as_str().unwrap_or("?"),
             current["runs"].as_u64().unwrap_or(0),
             duration(&current["mttd_p50_ms"]),
