@@ -8,7 +8,7 @@
 //!     ingest_per_second: 200
 //!     quotas: { max_concurrent_runs: 8, fuel_per_minute: 50000000000 }
 //!     grants:
-//!       default: { capabilities: [log, kv, memory, intel, config] }
+//!       default: { capabilities: [log, kv, memory, intel, context, config] }
 //!       plugins:
 //!         ip-reputation: { capabilities: [log, kv, http], http_hosts: [feeds.example] }
 //!     inventory: assets.csv       # relative to this file; JSON or CSV

@@ -322,8 +322,9 @@ pub fn parse(source_name: &str, text: &str) -> Result<LockedManifest, ManifestEr
                 cap,
                 "capabilities",
                 format!(
-                    "`{}` is not a capability; known: log, kv, memory, intel, config, http",
-                    cap.get_ref()
+                    "`{}` is not a capability; known: {}",
+                    cap.get_ref(),
+                    Capability::ALL.map(Capability::name).join(", ")
                 ),
             ),
         }
