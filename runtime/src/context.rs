@@ -374,36 +374,6 @@ impl AssetInventory {
         })?;
         Ok(AssetInventory { assets })
     }
-
-    /// The inventory asset `target` names, if any. An address range names
-    /// the first asset with an address inside it (blocking
-    /// `198.51.100.0/24` blocks our gateway at `198.51.100.77`).
-    pub fn find(&self, target: &Entity) -> Option<&Asset> {
-        match target.kind {
-            EntityKind::Ip => {
-                if let Ok(net) = target.value.trim().parse::<ipnet::IpNet>() {
-                    return self
-                        .assets
-                        .iter()
-                        .find(|asset| asset.ips.iter().any(|ip| net.contains(ip)));
-                }
-                let ip = parse_ip(&target.value)?;
-                self.assets.iter().find(|asset| asset.ips.contains(&ip))
-            }
-            EntityKind::Hostname | EntityKind::Domain => {
-                if let Some(ip) = parse_ip(&target.value) {
-                    return self.assets.iter().find(|asset| asset.ips.contains(&ip));
-                }
-                self.assets
-                    .iter()
-                    .find(|asset| same_host(&asset.name, &target.value))
-            }
-            _ => self
-                .assets
-                .iter()
-                .find(|asset| normal(&asset.name) == normal(&target.value)),
-        }
-    }
 }
 
 /// The bare account name of `CORP\jdoe`, `jdoe@corp.example` or `jdoe`.
@@ -480,36 +450,145 @@ impl IdentityDirectory {
         })?;
         Ok(IdentityDirectory { identities })
     }
+}
+
+/// The short name of a host (`dc01` of `dc01.corp.example`), normalised.
+fn short_name(name: &str) -> String {
+    let name = normal(name);
+    name.split('.').next().unwrap_or("").to_owned()
+}
+
+/// Keeps the first index seen for `key`: lookups answer the first asset or
+/// person in import order, as a scan would.
+fn first<K: std::hash::Hash + Eq>(map: &mut HashMap<K, usize>, key: K, index: usize) {
+    map.entry(key).or_insert(index);
+}
+
+/// An asset inventory with its lookup tables, built once when the tenant
+/// imports it: guardrails and the `context` capability look assets up for
+/// every action and every alert entity, so a lookup is a hash probe, not a
+/// scan of a CMDB-sized list.
+#[derive(Debug, Clone, Default)]
+pub struct AssetIndex {
+    inventory: AssetInventory,
+    by_ip: HashMap<IpAddr, usize>,
+    by_name: HashMap<String, usize>,
+    by_short: HashMap<String, usize>,
+}
+
+impl AssetIndex {
+    /// Indexes `inventory`.
+    pub fn new(inventory: AssetInventory) -> Self {
+        let mut index = AssetIndex::default();
+        for (i, asset) in inventory.assets.iter().enumerate() {
+            for ip in &asset.ips {
+                first(&mut index.by_ip, *ip, i);
+            }
+            first(&mut index.by_name, normal(&asset.name), i);
+            let short = short_name(&asset.name);
+            if !short.is_empty() {
+                first(&mut index.by_short, short, i);
+            }
+        }
+        index.inventory = inventory;
+        index
+    }
+
+    /// The inventory.
+    pub fn inventory(&self) -> &AssetInventory {
+        &self.inventory
+    }
+
+    /// The inventory asset `target` names, if any: by address (also inside
+    /// a host name that is an address), by name with short names and FQDNs
+    /// the same host (`dc01` ~ `dc01.corp.example`). An address range names
+    /// the first asset with an address inside it (blocking
+    /// `198.51.100.0/24` blocks our gateway at `198.51.100.77`).
+    pub fn find(&self, target: &Entity) -> Option<&Asset> {
+        let at = |index: Option<usize>| index.and_then(|i| self.inventory.assets.get(i));
+        let value = target.value.trim();
+        match target.kind {
+            EntityKind::Ip => {
+                if let Ok(net) = value.parse::<ipnet::IpNet>() {
+                    // Ranges are rare targets; a scan in import order.
+                    return self
+                        .inventory
+                        .assets
+                        .iter()
+                        .find(|asset| asset.ips.iter().any(|ip| net.contains(ip)));
+                }
+                at(self.by_ip.get(&parse_ip(value)?).copied())
+            }
+            EntityKind::Hostname | EntityKind::Domain => {
+                if let Some(ip) = parse_ip(value) {
+                    return at(self.by_ip.get(&ip).copied());
+                }
+                let name = normal(value);
+                if name.contains('.') {
+                    // Its FQDN, or an inventory entry that is its short name.
+                    let exact = self.by_name.get(&name).copied();
+                    let short = self.by_name.get(&short_name(&name)).copied();
+                    at(exact.into_iter().chain(short).min())
+                } else {
+                    at(self.by_short.get(&name).copied())
+                }
+            }
+            _ => at(self.by_name.get(&normal(value)).copied()),
+        }
+    }
+}
+
+/// An identity directory with its lookup tables (see [`AssetIndex`]).
+#[derive(Debug, Clone, Default)]
+pub struct IdentityIndex {
+    directory: IdentityDirectory,
+    by_account: HashMap<String, usize>,
+    by_email: HashMap<String, usize>,
+}
+
+impl IdentityIndex {
+    /// Indexes `directory`.
+    pub fn new(directory: IdentityDirectory) -> Self {
+        let mut index = IdentityIndex::default();
+        for (i, identity) in directory.identities.iter().enumerate() {
+            first(&mut index.by_account, account(&identity.user), i);
+            if let Some(email) = &identity.email {
+                first(&mut index.by_email, email.trim().to_ascii_lowercase(), i);
+            }
+        }
+        index.directory = directory;
+        index
+    }
+
+    /// The directory.
+    pub fn directory(&self) -> &IdentityDirectory {
+        &self.directory
+    }
 
     /// The identity a `user` or `email` entity names, if any. Accounts match
-    /// without their domain (`CORP\jdoe`, `jdoe@corp.example`, `JDoe`);
-    /// e-mail addresses match the `email` column exactly (case-insensitive)
-    /// or, failing that, by account name.
+    /// without their domain (`CORP\jdoe`, `jdoe@corp.example`, `JDoe`) or by
+    /// their e-mail address; e-mail entities match the `email` column
+    /// (case-insensitive).
     pub fn find(&self, target: &Entity) -> Option<&Identity> {
-        match target.kind {
-            EntityKind::Email => {
-                let email = target.value.trim();
-                self.identities.iter().find(|id| {
-                    id.email
-                        .as_deref()
-                        .is_some_and(|e| e.eq_ignore_ascii_case(email))
-                })
-            }
+        let value = target.value.trim();
+        let by_email = self.by_email.get(&value.to_ascii_lowercase()).copied();
+        let index = match target.kind {
+            EntityKind::Email => by_email,
             EntityKind::User => {
-                let name = account(&target.value);
+                let name = account(value);
                 if name.is_empty() {
                     return None;
                 }
-                self.identities.iter().find(|id| {
-                    account(&id.user) == name
-                        || id
-                            .email
-                            .as_deref()
-                            .is_some_and(|e| e.eq_ignore_ascii_case(target.value.trim()))
-                })
+                self.by_account
+                    .get(&name)
+                    .copied()
+                    .into_iter()
+                    .chain(by_email)
+                    .min()
             }
             _ => None,
-        }
+        };
+        index.and_then(|i| self.directory.identities.get(i))
     }
 }
 
@@ -517,9 +596,9 @@ impl IdentityDirectory {
 #[derive(Debug, Clone, Default)]
 pub struct TenantContext {
     /// Assets.
-    pub assets: Arc<AssetInventory>,
+    pub assets: Arc<AssetIndex>,
     /// People.
-    pub identities: Arc<IdentityDirectory>,
+    pub identities: Arc<IdentityIndex>,
 }
 
 /// Every tenant's context, shared by the executor (guardrails) and the
@@ -547,7 +626,7 @@ impl Directory {
             .tenants
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        tenants.entry(tenant.clone()).or_default().assets = Arc::new(assets);
+        tenants.entry(tenant.clone()).or_default().assets = Arc::new(AssetIndex::new(assets));
     }
 
     /// Replaces the tenant's identity directory.
@@ -556,7 +635,8 @@ impl Directory {
             .tenants
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        tenants.entry(tenant.clone()).or_default().identities = Arc::new(identities);
+        tenants.entry(tenant.clone()).or_default().identities =
+            Arc::new(IdentityIndex::new(identities));
     }
 }
 
@@ -607,8 +687,8 @@ mod tests {
         let csv = "hostname,ips,owner,criticality,tags,protected\n\
                    dc01.corp.example,10.0.0.10;10.0.0.11,IT Ops,critical,domain-controller;crown-jewel,yes\n\
                    ws-042.corp.example,10.0.5.42,Finance,,,\n";
-        let inventory = AssetInventory::from_csv(csv).expect("valid");
-        assert_eq!(inventory.assets.len(), 2);
+        let inventory = AssetIndex::new(AssetInventory::from_csv(csv).expect("valid"));
+        assert_eq!(inventory.inventory().assets.len(), 2);
         let dc = inventory
             .find(&entity(EntityKind::Ip, "10.0.0.11"))
             .expect("dc by ip");
@@ -668,7 +748,7 @@ mod tests {
         let csv = "user,email,department,privileged,mfa,groups\n\
                    jdoe,jdoe@corp.example,Finance,no,yes,Finance Users;VPN\n\
                    adm-kim,kim.admin@corp.example,IT,yes,no,Domain Admins\n";
-        let directory = IdentityDirectory::from_csv(csv).expect("valid");
+        let directory = IdentityIndex::new(IdentityDirectory::from_csv(csv).expect("valid"));
         for form in ["jdoe", "CORP\\JDoe", "jdoe@corp.example"] {
             let found = directory.find(&entity(EntityKind::User, form)).expect(form);
             assert_eq!(found.department.as_deref(), Some("Finance"));

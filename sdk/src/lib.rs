@@ -128,6 +128,7 @@ pub mod intel;
 pub mod kv;
 pub mod log;
 pub mod memory;
+pub mod net;
 mod types;
 
 #[doc(hidden)]
@@ -153,6 +154,16 @@ pub trait Responder {
     /// change nothing and return [`ActionResult::planned`]. It must be
     /// idempotent on `request.idempotency_key`.
     fn respond(request: ActionRequest, dry_run: bool) -> Result<ActionResult, PluginError>;
+}
+
+/// Parses a hunt's parameters (the `params` of [`Hunt::open`]): a JSON
+/// object, or nothing (empty text) for the defaults. Bad JSON is an
+/// `invalid input` error that says where.
+pub fn hunt_params(params: &str) -> Result<serde_json::Value, PluginError> {
+    if params.trim().is_empty() {
+        return Ok(serde_json::Value::Null);
+    }
+    serde_json::from_str(params).map_err(|err| PluginError::invalid_input(format!("params: {err}")))
 }
 
 /// A hunt scans telemetry in batches within one session.

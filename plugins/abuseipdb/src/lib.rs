@@ -22,7 +22,7 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use rampart_sdk::{
-    Alert, Enricher, Enrichment, Entity, EntityKind, PluginError, Verdict, config, http, kv,
+    Alert, Enricher, Enrichment, Entity, EntityKind, PluginError, Verdict, config, http, kv, net,
 };
 use serde_json::{Value, json};
 
@@ -241,48 +241,10 @@ fn judge(entity: &Entity, ip: IpAddr, data: &Value, settings: &Settings) -> Opti
     })))
 }
 
-/// The address of an `ip` entity (`a.b.c.d`, `a.b.c.d:port`, `[v6]:port`)
-/// if it is public; internal addresses are never sent to a third party.
+/// The address of an `ip` entity if it is public; internal addresses are
+/// never sent to a third party.
 fn public_address(value: &str) -> Option<IpAddr> {
-    let value = value.trim();
-    let bare = value
-        .strip_prefix('[')
-        .and_then(|rest| rest.split_once(']').map(|(ip, _)| ip))
-        .or_else(|| {
-            value
-                .rsplit_once(':')
-                .filter(|(ip, _)| !ip.contains(':'))
-                .map(|(ip, _)| ip)
-        })
-        .unwrap_or(value);
-    let ip: IpAddr = bare.parse().ok()?;
-    let ip = match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    };
-    let reserved = match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            v4.is_private()
-                || v4.is_loopback()
-                || v4.is_link_local()
-                || v4.is_multicast()
-                || v4.is_broadcast()
-                || v4.is_unspecified()
-                || a == 0
-                || (a == 100 && (64..128).contains(&b))
-                || a >= 240
-        }
-        IpAddr::V6(v6) => {
-            let first = v6.segments()[0];
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-        }
-    };
-    (!reserved).then_some(ip)
+    net::address(value).filter(|ip| !net::is_reserved(*ip))
 }
 
 #[cfg(test)]

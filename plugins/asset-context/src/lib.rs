@@ -12,10 +12,9 @@
 //! itself worth a look.
 
 use std::collections::BTreeSet;
-use std::net::IpAddr;
 
 use rampart_sdk::context::{self, Asset};
-use rampart_sdk::{Alert, Enricher, Enrichment, Entity, EntityKind, PluginError, Verdict};
+use rampart_sdk::{Alert, Enricher, Enrichment, Entity, EntityKind, PluginError, Verdict, net};
 use serde_json::json;
 
 struct AssetContext;
@@ -76,26 +75,7 @@ fn describe(entity: &Entity, asset: Option<Asset>) -> Option<Enrichment> {
 
 /// Whether `value` is an address inside an organisation's own networks.
 fn internal_address(value: &str) -> bool {
-    let value = value.trim();
-    // `10.0.0.1:443` and `[fd00::1]:443` carry a port.
-    let bare = value
-        .strip_prefix('[')
-        .and_then(|rest| rest.split_once(']').map(|(ip, _)| ip))
-        .or_else(|| {
-            value
-                .rsplit_once(':')
-                .filter(|(ip, _)| !ip.contains(':'))
-                .map(|(ip, _)| ip)
-        })
-        .unwrap_or(value);
-    match bare.parse::<IpAddr>() {
-        Ok(IpAddr::V4(ip)) => {
-            let [a, b, ..] = ip.octets();
-            ip.is_private() || (a == 100 && (64..128).contains(&b))
-        }
-        Ok(IpAddr::V6(ip)) => (ip.segments()[0] & 0xfe00) == 0xfc00,
-        Err(_) => false,
-    }
+    net::address(value).is_some_and(net::is_private)
 }
 
 #[cfg(test)]

@@ -115,12 +115,7 @@ struct CmdlineHunt {
 
 impl Hunt for CmdlineHunt {
     fn open(params: &str) -> Result<Self, PluginError> {
-        let params: Value = if params.trim().is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(params)
-                .map_err(|err| PluginError::invalid_input(format!("params: {err}")))?
-        };
+        let params = rampart_sdk::hunt_params(params)?;
         let min_severity = match params
             .get("min_severity")
             .and_then(Value::as_str)

@@ -17,7 +17,7 @@
 use std::net::IpAddr;
 
 use rampart_sdk::{
-    ActionOutcome, ActionRequest, ActionResult, EntityKind, PluginError, Responder, kv,
+    ActionOutcome, ActionRequest, ActionResult, EntityKind, PluginError, Responder, kv, net,
 };
 use serde_json::{Value, json};
 
@@ -152,35 +152,6 @@ mod tests {
 const DEFAULT_TTL_SECS: u64 = 86_400;
 const MAX_TTL_SECS: u64 = 90 * 86_400;
 
-/// Addresses a block must never cover.
-fn internal(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            v4.is_private()
-                || v4.is_loopback()
-                || v4.is_link_local()
-                || v4.is_multicast()
-                || v4.is_broadcast()
-                || v4.is_unspecified()
-                || a == 0
-                || (a == 100 && (64..128).contains(&b))
-                || a >= 240
-        }
-        IpAddr::V6(v6) => {
-            let first = v6.segments()[0];
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-                || v6
-                    .to_ipv4_mapped()
-                    .is_some_and(|v4| internal(IpAddr::V4(v4)))
-        }
-    }
-}
-
 /// An address or a range (`a.b.c.0/24`), checked.
 fn address_entry(value: &str) -> Result<String, PluginError> {
     let (address, prefix) = match value.split_once('/') {
@@ -190,7 +161,8 @@ fn address_entry(value: &str) -> Result<String, PluginError> {
     let ip: IpAddr = address.parse().map_err(|_| {
         PluginError::invalid_input(format!("`{value}` is not an IP address or range"))
     })?;
-    if internal(ip) {
+    // Blocking a private or reserved address cuts off your own network.
+    if net::is_reserved(ip) {
         return Err(PluginError::invalid_input(format!(
             "`{value}` is a private or reserved address; blocking it would cut off your own network"
         )));

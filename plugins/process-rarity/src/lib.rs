@@ -99,12 +99,7 @@ fn process_creation(data: &Value) -> Option<(String, String, String, String, Str
 
 impl Hunt for ProcessRarity {
     fn open(params: &str) -> Result<Self, PluginError> {
-        let params: Value = if params.trim().is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(params)
-                .map_err(|err| PluginError::invalid_input(format!("params: {err}")))?
-        };
+        let params = rampart_sdk::hunt_params(params)?;
         let number = |name: &str, default: u64| -> Result<u64, PluginError> {
             match params.get(name) {
                 None => Ok(default),

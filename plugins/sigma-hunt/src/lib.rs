@@ -68,12 +68,7 @@ const SHOWN: &[&str] = &[
 
 impl Hunt for SigmaHunt {
     fn open(params: &str) -> Result<Self, PluginError> {
-        let params: Value = if params.trim().is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(params)
-                .map_err(|err| PluginError::invalid_input(format!("params: {err}")))?
-        };
+        let params = rampart_sdk::hunt_params(params)?;
         let min_level = match params.get("min_level").and_then(Value::as_str) {
             None => Level::Low,
             Some(text) => Level::parse(text).ok_or_else(|| {

@@ -585,17 +585,25 @@ where
         request: axum::extract::Request,
         state: &S,
     ) -> Result<Self, Self::Rejection> {
-        let bytes = axum::body::Bytes::from_request(request, state)
-            .await
-            .map_err(|err| {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "body_rejected",
-                    err.body_text(),
-                )
-            })?;
+        let bytes = body_bytes(request, state).await?;
         parse_json(&bytes).map(Body)
     }
+}
+
+/// The whole request body, within the server's size limit.
+async fn body_bytes<S: Send + Sync>(
+    request: axum::extract::Request,
+    state: &S,
+) -> Result<axum::body::Bytes, ApiError> {
+    <axum::body::Bytes as axum::extract::FromRequest<S>>::from_request(request, state)
+        .await
+        .map_err(|err| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_rejected",
+                err.body_text(),
+            )
+        })
 }
 
 /// Deserialises JSON, naming the path, line and column of the first error.
@@ -646,15 +654,7 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for Table {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("text/csv"));
-        let bytes = axum::body::Bytes::from_request(request, state)
-            .await
-            .map_err(|err| {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "body_rejected",
-                    err.body_text(),
-                )
-            })?;
+        let bytes = body_bytes(request, state).await?;
         Ok(Table { bytes, csv })
     }
 }

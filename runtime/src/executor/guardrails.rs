@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::context::{AssetInventory, TenantContext, parse_ip, same_host};
+use crate::context::{AssetIndex, TenantContext, parse_ip, same_host};
 use crate::model::{Entity, EntityKind};
 use crate::playbook::{Mode, Playbook, RateLimit, Step};
 
@@ -76,11 +76,7 @@ pub struct Situation {
 }
 
 /// Whether `target` is protected by `entries` (names, CIDRs, `tag:`).
-pub fn protected_by(
-    entries: &[String],
-    target: &Entity,
-    inventory: &AssetInventory,
-) -> Option<String> {
+pub fn protected_by(entries: &[String], target: &Entity, inventory: &AssetIndex) -> Option<String> {
     let asset = inventory.find(target);
     if let Some(asset) = asset.filter(|asset| asset.protected) {
         return Some(format!(
@@ -231,14 +227,14 @@ mod tests {
 
     #[test]
     fn an_asset_marked_protected_is_protected_under_any_of_its_names() {
-        let inventory = AssetInventory {
+        let inventory = AssetIndex::new(crate::context::AssetInventory {
             assets: vec![Asset {
                 name: "MORDORDC.theshire.local".into(),
                 ips: vec!["172.18.38.5".parse().expect("ip")],
                 protected: true,
                 ..Asset::default()
             }],
-        };
+        });
         for (kind, value) in [
             (EntityKind::Hostname, "mordordc"),
             (EntityKind::Ip, "172.18.38.5"),

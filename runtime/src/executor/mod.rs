@@ -300,11 +300,6 @@ impl Executor {
         !read_lock(&self.inner.disabled).contains(&(tenant.clone(), name.to_owned()))
     }
 
-    /// A tenant's asset inventory (shared, not copied per action).
-    fn inventory(&self, tenant: &TenantId) -> Arc<AssetInventory> {
-        self.inner.runtime.context().get(tenant).assets
-    }
-
     /// Sets a tenant's asset inventory (guardrails and the `context`
     /// capability see it from the next decision or call on).
     pub fn set_inventory(&self, tenant: &TenantId, inventory: AssetInventory) {
@@ -1809,7 +1804,7 @@ impl Executor {
             return Ok(result);
         }
         // Checked again at execution time: protected assets, rate, blast radius.
-        let inventory = self.inventory(&run.tenant);
+        let inventory = self.inner.runtime.context().get(&run.tenant).assets;
         let mut recheck = Vec::new();
         if let Some(reason) =
             guardrails::protected_by(&playbook.guardrails.protected_assets, &target, &inventory)
