@@ -46,6 +46,21 @@ pub struct EngineConfig {
     pub keep_resident_bytes: usize,
     /// Guest wasm stack size.
     pub max_wasm_stack: usize,
+    /// Fuel charged per byte a host call reads or builds for the guest
+    /// (intel, memory, context, kv, log, random), on top of
+    /// `host_call_fuel`: host work costs in proportion to its size.
+    pub host_byte_fuel: u64,
+    /// Caps on the number of items a call may return.
+    pub output_items: crate::sandbox::OutputItemCaps,
+    /// Whole-session budget of a hunt (open, every push, close): wall time.
+    pub max_session_time: Duration,
+    /// Whole-session budget of a hunt: fuel.
+    pub max_session_fuel: u64,
+    /// What a component may weigh before it is compiled.
+    pub compile: crate::sandbox::bounds::CompileBounds,
+    /// Largest single WASI random request (`get-random-bytes` and the
+    /// insecure variant), bytes; larger requests trap.
+    pub max_random_bytes: u64,
 }
 
 impl Default for EngineConfig {
@@ -60,6 +75,12 @@ impl Default for EngineConfig {
             max_output_bytes: 4 << 20,
             keep_resident_bytes: 64 << 10,
             max_wasm_stack: 512 << 10,
+            host_byte_fuel: 4,
+            output_items: crate::sandbox::OutputItemCaps::default(),
+            max_session_time: Duration::from_secs(60),
+            max_session_fuel: 50_000_000_000,
+            compile: crate::sandbox::bounds::CompileBounds::default(),
+            max_random_bytes: 64 << 10,
         }
     }
 }

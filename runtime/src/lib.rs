@@ -55,8 +55,8 @@ pub mod tenant;
 
 pub use engine::{Engine, EngineConfig};
 pub use sandbox::{
-    CallContext, CallStats, Called, HuntSession, LoadError, Plugin, PluginError, Runtime,
-    RuntimeConfig,
+    CallContext, CallStats, Called, HuntSession, LoadError, OutputItemCaps, Plugin, PluginError,
+    Runtime, RuntimeConfig, ShareConfig,
 };
 
 /// The version of the `rampart:plugin` WIT package this runtime speaks.

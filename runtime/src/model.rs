@@ -41,6 +41,61 @@ pub struct Entity {
     pub value: String,
 }
 
+/// Longest entity value the host accepts (a long URL fits; a megabyte
+/// "domain" does not), bytes.
+pub const MAX_ENTITY_VALUE_BYTES: usize = 8 << 10;
+/// Most entities one alert, finding or enrichment may name.
+pub const MAX_ALERT_ENTITIES: usize = 1_000;
+/// Longest DNS name, bytes (RFC 1035: 255 octets on the wire).
+pub const MAX_DNS_NAME_BYTES: usize = 253;
+/// Longest DNS label, bytes.
+pub const MAX_DNS_LABEL_BYTES: usize = 63;
+
+impl Entity {
+    /// What is wrong with this entity's value, if anything: longer than
+    /// [`MAX_ENTITY_VALUE_BYTES`], or a domain, hostname or e-mail domain
+    /// that is not a DNS name (over 253 bytes, or a label over 63). Every
+    /// lookup the host makes for an entity is then bounded by the name's
+    /// length, never its square.
+    pub fn problem(&self) -> Option<String> {
+        let value = self.value.trim();
+        if value.len() > MAX_ENTITY_VALUE_BYTES {
+            return Some(format!(
+                "{:?} value is {} bytes, more than the {MAX_ENTITY_VALUE_BYTES} allowed",
+                self.kind,
+                value.len()
+            ));
+        }
+        let name = match self.kind {
+            EntityKind::Domain | EntityKind::Hostname => value,
+            EntityKind::Email => value.rsplit_once('@').map_or("", |(_, domain)| domain),
+            _ => return None,
+        };
+        dns_name_problem(name).map(|problem| format!("{:?} {problem}", self.kind))
+    }
+}
+
+/// What keeps `name` from being a DNS name, if anything.
+pub fn dns_name_problem(name: &str) -> Option<String> {
+    let name = name.trim_end_matches('.');
+    if name.len() > MAX_DNS_NAME_BYTES {
+        return Some(format!(
+            "is {} bytes, a DNS name has at most {MAX_DNS_NAME_BYTES}",
+            name.len()
+        ));
+    }
+    if let Some(label) = name
+        .split('.')
+        .find(|label| label.len() > MAX_DNS_LABEL_BYTES)
+    {
+        return Some(format!(
+            "has a {}-byte label, a DNS label has at most {MAX_DNS_LABEL_BYTES}",
+            label.len()
+        ));
+    }
+    None
+}
+
 /// Alert severity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -86,6 +141,27 @@ pub struct Alert {
     /// The original document.
     #[serde(default)]
     pub raw: serde_json::Value,
+}
+
+impl Alert {
+    /// Every problem with this alert's entities, each with where it is
+    /// (`entities[3]: ...`): too many, or a value no lookup should take.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.entities.len() > MAX_ALERT_ENTITIES {
+            problems.push(format!(
+                "entities: {} named, at most {MAX_ALERT_ENTITIES} allowed",
+                self.entities.len()
+            ));
+            return problems;
+        }
+        for (index, entity) in self.entities.iter().enumerate() {
+            if let Some(problem) = entity.problem() {
+                problems.push(format!("entities[{index}]: {problem}"));
+            }
+        }
+        problems
+    }
 }
 
 /// A judgement about an entity.

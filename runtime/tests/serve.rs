@@ -205,7 +205,7 @@ fn a_canary_secret_never_reaches_trace_logs_disk_audit_api_or_metrics() {
     let config = dir.path().join("rampart.yaml");
     std::fs::write(
         &config,
-        "tenants:\n  - id: acme\n    quotas: { max_concurrent_runs: 4 }\n    grants:\n      default: { capabilities: [log, kv, config, http], kv_quota_bytes: 1048576 }\n",
+        "tenants:\n  - id: acme\n    quotas: { max_concurrent_runs: 4 }\n    grants:\n      default: { capabilities: [log, kv, config, http, intel, memory], kv_quota_bytes: 1048576 }\n",
     )
     .unwrap();
     let token = rampart()

@@ -5,7 +5,9 @@
 
 mod abuseipdb;
 mod audit;
+mod containment;
 mod executor;
+mod harness;
 mod hostile;
 mod intel;
 mod loading;

@@ -1,226 +1,11 @@
 //! The HTTP API, served for real on a loopback port over a temp data dir:
 //! the whole flow, the authorisation matrix, bad input, and a restart.
 
-use std::net::SocketAddr;
 use std::path::Path;
 
-use base64::Engine as _;
-use http_body_util::{BodyExt, Full};
-use rampart::RuntimeConfig;
-use rampart::api::auth::Role;
-use rampart::api::{AppState, serve};
-use rampart::audit::AuditKey;
-use rampart::executor::Executor;
-use rampart::store::SledStore;
 use serde_json::{Value, json};
 
-use rampart_e2e::plugins_dir;
-
-struct Server {
-    addr: SocketAddr,
-    admin: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Server {
-    async fn start(dir: &Path, admin: Option<String>) -> Server {
-        Server::start_with(dir, admin, None).await
-    }
-
-    async fn start_with(
-        dir: &Path,
-        admin: Option<String>,
-        tls: Option<std::sync::Arc<rustls::ServerConfig>>,
-    ) -> Server {
-        let store = SledStore::open(&dir.join("data")).expect("store");
-        let config = RuntimeConfig {
-            cache_dir: Some(dir.join("cache")),
-            ..RuntimeConfig::default()
-        };
-        let executor = Executor::new(
-            config,
-            store,
-            AuditKey::from_bytes(vec![5; 32]).expect("key"),
-        )
-        .expect("executor");
-        let secrets = rampart::secrets::SecretBox::from_key(&[6u8; 32]).expect("master key");
-        let state = AppState::open(executor, secrets).await.expect("state");
-        let admin = match admin {
-            Some(token) => token,
-            None => {
-                state
-                    .tokens()
-                    .create("root", None, Role::Admin, None)
-                    .expect("admin")
-                    .0
-            }
-        };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let shutdown = async {
-                let _ = stopped.await;
-            };
-            match tls {
-                Some(config) => {
-                    let listener =
-                        rampart::api::tls::TlsListener::new(listener, config).expect("tls");
-                    serve(state, listener, shutdown).await
-                }
-                None => serve(state, listener, shutdown).await,
-            }
-            .expect("serve");
-        });
-        Server {
-            addr,
-            admin,
-            stop: Some(stop),
-            task,
-        }
-    }
-
-    async fn stop(mut self) -> String {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let _ = (&mut self.task).await;
-        self.admin.clone()
-    }
-
-    async fn call(
-        &self,
-        method: &str,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Vec<u8>>,
-    ) -> (u16, Value) {
-        self.call_as(method, path, token, body, None).await
-    }
-
-    /// A CSV upload (`Content-Type: text/csv`).
-    async fn csv(&self, path: &str, token: &str, body: &str) -> (u16, Value) {
-        self.call_as(
-            "PUT",
-            path,
-            Some(token),
-            Some(body.as_bytes().to_vec()),
-            Some("text/csv"),
-        )
-        .await
-    }
-
-    async fn call_as(
-        &self,
-        method: &str,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Vec<u8>>,
-        content_type: Option<&str>,
-    ) -> (u16, Value) {
-        let stream = tokio::net::TcpStream::connect(self.addr)
-            .await
-            .expect("connect");
-        let (mut sender, connection) =
-            hyper::client::conn::http1::handshake(hyper_util_io::Io(stream))
-                .await
-                .expect("handshake");
-        tokio::spawn(connection);
-        let mut request = hyper::Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", "rampart");
-        if let Some(token) = token {
-            request = request.header("authorization", format!("Bearer {token}"));
-        }
-        if let Some(content_type) = content_type {
-            request = request.header("content-type", content_type);
-        }
-        let request = request
-            .body(Full::new(bytes::Bytes::from(body.unwrap_or_default())))
-            .expect("request");
-        let response = sender.send_request(request).await.expect("send");
-        let status = response.status().as_u16();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        let value = serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-        (status, value)
-    }
-
-    async fn json(&self, method: &str, path: &str, token: &str, body: &Value) -> (u16, Value) {
-        self.call(
-            method,
-            path,
-            Some(token),
-            Some(serde_json::to_vec(body).expect("json")),
-        )
-        .await
-    }
-}
-
-/// hyper needs its own IO traits; a tiny adapter over tokio's.
-mod hyper_util_io {
-    use std::pin::Pin;
-    use std::task::{Context, Poll};
-
-    pub struct Io(pub tokio::net::TcpStream);
-
-    impl hyper::rt::Read for Io {
-        fn poll_read(
-            self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-            mut buf: hyper::rt::ReadBufCursor<'_>,
-        ) -> Poll<std::io::Result<()>> {
-            let filled = {
-                // SAFETY: tokio's ReadBuf only writes initialised bytes into the unfilled part.
-                let unfilled = unsafe { buf.as_mut() };
-                let mut read_buf = tokio::io::ReadBuf::uninit(unfilled);
-                match tokio::io::AsyncRead::poll_read(
-                    Pin::new(&mut self.get_mut().0),
-                    cx,
-                    &mut read_buf,
-                ) {
-                    Poll::Ready(Ok(())) => read_buf.filled().len(),
-                    other => return other,
-                }
-            };
-            // SAFETY: `filled` bytes were just initialised by the read above.
-            unsafe { buf.advance(filled) };
-            Poll::Ready(Ok(()))
-        }
-    }
-
-    impl hyper::rt::Write for Io {
-        fn poll_write(
-            self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-            buf: &[u8],
-        ) -> Poll<std::io::Result<usize>> {
-            tokio::io::AsyncWrite::poll_write(Pin::new(&mut self.get_mut().0), cx, buf)
-        }
-        fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-            tokio::io::AsyncWrite::poll_flush(Pin::new(&mut self.get_mut().0), cx)
-        }
-        fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-            tokio::io::AsyncWrite::poll_shutdown(Pin::new(&mut self.get_mut().0), cx)
-        }
-    }
-}
-
-fn upload(name: &str) -> Value {
-    let manifest =
-        std::fs::read_to_string(plugins_dir().join(format!("{name}.toml"))).expect("manifest");
-    let wasm = std::fs::read(plugins_dir().join(format!("{name}.wasm"))).expect("wasm");
-    json!({"manifest": manifest, "wasm_base64": base64::engine::general_purpose::STANDARD.encode(wasm)})
-}
+use crate::harness::{Server, upload, upload_fixture};
 
 const PLAYBOOK: &str = r#"name: block
 trigger: { alert: 'true' }
@@ -855,13 +640,6 @@ async fn bad_input_gets_a_json_4xx_never_a_5xx() {
     server.stop().await;
 }
 
-fn upload_fixture(name: &str) -> Value {
-    let manifest = std::fs::read_to_string(plugins_dir().join(format!("fixtures/{name}.toml")))
-        .expect("manifest");
-    let wasm = std::fs::read(plugins_dir().join(format!("fixtures/{name}.wasm"))).expect("wasm");
-    json!({"manifest": manifest, "wasm_base64": base64::engine::general_purpose::STANDARD.encode(wasm)})
-}
-
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
@@ -888,7 +666,7 @@ async fn a_canary_secret_reaches_only_its_plugin_and_never_disk_or_api() {
     let server = Server::start(dir.path(), None).await;
     let admin = server.admin.clone();
     let mut responses = Vec::new();
-    let grants = json!({"default": {"capabilities": ["log", "kv", "config", "http"], "kv_quota_bytes": 1048576}});
+    let grants = json!({"default": {"capabilities": ["log", "kv", "config", "http", "intel", "memory"], "kv_quota_bytes": 1048576}});
     assert_eq!(
         server
             .json(
@@ -1403,7 +1181,7 @@ async fn quotas_plugin_lifecycle_playbook_switch_and_queries() {
             .is_some_and(|d| d.contains("`risk-scorer` needs memory")),
         "{body}"
     );
-    let grants = json!({"default": {"capabilities": ["log", "kv", "memory", "config", "http"], "kv_quota_bytes": 1048576}});
+    let grants = json!({"default": {"capabilities": ["log", "kv", "memory", "config", "http", "intel"], "kv_quota_bytes": 1048576}});
     assert_eq!(
         server
             .json("PUT", "/v1/tenants/acme/grants", &admin, &grants)

@@ -73,6 +73,9 @@ impl From<crate::executor::ExecutorError> for ApiError {
         use crate::executor::ExecutorError as E;
         match err {
             E::AlertConflict { .. } => Self::new(StatusCode::CONFLICT, "conflict", err.to_string()),
+            E::InvalidAlert { .. } => {
+                Self::new(StatusCode::BAD_REQUEST, "invalid_alert", err.to_string())
+            }
             E::RunNotFound(_) | E::PlaybookNotFound(_) => Self::not_found(err.to_string()),
             E::Approval(crate::executor::approvals::ApprovalError::NotFound(_)) => {
                 Self::not_found(err.to_string())

@@ -1333,6 +1333,10 @@ fn alerts_from(body: Value) -> Result<Vec<Alert>, ApiError> {
             if alert.id.is_empty() || alert.id.len() > 256 {
                 return Err(located("alert id must be 1-256 characters".to_owned()));
             }
+            let problems = alert.problems();
+            if !problems.is_empty() {
+                return Err(located(problems.join("; ")));
+            }
             Ok(alert)
         })
         .collect()

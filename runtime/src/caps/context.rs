@@ -19,6 +19,11 @@ impl From<HostCriticality> for Criticality {
 impl Host for HostState {
     fn lookup_asset(&mut self, entity: Entity) -> Option<Asset> {
         let entity: crate::model::Entity = entity.into();
+        if let Some(problem) = entity.problem() {
+            self.host_warn(&format!("context lookup refused: {problem}"));
+            return None;
+        }
+        self.charge_bytes(entity.value.len());
         let context = self.plugin.context.get(&self.plugin.tenant);
         context.assets.find(&entity).map(|asset| Asset {
             name: asset.name.clone(),
@@ -32,6 +37,11 @@ impl Host for HostState {
 
     fn lookup_identity(&mut self, entity: Entity) -> Option<Identity> {
         let entity: crate::model::Entity = entity.into();
+        if let Some(problem) = entity.problem() {
+            self.host_warn(&format!("context lookup refused: {problem}"));
+            return None;
+        }
+        self.charge_bytes(entity.value.len());
         let context = self.plugin.context.get(&self.plugin.tenant);
         context.identities.find(&entity).map(|id| Identity {
             user: id.user.clone(),

@@ -185,12 +185,26 @@ struct PolicyInner {
     tls: Arc<rustls::ClientConfig>,
 }
 
-/// The outbound-HTTP policy of one sandbox. Cloning shares the denial record.
+/// The outbound-HTTP policy of one sandbox. Cloning shares the denial
+/// record and the call's connection count.
 #[derive(Clone)]
 pub struct HttpPolicy {
     inner: Arc<PolicyInner>,
     denial: Arc<Mutex<Option<String>>>,
+    /// Requests refused in this call (only the first is logged).
+    denials: Arc<std::sync::atomic::AtomicU64>,
+    /// The tenant's open outbound connections (shared by all its calls).
+    tenant_connections: Option<Arc<tokio::sync::Semaphore>>,
+    /// This call's open outbound connections.
+    call_connections: Arc<tokio::sync::Semaphore>,
+    call_cap: u32,
+    /// Dropped with the call's last policy clone: its connections close
+    /// then (they never outlive the call, nor hold its permits after it).
+    call_alive: Arc<tokio::sync::watch::Sender<()>>,
 }
+
+/// Outbound connections one call may hold when no cap is configured.
+const DEFAULT_CALL_CONNECTIONS: u32 = 8;
 
 /// Whether `entry` is a valid allow-list entry (`host`, `host:port`,
 /// `*.domain`), for validating grants where they are written.
@@ -243,7 +257,27 @@ impl HttpPolicy {
                 tls: tls_config(),
             }),
             denial: Arc::new(Mutex::new(None)),
+            denials: Arc::default(),
+            tenant_connections: None,
+            call_connections: Arc::new(tokio::sync::Semaphore::new(
+                DEFAULT_CALL_CONNECTIONS as usize,
+            )),
+            call_cap: DEFAULT_CALL_CONNECTIONS,
+            call_alive: Arc::new(tokio::sync::watch::Sender::new(())),
         }
+    }
+
+    /// Caps open connections: `tenant` is shared by every call of the
+    /// tenant, `per_call` applies to each call on its own.
+    pub fn with_connection_caps(
+        mut self,
+        tenant: Arc<tokio::sync::Semaphore>,
+        per_call: u32,
+    ) -> Self {
+        self.tenant_connections = Some(tenant);
+        self.call_cap = per_call.max(1);
+        self.call_connections = Arc::new(tokio::sync::Semaphore::new(self.call_cap as usize));
+        self
     }
 
     /// A policy that refuses every request (dry runs and replays).
@@ -257,6 +291,26 @@ impl HttpPolicy {
         HttpPolicy {
             inner: self.inner.clone(),
             denial: Arc::new(Mutex::new(None)),
+            denials: Arc::default(),
+            tenant_connections: self.tenant_connections.clone(),
+            call_connections: Arc::new(tokio::sync::Semaphore::new(self.call_cap as usize)),
+            call_cap: self.call_cap,
+            call_alive: Arc::new(tokio::sync::watch::Sender::new(())),
+        }
+    }
+
+    /// At the end of a call: one line for the refusals after the first.
+    pub fn summarise_denials(&self, tenant: &crate::tenant::TenantId, plugin: &str) {
+        let refused = self.denials.load(std::sync::atomic::Ordering::Relaxed);
+        if refused > 1 {
+            tracing::warn!(
+                target: "rampart::http",
+                tenant = tenant.as_str(),
+                plugin,
+                refused,
+                "{} more outbound requests of this call refused",
+                refused - 1
+            );
         }
     }
 
@@ -266,7 +320,16 @@ impl HttpPolicy {
     }
 
     fn deny(&self, reason: String) -> Error {
-        tracing::warn!(target: "rampart::http", "outbound request refused: {reason}");
+        // Only the first refusal of a call is logged; the rest are counted
+        // and summarised when the call ends (a loop of refused requests
+        // must not flood the server log).
+        if self
+            .denials
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            == 0
+        {
+            tracing::warn!(target: "rampart::http", "outbound request refused: {}", crate::caps::log::sanitise(&reason));
+        }
         if let Ok(mut slot) = self.denial.lock() {
             *slot = Some(reason);
         }
@@ -339,6 +402,27 @@ impl HttpPolicy {
             )));
         }
 
+        // Connection caps: the call's own (refused at once: a plugin that
+        // opens more than its share at a time is misbehaving), then the
+        // tenant's (waited for, up to the connect timeout).
+        let Ok(call_permit) = self.call_connections.clone().try_acquire_owned() else {
+            return Err(self.deny(format!(
+                "more than {} outbound connections open in one call",
+                self.call_cap
+            )));
+        };
+        let tenant_permit = match &self.tenant_connections {
+            Some(tenant) => {
+                match tokio::time::timeout(connect_timeout, tenant.clone().acquire_owned()).await {
+                    Ok(Ok(permit)) => Some(permit),
+                    _ => {
+                        return Err(self
+                            .deny("the tenant's outbound connections are all in use".to_owned()));
+                    }
+                }
+            }
+            None => None,
+        };
         let candidates: Vec<IpAddr> = match host.parse::<IpAddr>() {
             Ok(ip) => vec![ip],
             Err(_) => match tokio::time::timeout(
@@ -408,7 +492,16 @@ impl HttpPolicy {
             Ok(Err(err)) => return Err(Error::from(err)),
             Err(_) => return Err(Error::ConnectionTimeout),
         };
-        let driver = tokio::spawn(connection);
+        // The connection holds its permits until it closes (the response
+        // body is read or dropped), and never outlives the total deadline.
+        let mut call_ended = self.call_alive.subscribe();
+        let driver = tokio::spawn(async move {
+            let _permits = (call_permit, tenant_permit);
+            tokio::select! {
+                done = tokio::time::timeout_at(deadline, connection) => done.unwrap_or(Ok(())),
+                _ = call_ended.changed() => Ok(()),
+            }
+        });
 
         // Origin-form request target: scheme and authority stay in Host.
         let path = uri.path_and_query().map_or("/", |path| path.as_str());

@@ -10,13 +10,29 @@ pub const MAX_MATCHES: usize = 100;
 impl Host for HostState {
     fn lookup(&mut self, entity: Entity) -> Vec<IndicatorMatch> {
         let entity: crate::model::Entity = entity.into();
+        if let Some(problem) = entity.problem() {
+            self.host_warn(&format!("intel lookup refused: {problem}"));
+            return Vec::new();
+        }
+        // A lookup hashes each suffix of the name: charge for that work.
+        let labels = entity.value.bytes().filter(|b| *b == b'.').count() + 1;
+        self.charge_bytes(entity.value.len().saturating_mul(labels));
         let found = match self.plugin.store.intel_lookup(&self.plugin.tenant, &entity) {
             Ok(found) => found,
             Err(err) => {
-                tracing::warn!(tenant = %self.plugin.tenant, plugin = %self.plugin.name, "intel lookup failed: {err}");
+                self.host_warn(&format!("intel lookup failed: {err}"));
                 Vec::new()
             }
         };
+        self.charge_bytes(
+            found
+                .iter()
+                .take(MAX_MATCHES)
+                .map(|hit| {
+                    hit.indicator.len() + hit.references.iter().map(String::len).sum::<usize>()
+                })
+                .sum(),
+        );
         found
             .into_iter()
             .take(MAX_MATCHES)

@@ -51,13 +51,17 @@ fn check_value(value: &[u8]) -> Result<(), KvError> {
 impl Host for HostState {
     fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, KvError> {
         check_key(&key)?;
-        self.kv
+        let value = self
+            .kv
             .store
             .kv_get(&self.kv.namespace, &key)
-            .map_err(convert)
+            .map_err(convert)?;
+        self.charge_bytes(key.len() + value.as_ref().map_or(0, Vec::len));
+        Ok(value)
     }
 
     fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), KvError> {
+        self.charge_bytes(key.len() + value.len());
         check_key(&key)?;
         check_value(&value)?;
         self.kv

@@ -8,6 +8,13 @@ use crate::sandbox::state::HostState;
 impl Host for HostState {
     fn recall(&mut self, entity: Entity) -> EntityMemory {
         let host_entity: crate::model::Entity = entity.clone().into();
+        if let Some(problem) = host_entity.problem() {
+            self.host_warn(&format!("memory recall refused: {problem}"));
+            let mut answer = EntityMemory::from(&crate::model::EntityMemory::default());
+            answer.entity = entity;
+            return answer;
+        }
+        self.charge_bytes(host_entity.value.len());
         let remembered = match self
             .plugin
             .store
@@ -16,7 +23,7 @@ impl Host for HostState {
             Ok(remembered) => remembered,
             Err(err) => {
                 // A plugin cannot act on a store failure; it gets "nothing known".
-                tracing::warn!(tenant = %self.plugin.tenant, plugin = %self.plugin.name, "memory recall failed: {err}");
+                self.host_warn(&format!("memory recall failed: {err}"));
                 crate::model::EntityMemory::default()
             }
         };

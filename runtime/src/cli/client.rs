@@ -216,9 +216,12 @@ fn table_type(path: &std::path::Path) -> &'static str {
     }
 }
 
+/// Largest file `rampart api` sends (the server's body limit is lower).
+const MAX_UPLOAD_FILE_BYTES: usize = 256 << 20;
+
 fn read(path: &PathBuf) -> Result<Vec<u8>, Failure> {
-    std::fs::read(path)
-        .map_err(|err| Failure::usage(format!("cannot read {}: {err}", path.display())))
+    rampart::sandbox::read_regular_file(path, MAX_UPLOAD_FILE_BYTES)
+        .map_err(|err| Failure::usage(err.to_string()))
 }
 
 pub async fn run(args: ApiArgs) -> Result<(), Failure> {

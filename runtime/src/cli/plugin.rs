@@ -84,10 +84,10 @@ pub async fn run(command: PluginCommand) -> Result<(), Failure> {
 }
 
 fn inspect(file: &Path) -> Result<(), Failure> {
-    let wasm = std::fs::read(file)
-        .map_err(|err| Failure::usage(format!("cannot read {}: {err}", file.display())))?;
-    let engine = rampart::Engine::new(rampart::EngineConfig::default())
-        .map_err(|err| Failure::load(err.to_string()))?;
+    let config = rampart::EngineConfig::default();
+    let wasm = rampart::sandbox::read_regular_file(file, config.compile.max_component_bytes)
+        .map_err(|err| Failure::usage(err.to_string()))?;
+    let engine = rampart::Engine::new(config).map_err(|err| Failure::load(err.to_string()))?;
     let report = rampart::sandbox::inspect(&engine, &wasm)
         .map_err(|err| Failure::load(format!("{}: {err}", file.display())))?;
     print_json(&json!(report));
@@ -164,7 +164,12 @@ async fn call(manifest: &Path, input: &str, options: CallOptions) -> Result<(), 
         .load_file(&tenant, &grants, manifest)
         .await
         .map_err(|err| Failure::load(format!("{}: {err}", manifest.display())))?;
-    let context = CallContext::default();
+    // A dry run is enforced by the host (no outbound HTTP, a throwaway
+    // kv), not left to the plugin's reading of its `dry_run` flag.
+    let context = CallContext {
+        dry_run: options.dry_run,
+        ..CallContext::default()
+    };
     let failed =
         |err: rampart::PluginError| Failure::call(format!("{}: {err}", plugin.manifest().name));
     let output = match plugin.manifest().kind {

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::approvals::{Approval, ApprovalStatus};
-use super::run::{Run, RunStatus};
+use super::run::Run;
 
 /// Figures of one period.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -89,10 +89,7 @@ fn period(runs: &[&Run], approvals: &[Approval]) -> PeriodStats {
             decided - a.created
         })
         .collect();
-    let finished: Vec<&&Run> = runs
-        .iter()
-        .filter(|r| matches!(r.status, RunStatus::Succeeded | RunStatus::Failed))
-        .collect();
+    let finished: Vec<&&Run> = runs.iter().filter(|r| r.status.is_finished()).collect();
     let without_human = finished
         .iter()
         .filter(|r| !approvals.iter().any(|a| a.run_id == r.id))

@@ -84,6 +84,15 @@ pub enum ExecutorError {
     /// No such playbook.
     #[error("no playbook {0}")]
     PlaybookNotFound(String),
+    /// The alert names entities no lookup should take (see
+    /// [`Alert::problems`]).
+    #[error("alert `{id}` refused: {}", problems.join("; "))]
+    InvalidAlert {
+        /// The alert id.
+        id: String,
+        /// Every problem, located.
+        problems: Vec<String>,
+    },
 }
 
 fn store_err(err: impl std::fmt::Display) -> ExecutorError {
@@ -117,6 +126,14 @@ fn random_id(prefix: &str) -> String {
 
 fn key(parts: &[&str]) -> Vec<u8> {
     parts.join("\u{0}").into_bytes()
+}
+
+/// Where a loaded plugin is kept: its identity is tenant + name, pinned
+/// by digest. Two names with the same bytes are two plugins, each with its
+/// own manifest, grant, settings and secrets (they share compiled code,
+/// which the runtime caches by digest, and nothing else).
+fn plugin_key(tenant: &TenantId, name: &str, digest: &str) -> String {
+    format!("{tenant}\u{0}{name}\u{0}{digest}")
 }
 
 #[derive(Clone)]
@@ -338,9 +355,8 @@ impl Executor {
     pub fn register(&self, tenant: &TenantId, plugin: Plugin) -> Result<(), ExecutorError> {
         let digest = plugin.manifest().sha256.clone();
         let name = plugin.manifest().name.clone();
-        let plugin_key = format!("{tenant}/{digest}");
         write_lock(&self.inner.plugins).insert(
-            plugin_key,
+            plugin_key(tenant, &name, &digest),
             Loaded {
                 plugin,
                 digest: digest.clone(),
@@ -384,7 +400,7 @@ impl Executor {
             .filter(|((t, _), _)| t == tenant)
             .filter_map(|((_, name), digest)| {
                 plugins
-                    .get(&format!("{tenant}/{digest}"))
+                    .get(&plugin_key(tenant, name, digest))
                     .map(|loaded| (name.clone(), loaded.plugin.manifest().kind))
             })
             .collect()
@@ -396,7 +412,7 @@ impl Executor {
             .get(&(tenant.clone(), name.to_owned()))
             .cloned()?;
         read_lock(&self.inner.plugins)
-            .get(&format!("{tenant}/{digest}"))
+            .get(&plugin_key(tenant, name, &digest))
             .map(|loaded| loaded.plugin.clone())
     }
 
@@ -470,7 +486,7 @@ impl Executor {
             .iter()
             .filter_map(|(name, digest)| {
                 plugins
-                    .get(&format!("{}/{digest}", run.tenant))
+                    .get(&plugin_key(&run.tenant, name, digest))
                     .map(|l| (name.clone(), l.plugin.manifest().kind))
             })
             .collect();
@@ -480,7 +496,7 @@ impl Executor {
     fn plugin_for(&self, run: &Run, name: &str) -> Option<Loaded> {
         let digest = run.plugins.get(name)?;
         read_lock(&self.inner.plugins)
-            .get(&format!("{}/{digest}", run.tenant))
+            .get(&plugin_key(&run.tenant, name, digest))
             .cloned()
     }
 
@@ -569,6 +585,13 @@ impl Executor {
         tenant: &TenantId,
         alert: &Alert,
     ) -> Result<Ingested, ExecutorError> {
+        let problems = alert.problems();
+        if !problems.is_empty() {
+            return Err(ExecutorError::InvalidAlert {
+                id: alert.id.clone(),
+                problems,
+            });
+        }
         let body = serde_json::to_vec(alert).map_err(store_err)?;
         let body_hash = hex::encode(Sha256::digest(&body));
         let alert_key = key(&[tenant.as_str(), &alert.id]);
@@ -915,6 +938,8 @@ impl Executor {
                 RunStatus::WaitingApproval
             } else if unfinished {
                 RunStatus::Running
+            } else if run.steps.values().any(|s| s.status == StepStatus::Failed) {
+                RunStatus::SucceededWithErrors
             } else {
                 RunStatus::Succeeded
             };
@@ -941,7 +966,7 @@ impl Executor {
                 }
             }
         }
-        if matches!(run.status, RunStatus::Succeeded | RunStatus::Failed) {
+        if run.status.is_finished() {
             run.finished = Some(Self::now_for(run));
             let mttd = run.verdict_at.map(|at| at - run.alert.time);
             let mttc = run.contained_at.map(|at| at - run.alert.time);
@@ -954,7 +979,14 @@ impl Executor {
         Ok(())
     }
 
+    /// Writes what the run's enrichers found into the tenant's entity
+    /// memory — only for entities the alert names (an enricher cannot
+    /// plant a verdict on 8.8.8.8 for later runs), and never a benign
+    /// verdict over an analyst's true-positive: an enricher cannot clear
+    /// what a human marked malicious.
     fn record_verdicts(&self, run: &Run) -> Result<(), ExecutorError> {
+        let named: std::collections::HashSet<(EntityKind, String)> =
+            run.alert.entities.iter().map(memory_key).collect();
         for state in run.steps.values() {
             let Some(found) = state.output.as_ref().and_then(|o| o.get("enrichments")) else {
                 continue;
@@ -963,6 +995,23 @@ impl Executor {
                 continue;
             };
             for enrichment in found {
+                if !named.contains(&memory_key(&enrichment.entity)) {
+                    tracing::debug!(run = %run.id, entity = %enrichment.entity.value, "verdict for an entity the alert does not name: not remembered");
+                    continue;
+                }
+                if enrichment.verdict == EntityVerdict::Benign {
+                    let known = self
+                        .inner
+                        .store
+                        .memory_recall(&run.tenant, &enrichment.entity)?;
+                    if known
+                        .feedback
+                        .first()
+                        .is_some_and(|f| f.label == crate::model::FeedbackLabel::TruePositive)
+                    {
+                        continue;
+                    }
+                }
                 self.inner.store.memory_record_verdict(
                     &run.tenant,
                     &enrichment.entity,
@@ -1946,6 +1995,16 @@ fn retriable(err: &PluginError) -> bool {
                 ..
             })
     )
+}
+
+/// An entity as entity memory keys it (case and trailing dots aside).
+fn memory_key(entity: &Entity) -> (EntityKind, String) {
+    let value = entity.value.trim().trim_end_matches('.');
+    let value = match entity.kind {
+        EntityKind::Url | EntityKind::Process => value.to_owned(),
+        _ => value.to_ascii_lowercase(),
+    };
+    (entity.kind, value)
 }
 
 fn retry_delay(err: &PluginError, backoff: Duration, attempt: u32) -> Duration {

@@ -19,6 +19,9 @@ pub enum RunStatus {
     WaitingApproval,
     /// Every step finished without a failing error.
     Succeeded,
+    /// Finished, but at least one step failed under `on_error: continue`
+    /// (its error is on the step): the run went on without that output.
+    SucceededWithErrors,
     /// A step failed under `on_error: fail`.
     Failed,
 }
@@ -43,6 +46,17 @@ pub enum StepStatus {
     Refused,
     /// A human denied the action, or its approval expired.
     Denied,
+}
+
+impl RunStatus {
+    /// Whether the run is over (succeeded, with or without step errors, or
+    /// failed).
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            RunStatus::Succeeded | RunStatus::SucceededWithErrors | RunStatus::Failed
+        )
+    }
 }
 
 impl StepStatus {

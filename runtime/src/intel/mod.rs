@@ -255,6 +255,12 @@ impl FeedIndex {
     }
 
     fn lookup_domain(&self, domain: &str, out: &mut Vec<IndicatorMatch>) {
+        // No feed lists a name that is not a DNS name; refusing it here
+        // keeps the suffix walk below bounded (at most 127 labels of a
+        // 253-byte name) whoever calls.
+        if crate::model::dns_name_problem(domain.trim()).is_some() {
+            return;
+        }
         let domain = domain.trim().trim_end_matches('.').to_ascii_lowercase();
         if let Ok(ip) = domain.parse::<IpAddr>() {
             self.lookup_ip(ip, None, out);

@@ -16,10 +16,17 @@
 //! host call is charged fuel. A failure is a [`PluginError`] that says
 //! exactly what happened; it ends that call only.
 
+pub mod bounds;
 pub mod cache;
+mod calls;
+mod hunt_session;
 pub mod inspect;
+mod io_gate;
 mod limits;
+mod output;
+mod pool;
 mod quota;
+pub mod share;
 pub(crate) mod state;
 
 use std::collections::HashMap;
@@ -28,7 +35,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, Linker, ResourceAny};
+use wasmtime::component::{Component, Linker};
 use wasmtime::{CallHook, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi_http::WasiHttpCtx;
@@ -39,16 +46,51 @@ use crate::caps::kv::KvAccess;
 use crate::caps::log::LogBudget;
 use crate::engine::{Engine, EngineConfig, EngineError};
 use crate::manifest::{LockedManifest, ManifestError, PluginKind};
-use crate::model::{
-    ActionRequest, ActionResult, Alert, Enrichment, Event, Finding, GuestError, OutputViolation,
-    Score,
-};
+use crate::model::{GuestError, OutputViolation};
 use crate::store::{KvNamespace, Store as HostStore};
 use crate::tenant::{Capability, Grants, Limits, TenantId};
 pub use cache::ArtifactSource;
+pub use hunt_session::HuntSession;
 use limits::CallLimiter;
 pub use limits::CallStats;
+pub use output::OutputItemCaps;
+pub use share::ShareConfig;
 use state::{HostState, PluginIdentity};
+
+/// Largest manifest file read, bytes.
+const MAX_MANIFEST_BYTES: usize = 1 << 20;
+
+/// Reads `path` if it is a regular file (a symlink to one is fine) of at
+/// most `max` bytes. A device (`/dev/zero`), a FIFO (which would block) or
+/// a directory is refused before it is opened, and the read stops at `max`
+/// whatever the file turns into meanwhile.
+pub fn read_regular_file(path: &Path, max: usize) -> Result<Vec<u8>, LoadError> {
+    use std::io::Read;
+    let refuse = |detail: String| LoadError::Read {
+        path: path.to_path_buf(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, detail),
+    };
+    let io = |source: std::io::Error| LoadError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let meta = std::fs::metadata(path).map_err(io)?;
+    if !meta.is_file() {
+        return Err(refuse("not a regular file".to_owned()));
+    }
+    let file = std::fs::File::open(path).map_err(io)?;
+    if !file.metadata().map_err(io)?.is_file() {
+        return Err(refuse("not a regular file".to_owned()));
+    }
+    let mut bytes = Vec::new();
+    file.take(u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() > max {
+        return Err(refuse(format!("larger than the {max} bytes allowed")));
+    }
+    Ok(bytes)
+}
 
 /// How long a load waits for the compile pool before it gives up.
 const COMPILE_QUEUE_WAIT: Duration = Duration::from_secs(60);
@@ -62,6 +104,12 @@ pub struct RuntimeConfig {
     pub cache_dir: Option<PathBuf>,
     /// Caps on outbound HTTP.
     pub http: HttpLimits,
+    /// Per-tenant shares of slots, CPU, compiles and connections (`None`:
+    /// [`ShareConfig::for_pool`] of the engine's `max_instances`).
+    pub shares: Option<ShareConfig>,
+    /// Threads of the call pool every plugin call runs on (`None`: one per
+    /// core).
+    pub call_threads: Option<usize>,
 }
 
 /// Why a plugin was refused at load.
@@ -100,6 +148,12 @@ pub enum LoadError {
     /// wasmtime could not compile it (malformed, truncated, unsupported).
     #[error("component does not compile: {0}")]
     Compile(String),
+    /// The component is past what this runtime compiles (size, functions).
+    #[error(transparent)]
+    TooHeavy(bounds::BoundsError),
+    /// No compile slot came free in time (the tenant's, or the process's).
+    #[error("cannot compile now: {0}; retry later")]
+    CompileBusy(String),
     /// Built against a contract version this runtime does not speak.
     #[error(
         "component is built against rampart:plugin@{found}; this runtime speaks {speaks} (same leftmost non-zero version part required)"
@@ -204,6 +258,17 @@ pub enum PluginError {
     /// No sandbox slot was free, or the host failed; try again.
     #[error("sandbox unavailable: {0}")]
     Unavailable(String),
+    /// A hunt session used up its whole-session budget (`what`: `time`,
+    /// in ms, or `fuel`).
+    #[error("hunt session budget exhausted: {what} limit {limit}, used {used}")]
+    SessionBudget {
+        /// `time` (milliseconds) or `fuel`.
+        what: &'static str,
+        /// The session's budget.
+        limit: u64,
+        /// What it had used.
+        used: u64,
+    },
     /// The tenant's quota (fuel per minute) is spent; try again later.
     #[error("quota exceeded: {detail}; retry in {retry_after_ms} ms")]
     QuotaExceeded {
@@ -283,10 +348,10 @@ impl CallCounter {
 struct RuntimeInner {
     calls: Mutex<HashMap<(TenantId, String, &'static str), CallCounter>>,
     quotas: quota::Quotas,
-    /// Compiles one at a time: wasmtime already spreads one compile over
-    /// every core, so more at once only queues and would starve the calls
-    /// that process alerts.
-    compile_slots: tokio::sync::Semaphore,
+    /// Each tenant's share of sandbox slots, CPU, compiles, connections.
+    shares: share::Shares,
+    /// Where calls run (off the caller's async workers).
+    pool: pool::CallPool,
     engine: Engine,
     linker: Linker<HostState>,
     store: Arc<dyn HostStore>,
@@ -313,6 +378,9 @@ pub enum RuntimeError {
     /// Host functions could not be linked.
     #[error("linking host interfaces: {0}")]
     Link(String),
+    /// The call pool's threads could not start.
+    #[error("starting the plugin call pool: {0}")]
+    Pool(#[source] std::io::Error),
 }
 
 impl std::fmt::Debug for Runtime {
@@ -329,11 +397,19 @@ impl Runtime {
     /// Builds the engine and links every host interface: all of WASI 0.2
     /// (denying access), wasi:http (through our policy) and ours.
     pub fn new(config: RuntimeConfig, store: Arc<dyn HostStore>) -> Result<Self, RuntimeError> {
+        let shares = config
+            .shares
+            .unwrap_or_else(|| ShareConfig::for_pool(config.engine.max_instances));
+        let pool = config.engine.max_instances;
+        let call_threads = config.call_threads.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
+        });
         let engine = Engine::new(config.engine)?;
         let mut linker: Linker<HostState> = Linker::new(engine.wasmtime());
         let link = |err: wasmtime::Error| RuntimeError::Link(err.to_string());
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(link)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(link)?;
+        io_gate::gate_waits(&mut linker).map_err(link)?;
         host::Host_::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |state| {
             state
         })
@@ -342,7 +418,8 @@ impl Runtime {
             inner: Arc::new(RuntimeInner {
                 calls: Mutex::new(HashMap::new()),
                 quotas: quota::Quotas::default(),
-                compile_slots: tokio::sync::Semaphore::new(1),
+                shares: share::Shares::new(shares, pool),
+                pool: pool::CallPool::new(call_threads).map_err(RuntimeError::Pool)?,
                 engine,
                 linker,
                 store,
@@ -400,19 +477,17 @@ impl Runtime {
         grants: &Grants,
         manifest_path: &Path,
     ) -> Result<Plugin, LoadError> {
-        let read = |path: &Path| {
-            std::fs::read(path).map_err(|source| LoadError::Read {
-                path: path.to_path_buf(),
-                source,
-            })
-        };
-        let text = String::from_utf8_lossy(&read(manifest_path)?).into_owned();
+        let text = String::from_utf8_lossy(&read_regular_file(manifest_path, MAX_MANIFEST_BYTES)?)
+            .into_owned();
         let manifest = crate::manifest::parse(&manifest_path.display().to_string(), &text)?;
         let Some(relative) = &manifest.component_path else {
             return Err(LoadError::NoComponentPath(manifest.name.clone()));
         };
         let base = manifest_path.parent().unwrap_or(Path::new("."));
-        let wasm = read(&base.join(relative))?;
+        let wasm = read_regular_file(
+            &base.join(relative),
+            self.inner.engine.config().compile.max_component_bytes,
+        )?;
         self.load(tenant, grants, manifest, &wasm).await
     }
 
@@ -452,7 +527,13 @@ impl Runtime {
                 missing,
             });
         }
-        let (component, source) = self.compile(&actual, wasm.to_vec()).await?;
+        bounds::check(wasm, &self.inner.engine.config().compile).map_err(|err| match err {
+            bounds::BoundsError::Malformed(parse) => {
+                LoadError::Compile(format!("component does not parse: {parse}"))
+            }
+            heavy => LoadError::TooHeavy(heavy),
+        })?;
+        let (component, source) = self.compile(tenant, &actual, wasm.to_vec()).await?;
         let engine = self.inner.engine.wasmtime();
         let (imports, exports) = inspect::names(engine, &component);
 
@@ -533,6 +614,10 @@ impl Runtime {
                         &grant.http_hosts,
                         &grant.allow_private,
                         self.inner.http_limits,
+                    )
+                    .with_connection_caps(
+                        self.inner.shares.tenant(tenant).connections.clone(),
+                        self.inner.shares.config().call_connections,
                     ),
                     grant,
                     store: self.inner.store.clone(),
@@ -549,6 +634,7 @@ impl Runtime {
 
     async fn compile(
         &self,
+        tenant: &TenantId,
         digest: &str,
         wasm: Vec<u8>,
     ) -> Result<(Component, ArtifactSource), LoadError> {
@@ -558,19 +644,19 @@ impl Runtime {
             return Ok((component.clone(), ArtifactSource::Memory));
         }
         // Compiling is CPU-bound (tens of ms to seconds): keep it off the
-        // async workers, one compile at a time, and give up on a long queue.
-        let _slot = tokio::time::timeout(COMPILE_QUEUE_WAIT, self.inner.compile_slots.acquire())
+        // async workers, at most one per tenant (so one tenant's heavy
+        // upload never holds another's), and give up on a long queue.
+        let slots = self
+            .inner
+            .shares
+            .compile_slot(tenant, COMPILE_QUEUE_WAIT)
             .await
-            .map_err(|_| {
-                LoadError::Compile(format!(
-                    "the compile pool is busy; retry in a moment (waited {} s)",
-                    COMPILE_QUEUE_WAIT.as_secs()
-                ))
-            })?
-            .map_err(|err| LoadError::Compile(err.to_string()))?;
+            .map_err(|err| LoadError::CompileBusy(err.to_string()))?;
         let inner = self.inner.clone();
         let key = digest.to_owned();
         let (component, source) = tokio::task::spawn_blocking(move || {
+            // The slots are released when the compile ends, whoever waits.
+            let _slots = slots;
             inner
                 .cache
                 .load_or_compile(inner.engine.wasmtime(), &key, &wasm)
@@ -626,6 +712,9 @@ struct Sandbox {
     limits: Limits,
     /// The fuel budget is what was left of the tenant's minute.
     fuel_cut_by_quota: bool,
+    /// The tenant's and the pool's slot; declared after `store` so that
+    /// the instance is back in the pool before the slot is.
+    _slot: share::SlotPermit,
 }
 
 impl Plugin {
@@ -663,7 +752,9 @@ impl Plugin {
         }
     }
 
-    fn sandbox(&self, context: &CallContext) -> Result<Sandbox, PluginError> {
+    /// A fresh sandbox: waits (up to the call's deadline) for one of the
+    /// tenant's slots, then for its share of CPU.
+    async fn sandbox(&self, context: &CallContext) -> Result<Sandbox, PluginError> {
         let runtime = &self.inner.runtime;
         let mut limits = self.inner.limits;
         if let Some(timeout) = context.timeout {
@@ -671,11 +762,26 @@ impl Plugin {
         }
         let admission = self.admit(limits)?;
         let limits = admission.limits;
+        let tenant = &self.inner.identity.tenant;
+        let slot = match runtime.shares.slot(tenant, limits.timeout).await {
+            Ok(slot) => slot,
+            Err(err) => {
+                self.count("unavailable", &CallStats::default());
+                return Err(PluginError::Unavailable(err.to_string()));
+            }
+        };
+        let cpu = share::CpuGate::new(runtime.shares.tenant(tenant).cpu.clone());
         let grant = &self.inner.identity.grant;
         let stderr = MemoryOutputPipe::new(crate::caps::wasi::STDERR_CAPACITY);
+        let random = crate::caps::wasi::CountingRng::default();
+        let random_bytes = random.counter();
         let started = Instant::now();
         let state = HostState {
-            wasi: crate::caps::wasi::deny_all(stderr.clone()),
+            wasi: crate::caps::wasi::deny_all(
+                stderr.clone(),
+                random,
+                runtime.engine.config().max_random_bytes,
+            ),
             table: wasmtime::component::ResourceTable::new(),
             http_ctx: WasiHttpCtx::new(),
             http: if context.dry_run {
@@ -702,6 +808,9 @@ impl Plugin {
             deadline: started + limits.timeout,
             host_calls: 0,
             host_fuel_exhausted: false,
+            host_bytes: 0,
+            random_bytes,
+            cpu: cpu.clone(),
         };
         let mut store = Store::new(runtime.engine.wasmtime(), state);
         store.limiter(|state| &mut state.limiter);
@@ -710,32 +819,71 @@ impl Plugin {
         let _ = store.set_fuel(limits.fuel);
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|context| {
-            if Instant::now() >= context.data().deadline {
+            let state = context.data();
+            if Instant::now() >= state.deadline {
+                state.cpu.release();
                 Ok(UpdateDeadline::Interrupt)
             } else {
-                // Still in time: give the executor a turn, then carry on.
-                Ok(UpdateDeadline::Yield(1))
+                // Still in time: hand the tenant's CPU share round (and the
+                // executor a turn), then carry on.
+                Ok(UpdateDeadline::YieldCustom(1, state.cpu.next_turn()))
             }
         });
-        let host_call_fuel = runtime.engine.config().host_call_fuel;
+        let config = runtime.engine.config();
+        let host_call_fuel = config.host_call_fuel;
+        let byte_fuel = config.host_byte_fuel;
         store.call_hook(move |mut context, hook| {
-            if matches!(hook, CallHook::CallingHost) {
-                let fuel = context.get_fuel()?;
-                if fuel < host_call_fuel {
-                    context.data_mut().host_fuel_exhausted = true;
-                    return Err(wasmtime::Error::msg("out of fuel in host call"));
+            match hook {
+                CallHook::CallingHost => {
+                    let fuel = context.get_fuel()?;
+                    if fuel < host_call_fuel {
+                        context.data_mut().host_fuel_exhausted = true;
+                        return Err(wasmtime::Error::msg("out of fuel in host call"));
+                    }
+                    context.set_fuel(fuel - host_call_fuel)?;
+                    // Host work runs on the call's CPU share; where the host
+                    // waits (io_gate), it gives the share back.
+                    context.data_mut().host_calls += 1;
                 }
-                context.set_fuel(fuel - host_call_fuel)?;
-                context.data_mut().host_calls += 1;
+                CallHook::ReturningFromHost => {
+                    let state = context.data_mut();
+                    let bytes = state.host_bytes
+                        + state
+                            .random_bytes
+                            .swap(0, std::sync::atomic::Ordering::Relaxed);
+                    state.host_bytes = 0;
+                    let owed = bytes.saturating_mul(byte_fuel);
+                    if owed > 0 {
+                        let fuel = context.get_fuel()?;
+                        if fuel < owed {
+                            context.data_mut().host_fuel_exhausted = true;
+                            let _ = context.set_fuel(0);
+                            return Err(wasmtime::Error::msg("out of fuel in host call"));
+                        }
+                        context.set_fuel(fuel - owed)?;
+                    }
+                }
+                _ => {}
             }
             Ok(())
         });
+        // Queue for the tenant's CPU share before any guest code runs (the
+        // wait counts against the call's deadline).
+        let cpu_wait = tokio::time::timeout(limits.timeout, cpu.take()).await;
+        if cpu_wait.is_err() {
+            self.count("deadline", &CallStats::default());
+            return Err(PluginError::Deadline {
+                limit_ms: u64::try_from(limits.timeout.as_millis()).unwrap_or(u64::MAX),
+                elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            });
+        }
         Ok(Sandbox {
             store,
             started,
             fuel_budget: limits.fuel,
             limits,
             fuel_cut_by_quota: admission.fuel_cut_by_quota,
+            _slot: slot,
         })
     }
 
@@ -781,6 +929,14 @@ impl Plugin {
     ) -> Result<Called<U>, PluginError> {
         let elapsed = sandbox.started.elapsed();
         let state = sandbox.store.data();
+        // Between calls (a hunt session idles) the call holds no CPU share.
+        state.cpu.release();
+        state
+            .log
+            .summarise(&state.plugin.tenant, &state.plugin.name);
+        state
+            .http
+            .summarise_denials(&state.plugin.tenant, &state.plugin.name);
         let stats = CallStats {
             duration: elapsed,
             fuel: sandbox
@@ -820,6 +976,7 @@ impl Plugin {
             Err(PluginError::WrongKind { .. }) => "wrong_kind",
             Err(PluginError::Unavailable(_)) => "unavailable",
             Err(PluginError::QuotaExceeded { .. }) => "quota_exceeded",
+            Err(PluginError::SessionBudget { .. }) => "session_budget",
         };
         self.count(outcome, &stats);
         let span_result = match &result {
@@ -912,260 +1069,6 @@ impl Plugin {
             code: "host error".to_owned(),
             message: Some(text),
         }
-    }
-
-    fn check_output_size(&self, bytes: usize) -> Result<(), OutputViolation> {
-        let max = self.inner.runtime.engine.config().max_output_bytes;
-        if bytes > max {
-            return Err(OutputViolation(format!(
-                "output is {bytes} bytes, more than the {max} allowed"
-            )));
-        }
-        Ok(())
-    }
-
-    /// Runs the enricher on `alert`.
-    #[tracing::instrument(skip_all, fields(plugin = %self.inner.manifest.name, tenant = %self.inner.identity.tenant))]
-    pub async fn enrich(
-        &self,
-        alert: &Alert,
-        context: &CallContext,
-    ) -> Result<Called<Vec<Enrichment>>, PluginError> {
-        let KindPre::Enricher(pre) = &self.inner.pre else {
-            return Err(self.wrong_kind("enrich"));
-        };
-        let input = wit::Alert::from(alert);
-        let mut sandbox = self.sandbox(context)?;
-        let timeout = sandbox.limits.timeout;
-        let store = &mut sandbox.store;
-        let outcome = tokio::time::timeout(timeout, async {
-            let instance = pre.instantiate_async(&mut *store).await?;
-            instance
-                .rampart_plugin_enrich()
-                .call_enrich(&mut *store, &input)
-                .await
-        })
-        .await;
-        self.finish(&mut sandbox, outcome, |found: Vec<wit::Enrichment>| {
-            self.check_output_size(found.iter().map(enrichment_size).sum())?;
-            found
-                .into_iter()
-                .enumerate()
-                .map(|(index, item)| Enrichment::from_guest(index, item))
-                .collect()
-        })
-    }
-
-    /// Runs the scorer on `alert` and what enrichers found.
-    #[tracing::instrument(skip_all, fields(plugin = %self.inner.manifest.name, tenant = %self.inner.identity.tenant))]
-    pub async fn score(
-        &self,
-        alert: &Alert,
-        enrichments: &[Enrichment],
-        context: &CallContext,
-    ) -> Result<Called<Score>, PluginError> {
-        let KindPre::Scorer(pre) = &self.inner.pre else {
-            return Err(self.wrong_kind("score"));
-        };
-        let input = wit::Alert::from(alert);
-        let found: Vec<wit::Enrichment> = enrichments.iter().map(Into::into).collect();
-        let mut sandbox = self.sandbox(context)?;
-        let timeout = sandbox.limits.timeout;
-        let store = &mut sandbox.store;
-        let outcome = tokio::time::timeout(timeout, async {
-            let instance = pre.instantiate_async(&mut *store).await?;
-            instance
-                .rampart_plugin_score()
-                .call_score(&mut *store, &input, &found)
-                .await
-        })
-        .await;
-        self.finish(&mut sandbox, outcome, |score: wit::Score| {
-            self.check_output_size(score.reasons.iter().map(String::len).sum())?;
-            Score::from_guest(score)
-        })
-    }
-
-    /// Runs the responder. With `dry_run` it must only plan.
-    #[tracing::instrument(skip_all, fields(plugin = %self.inner.manifest.name, tenant = %self.inner.identity.tenant))]
-    pub async fn respond(
-        &self,
-        request: &ActionRequest,
-        dry_run: bool,
-        context: &CallContext,
-    ) -> Result<Called<ActionResult>, PluginError> {
-        let KindPre::Responder(pre) = &self.inner.pre else {
-            return Err(self.wrong_kind("respond"));
-        };
-        let input = wit::ActionRequest::from(request);
-        let mut sandbox = self.sandbox(context)?;
-        let timeout = sandbox.limits.timeout;
-        let store = &mut sandbox.store;
-        let outcome = tokio::time::timeout(timeout, async {
-            let instance = pre.instantiate_async(&mut *store).await?;
-            instance
-                .rampart_plugin_respond()
-                .call_respond(&mut *store, &input, dry_run)
-                .await
-        })
-        .await;
-        self.finish(&mut sandbox, outcome, |result: wit::ActionResult| {
-            self.check_output_size(result.summary.len() + result.data.len())?;
-            ActionResult::from_guest(result, dry_run)
-        })
-    }
-
-    /// Opens a hunt session with `params` (JSON). The session keeps one
-    /// sandbox for its lifetime; each push and the close get the plugin's
-    /// fuel budget and deadline afresh.
-    #[tracing::instrument(skip_all, fields(plugin = %self.inner.manifest.name, tenant = %self.inner.identity.tenant))]
-    pub async fn open_hunt(&self, params: &serde_json::Value) -> Result<HuntSession, PluginError> {
-        self.open_hunt_with(params, &CallContext::default()).await
-    }
-
-    /// [`Plugin::open_hunt`] with a call context (dry run, tighter deadline).
-    pub async fn open_hunt_with(
-        &self,
-        params: &serde_json::Value,
-        context: &CallContext,
-    ) -> Result<HuntSession, PluginError> {
-        let KindPre::Hunt(pre) = &self.inner.pre else {
-            return Err(self.wrong_kind("open_hunt"));
-        };
-        let params = params.to_string();
-        let mut sandbox = self.sandbox(context)?;
-        let timeout = sandbox.limits.timeout;
-        let store = &mut sandbox.store;
-        let outcome = tokio::time::timeout(timeout, async {
-            let instance = pre.instantiate_async(&mut *store).await?;
-            let opened = instance
-                .rampart_plugin_hunting()
-                .session()
-                .call_open(&mut *store, &params)
-                .await?;
-            Ok(opened.map(|session| (instance, session)))
-        })
-        .await;
-        let opened = self.finish(&mut sandbox, outcome, Ok)?;
-        let (instance, session) = opened.value;
-        Ok(HuntSession {
-            plugin: self.clone(),
-            sandbox,
-            instance,
-            session: Some(session),
-            stats: opened.stats,
-        })
-    }
-}
-
-fn enrichment_size(found: &wit::Enrichment) -> usize {
-    found.entity.value.len() + found.tags.iter().map(String::len).sum::<usize>() + found.data.len()
-}
-
-fn finding_size(finding: &wit::Finding) -> usize {
-    finding.rule_id.len()
-        + finding.title.len()
-        + finding
-            .entities
-            .iter()
-            .map(|entity| entity.value.len())
-            .sum::<usize>()
-        + finding
-            .techniques
-            .iter()
-            .chain(&finding.event_ids)
-            .chain(&finding.references)
-            .map(String::len)
-            .sum::<usize>()
-        + finding.detail.len()
-}
-
-/// An open hunt session: push event batches, then close.
-pub struct HuntSession {
-    plugin: Plugin,
-    sandbox: Sandbox,
-    instance: hunt::Hunt,
-    session: Option<ResourceAny>,
-    stats: CallStats,
-}
-
-impl std::fmt::Debug for HuntSession {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HuntSession")
-            .field("plugin", &self.plugin)
-            .finish_non_exhaustive()
-    }
-}
-
-impl HuntSession {
-    /// What opening the session cost.
-    pub fn open_stats(&self) -> CallStats {
-        self.stats
-    }
-
-    /// Gives the next push or close a fresh deadline and fuel budget
-    /// (within what is left of the tenant's fuel quota).
-    fn rearm(&mut self) -> Result<(), PluginError> {
-        let admission = self.plugin.admit(self.plugin.inner.limits)?;
-        let limits = self.sandbox.limits;
-        self.sandbox.started = Instant::now();
-        self.sandbox.store.data_mut().deadline = self.sandbox.started + limits.timeout;
-        self.sandbox.fuel_budget = admission.limits.fuel;
-        self.sandbox.fuel_cut_by_quota = admission.fuel_cut_by_quota;
-        let _ = self.sandbox.store.set_fuel(admission.limits.fuel);
-        Ok(())
-    }
-
-    /// Scans one batch. After any failure the session is dead.
-    pub async fn push(&mut self, events: &[Event]) -> Result<Called<Vec<Finding>>, PluginError> {
-        let Some(session) = self.session else {
-            return Err(PluginError::Unavailable(
-                "hunt session already ended".to_owned(),
-            ));
-        };
-        self.rearm()?;
-        let batch: Vec<wit::Event> = events.iter().map(Into::into).collect();
-        let timeout = self.sandbox.limits.timeout;
-        let store = &mut self.sandbox.store;
-        let guest = self.instance.rampart_plugin_hunting().session();
-        let outcome =
-            tokio::time::timeout(timeout, guest.call_push(&mut *store, session, &batch)).await;
-        let plugin = self.plugin.clone();
-        let result = plugin.finish(&mut self.sandbox, outcome, |findings: Vec<wit::Finding>| {
-            plugin.check_output_size(findings.iter().map(finding_size).sum())?;
-            findings
-                .into_iter()
-                .enumerate()
-                .map(|(index, finding)| Finding::from_guest(index, finding))
-                .collect()
-        });
-        if result.is_err() {
-            self.session = None;
-        }
-        result
-    }
-
-    /// Ends the session and returns its final findings.
-    pub async fn close(mut self) -> Result<Called<Vec<Finding>>, PluginError> {
-        let Some(session) = self.session.take() else {
-            return Err(PluginError::Unavailable(
-                "hunt session already ended".to_owned(),
-            ));
-        };
-        self.rearm()?;
-        let timeout = self.sandbox.limits.timeout;
-        let store = &mut self.sandbox.store;
-        let guest = self.instance.rampart_plugin_hunting().session();
-        let outcome = tokio::time::timeout(timeout, guest.call_close(&mut *store, session)).await;
-        let plugin = self.plugin.clone();
-        plugin.finish(&mut self.sandbox, outcome, |findings: Vec<wit::Finding>| {
-            plugin.check_output_size(findings.iter().map(finding_size).sum())?;
-            findings
-                .into_iter()
-                .enumerate()
-                .map(|(index, finding)| Finding::from_guest(index, finding))
-                .collect()
-        })
     }
 }
 

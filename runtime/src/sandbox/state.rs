@@ -43,6 +43,22 @@ pub(crate) struct HostState {
     pub(crate) deadline: Instant,
     pub(crate) host_calls: u64,
     pub(crate) host_fuel_exhausted: bool,
+    /// Bytes of host work since the guest last entered the host (charged
+    /// as fuel when the host call returns).
+    pub(crate) host_bytes: u64,
+    /// Random bytes WASI produced for the guest (charged the same way).
+    pub(crate) random_bytes: Arc<std::sync::atomic::AtomicU64>,
+    /// The call's hold on its tenant's CPU share.
+    pub(crate) cpu: super::share::CpuGate,
+}
+
+impl HostState {
+    /// Books `bytes` of host work against the call (see `host_bytes`).
+    pub(crate) fn charge_bytes(&mut self, bytes: usize) {
+        self.host_bytes = self
+            .host_bytes
+            .saturating_add(u64::try_from(bytes).unwrap_or(u64::MAX));
+    }
 }
 
 impl WasiView for HostState {
