@@ -178,3 +178,79 @@ fn call_refuses_bad_packages_with_exit_3() {
         text(&out.stderr)
     );
 }
+
+/// A manifest's component path is read only if it is a regular file, with
+/// a size limit: a symlink to `/dev/zero` or to a FIFO is refused at once
+/// (it used to read 6 GB, or hang).
+#[test]
+fn call_reads_only_a_regular_component_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = std::fs::read_to_string(plugins().join("risk-scorer.toml")).unwrap();
+    std::fs::write(dir.path().join("risk-scorer.toml"), &manifest).unwrap();
+    let fifo = dir.path().join("fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success(), "mkfifo");
+    for target in [PathBuf::from("/dev/zero"), fifo.clone(), PathBuf::from("/")] {
+        let link = dir.path().join("risk-scorer.wasm");
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let started = std::time::Instant::now();
+        let out = rampart(&[
+            "plugin",
+            "call",
+            dir.path().join("risk-scorer.toml").to_str().unwrap(),
+            "--input",
+            r#"{"id": "x", "source": "t", "title": "t"}"#,
+        ]);
+        let stderr = text(&out.stderr);
+        assert!(!out.status.success(), "{}: {stderr}", target.display());
+        assert!(
+            stderr.contains("not a regular file"),
+            "{}: {stderr}",
+            target.display()
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "{} took {:?}",
+            target.display(),
+            started.elapsed()
+        );
+    }
+}
+
+/// `plugin call --dry-run` on a responder: the host denies outbound HTTP
+/// whatever the plugin does (this one ignores its `dry_run` flag), and the
+/// server it points at receives nothing.
+#[test]
+fn a_dry_run_call_cannot_send_http_even_if_the_plugin_tries() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    let manifest = plugins().join("fixtures/webhook-responder.toml");
+    let request = r#"{"run_id": "r1", "step_id": "s1", "idempotency_key": "k1", "target": {"kind": "hostname", "value": "ws-1"}, "params": {}}"#;
+    let url = format!("url=http://127.0.0.1:{port}");
+    let allow = format!("127.0.0.1:{port}");
+    let out = rampart(&[
+        "plugin",
+        "call",
+        manifest.to_str().unwrap(),
+        "--dry-run",
+        "--setting",
+        &url,
+        "--setting",
+        "ignore_dry_run=yes",
+        "--allow-http",
+        &allow,
+        "--allow-private",
+        "127.0.0.0/8",
+        "--input",
+        request,
+    ]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(stderr.contains("capability denied"), "{stderr}");
+    assert!(listener.accept().is_err(), "the dry run reached the server");
+}

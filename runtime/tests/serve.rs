@@ -441,3 +441,98 @@ fn the_example_config_and_the_cli_run_a_soc_day() {
     assert!(summary.contains("MTTD p50"), "{summary}");
     served.stop();
 }
+
+/// Logs a plugin can cause: a loop of refused outbound requests writes one
+/// warning and one summary (not one line per request), and a newline in a
+/// plugin's log message is escaped in the text log, so it cannot forge a
+/// record.
+#[test]
+fn a_plugin_cannot_flood_or_forge_the_server_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("rampart.yaml");
+    std::fs::write(
+        &config,
+        "tenants:\n  - id: acme\n    grants:\n      default: { capabilities: [log, kv, config, http, intel, memory], kv_quota_bytes: 1048576 }\n",
+    )
+    .unwrap();
+    let token = rampart()
+        .args(["token", "create", "--principal", "root", "--data"])
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(token.status.success());
+    let admin = String::from_utf8_lossy(&token.stdout).trim().to_owned();
+    let log = dir.path().join("serve.log");
+    let served = Served::start(dir.path(), &config, &log, "info");
+    let addr = served.addr.clone();
+    let manifest = std::fs::read_to_string(fixtures().join("hostile.toml")).unwrap();
+    let wasm = std::fs::read(fixtures().join("hostile.wasm")).unwrap();
+    let upload = json!({"manifest": manifest, "wasm_base64": base64::engine::general_purpose::STANDARD.encode(wasm)});
+    let (status, reply) = json_call(&addr, "POST", "/v1/tenants/acme/plugins", &admin, &upload);
+    assert_eq!(status, 201, "{reply}");
+    let playbook = "name: probe\ntrigger: { alert: 'true' }\nsteps:\n  - id: probe\n    enrich: hostile\n    on_error: continue\n";
+    let (status, _) = call(
+        &addr,
+        "PUT",
+        "/v1/tenants/acme/playbooks/probe",
+        &admin,
+        Some(playbook.as_bytes()),
+    );
+    assert_eq!(status, 200);
+    let before = std::fs::read_to_string(&log).unwrap().lines().count();
+    for (id, title) in [
+        ("flood", "http-flood http://not-allowed.example/"),
+        ("forge", "log-forge"),
+    ] {
+        let (status, reply) = json_call(
+            &addr,
+            "POST",
+            "/v1/tenants/acme/alerts",
+            &admin,
+            &json!({"id": id, "source": "test", "title": title}),
+        );
+        assert_eq!(status, 200, "{reply}");
+    }
+    served.stop();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let caused: Vec<&str> = text.lines().skip(before).collect();
+    let refused = caused
+        .iter()
+        .filter(|line| line.contains("outbound request"))
+        .count();
+    assert!(
+        caused.len() < 50,
+        "{} log lines for two calls:\n{}",
+        caused.len(),
+        caused
+            .iter()
+            .take(20)
+            .copied()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert_eq!(
+        refused,
+        2,
+        "one refusal and one summary:\n{}",
+        caused.join("\n")
+    );
+    assert!(
+        caused
+            .iter()
+            .any(|line| line.contains("more outbound requests of this call refused")),
+        "{}",
+        caused.join("\n")
+    );
+    // The forged record stays inside the plugin's line, escaped.
+    assert!(
+        !text
+            .lines()
+            .any(|line| line.starts_with("2026-12-01T00:00:00Z ERROR")),
+        "a plugin forged a log record:\n{text}"
+    );
+    assert!(
+        text.contains("innocent\\n2026-12-01T00:00:00Z ERROR rampart: forged record"),
+        "{text}"
+    );
+}

@@ -153,13 +153,13 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 async fn idle_p99(server: &Server) -> Duration {
     // Warm up (first calls fill caches), then measure.
     good_latencies(server, 5).await;
-    let idle = good_latencies(server, 40).await;
+    let idle = good_latencies(server, 100).await;
     percentile(&idle, 0.99)
 }
 
 /// beta's p99 while `attack` runs in the background, against the idle one.
 async fn assert_other_tenant_keeps_latency(label: &str, server: &Server, idle: Duration) {
-    let loaded = good_latencies(server, 40).await;
+    let loaded = good_latencies(server, 100).await;
     let p50 = percentile(&loaded, 0.5);
     let p99 = percentile(&loaded, 0.99);
     eprintln!(

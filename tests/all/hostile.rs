@@ -436,3 +436,104 @@ async fn wasi_filesystem_sockets_and_environment_are_linked_but_grant_nothing() 
     }
     still_works(&runtime, &hostile, &grants).await;
 }
+
+/// WASI random bytes are charged as fuel: a loop of 64 KiB requests runs
+/// out of a 3e8 budget within a fraction of a second (uncharged, 3e8 fuel
+/// buys 30k requests, 2 GB of randomness, far past the 1 s deadline).
+#[tokio::test]
+async fn wasi_random_bytes_are_charged_as_fuel() {
+    let (runtime, _store) = runtime();
+    let limits = Some(Limits {
+        memory_bytes: 32 << 20,
+        fuel: 300_000_000,
+        timeout: Duration::from_secs(10),
+    });
+    let grants = grants_with(limits, |_| {});
+    let hostile = load(&runtime, &tenant("acme"), &grants, "fixtures/hostile").await;
+    let (err, elapsed) = attack(&hostile, "random-loop").await;
+    assert_eq!(
+        err,
+        PluginError::OutOfFuel {
+            budget: 300_000_000
+        }
+    );
+    assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
+    still_works(&runtime, &hostile, &grants).await;
+}
+
+/// A hunt session has a whole budget: each push stays within the per-call
+/// deadline, but the session ends with `SessionBudget` once its total time
+/// (or fuel) is spent; another session starts afresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hunt_session_has_a_whole_budget_of_time_and_fuel() {
+    let store = std::sync::Arc::new(rampart::store::MemoryStore::default());
+    let mut config = rampart::RuntimeConfig::default();
+    config.engine.max_session_time = Duration::from_millis(1_500);
+    let runtime = Runtime::new(config, store).expect("runtime");
+    let grants = grants_with(None, |_| {});
+    let spinner = load(&runtime, &tenant("acme"), &grants, "fixtures/hostile-hunt").await;
+    let started = Instant::now();
+    let mut session = spinner
+        .open_hunt(&serde_json::json!({"spin_ms": 300}))
+        .await
+        .expect("open");
+    let mut pushes = 0;
+    let err = loop {
+        match session.push(&[]).await {
+            Ok(_) => pushes += 1,
+            Err(err) => break err,
+        }
+        assert!(pushes < 50, "the session never ran out");
+    };
+    let elapsed = started.elapsed();
+    assert!(
+        matches!(
+            err,
+            PluginError::SessionBudget {
+                what: "time",
+                limit: 1_500,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        (3..=5).contains(&pushes),
+        "{pushes} pushes of 300 ms in 1.5 s"
+    );
+    assert!(elapsed < Duration::from_secs(3), "session ran {elapsed:?}");
+    // The session is over; a new one is not.
+    assert!(session.push(&[]).await.is_err());
+    let mut fresh = spinner
+        .open_hunt(&serde_json::json!({"spin_ms": 10}))
+        .await
+        .expect("open again");
+    fresh.push(&[]).await.expect("a fresh session pushes");
+
+    // Fuel: a budget of 2e9 over pushes that burn CPU for 300 ms each.
+    let store = std::sync::Arc::new(rampart::store::MemoryStore::default());
+    let mut config = rampart::RuntimeConfig::default();
+    config.engine.max_session_fuel = 2_000_000_000;
+    let runtime = Runtime::new(config, store).expect("runtime");
+    let spinner = load(&runtime, &tenant("acme"), &grants, "fixtures/hostile-hunt").await;
+    let mut session = spinner
+        .open_hunt(&serde_json::json!({"spin_ms": 300}))
+        .await
+        .expect("open");
+    let err = loop {
+        if let Err(err) = session.push(&[]).await {
+            break err;
+        }
+    };
+    assert!(
+        matches!(
+            err,
+            PluginError::SessionBudget {
+                what: "fuel",
+                limit: 2_000_000_000,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
