@@ -1,5 +1,7 @@
 //! A real `rampart serve` on a loopback port over a temp data directory,
 //! and an HTTP/1 client for it: shared by the server and containment tests.
+// Two test binaries include this file and each uses part of it.
+#![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::path::Path;

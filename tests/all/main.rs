@@ -5,7 +5,6 @@
 
 mod abuseipdb;
 mod audit;
-mod containment;
 mod executor;
 mod harness;
 mod hostile;

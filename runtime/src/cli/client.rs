@@ -219,7 +219,7 @@ fn table_type(path: &std::path::Path) -> &'static str {
 /// Largest file `rampart api` sends (the server's body limit is lower).
 const MAX_UPLOAD_FILE_BYTES: usize = 256 << 20;
 
-fn read(path: &PathBuf) -> Result<Vec<u8>, Failure> {
+fn read(path: &std::path::Path) -> Result<Vec<u8>, Failure> {
     rampart::sandbox::read_regular_file(path, MAX_UPLOAD_FILE_BYTES)
         .map_err(|err| Failure::usage(err.to_string()))
 }

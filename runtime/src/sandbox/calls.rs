@@ -166,7 +166,7 @@ impl Plugin {
         let KindPre::Responder(pre) = &self.inner.pre else {
             return Err(self.wrong_kind("respond"));
         };
-        let mut sandbox = self.sandbox(&context).await?;
+        let mut sandbox = self.sandbox(context).await?;
         let timeout = sandbox.limits.timeout;
         let store = &mut sandbox.store;
         let outcome = tokio::time::timeout(timeout, async {

@@ -57,7 +57,7 @@ pub(crate) fn gate_waits(linker: &mut Linker<HostState>) -> wasmtime::Result<()>
                 cpu.release();
                 let done = store.data_mut().table.block(pollable).await;
                 cpu.take().await;
-                done.map(|()| ())
+                done
             })
         },
     )?;

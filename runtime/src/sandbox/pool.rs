@@ -18,7 +18,7 @@ use super::PluginError;
 
 /// The nice value of the pool's threads (Linux): the OS favours the
 /// request-serving threads over guest work when both want a core.
-pub const CALL_THREAD_NICE: i32 = 5;
+pub const CALL_THREAD_NICE: i32 = 10;
 
 /// Lowers the calling thread's priority (Linux applies `setpriority` with
 /// `who = 0` to the calling thread only). Best effort: a failure leaves the

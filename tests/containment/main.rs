@@ -3,6 +3,14 @@
 //! playbook (the risk scorer) and must keep its latency. Each attack ends
 //! with its specific error; the other tenant's p99 stays within twice its
 //! p99 on the idle server (figures printed with `--nocapture`).
+//!
+//! A test binary of its own, its tests one at a time (`serial`): latency is
+//! measured on a machine that runs nothing else of the suite (cargo runs
+//! test binaries one after another).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../all/harness.rs"]
+mod harness;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,6 +19,12 @@ use rampart::RuntimeConfig;
 use serde_json::{Value, json};
 
 use crate::harness::{Server, upload, upload_fixture};
+
+/// One containment test at a time (a test that panics releases it).
+async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    SERIAL.lock().await
+}
 
 /// Tenant `acme`'s grant: everything the hostile fixture imports.
 fn hostile_grants() -> Value {
@@ -168,10 +182,10 @@ async fn assert_other_tenant_keeps_latency(label: &str, server: &Server, idle: D
         p50.as_secs_f64() * 1e3,
         p99.as_secs_f64() * 1e3
     );
-    // Twice the idle p99, with 15 ms of room: on a 2-core machine the
+    // Twice the idle p99, with 10 ms of room: on a 2-core machine the
     // attacker's share is one whole core, and the OS (not Rampart)
     // schedules what is left between beta's threads and the test client.
-    let bound = (idle * 2).max(idle + Duration::from_millis(15));
+    let bound = (idle * 2).max(idle + Duration::from_millis(10));
     assert!(
         p99 <= bound,
         "[{label}] beta's p99 rose from {idle:?} (idle) to {p99:?} under attack (bound {bound:?})"
@@ -208,6 +222,7 @@ async fn healthz_worst(server: &Server, samples: usize) -> Duration {
 /// 50 ms throughout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_domain_alert_is_refused_and_never_stalls_the_server() {
+    let _serial = serial().await;
     let dir = tempfile::tempdir().expect("dir");
     let server = Arc::new(Server::start(dir.path(), None).await);
     let admin = server.admin.clone();
@@ -302,6 +317,7 @@ async fn a_long_domain_alert_is_refused_and_never_stalls_the_server() {
 /// at the deadline; `/healthz` and the other tenant are unaffected.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_lookups_of_a_huge_domain_end_at_the_deadline() {
+    let _serial = serial().await;
     let pair = pair(RuntimeConfig::default(), hostile_grants()).await;
     let server = &pair.server;
     let idle = idle_p99(server).await;
@@ -331,6 +347,7 @@ async fn hostile_lookups_of_a_huge_domain_end_at_the_deadline() {
 /// plugins: each keeps its own grant, settings, secret and allow-list.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_bytes_under_two_names_keep_their_own_grants() {
+    let _serial = serial().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -430,6 +447,7 @@ async fn the_same_bytes_under_two_names_keep_their_own_grants() {
 /// `succeeded_with_errors`); tenant B's runs all get a slot.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_tenant_cannot_take_every_sandbox_slot() {
+    let _serial = serial().await;
     let mut config = RuntimeConfig::default();
     config.engine.max_instances = 24;
     let pair = pair(config, hostile_grants()).await;
@@ -476,6 +494,7 @@ async fn one_tenant_cannot_take_every_sandbox_slot() {
 /// p99 stays within twice its idle p99.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn looping_calls_of_one_tenant_keep_to_their_cpu_share() {
+    let _serial = serial().await;
     let pair = pair(RuntimeConfig::default(), hostile_grants()).await;
     let server = &pair.server;
     let idle = idle_p99(server).await;
@@ -499,6 +518,7 @@ async fn looping_calls_of_one_tenant_keep_to_their_cpu_share() {
 /// Item 4: output is capped by item count, not only bytes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn output_is_capped_by_item_count() {
+    let _serial = serial().await;
     let pair = pair(RuntimeConfig::default(), hostile_grants()).await;
     let server = &pair.server;
     let idle = idle_p99(server).await;
@@ -522,6 +542,7 @@ async fn output_is_capped_by_item_count() {
 /// once), and a loop of allowed ones ends at the deadline.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wasi_random_requests_are_bounded_and_keep_the_deadline() {
+    let _serial = serial().await;
     let pair = pair(RuntimeConfig::default(), hostile_grants()).await;
     let server = &pair.server;
     let step = probe(server, "random-huge").await;
@@ -557,6 +578,7 @@ async fn wasi_random_requests_are_bounded_and_keep_the_deadline() {
 /// positive.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enrichers_write_memory_only_for_the_alerts_own_entities() {
+    let _serial = serial().await;
     let pair = pair(RuntimeConfig::default(), hostile_grants()).await;
     let server = &pair.server;
     let admin = server.admin.clone();
@@ -595,6 +617,7 @@ async fn enrichers_write_memory_only_for_the_alerts_own_entities() {
 /// upload.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compile_bombs_are_refused_and_never_hold_another_tenants_upload() {
+    let _serial = serial().await;
     use base64::Engine as _;
     use sha2::Digest as _;
     let pair = pair(RuntimeConfig::default(), hostile_grants()).await;
@@ -688,6 +711,7 @@ async fn compile_bombs_are_refused_and_never_hold_another_tenants_upload() {
 /// share open at once).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outbound_connections_are_capped_per_call_and_per_tenant() {
+    let _serial = serial().await;
     // A server that accepts and never answers; counts what is open.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
