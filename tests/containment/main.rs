@@ -766,8 +766,11 @@ async fn outbound_connections_are_capped_per_call_and_per_tenant() {
         open.load(std::sync::atomic::Ordering::SeqCst),
         std::sync::atomic::Ordering::SeqCst,
     );
-    // Four calls of eight each against a tenant share of twelve.
-    let attacks = attack(server, &format!("connections 8 127.0.0.1:{port}"), 4);
+    // Two calls of eight each against a tenant share of twelve: between
+    // them they get twelve, and what waits past the connect timeout is
+    // refused. (More calls would hand permits on as the refused ones close,
+    // and the server sees a close a moment after it happens.)
+    let attacks = attack(server, &format!("connections 8 127.0.0.1:{port}"), 2);
     let mut errors = Vec::new();
     for step in futures::future::join_all(attacks).await {
         errors.push(

@@ -68,3 +68,46 @@ pub struct CallStats {
 fn as_micros<S: serde::Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_u64(u64::try_from(duration.as_micros()).unwrap_or(u64::MAX))
 }
+
+/// Counters of plugin calls, by tenant, plugin and outcome.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct CallCounter {
+    /// Calls.
+    pub calls: u64,
+    /// Summed wall time, microseconds.
+    pub duration_us: u64,
+    /// Summed fuel.
+    pub fuel: u64,
+    /// Calls that took at most each of [`CallCounter::BUCKETS_US`]
+    /// (cumulative, as Prometheus histograms count).
+    pub buckets: [u64; 12],
+}
+
+impl CallCounter {
+    /// Upper bounds of the latency histogram, microseconds.
+    pub const BUCKETS_US: [u64; 12] = [
+        25, 50, 100, 250, 500, 1_000, 5_000, 25_000, 100_000, 500_000, 1_000_000, 5_000_000,
+    ];
+
+    pub(crate) fn record(&mut self, stats: &CallStats) {
+        let micros = u64::try_from(stats.duration.as_micros()).unwrap_or(u64::MAX);
+        self.calls += 1;
+        self.duration_us = self.duration_us.saturating_add(micros);
+        self.fuel = self.fuel.saturating_add(stats.fuel);
+        for (bucket, bound) in self.buckets.iter_mut().zip(Self::BUCKETS_US) {
+            if micros <= bound {
+                *bucket += 1;
+            }
+        }
+    }
+
+    /// Adds another counter's totals to this one.
+    pub fn merge(&mut self, other: &CallCounter) {
+        self.calls += other.calls;
+        self.duration_us = self.duration_us.saturating_add(other.duration_us);
+        self.fuel = self.fuel.saturating_add(other.fuel);
+        for (mine, theirs) in self.buckets.iter_mut().zip(other.buckets) {
+            *mine += theirs;
+        }
+    }
+}
