@@ -122,13 +122,8 @@ impl Engine {
             .linear_memory_keep_resident(config.keep_resident_bytes)
             .table_keep_resident(64 << 10);
 
-        let mut wasm = Config::new();
-        wasm.wasm_component_model(true)
-            .concurrency_support(false)
-            .consume_fuel(true)
-            .epoch_interruption(true)
-            .max_wasm_stack(config.max_wasm_stack)
-            .allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
+        let mut wasm = Self::codegen_config(&config);
+        wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
         let inner =
             wasmtime::Engine::new(&wasm).map_err(|err| EngineError::Config(err.to_string()))?;
 
@@ -166,6 +161,41 @@ impl Engine {
     /// The wasmtime engine.
     pub fn wasmtime(&self) -> &wasmtime::Engine {
         &self.inner
+    }
+
+    /// The wasmtime settings that shape compiled code (an engine for
+    /// compiling only needs these; the allocator does not change the code).
+    fn codegen_config(config: &EngineConfig) -> Config {
+        let mut wasm = Config::new();
+        wasm.wasm_component_model(true)
+            .concurrency_support(false)
+            .consume_fuel(true)
+            .epoch_interruption(true)
+            .max_wasm_stack(config.max_wasm_stack);
+        wasm
+    }
+
+    /// An engine that only compiles (the compile worker's): the code
+    /// settings of [`Engine::new`], the on-demand allocator (no pool to
+    /// reserve, no ticker), so that its memory limit is the compile's.
+    pub fn for_compiling(config: &EngineConfig) -> Result<wasmtime::Engine, EngineError> {
+        wasmtime::Engine::new(&Self::codegen_config(config))
+            .map_err(|err| EngineError::Config(err.to_string()))
+    }
+
+    /// The settings that shape compiled code, as `compile-worker`
+    /// arguments: a worker given them builds an engine whose artifacts this
+    /// one loads.
+    pub fn worker_args(&self) -> Vec<String> {
+        let config = &self.config;
+        vec![
+            "--max-memory-bytes".to_owned(),
+            config.max_memory_bytes.to_string(),
+            "--max-wasm-stack".to_owned(),
+            config.max_wasm_stack.to_string(),
+            "--keep-resident-bytes".to_owned(),
+            config.keep_resident_bytes.to_string(),
+        ]
     }
 
     /// The ceilings and tuning.

@@ -106,6 +106,11 @@ impl Served {
     // The child is waited for in `stop` (or killed and waited for here).
     #[allow(clippy::zombie_processes)]
     fn start(dir: &Path, config: &Path, log: &Path, level: &str) -> Served {
+        Served::start_with(dir, config, log, level, &[])
+    }
+
+    #[allow(clippy::zombie_processes)]
+    fn start_with(dir: &Path, config: &Path, log: &Path, level: &str, extra: &[&str]) -> Served {
         let log_file = std::fs::File::create(log).expect("log");
         let mut child = rampart()
             .args(["serve", "--listen", "127.0.0.1:0", "--config"])
@@ -116,6 +121,7 @@ impl Served {
             .arg(dir.join("audit.key"))
             .arg("--master-key-file")
             .arg(dir.join("master.key"))
+            .args(extra)
             .env("RUST_LOG", level)
             .env_remove("RAMPART_LOG")
             .stdout(Stdio::null())
@@ -535,4 +541,79 @@ fn a_plugin_cannot_flood_or_forge_the_server_log() {
         text.contains("innocent\\n2026-12-01T00:00:00Z ERROR rampart: forged record"),
         "{text}"
     );
+}
+
+/// A component that passes the static bounds but would compile for long,
+/// or need much memory, is refused by the compile worker's deadline and
+/// memory limit (`--compile-timeout`, `--compile-memory-mib`), and the
+/// server goes on: an ordinary plugin uploads after it.
+#[test]
+fn compiles_are_bounded_in_time_and_memory_per_upload() {
+    use sha2::Digest as _;
+    let funcs: String = (0..60_000)
+        .map(|_| "(func (local i32) i32.const 7 local.set 0)")
+        .collect();
+    let heavy = wat::parse_str(format!("(component (core module {funcs}))")).unwrap();
+    let digest = hex::encode(sha2::Sha256::digest(&heavy));
+    let manifest = format!(
+        "name = \"heavy\"\nversion = \"0.1.0\"\nkind = \"enricher\"\nwit = \"0.1.0\"\ncapabilities = []\n\n[component]\nsha256 = \"{digest}\"\n"
+    );
+    let heavy_upload = json!({"manifest": manifest, "wasm_base64": base64::engine::general_purpose::STANDARD.encode(&heavy)});
+    let hostile_upload = json!({
+        "manifest": std::fs::read_to_string(fixtures().join("hostile.toml")).unwrap(),
+        "wasm_base64": base64::engine::general_purpose::STANDARD.encode(std::fs::read(fixtures().join("hostile.wasm")).unwrap()),
+    });
+    for (flags, expect) in [
+        (
+            ["--compile-timeout", "1s", "--compile-memory-mib", "2048"],
+            "compiling took longer than the 1 s allowed per upload",
+        ),
+        (
+            ["--compile-timeout", "60s", "--compile-memory-mib", "120"],
+            "compiling needed more than the 120 MiB of memory allowed per upload",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("rampart.yaml");
+        std::fs::write(
+            &config,
+            "tenants:\n  - id: acme\n    grants:\n      default: { capabilities: [log, kv, config, http, intel, memory] }\n",
+        )
+        .unwrap();
+        let token = rampart()
+            .args(["token", "create", "--principal", "root", "--data"])
+            .arg(dir.path().join("data"))
+            .output()
+            .unwrap();
+        let admin = String::from_utf8_lossy(&token.stdout).trim().to_owned();
+        let log = dir.path().join("serve.log");
+        let served = Served::start_with(dir.path(), &config, &log, "info", &flags);
+        let addr = served.addr.clone();
+        let (status, reply) = json_call(
+            &addr,
+            "POST",
+            "/v1/tenants/acme/plugins",
+            &admin,
+            &heavy_upload,
+        );
+        let logged = || std::fs::read_to_string(&log).unwrap_or_default();
+        assert_eq!(status, 422, "{flags:?}: {reply}");
+        assert!(
+            reply["detail"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(expect),
+            "{flags:?}: {reply}\n{}",
+            logged()
+        );
+        let (status, reply) = json_call(
+            &addr,
+            "POST",
+            "/v1/tenants/acme/plugins",
+            &admin,
+            &hostile_upload,
+        );
+        assert_eq!(status, 201, "{flags:?}: {reply}");
+        served.stop();
+    }
 }

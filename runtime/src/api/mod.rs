@@ -696,10 +696,7 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Re
         };
         for run in state.executor.runs(&tenant)? {
             *runs_by_status
-                .entry((
-                    label(&tenant),
-                    format!("{:?}", run.status).to_ascii_lowercase(),
-                ))
+                .entry((label(&tenant), run.status.as_str().to_owned()))
                 .or_default() += 1;
             *folded.entry(label(&tenant)).or_default() += run.folded.len() as u64;
             if let Some(at) = run.verdict_at {

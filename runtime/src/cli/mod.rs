@@ -46,6 +46,10 @@ enum Command {
     /// Create an API token (the first admin token comes from here).
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Compile one component from stdin to stdout (the server runs this
+    /// in a child process with a memory limit and a deadline).
+    #[command(hide = true)]
+    CompileWorker(serve::CompileWorkerArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -109,6 +113,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Api(args) => client::run(args).await,
         Command::Token(TokenCommand::Create(args)) => serve::create_token(args),
         Command::Intel(command) => intel::run(command),
+        Command::CompileWorker(args) => serve::compile_worker(args),
     }
 }
 

@@ -45,6 +45,44 @@ pub struct ServeArgs {
     /// PEM private key for --tls-cert.
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Longest a plugin upload may compile (in a child process; past it the
+    /// upload is refused).
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    compile_timeout: std::time::Duration,
+    /// Most memory one plugin compile may use, MiB.
+    #[arg(long, default_value_t = 2048)]
+    compile_memory_mib: u64,
+}
+
+/// The engine settings of the server that asks for the compile.
+#[derive(Debug, Args)]
+pub struct CompileWorkerArgs {
+    #[arg(long)]
+    max_memory_bytes: u64,
+    #[arg(long)]
+    max_wasm_stack: usize,
+    #[arg(long)]
+    keep_resident_bytes: usize,
+}
+
+/// Compiles the component on stdin for an engine with the given settings
+/// and writes the artifact on stdout.
+pub fn compile_worker(args: CompileWorkerArgs) -> Result<(), Failure> {
+    let config = rampart::EngineConfig {
+        max_memory_bytes: args.max_memory_bytes,
+        max_wasm_stack: args.max_wasm_stack,
+        // One instance slot: the worker only compiles, and a full pool's
+        // stack mappings would count against its memory limit. (Pool sizes
+        // do not change compiled code.)
+        max_instances: 1,
+        keep_resident_bytes: args.keep_resident_bytes,
+        ..rampart::EngineConfig::default()
+    };
+    let max = config.compile.max_component_bytes;
+    let engine =
+        rampart::Engine::for_compiling(&config).map_err(|err| Failure::load(err.to_string()))?;
+    rampart::sandbox::compiler::run_worker(&engine, max)
+        .map_err(|err| Failure::load(err.to_string()))
 }
 
 #[derive(Debug, Args)]
@@ -88,8 +126,17 @@ pub async fn run_server(args: ServeArgs) -> Result<(), Failure> {
     let cache = args
         .cache_dir
         .unwrap_or_else(|| PathBuf::from(format!("{}.cache", args.data.display())));
+    let compiler =
+        std::env::current_exe()
+            .ok()
+            .map(|program| rampart::sandbox::compiler::CompilerProcess {
+                timeout: args.compile_timeout,
+                memory_bytes: args.compile_memory_mib.saturating_mul(1 << 20),
+                ..rampart::sandbox::compiler::CompilerProcess::rampart(program)
+            });
     let config = RuntimeConfig {
         cache_dir: Some(cache),
+        compiler,
         ..RuntimeConfig::default()
     };
     let executor =

@@ -49,6 +49,17 @@ pub enum StepStatus {
 }
 
 impl RunStatus {
+    /// The status as the API writes it (`succeeded_with_errors`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::WaitingApproval => "waiting_approval",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::SucceededWithErrors => "succeeded_with_errors",
+            RunStatus::Failed => "failed",
+        }
+    }
+
     /// Whether the run is over (succeeded, with or without step errors, or
     /// failed).
     pub fn is_finished(self) -> bool {

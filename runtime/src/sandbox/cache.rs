@@ -56,20 +56,22 @@ impl ArtifactCache {
     }
 
     /// Loads the verified cached artifact of `digest`, or compiles `wasm`
-    /// (and caches it). `wasm` must already be checked against `digest`.
-    pub(crate) fn load_or_compile(
+    /// with `compile` (and caches it). `wasm` must already be checked
+    /// against `digest`.
+    pub(crate) fn load_or_compile<E>(
         &self,
         engine: &wasmtime::Engine,
         digest: &str,
         wasm: &[u8],
-    ) -> Result<(Component, ArtifactSource), wasmtime::Error> {
+        compile: impl FnOnce(&[u8]) -> Result<Component, E>,
+    ) -> Result<(Component, ArtifactSource), E> {
         let Some((artifact, checksum)) = self.paths(engine, digest) else {
-            return Ok((Component::new(engine, wasm)?, ArtifactSource::Compiled));
+            return Ok((compile(wasm)?, ArtifactSource::Compiled));
         };
         if let Some(component) = Self::load_verified(engine, &artifact, &checksum) {
             return Ok((component, ArtifactSource::Cache));
         }
-        let component = Component::new(engine, wasm)?;
+        let component = compile(wasm)?;
         if let Err(err) = Self::store(&component, &artifact, &checksum) {
             tracing::warn!(
                 "cannot write compiled artifact {}: {err}",

@@ -46,6 +46,9 @@ pub enum LoadError {
     /// The component is past what this runtime compiles (size, functions).
     #[error(transparent)]
     TooHeavy(bounds::BoundsError),
+    /// The compile worker hit a bound (time, memory) or failed.
+    #[error("component does not compile: {0}")]
+    Compiler(#[from] super::compiler::CompileError),
     /// No compile slot came free in time (the tenant's, or the process's).
     #[error("cannot compile now: {0}; retry later")]
     CompileBusy(String),

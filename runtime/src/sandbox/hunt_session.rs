@@ -156,6 +156,7 @@ impl SessionCore {
         }
         self.sandbox.started = Instant::now();
         self.sandbox.store.data_mut().deadline = self.sandbox.started + timeout;
+        self.sandbox.store.data_mut().wants_pool = super::pool::wants_pool_flag();
         self.sandbox.fuel_budget = fuel;
         self.sandbox.fuel_cut_by_quota = admission.fuel_cut_by_quota && self.cut.is_none();
         let _ = self.sandbox.store.set_fuel(fuel);

@@ -19,6 +19,7 @@
 pub mod bounds;
 pub mod cache;
 mod calls;
+pub mod compiler;
 mod error;
 mod files;
 mod hunt_session;
@@ -80,6 +81,9 @@ pub struct RuntimeConfig {
     /// Threads of the call pool every plugin call runs on (`None`: one per
     /// core).
     pub call_threads: Option<usize>,
+    /// Compile in a child process with a memory limit and a deadline
+    /// (`None`: in this process, bounded only by [`bounds`]).
+    pub compiler: Option<compiler::CompilerProcess>,
 }
 
 /// A call's result with what it cost.
@@ -112,6 +116,7 @@ struct RuntimeInner {
     shares: share::Shares,
     /// Where calls run (off the caller's async workers).
     pool: pool::CallPool,
+    compiler: Option<compiler::CompilerProcess>,
     engine: Engine,
     linker: Linker<HostState>,
     store: Arc<dyn HostStore>,
@@ -180,6 +185,7 @@ impl Runtime {
                 quotas: quota::Quotas::default(),
                 shares: share::Shares::new(shares, pool),
                 pool: pool::CallPool::new(call_threads).map_err(RuntimeError::Pool)?,
+                compiler: config.compiler,
                 engine,
                 linker,
                 store,
@@ -417,13 +423,20 @@ impl Runtime {
         let (component, source) = tokio::task::spawn_blocking(move || {
             // The slots are released when the compile ends, whoever waits.
             let _slots = slots;
+            let engine = inner.engine.wasmtime();
             inner
                 .cache
-                .load_or_compile(inner.engine.wasmtime(), &key, &wasm)
+                .load_or_compile(engine, &key, &wasm, |wasm| match &inner.compiler {
+                    Some(process) => {
+                        compiler::compile(process, engine, &inner.engine.worker_args(), wasm)
+                            .map_err(LoadError::Compiler)
+                    }
+                    None => Component::new(engine, wasm)
+                        .map_err(|err| LoadError::Compile(format!("{err:#}"))),
+                })
         })
         .await
-        .map_err(|err| LoadError::Compile(err.to_string()))?
-        .map_err(|err| LoadError::Compile(format!("{err:#}")))?;
+        .map_err(|err| LoadError::Compile(err.to_string()))??;
         if let Ok(mut compiled) = self.inner.compiled.lock() {
             compiled.insert(digest.to_owned(), component.clone());
         }
@@ -571,6 +584,7 @@ impl Plugin {
             host_bytes: 0,
             random_bytes,
             cpu: cpu.clone(),
+            wants_pool: pool::wants_pool_flag(),
         };
         let mut store = Store::new(runtime.engine.wasmtime(), state);
         store.limiter(|state| &mut state.limiter);
@@ -584,6 +598,11 @@ impl Plugin {
                 state.cpu.release();
                 Ok(UpdateDeadline::Interrupt)
             } else {
+                // A call that runs a tick is not a short one: off the
+                // caller's runtime with it (pool.rs).
+                state
+                    .wants_pool
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
                 // Still in time: hand the tenant's CPU share round (and the
                 // executor a turn), then carry on.
                 Ok(UpdateDeadline::YieldCustom(1, state.cpu.next_turn()))

@@ -1,7 +1,10 @@
-//! The call pool: a tokio runtime of its own on which every plugin call
-//! runs (instantiation, guest code, the host work it causes, its waits).
+//! The call pool: a tokio runtime of its own on which plugin calls that
+//! run long run (guest code, the host work it causes, its waits).
 //!
-//! The caller's runtime (the HTTP server's two workers, say) only awaits
+//! A call starts on the caller's task — most calls end within
+//! microseconds, and a hop to another thread would cost more than the call
+//! — and moves to the pool at its first epoch tick (every 10 ms): from then
+//! on the caller's runtime (the HTTP server's two workers, say) only awaits
 //! the result. A guest that makes the host lift a huge output, or a loop
 //! that burns its whole deadline, occupies a pool thread — at most its
 //! tenant's CPU share of them (see [`share`](super::share)) — and never an
@@ -13,8 +16,23 @@
 //! is scheduled first.
 
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::Poll;
 
 use super::PluginError;
+
+tokio::task_local! {
+    /// Set by the epoch callback when the call has run a tick: move it.
+    static WANTS_POOL: Arc<AtomicBool>;
+}
+
+/// The flag of the call being polled (a fresh one outside a pool call).
+pub(crate) fn wants_pool_flag() -> Arc<AtomicBool> {
+    WANTS_POOL
+        .try_with(Arc::clone)
+        .unwrap_or_else(|_| Arc::new(AtomicBool::new(false)))
+}
 
 /// The nice value of the pool's threads (Linux): the OS favours the
 /// request-serving threads over guest work when both want a core.
@@ -51,8 +69,9 @@ impl CallPool {
         })
     }
 
-    /// Runs `call` on the pool and waits for it. A call that panicked (a
-    /// host bug, never a guest's doing) is reported, not propagated.
+    /// Runs `call` here until it has run an epoch tick, then on the pool,
+    /// and waits for it. A call that panicked on the pool (a host bug,
+    /// never a guest's doing) is reported, not propagated.
     pub(crate) async fn run<T: Send + 'static>(
         &self,
         call: impl Future<Output = T> + Send + 'static,
@@ -62,6 +81,17 @@ impl CallPool {
                 "the call pool is shut down".to_owned(),
             ));
         };
+        let wants_pool = Arc::new(AtomicBool::new(false));
+        let mut call = Box::pin(WANTS_POOL.scope(wants_pool.clone(), call));
+        let finished_here = std::future::poll_fn(|cx| match call.as_mut().poll(cx) {
+            Poll::Ready(value) => Poll::Ready(Some(value)),
+            Poll::Pending if wants_pool.load(Ordering::Relaxed) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        })
+        .await;
+        if let Some(value) = finished_here {
+            return Ok(value);
+        }
         runtime
             .spawn(call)
             .await

@@ -50,6 +50,8 @@ pub(crate) struct HostState {
     pub(crate) random_bytes: Arc<std::sync::atomic::AtomicU64>,
     /// The call's hold on its tenant's CPU share.
     pub(crate) cpu: super::share::CpuGate,
+    /// Raised at the call's first epoch tick: the call moves to the pool.
+    pub(crate) wants_pool: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl HostState {
