@@ -97,6 +97,32 @@ fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
     hits
 }
 
+/// The first admin token of the data directory under `dir`.
+fn admin_token(dir: &Path) -> String {
+    let token = rampart()
+        .args(["token", "create", "--principal", "root", "--data"])
+        .arg(dir.join("data"))
+        .output()
+        .unwrap();
+    assert!(
+        token.status.success(),
+        "{}",
+        String::from_utf8_lossy(&token.stderr)
+    );
+    String::from_utf8_lossy(&token.stdout).trim().to_owned()
+}
+
+/// A config file with tenant `acme` granted what the hostile fixture imports.
+fn hostile_tenant_config(dir: &Path) -> PathBuf {
+    let config = dir.join("rampart.yaml");
+    std::fs::write(
+        &config,
+        "tenants:\n  - id: acme\n    grants:\n      default: { capabilities: [log, kv, config, http, intel, memory], kv_quota_bytes: 1048576 }\n",
+    )
+    .unwrap();
+    config
+}
+
 struct Served {
     child: Child,
     addr: String,
@@ -214,17 +240,7 @@ fn a_canary_secret_never_reaches_trace_logs_disk_audit_api_or_metrics() {
         "tenants:\n  - id: acme\n    quotas: { max_concurrent_runs: 4 }\n    grants:\n      default: { capabilities: [log, kv, config, http, intel, memory], kv_quota_bytes: 1048576 }\n",
     )
     .unwrap();
-    let token = rampart()
-        .args(["token", "create", "--principal", "root", "--data"])
-        .arg(dir.path().join("data"))
-        .output()
-        .unwrap();
-    assert!(
-        token.status.success(),
-        "{}",
-        String::from_utf8_lossy(&token.stderr)
-    );
-    let admin = String::from_utf8_lossy(&token.stdout).trim().to_owned();
+    let admin = admin_token(dir.path());
     // First run, at info: the upload. (At trace, cranelift logs every
     // compiler pass: gigabytes for one plugin, and nothing secret is near.)
     let setup_log = dir.path().join("setup.log");
@@ -455,19 +471,8 @@ fn the_example_config_and_the_cli_run_a_soc_day() {
 #[test]
 fn a_plugin_cannot_flood_or_forge_the_server_log() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("rampart.yaml");
-    std::fs::write(
-        &config,
-        "tenants:\n  - id: acme\n    grants:\n      default: { capabilities: [log, kv, config, http, intel, memory], kv_quota_bytes: 1048576 }\n",
-    )
-    .unwrap();
-    let token = rampart()
-        .args(["token", "create", "--principal", "root", "--data"])
-        .arg(dir.path().join("data"))
-        .output()
-        .unwrap();
-    assert!(token.status.success());
-    let admin = String::from_utf8_lossy(&token.stdout).trim().to_owned();
+    let config = hostile_tenant_config(dir.path());
+    let admin = admin_token(dir.path());
     let log = dir.path().join("serve.log");
     let served = Served::start(dir.path(), &config, &log, "info");
     let addr = served.addr.clone();
@@ -574,18 +579,8 @@ fn compiles_are_bounded_in_time_and_memory_per_upload() {
         ),
     ] {
         let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("rampart.yaml");
-        std::fs::write(
-            &config,
-            "tenants:\n  - id: acme\n    grants:\n      default: { capabilities: [log, kv, config, http, intel, memory] }\n",
-        )
-        .unwrap();
-        let token = rampart()
-            .args(["token", "create", "--principal", "root", "--data"])
-            .arg(dir.path().join("data"))
-            .output()
-            .unwrap();
-        let admin = String::from_utf8_lossy(&token.stdout).trim().to_owned();
+        let config = hostile_tenant_config(dir.path());
+        let admin = admin_token(dir.path());
         let log = dir.path().join("serve.log");
         let served = Served::start_with(dir.path(), &config, &log, "info", &flags);
         let addr = served.addr.clone();

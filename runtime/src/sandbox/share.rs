@@ -165,36 +165,12 @@ impl Shares {
         wait: Duration,
     ) -> Result<SlotPermit, ShareError> {
         let share = self.tenant(tenant);
-        // The common case, both free: no timer to arm.
-        if let Ok(own) = share.instances.clone().try_acquire_owned()
-            && let Ok(pool) = self.instances.clone().try_acquire_owned()
-        {
-            return Ok(SlotPermit {
-                _tenant: own,
-                _pool: pool,
-            });
-        }
-        let started = tokio::time::Instant::now();
-        let deadline = started + wait;
-        let own = tokio::time::timeout_at(deadline, share.instances.clone().acquire_owned())
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .ok_or_else(|| ShareError::TenantFull {
-                tenant: tenant.clone(),
-                what: "sandbox slots",
-                share: self.config.tenant_instances,
-                waited_ms: millis(started.elapsed()),
-            })?;
-        let pool = tokio::time::timeout_at(deadline, self.instances.clone().acquire_owned())
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .ok_or_else(|| ShareError::PoolFull {
-                what: "sandbox slots",
-                pool: self.pool_instances,
-                waited_ms: millis(started.elapsed()),
-            })?;
+        let level = Level {
+            what: "sandbox slots",
+            tenant: (&share.instances, self.config.tenant_instances),
+            pool: (&self.instances, self.pool_instances),
+        };
+        let (own, pool) = level.acquire(tenant, wait).await?;
         Ok(SlotPermit {
             _tenant: own,
             _pool: pool,
@@ -209,25 +185,54 @@ impl Shares {
         wait: Duration,
     ) -> Result<(OwnedSemaphorePermit, OwnedSemaphorePermit), ShareError> {
         let share = self.tenant(tenant);
+        let level = Level {
+            what: "compile slots",
+            tenant: (&share.compiles, self.config.tenant_compiles),
+            pool: (&self.compiles, self.config.compiles),
+        };
+        level.acquire(tenant, wait).await
+    }
+}
+
+/// A tenant's semaphore in front of the process's, with their sizes.
+struct Level<'a> {
+    what: &'static str,
+    tenant: (&'a Arc<Semaphore>, u32),
+    pool: (&'a Arc<Semaphore>, u32),
+}
+
+impl Level<'_> {
+    /// One permit of each, the tenant's first; waits at most `wait` in all.
+    async fn acquire(
+        &self,
+        tenant: &TenantId,
+        wait: Duration,
+    ) -> Result<(OwnedSemaphorePermit, OwnedSemaphorePermit), ShareError> {
+        // The common case, both free: no timer to arm.
+        if let Ok(own) = self.tenant.0.clone().try_acquire_owned()
+            && let Ok(pool) = self.pool.0.clone().try_acquire_owned()
+        {
+            return Ok((own, pool));
+        }
         let started = tokio::time::Instant::now();
         let deadline = started + wait;
-        let own = tokio::time::timeout_at(deadline, share.compiles.clone().acquire_owned())
+        let own = tokio::time::timeout_at(deadline, self.tenant.0.clone().acquire_owned())
             .await
             .ok()
             .and_then(Result::ok)
             .ok_or_else(|| ShareError::TenantFull {
                 tenant: tenant.clone(),
-                what: "compile slots",
-                share: self.config.tenant_compiles,
+                what: self.what,
+                share: self.tenant.1,
                 waited_ms: millis(started.elapsed()),
             })?;
-        let pool = tokio::time::timeout_at(deadline, self.compiles.clone().acquire_owned())
+        let pool = tokio::time::timeout_at(deadline, self.pool.0.clone().acquire_owned())
             .await
             .ok()
             .and_then(Result::ok)
             .ok_or_else(|| ShareError::PoolFull {
-                what: "compile slots",
-                pool: self.config.compiles,
+                what: self.what,
+                pool: self.pool.1,
                 waited_ms: millis(started.elapsed()),
             })?;
         Ok((own, pool))
