@@ -178,9 +178,14 @@ impl Served {
     }
 
     /// SIGINT, as an operator's Ctrl-C: graceful shutdown.
-    fn stop(mut self) {
+    fn stop(self) {
+        self.stop_with("-INT");
+    }
+
+    /// Sends `signal` (`-INT`, `-TERM`) and waits for a clean exit.
+    fn stop_with(mut self, signal: &str) {
         let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-INT", &pid]).status();
+        let _ = Command::new("kill").args([signal, &pid]).status();
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(30) {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -190,7 +195,7 @@ impl Served {
             std::thread::sleep(Duration::from_millis(50));
         }
         let _ = self.child.kill();
-        panic!("serve did not stop on SIGINT");
+        panic!("serve did not stop on {signal}");
     }
 }
 
@@ -313,6 +318,36 @@ fn a_canary_secret_never_reaches_trace_logs_disk_audit_api_or_metrics() {
         "the plugin got its secret: {shown_json}"
     );
     responses.push(shown);
+    // The plugin echoes its secret (as a remote's 400 would) in a log line,
+    // in output fields (raw, URL-encoded, in JSON) and in an error: every
+    // copy is redacted by value before it is stored, logged or answered.
+    for (id, title) in [
+        ("leak-1", "leak api_token"),
+        ("leak-2", "leak-error api_token"),
+    ] {
+        let (status, reply) = json_call(
+            &addr,
+            "POST",
+            "/v1/tenants/acme/alerts",
+            &admin,
+            &json!({"id": id, "source": "test", "title": title}),
+        );
+        assert_eq!(status, 200, "{reply}");
+        let run = reply["results"][0]["runs"][0].as_str().unwrap().to_owned();
+        let (_, shown) = call(
+            &addr,
+            "GET",
+            &format!("/v1/tenants/acme/runs/{run}"),
+            &admin,
+            None,
+        );
+        assert!(
+            String::from_utf8_lossy(&shown).contains("[redacted:api_token]"),
+            "{id}: {}",
+            String::from_utf8_lossy(&shown)
+        );
+        responses.push(shown);
+    }
     for path in [
         "/v1/tenants/acme/audit/export",
         "/v1/tenants/acme/audit?limit=1000",
@@ -358,10 +393,23 @@ fn a_canary_secret_never_reaches_trace_logs_disk_audit_api_or_metrics() {
         logs.lines().count()
     );
     assert!(!logs.contains(CANARY), "the secret is in the trace log");
+    let encoded = CANARY.replace('-', "%2D");
+    assert!(
+        !logs.contains(&encoded),
+        "the URL-encoded secret is in the log"
+    );
+    assert!(
+        logs.contains("[redacted:api_token]"),
+        "the plugin's log line echoing the secret was kept, redacted"
+    );
     for body in &responses {
         assert!(
             !String::from_utf8_lossy(body).contains(CANARY),
             "an API response leaked the secret"
+        );
+        assert!(
+            !String::from_utf8_lossy(body).contains(&encoded),
+            "an API response leaked the URL-encoded secret"
         );
     }
     let hits: Vec<String> = files_containing(dir.path(), CANARY.as_bytes())
@@ -611,4 +659,18 @@ fn compiles_are_bounded_in_time_and_memory_per_upload() {
         assert_eq!(status, 201, "{flags:?}: {reply}");
         served.stop();
     }
+}
+
+/// SIGTERM (what systemd, docker and Kubernetes send) shuts down as
+/// gracefully as Ctrl-C: requests finish, audit heads are signed, exit 0.
+#[test]
+fn sigterm_shuts_down_gracefully() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = hostile_tenant_config(dir.path());
+    let _admin = admin_token(dir.path());
+    let log = dir.path().join("serve.log");
+    let served = Served::start(dir.path(), &config, &log, "info");
+    served.stop_with("-TERM");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("shutting down"), "{text}");
 }

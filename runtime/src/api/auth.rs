@@ -27,6 +27,9 @@ pub enum Role {
     Ingest,
     /// Read.
     Viewer,
+    /// Scrape `/metrics` (totals, no tenant names); nothing else. Has no
+    /// tenant.
+    Metrics,
 }
 
 /// What an endpoint needs.
@@ -45,6 +48,17 @@ pub enum Need {
 }
 
 impl Role {
+    /// How much a role may do, for "no one mints a token above their own
+    /// role": admin > tenant-admin > analyst > ingest, viewer.
+    fn rank(self) -> u8 {
+        match self {
+            Role::Admin => 4,
+            Role::TenantAdmin => 3,
+            Role::Analyst => 2,
+            Role::Ingest | Role::Viewer | Role::Metrics => 1,
+        }
+    }
+
     fn allows(self, need: Need) -> bool {
         match self {
             Role::Admin => true,
@@ -52,8 +66,50 @@ impl Role {
             Role::Analyst => matches!(need, Need::Read | Need::Decide),
             Role::Ingest => need == Need::Ingest,
             Role::Viewer => need == Need::Read,
+            Role::Metrics => false,
         }
     }
+}
+
+/// A principal: one identity with a stable id, a name unique across its
+/// tenant and the server's admins, and one role. Tokens are credentials of
+/// a principal; a quorum counts principals, not tokens or names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PrincipalRecord {
+    /// Stable id (`prn-…`).
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Its tenant (`None` for admins).
+    pub tenant: Option<TenantId>,
+    /// Its role.
+    pub role: Role,
+    /// Created, Unix ms.
+    pub created: i64,
+    /// The principal id that created it (`None`: the operator, offline).
+    pub created_by: Option<String>,
+}
+
+/// The longest principal name.
+pub const MAX_PRINCIPAL_NAME: usize = 128;
+
+/// Why `name` is not a valid principal name, if it is not.
+pub fn principal_name_problem(name: &str) -> Option<String> {
+    if name.is_empty() || name.chars().count() > MAX_PRINCIPAL_NAME {
+        return Some(format!(
+            "principal must be 1-{MAX_PRINCIPAL_NAME} characters"
+        ));
+    }
+    if name.trim() != name {
+        return Some("principal must not start or end with whitespace".to_owned());
+    }
+    if let Some(bad) = name.chars().find(|c| c.is_control()) {
+        return Some(format!(
+            "principal must be printable; it contains {:?}",
+            bad
+        ));
+    }
+    None
 }
 
 /// A stored token (hash only).
@@ -61,8 +117,14 @@ impl Role {
 pub struct TokenRecord {
     /// Public id (for revocation and audit).
     pub id: String,
-    /// Who.
+    /// Who (the principal's name).
     pub principal: String,
+    /// The principal's stable id (its name, for tokens minted before ids).
+    #[serde(default)]
+    pub principal_id: String,
+    /// When the principal was created, Unix ms (`i64::MIN` when unknown).
+    #[serde(default = "unknown_created")]
+    pub principal_created: i64,
     /// Its tenant (`None` for admin).
     pub tenant: Option<TenantId>,
     /// Its role.
@@ -73,6 +135,10 @@ pub struct TokenRecord {
     pub revoked: bool,
 }
 
+fn unknown_created() -> i64 {
+    i64::MIN
+}
+
 /// The caller of a request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Principal {
@@ -81,6 +147,24 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// The caller's stable principal id.
+    pub fn id(&self) -> &str {
+        if self.token.principal_id.is_empty() {
+            &self.token.principal
+        } else {
+            &self.token.principal_id
+        }
+    }
+
+    /// The caller as an approver.
+    pub fn approver(&self) -> crate::executor::approvals::Approver {
+        crate::executor::approvals::Approver {
+            id: self.id().to_owned(),
+            name: self.token.principal.clone(),
+            created: self.token.principal_created,
+        }
+    }
+
     /// Checks access to `tenant` for `need`: 404 for another tenant's
     /// objects, 403 for a role that may not.
     pub fn check(&self, tenant: Option<&TenantId>, need: Need) -> Result<(), ApiError> {
@@ -102,14 +186,28 @@ impl Principal {
     }
 }
 
+fn invalid_token() -> ApiError {
+    ApiError::unauthorized("the token is not valid (unknown, revoked or expired)")
+}
+
 fn hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-/// Tokens in a sled tree, keyed by hash.
+/// Tokens in a sled tree, keyed by hash, and the principals they belong to.
 #[derive(Clone, Debug)]
 pub struct Tokens {
     tree: sled::Tree,
+    principals: sled::Tree,
+}
+
+/// The principals tree key: names are unique per tenant, and a tenant's
+/// names never shadow an admin's (admins sit under the empty tenant).
+fn principal_key(tenant: Option<&TenantId>, name: &str) -> Vec<u8> {
+    let mut key = tenant.map(|t| t.as_str()).unwrap_or("").as_bytes().to_vec();
+    key.push(0);
+    key.extend_from_slice(name.as_bytes());
+    key
 }
 
 impl Tokens {
@@ -117,10 +215,110 @@ impl Tokens {
     pub fn open(db: &sled::Db) -> sled::Result<Self> {
         Ok(Tokens {
             tree: db.open_tree("tokens")?,
+            principals: db.open_tree("principals")?,
         })
     }
 
-    /// Creates a token; returns the secret (shown once) and its record.
+    fn find_principal(
+        &self,
+        tenant: Option<&TenantId>,
+        name: &str,
+    ) -> Result<Option<PrincipalRecord>, ApiError> {
+        // An admin's name is taken in every tenant.
+        for scope in [tenant, None] {
+            if let Some(bytes) = self
+                .principals
+                .get(principal_key(scope, name))
+                .map_err(ApiError::internal)?
+            {
+                return serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(ApiError::internal);
+            }
+            if tenant.is_none() {
+                break;
+            }
+        }
+        Ok(None)
+    }
+
+    /// The principal `name` of `tenant` (role `role`), created now by `by`
+    /// when it does not exist. An existing principal gets a token only from
+    /// itself (or the offline operator, `by` = `None`), and keeps its role.
+    fn principal_for(
+        &self,
+        name: &str,
+        tenant: Option<&TenantId>,
+        role: Role,
+        by: Option<&Principal>,
+    ) -> Result<PrincipalRecord, ApiError> {
+        if let Some(problem) = principal_name_problem(name) {
+            return Err(ApiError::bad_request(problem));
+        }
+        if let Some(caller) = by
+            && role.rank() > caller.token.role.rank()
+        {
+            return Err(ApiError::forbidden(format!(
+                "a {:?} may not create a token of the higher role {role:?}",
+                caller.token.role
+            )));
+        }
+        loop {
+            if let Some(existing) = self.find_principal(tenant, name)? {
+                if existing.tenant.as_ref() != tenant {
+                    return Err(ApiError::new(
+                        axum::http::StatusCode::CONFLICT,
+                        "principal_taken",
+                        format!("the name {name} belongs to a server admin"),
+                    ));
+                }
+                if let Some(caller) = by
+                    && caller.id() != existing.id
+                {
+                    return Err(ApiError::new(
+                        axum::http::StatusCode::CONFLICT,
+                        "principal_taken",
+                        format!("principal {name} exists; only {name} may mint more of its tokens"),
+                    ));
+                }
+                if existing.role != role {
+                    return Err(ApiError::new(
+                        axum::http::StatusCode::CONFLICT,
+                        "principal_taken",
+                        format!(
+                            "principal {name} has role {:?}; its tokens cannot have role {role:?}",
+                            existing.role
+                        ),
+                    ));
+                }
+                return Ok(existing);
+            }
+            let mut id = [0u8; 8];
+            getrandom::fill(&mut id).map_err(ApiError::internal)?;
+            let record = PrincipalRecord {
+                id: format!("prn-{}", hex::encode(id)),
+                name: name.to_owned(),
+                tenant: tenant.cloned(),
+                role,
+                created: crate::executor::now_ms(),
+                created_by: by.map(|caller| caller.id().to_owned()),
+            };
+            let bytes = serde_json::to_vec(&record).map_err(ApiError::internal)?;
+            // Insert-if-absent: of two concurrent creations of one name,
+            // one creates it and the other sees it on the next turn.
+            if self
+                .principals
+                .compare_and_swap(principal_key(tenant, name), None::<&[u8]>, Some(bytes))
+                .map_err(ApiError::internal)?
+                .is_ok()
+            {
+                return Ok(record);
+            }
+        }
+    }
+
+    /// Creates a token for the operator (CLI, bootstrap): the principal is
+    /// created when new; returns the secret (shown once) and its record.
     pub fn create(
         &self,
         principal: &str,
@@ -128,14 +326,42 @@ impl Tokens {
         role: Role,
         ttl_ms: Option<i64>,
     ) -> Result<(String, TokenRecord), ApiError> {
-        if role != Role::Admin && tenant.is_none() {
+        self.issue(principal, tenant, role, ttl_ms, None)
+    }
+
+    /// Creates a token on behalf of `caller`: only for a new principal (of a
+    /// role no higher than the caller's) or for the caller itself.
+    pub fn mint(
+        &self,
+        caller: &Principal,
+        principal: &str,
+        tenant: Option<TenantId>,
+        role: Role,
+        ttl_ms: Option<i64>,
+    ) -> Result<(String, TokenRecord), ApiError> {
+        self.issue(principal, tenant, role, ttl_ms, Some(caller))
+    }
+
+    fn issue(
+        &self,
+        principal: &str,
+        tenant: Option<TenantId>,
+        role: Role,
+        ttl_ms: Option<i64>,
+        by: Option<&Principal>,
+    ) -> Result<(String, TokenRecord), ApiError> {
+        let global = matches!(role, Role::Admin | Role::Metrics);
+        if !global && tenant.is_none() {
             return Err(ApiError::bad_request(
-                "only admin tokens may have no tenant",
+                "only admin and metrics tokens may have no tenant",
             ));
         }
-        if principal.trim().is_empty() || principal.len() > 128 {
-            return Err(ApiError::bad_request("principal must be 1-128 characters"));
+        if global && tenant.is_some() {
+            return Err(ApiError::bad_request(
+                "admin and metrics tokens have no tenant",
+            ));
         }
+        let owner = self.principal_for(principal, tenant.as_ref(), role, by)?;
         let mut secret = [0u8; 32];
         getrandom::fill(&mut secret).map_err(ApiError::internal)?;
         let token = format!("rmp_{}", hex::encode(secret));
@@ -144,6 +370,8 @@ impl Tokens {
         let record = TokenRecord {
             id: format!("tok-{}", hex::encode(id)),
             principal: principal.to_owned(),
+            principal_id: owner.id,
+            principal_created: owner.created,
             tenant,
             role,
             expires: ttl_ms.map(|ttl| crate::executor::now_ms() + ttl),
@@ -170,15 +398,15 @@ impl Tokens {
             .get(hash(token))
             .map_err(ApiError::internal)?
             .and_then(|bytes| serde_json::from_slice::<TokenRecord>(&bytes).ok())
-            .ok_or_else(|| ApiError::unauthorized("unknown token"))?;
-        if record.revoked {
-            return Err(ApiError::unauthorized("token revoked"));
-        }
-        if record
-            .expires
-            .is_some_and(|at| at <= crate::executor::now_ms())
+            .ok_or_else(invalid_token)?;
+        // One answer for unknown, revoked and expired: a caller learns
+        // nothing about a token it holds but may not use.
+        if record.revoked
+            || record
+                .expires
+                .is_some_and(|at| at <= crate::executor::now_ms())
         {
-            return Err(ApiError::unauthorized("token expired"));
+            return Err(invalid_token());
         }
         Ok(Principal { token: record })
     }

@@ -18,6 +18,10 @@ pub struct ApiError {
     /// Where (field, line:column), if known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub location: Option<serde_json::Value>,
+    /// Seconds after which a refused request may be retried (sent as
+    /// `Retry-After`; every 429 carries it).
+    #[serde(skip)]
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -28,6 +32,7 @@ impl ApiError {
             error: error.to_owned(),
             detail: detail.into(),
             location: None,
+            retry_after: None,
         }
     }
 
@@ -64,7 +69,17 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(self)).into_response()
+        let retry_after = self
+            .retry_after
+            .or((self.status == StatusCode::TOO_MANY_REQUESTS).then_some(1));
+        let mut response = (self.status, Json(self)).into_response();
+        if let Some(secs) = retry_after {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(secs),
+            );
+        }
+        response
     }
 }
 
@@ -80,6 +95,17 @@ impl From<crate::executor::ExecutorError> for ApiError {
             E::Approval(crate::executor::approvals::ApprovalError::NotFound(_)) => {
                 Self::not_found(err.to_string())
             }
+            E::Approval(
+                crate::executor::approvals::ApprovalError::Requester { .. }
+                | crate::executor::approvals::ApprovalError::TooNew { .. },
+            ) => Self::new(
+                StatusCode::FORBIDDEN,
+                "approver_ineligible",
+                err.to_string(),
+            ),
+            E::Approval(crate::executor::approvals::ApprovalError::Decided { .. }) => {
+                Self::new(StatusCode::CONFLICT, "approval_decided", err.to_string())
+            }
             E::Approval(_) => Self::new(StatusCode::CONFLICT, "approval_refused", err.to_string()),
             E::Playbook(playbook) => {
                 let issues: Vec<&crate::diagnostics::Issue> = playbook.issues();
@@ -89,6 +115,7 @@ impl From<crate::executor::ExecutorError> for ApiError {
                     error: "invalid_playbook".to_owned(),
                     detail: playbook.to_string(),
                     location,
+                    retry_after: None,
                 }
             }
             E::Load(load) => Self::new(

@@ -8,6 +8,7 @@
 pub mod auth;
 mod edl;
 pub mod error;
+mod gate;
 pub mod hunts;
 mod intel;
 pub mod openapi;
@@ -49,6 +50,8 @@ pub struct AppState {
     events: hunts::Events,
     hunts: sled::Tree,
     disabled_playbooks: sled::Tree,
+    /// Who put each playbook (principal id): the requester of its actions.
+    playbook_owners: sled::Tree,
     webhook_secrets: sled::Tree,
     /// One hunt run at a time: a scheduled run and a manual one must not
     /// read the same watermark and scan the same events twice.
@@ -57,6 +60,8 @@ pub struct AppState {
     ingest_buckets:
         Arc<std::sync::Mutex<std::collections::HashMap<TenantId, (f64, std::time::Instant)>>>,
     ready: Arc<std::sync::atomic::AtomicBool>,
+    /// `/metrics` without a token (totals only, no tenant names).
+    public_metrics: bool,
 }
 
 impl std::fmt::Debug for AppState {
@@ -127,6 +132,7 @@ impl AppState {
             events: hunts::Events::open(&db).map_err(sled_err)?,
             hunts: db.open_tree("api-hunts").map_err(sled_err)?,
             disabled_playbooks: db.open_tree("api-playbooks-disabled").map_err(sled_err)?,
+            playbook_owners: db.open_tree("api-playbook-owners").map_err(sled_err)?,
             webhook_secrets: db.open_tree("api-webhook-secrets").map_err(sled_err)?,
             webhook_deliveries: Arc::default(),
             hunt_lock: Arc::default(),
@@ -134,6 +140,7 @@ impl AppState {
             secret_box: Arc::new(secret_box),
             executor,
             ready: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            public_metrics: false,
         };
         if let Some(config) = config {
             state.apply_config(config)?;
@@ -148,6 +155,14 @@ impl AppState {
     /// The tokens store (for bootstrapping the first admin token).
     pub fn tokens(&self) -> &Tokens {
         &self.tokens
+    }
+
+    /// Serves `/metrics` without a token (totals only). By default it needs
+    /// a token of role `metrics` or `admin`.
+    #[must_use]
+    pub fn with_public_metrics(mut self, public: bool) -> Self {
+        self.public_metrics = public;
+        self
     }
 
     /// The executor.
@@ -237,6 +252,19 @@ impl AppState {
                 && let Ok(tenant) = TenantId::new(tenant)
             {
                 self.executor.set_playbook_enabled(&tenant, name, false);
+            }
+        }
+        for entry in self.playbook_owners.iter() {
+            let (k, owner) = entry.map_err(sled_err)?;
+            let text = String::from_utf8_lossy(&k).into_owned();
+            if let Some((tenant, name)) = text.split_once('\u{0}')
+                && let Ok(tenant) = TenantId::new(tenant)
+            {
+                self.executor.set_playbook_owner(
+                    &tenant,
+                    name,
+                    Some(String::from_utf8_lossy(&owner).into_owned()),
+                );
             }
         }
         for entry in self.packages.iter() {
@@ -388,6 +416,38 @@ impl AppState {
         )
     }
 
+    /// A batch larger than the tenant's burst (twice its rate) can never
+    /// pass: 413 naming the largest it may send, not a 429 forever.
+    fn check_batch_size(&self, tenant: &TenantId, count: usize) -> Result<(), ApiError> {
+        let rate = u64::from(self.tenant(tenant)?.ingest_per_second.max(1));
+        let burst = rate * 2;
+        if count as u64 > burst {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "batch_too_large",
+                format!(
+                    "tenant {tenant} may send at most {burst} alerts in one request ({rate} alerts/s, bursts of twice that); this request has {count}"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Returns `count` tokens taken for a request that was then refused.
+    fn give_back_ingest_tokens(&self, tenant: &TenantId, count: usize) {
+        let Ok(record) = self.tenant(tenant) else {
+            return;
+        };
+        let burst = f64::from(record.ingest_per_second.max(1)) * 2.0;
+        let mut buckets = self
+            .ingest_buckets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((tokens, _)) = buckets.get_mut(tenant) {
+            *tokens = (*tokens + count as f64).min(burst);
+        }
+    }
+
     /// A token bucket per tenant: `ingest_per_second`, bursts of twice that.
     fn take_ingest_tokens(&self, tenant: &TenantId, count: usize) -> Result<(), ApiError> {
         let rate = f64::from(self.tenant(tenant)?.ingest_per_second.max(1));
@@ -408,6 +468,7 @@ impl AppState {
                     "tenant {tenant} may send {rate} alerts/s; retry in about {wait} s"
                 ),
                 location: None,
+                retry_after: Some(wait as u64),
             });
         }
         *tokens -= count as f64;
@@ -515,6 +576,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tenants/{tenant}/hunts/{name}/run", post(run_hunt_now))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // Outermost: no extractor of any route runs before the token is checked.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            gate::authenticate,
+        ))
         .with_state(state)
 }
 
@@ -567,6 +633,7 @@ where
                 error: "invalid_query".to_owned(),
                 detail: err.inner().to_string(),
                 location: Some(json!({"query": err.path().to_string()})),
+                retry_after: None,
             })
     }
 }
@@ -607,7 +674,7 @@ async fn body_bytes<S: Send + Sync>(
 }
 
 /// Deserialises JSON, naming the path, line and column of the first error.
-fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+fn parse_json<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, ApiError> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
         let path = err.path().to_string();
@@ -617,6 +684,7 @@ fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
             error: "invalid_json".to_owned(),
             detail: inner.to_string(),
             location: Some(json!({"path": path, "line": inner.line(), "column": inner.column()})),
+            retry_after: None,
         }
     })
 }
@@ -673,10 +741,21 @@ async fn readyz(State(state): State<AppState>) -> Response {
 
 async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     use std::fmt::Write as _;
-    // Without an admin token: totals only, no tenant names.
-    let named = state
-        .principal(&headers)
-        .is_ok_and(|p| p.token.role == Role::Admin);
+    // A `metrics` token (or public metrics) sees totals only, no tenant
+    // names; an admin token sees them by tenant.
+    let caller = state.principal(&headers);
+    if !state.public_metrics {
+        match &caller {
+            Ok(p) if matches!(p.token.role, Role::Admin | Role::Metrics) => {}
+            Ok(_) => {
+                return Err(ApiError::forbidden(
+                    "metrics need a token of role metrics or admin",
+                ));
+            }
+            Err(err) => return Err(err.clone()),
+        }
+    }
+    let named = caller.is_ok_and(|p| p.token.role == Role::Admin);
     let label = |tenant: &TenantId| {
         if named {
             tenant.to_string()
@@ -1051,6 +1130,7 @@ fn invalid_table(err: crate::context::ContextError) -> ApiError {
         error: "invalid_table".to_owned(),
         detail: err.to_string(),
         location: Some(json!({"problems": problems})),
+        retry_after: None,
     }
 }
 
@@ -1061,6 +1141,26 @@ struct NewToken {
     role: Role,
     #[serde(default)]
     ttl_secs: Option<u64>,
+}
+
+/// The longest token lifetime: ten years.
+pub const MAX_TOKEN_TTL_SECS: u64 = 10 * 365 * 24 * 3600;
+
+/// A token lifetime in ms, refused when 0 or beyond ten years.
+fn token_ttl_ms(secs: u64) -> Result<i64, ApiError> {
+    if secs == 0 || secs > MAX_TOKEN_TTL_SECS {
+        return Err(ApiError {
+            status: StatusCode::BAD_REQUEST,
+            error: "invalid_ttl".to_owned(),
+            detail: format!(
+                "ttl_secs must be between 1 and {MAX_TOKEN_TTL_SECS} (ten years); got {secs}"
+            ),
+            location: Some(json!({"path": "ttl_secs"})),
+            retry_after: None,
+        });
+    }
+    // Bounded above, so the product fits.
+    Ok(i64::try_from(secs * 1000).unwrap_or(i64::MAX))
 }
 
 async fn create_token(
@@ -1075,13 +1175,14 @@ async fn create_token(
             "admin tokens are created with `rampart token create`",
         ));
     }
-    let ttl = body
-        .ttl_secs
-        .map(|s| i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX));
-    let (token, record) =
-        state
-            .tokens
-            .create(&body.principal, Some(tenant.clone()), body.role, ttl)?;
+    let ttl = body.ttl_secs.map(token_ttl_ms).transpose()?;
+    let (token, record) = state.tokens.mint(
+        &principal,
+        &body.principal,
+        Some(tenant.clone()),
+        body.role,
+        ttl,
+    )?;
     state.audit_change(
         &tenant,
         &principal.token.principal,
@@ -1237,7 +1338,7 @@ async fn put_playbook(
 ) -> Result<Json<Value>, ApiError> {
     let yaml = String::from_utf8(body.to_vec())
         .map_err(|_| ApiError::bad_request("a playbook must be UTF-8 YAML"))?;
-    let (_, tenant) = state.allow(&headers, &tenant, Need::Configure)?;
+    let (principal, tenant) = state.allow(&headers, &tenant, Need::Configure)?;
     let checked = state
         .executor
         .validate_playbook(&tenant, &format!("playbooks/{name}"), &yaml)?;
@@ -1254,6 +1355,13 @@ async fn put_playbook(
         .playbooks
         .insert(key(&[tenant.as_str(), &name]), yaml.as_bytes())
         .map_err(sled_err)?;
+    state
+        .playbook_owners
+        .insert(key(&[tenant.as_str(), &name]), principal.id().as_bytes())
+        .map_err(sled_err)?;
+    state
+        .executor
+        .set_playbook_owner(&tenant, &name, Some(principal.id().to_owned()));
     state.playbooks.flush().map_err(sled_err)?;
     Ok(Json(
         json!({"name": parsed.name, "version": parsed.version, "sha256": parsed.sha256, "steps": parsed.steps.iter().map(|s| &s.id).collect::<Vec<_>>()}),
@@ -1303,15 +1411,69 @@ async fn list_playbooks(
     Ok(Json(json!({"playbooks": list})))
 }
 
-/// One alert (ours or OCSF Detection Finding JSON) or an array of them.
-fn alerts_from(body: Value) -> Result<Vec<Alert>, ApiError> {
-    let items = match body {
-        Value::Array(items) => items,
-        other => vec![other],
-    };
-    if items.len() > 1_000 {
-        return Err(ApiError::bad_request("at most 1000 alerts per request"));
+/// The most alerts one request may carry.
+pub const MAX_ALERTS_PER_REQUEST: usize = 1_000;
+
+/// A JSON array of raw items, refused past [`MAX_ALERTS_PER_REQUEST`]
+/// items while it is scanned (a 16 MiB array of tiny items never becomes
+/// millions of entries).
+struct RawBatch<'a>(Vec<&'a serde_json::value::RawValue>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for RawBatch<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Items<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Items<'a> {
+            type Value = RawBatch<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(
+                    f,
+                    "an alert or an array of at most {MAX_ALERTS_PER_REQUEST} alerts"
+                )
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element::<&'de serde_json::value::RawValue>()? {
+                    if items.len() == MAX_ALERTS_PER_REQUEST {
+                        return Err(serde::de::Error::custom(format!(
+                            "at most {MAX_ALERTS_PER_REQUEST} alerts per request"
+                        )));
+                    }
+                    items.push(item);
+                }
+                Ok(RawBatch(items))
+            }
+        }
+        deserializer.deserialize_seq(Items(std::marker::PhantomData))
     }
+}
+
+/// Whether a raw item is OCSF, read without building it as a tree.
+#[derive(Deserialize)]
+struct OcsfProbe {
+    #[serde(default)]
+    class_uid: Option<serde::de::IgnoredAny>,
+}
+
+/// One alert (ours or OCSF Detection Finding JSON) or an array of them,
+/// parsed straight into typed alerts: the body is never held as a JSON tree
+/// (an OCSF item is, one item at a time), so peak memory stays a small
+/// multiple of the body.
+fn alerts_from(bytes: &[u8]) -> Result<Vec<Alert>, ApiError> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|err| ApiError::bad_request(format!("the body is not UTF-8: {err}")))?;
+    if text.trim().is_empty() {
+        return Err(ApiError::bad_request(
+            "the body is empty; send an alert or an array of alerts",
+        ));
+    }
+    let items: Vec<&serde_json::value::RawValue> = if text.trim_start().starts_with('[') {
+        parse_json::<RawBatch<'_>>(bytes)?.0
+    } else {
+        vec![parse_json::<&serde_json::value::RawValue>(bytes)?]
+    };
     items
         .into_iter()
         .enumerate()
@@ -1321,11 +1483,16 @@ fn alerts_from(body: Value) -> Result<Vec<Alert>, ApiError> {
                 error: "invalid_alert".to_owned(),
                 detail,
                 location: Some(json!({"index": index})),
+                retry_after: None,
             };
-            let alert = if crate::ocsf::is_ocsf(&item) {
-                crate::ocsf::alert_from_ocsf(&item).map_err(|err| located(err.to_string()))?
+            let probe: OcsfProbe =
+                serde_json::from_str(item.get()).map_err(|err| located(err.to_string()))?;
+            let alert = if probe.class_uid.is_some() {
+                let doc: Value =
+                    serde_json::from_str(item.get()).map_err(|err| located(err.to_string()))?;
+                crate::ocsf::alert_from_ocsf(&doc).map_err(|err| located(err.to_string()))?
             } else {
-                serde_json::from_value::<Alert>(item).map_err(|err| located(err.to_string()))?
+                serde_json::from_str::<Alert>(item.get()).map_err(|err| located(err.to_string()))?
             };
             if alert.id.is_empty() || alert.id.len() > 256 {
                 return Err(located("alert id must be 1-256 characters".to_owned()));
@@ -1343,12 +1510,31 @@ async fn ingest(
     State(state): State<AppState>,
     headers: HeaderMap,
     Params(tenant): Params<String>,
-    Body(body): Body<Value>,
+    request: axum::extract::Request,
 ) -> Result<Json<Value>, ApiError> {
     let (_, tenant) = state.allow(&headers, &tenant, Need::Ingest)?;
+    // The rate is charged before the body is read or parsed: a tenant past
+    // its rate costs no parsing. The rest of a batch is charged once its
+    // size is known.
+    state.take_ingest_tokens(&tenant, 1)?;
+    let bytes = body_bytes(request, &state).await?;
     // Every alert is checked before any is accepted: nothing half-taken.
-    let alerts = alerts_from(body)?;
-    state.take_ingest_tokens(&tenant, alerts.len())?;
+    // A refused body gives its charge back.
+    let alerts = match alerts_from(&bytes).and_then(|alerts| {
+        state
+            .check_batch_size(&tenant, alerts.len())
+            .map(|()| alerts)
+    }) {
+        Ok(alerts) => alerts,
+        Err(err) => {
+            state.give_back_ingest_tokens(&tenant, 1);
+            return Err(err);
+        }
+    };
+    drop(bytes);
+    if alerts.len() > 1 {
+        state.take_ingest_tokens(&tenant, alerts.len() - 1)?;
+    }
     let mut results = Vec::new();
     for alert in &alerts {
         results.push(json!(state.executor.ingest(&tenant, alert).await?));
@@ -1456,7 +1642,7 @@ async fn approve(
     let (principal, tenant) = state.allow(&headers, &tenant, Need::Decide)?;
     let approval = state
         .executor
-        .approve(&tenant, &id, &principal.token.principal, &decision.reason)
+        .approve(&tenant, &id, principal.approver(), &decision.reason)
         .await?;
     Ok(Json(json!(approval)))
 }
@@ -1470,7 +1656,7 @@ async fn deny(
     let (principal, tenant) = state.allow(&headers, &tenant, Need::Decide)?;
     let approval = state
         .executor
-        .deny(&tenant, &id, &principal.token.principal, &decision.reason)
+        .deny(&tenant, &id, principal.approver(), &decision.reason)
         .await?;
     Ok(Json(json!(approval)))
 }
@@ -1480,12 +1666,9 @@ async fn verify_audit(
     headers: HeaderMap,
     Params(tenant): Params<String>,
 ) -> Result<Json<Value>, ApiError> {
+    // Verifying never writes: a viewer's check must not sign (and so bless)
+    // the current head.
     let (_, tenant) = state.allow(&headers, &tenant, Need::Read)?;
-    state
-        .executor
-        .audit()
-        .checkpoint(&tenant)
-        .map_err(ApiError::internal)?;
     let report = state
         .executor
         .audit()
@@ -1539,6 +1722,11 @@ async fn ingest_events(
     let (_, tenant) = state.allow(&headers, &tenant, Need::Ingest)?;
     let text = String::from_utf8(body.to_vec())
         .map_err(|_| ApiError::bad_request("events must be UTF-8 JSON"))?;
+    if text.trim().is_empty() {
+        return Err(ApiError::bad_request(
+            "the body is empty; send events as a JSON array, an object or JSON lines",
+        ));
+    }
     let items: Vec<Value> = match serde_json::from_str::<Value>(&text) {
         Ok(Value::Array(items)) => items,
         Ok(single @ Value::Object(_)) => vec![single],
@@ -1552,6 +1740,7 @@ async fn ingest_events(
                     error: "invalid_event".to_owned(),
                     detail: err.to_string(),
                     location: Some(json!({"line": index + 1, "column": err.column()})),
+                    retry_after: None,
                 })
             })
             .collect::<Result<_, _>>()?,
@@ -1613,6 +1802,7 @@ async fn put_hunt(
         error: "invalid_schedule".to_owned(),
         detail,
         location: Some(json!({"field": "schedule"})),
+        retry_after: None,
     })?;
     match state.executor.plugin(&tenant, &body.plugin) {
         Some(plugin) if plugin.manifest().kind == crate::manifest::PluginKind::Hunt => {}
@@ -1869,6 +2059,7 @@ async fn put_quotas(
                 "{field} is too small (runs and fuel at least 1, memory at least 64 KiB); omit a quota for no limit"
             ),
             location: Some(json!({"field": field})),
+            retry_after: None,
         });
     }
     let mut record = state.tenant(&tenant_id)?;
@@ -2182,6 +2373,7 @@ async fn put_webhook(
         error: "invalid_webhook".to_owned(),
         detail,
         location: Some(json!({"field": field})),
+        retry_after: None,
     };
     let (_, host, port, _) =
         webhooks::parse_url(&body.url).map_err(|err| located("url", err.to_string()))?;
@@ -2193,13 +2385,15 @@ async fn put_webhook(
     }
     // Like private ranges in grants: only an admin may point the server at
     // an internal address (the webhook is a request the server makes).
-    let internal = match host.parse::<std::net::IpAddr>() {
-        Ok(ip) => crate::caps::http::is_internal(ip),
-        Err(_) => tokio::net::lookup_host((host.as_str(), port))
-            .await
-            .map(|mut found| found.any(|addr| crate::caps::http::is_internal(addr.ip())))
-            .unwrap_or(host == "localhost"),
-    };
+    // Resolved the way delivery resolves it; a name that does not resolve
+    // is refused (delivery could not reach it, and it might later resolve
+    // anywhere).
+    let addresses = webhooks::resolve(&host, port)
+        .await
+        .map_err(|err| located("url", err.to_string()))?;
+    let internal = addresses
+        .iter()
+        .any(|ip| crate::caps::http::is_internal(*ip));
     let is_admin = principal.token.role == Role::Admin;
     if internal && !is_admin {
         return Err(ApiError::forbidden(format!(

@@ -50,6 +50,28 @@ pub enum WebhookError {
     Delivery(String),
 }
 
+/// The addresses a webhook host names, the same way at set time and at
+/// delivery: an IP literal is itself; `localhost` and `*.localhost` (with or
+/// without a trailing dot, any case) are loopback without asking DNS
+/// (RFC 6761); any other name is resolved.
+pub async fn resolve(host: &str, port: u16) -> Result<Vec<IpAddr>, WebhookError> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(vec![ip]);
+    }
+    let name = host.trim_end_matches('.').to_ascii_lowercase();
+    if name == "localhost" || name.ends_with(".localhost") {
+        return Ok(vec![
+            IpAddr::from([127, 0, 0, 1]),
+            IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1]),
+        ]);
+    }
+    Ok(tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|err| WebhookError::Delivery(format!("resolving {host}: {err}")))?
+        .map(|addr| addr.ip())
+        .collect())
+}
+
 /// The URL's scheme, host and port, checked.
 pub fn parse_url(url: &str) -> Result<(bool, String, u16, http::Uri), WebhookError> {
     let uri: http::Uri = url
@@ -143,14 +165,7 @@ async fn post(
     body: &[u8],
 ) -> Result<u16, WebhookError> {
     let (https, host, port, uri) = parse_url(&config.url)?;
-    let addresses: Vec<IpAddr> = match host.parse::<IpAddr>() {
-        Ok(ip) => vec![ip],
-        Err(_) => tokio::net::lookup_host((host.as_str(), port))
-            .await
-            .map_err(|err| WebhookError::Delivery(format!("resolving {host}: {err}")))?
-            .map(|addr| addr.ip())
-            .collect(),
-    };
+    let addresses = resolve(&host, port).await?;
     // Connect to a checked address, not whatever the name resolves to next.
     let Some(ip) = addresses
         .iter()

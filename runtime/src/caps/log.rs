@@ -95,7 +95,7 @@ impl Host for HostState {
         }
         let tenant = self.plugin.tenant.as_str();
         let plugin = self.plugin.name.as_str();
-        let message = sanitise(&message);
+        let message = sanitise(&self.plugin.redactor.text(&message));
         match level {
             Level::Trace => tracing::trace!(target: "rampart::plugin", tenant, plugin, "{message}"),
             Level::Debug => tracing::debug!(target: "rampart::plugin", tenant, plugin, "{message}"),

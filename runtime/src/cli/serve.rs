@@ -52,6 +52,10 @@ pub struct ServeArgs {
     /// Most memory one plugin compile may use, MiB.
     #[arg(long, default_value_t = 2048)]
     compile_memory_mib: u64,
+    /// Serve `/metrics` without a token (totals only, no tenant names). By
+    /// default it needs a token of role `metrics` or `admin`.
+    #[arg(long)]
+    public_metrics: bool,
 }
 
 /// The engine settings of the server that asks for the compile.
@@ -145,15 +149,28 @@ pub async fn run_server(args: ServeArgs) -> Result<(), Failure> {
         .map_err(|err| Failure::usage(err.to_string()))?;
     let state = AppState::open_with(executor, secret_box, server_config.as_ref())
         .await
-        .map_err(|err| Failure::load(format!("restoring state: {}", err.detail)))?;
+        .map_err(|err| Failure::load(format!("restoring state: {}", err.detail)))?
+        .with_public_metrics(args.public_metrics);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|err| Failure::usage(format!("cannot listen on {}: {err}", args.listen)))?;
     let bound = listener
         .local_addr()
         .map_err(|err| Failure::usage(err.to_string()))?;
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
+    // SIGTERM is what systemd, docker and Kubernetes send; SIGINT is Ctrl-C.
+    // Both finish in-flight requests and sign every audit head.
+    // Both are registered now, before "listening" is printed: a signal that
+    // comes right after start-up is handled, not the default (exit at once).
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate())
+        .map_err(|err| Failure::usage(format!("cannot watch SIGTERM: {err}")))?;
+    let mut interrupt = signal(SignalKind::interrupt())
+        .map_err(|err| Failure::usage(format!("cannot watch SIGINT: {err}")))?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
         eprintln!("shutting down: finishing in-flight requests, signing audit heads");
     };
     let served = match tls {
@@ -181,7 +198,7 @@ pub fn create_token(args: TokenArgs) -> Result<(), Failure> {
     let role: Role =
         serde_json::from_value(serde_json::Value::String(args.role.clone())).map_err(|_| {
             Failure::usage(format!(
-                "--role `{}` is not admin, tenant-admin, analyst, ingest or viewer",
+                "--role `{}` is not admin, tenant-admin, analyst, ingest, viewer or metrics",
                 args.role
             ))
         })?;
@@ -192,9 +209,16 @@ pub fn create_token(args: TokenArgs) -> Result<(), Failure> {
         .map_err(|err| Failure::usage(err.to_string()))?;
     let store = SledStore::open(&args.data).map_err(|err| Failure::load(err.to_string()))?;
     let tokens = Tokens::open(store.db()).map_err(|err| Failure::load(err.to_string()))?;
-    let ttl = args
-        .ttl_secs
-        .map(|s| i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX));
+    let ttl = match args.ttl_secs {
+        Some(secs) if secs == 0 || secs > rampart::api::MAX_TOKEN_TTL_SECS => {
+            return Err(Failure::usage(format!(
+                "--ttl-secs must be between 1 and {} (ten years); got {secs}",
+                rampart::api::MAX_TOKEN_TTL_SECS
+            )));
+        }
+        Some(secs) => Some(i64::try_from(secs * 1000).unwrap_or(i64::MAX)),
+        None => None,
+    };
     let (token, record) = tokens
         .create(&args.principal, tenant, role, ttl)
         .map_err(|err| Failure::usage(err.detail))?;

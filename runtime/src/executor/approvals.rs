@@ -28,15 +28,54 @@ pub enum ApprovalStatus {
     Expired,
 }
 
+/// Who casts a vote: a principal with a stable id (two tokens of one
+/// principal are one voter), its display name, and when it was created
+/// (a principal created after an approval was requested cannot count
+/// toward that approval's quorum).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approver {
+    /// Stable principal id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// When the principal was created, Unix ms.
+    pub created: i64,
+}
+
+impl From<&str> for Approver {
+    /// An embedder's approver known by name only: the name is its id and it
+    /// has always existed.
+    fn from(name: &str) -> Self {
+        Approver {
+            id: name.to_owned(),
+            name: name.to_owned(),
+            created: i64::MIN,
+        }
+    }
+}
+
 /// One approver's vote.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Vote {
-    /// Who.
+    /// Who (display name).
     pub principal: String,
+    /// The principal's stable id (the name, for records written before ids).
+    #[serde(default)]
+    pub principal_id: String,
     /// Why.
     pub reason: String,
     /// When, Unix ms.
     pub time: i64,
+}
+
+impl Vote {
+    fn voter_id(&self) -> &str {
+        if self.principal_id.is_empty() {
+            &self.principal
+        } else {
+            &self.principal_id
+        }
+    }
 }
 
 /// A pending or decided approval.
@@ -72,6 +111,10 @@ pub struct Approval {
     pub created: i64,
     /// Expires (denied) at, Unix ms.
     pub expires: i64,
+    /// The principal id on whose behalf the action was requested (a
+    /// supervised playbook's owner): it may not approve its own request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
 }
 
 /// Why an approval operation was refused.
@@ -80,13 +123,31 @@ pub enum ApprovalError {
     /// No such approval (for this tenant).
     #[error("no approval {0}")]
     NotFound(String),
-    /// Already decided.
-    #[error("approval {id} is already {status:?}")]
+    /// Already decided (by a concurrent or earlier decision).
+    #[error("approval {id} is already {}{}", status_name(*status), decided_by(by))]
     Decided {
         /// Id.
         id: String,
         /// Its status.
         status: ApprovalStatus,
+        /// Who decided it (the approvers, or the denier; none on expiry).
+        by: Vec<String>,
+    },
+    /// The requester of the action may not approve it.
+    #[error("{principal} requested this action and may not approve it")]
+    Requester {
+        /// Who.
+        principal: String,
+    },
+    /// The principal was created after the approval was requested.
+    #[error(
+        "{principal} was created after approval {id} was requested and cannot count toward its quorum"
+    )]
+    TooNew {
+        /// Id.
+        id: String,
+        /// Who.
+        principal: String,
     },
     /// The timeout passed; it is denied.
     #[error("approval {0} expired and is denied; the action needs a new approval")]
@@ -105,6 +166,23 @@ pub enum ApprovalError {
     /// The store failed.
     #[error("approval store: {0}")]
     Store(String),
+}
+
+fn status_name(status: ApprovalStatus) -> &'static str {
+    match status {
+        ApprovalStatus::Pending => "pending",
+        ApprovalStatus::Approved => "approved",
+        ApprovalStatus::Denied => "denied",
+        ApprovalStatus::Expired => "expired",
+    }
+}
+
+fn decided_by(by: &[String]) -> String {
+    if by.is_empty() {
+        String::new()
+    } else {
+        format!(" (by {})", by.join(", "))
+    }
 }
 
 /// Hash of params as bound into an approval.
@@ -212,91 +290,176 @@ impl Approvals {
         Ok(out)
     }
 
-    /// Records an approval vote; returns the approval (approved once quorum is met).
+    /// Applies `change` to the approval `id` of `tenant` as one
+    /// compare-and-swap: concurrent callers each see the state the previous
+    /// winner left, so exactly one of them moves it out of `Pending`. The
+    /// change returns the new approval, or an error with nothing written.
+    fn transition(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        change: impl Fn(Approval) -> Result<Approval, ApprovalError>,
+    ) -> Result<Approval, ApprovalError> {
+        loop {
+            let old = self
+                .tree
+                .get(id.as_bytes())
+                .map_err(store_err)?
+                .ok_or_else(|| ApprovalError::NotFound(id.to_owned()))?;
+            let approval: Approval = serde_json::from_slice(&old).map_err(store_err)?;
+            if &approval.tenant != tenant {
+                return Err(ApprovalError::NotFound(id.to_owned()));
+            }
+            let next = change(approval)?;
+            let bytes = serde_json::to_vec(&next).map_err(store_err)?;
+            match self
+                .tree
+                .compare_and_swap(id.as_bytes(), Some(old), Some(bytes))
+                .map_err(store_err)?
+            {
+                Ok(()) => return Ok(next),
+                // Someone else changed it between our read and our swap:
+                // decide again on what they left.
+                Err(_) => continue,
+            }
+        }
+    }
+
+    /// Records an approval vote; returns the approval (approved once quorum
+    /// is met). Only the vote that meets the quorum sees `Approved` come
+    /// back from `Pending`; any later vote gets [`ApprovalError::Decided`].
     pub fn approve(
         &self,
         tenant: &TenantId,
         id: &str,
-        principal: &str,
+        approver: &Approver,
         reason: &str,
         now: i64,
     ) -> Result<Approval, ApprovalError> {
         if reason.trim().is_empty() {
             return Err(ApprovalError::NoReason);
         }
-        let mut approval = self.get(tenant, id)?;
-        if approval.status != ApprovalStatus::Pending {
-            return Err(ApprovalError::Decided {
-                id: id.to_owned(),
-                status: approval.status,
+        let result = self.transition(tenant, id, |mut approval| {
+            pending(&approval)?;
+            if now >= approval.expires {
+                approval.status = ApprovalStatus::Expired;
+                return Ok(approval);
+            }
+            if approval.requested_by.as_deref() == Some(approver.id.as_str()) {
+                return Err(ApprovalError::Requester {
+                    principal: approver.name.clone(),
+                });
+            }
+            if approver.created > approval.created {
+                return Err(ApprovalError::TooNew {
+                    id: id.to_owned(),
+                    principal: approver.name.clone(),
+                });
+            }
+            if approval
+                .approvals
+                .iter()
+                .any(|vote| vote.voter_id() == approver.id)
+            {
+                return Err(ApprovalError::DuplicateApprover {
+                    id: id.to_owned(),
+                    principal: approver.name.clone(),
+                });
+            }
+            approval.approvals.push(Vote {
+                principal: approver.name.clone(),
+                principal_id: approver.id.clone(),
+                reason: reason.to_owned(),
+                time: now,
             });
-        }
-        if now >= approval.expires {
-            approval.status = ApprovalStatus::Expired;
-            self.put(&approval)?;
+            if approval.approvals.len() as u32 >= approval.required {
+                approval.status = ApprovalStatus::Approved;
+            }
+            Ok(approval)
+        })?;
+        if result.status == ApprovalStatus::Expired {
             return Err(ApprovalError::Expired(id.to_owned()));
         }
-        if approval
-            .approvals
-            .iter()
-            .any(|vote| vote.principal == principal)
-        {
-            return Err(ApprovalError::DuplicateApprover {
-                id: id.to_owned(),
-                principal: principal.to_owned(),
-            });
-        }
-        approval.approvals.push(Vote {
-            principal: principal.to_owned(),
-            reason: reason.to_owned(),
-            time: now,
-        });
-        if approval.approvals.len() as u32 >= approval.required {
-            approval.status = ApprovalStatus::Approved;
-        }
-        self.put(&approval)?;
-        Ok(approval)
+        Ok(result)
     }
 
-    /// Denies; one denial is enough.
+    /// Denies; one denial is enough. Exactly one of concurrent decisions wins.
     pub fn deny(
         &self,
         tenant: &TenantId,
         id: &str,
-        principal: &str,
+        approver: &Approver,
         reason: &str,
         now: i64,
     ) -> Result<Approval, ApprovalError> {
         if reason.trim().is_empty() {
             return Err(ApprovalError::NoReason);
         }
-        let mut approval = self.get(tenant, id)?;
-        if approval.status != ApprovalStatus::Pending {
-            return Err(ApprovalError::Decided {
-                id: id.to_owned(),
-                status: approval.status,
-            });
-        }
-        approval.denial = Some(Vote {
-            principal: principal.to_owned(),
-            reason: reason.to_owned(),
-            time: now,
-        });
-        approval.status = ApprovalStatus::Denied;
-        self.put(&approval)?;
-        Ok(approval)
-    }
-
-    /// Marks every pending approval whose time is up as expired; returns them.
-    pub fn expire_due(&self, now: i64) -> Result<Vec<Approval>, ApprovalError> {
-        let mut expired = Vec::new();
-        for mut approval in self.list(None, true)? {
+        let result = self.transition(tenant, id, |mut approval| {
+            pending(&approval)?;
             if now >= approval.expires {
                 approval.status = ApprovalStatus::Expired;
-                self.put(&approval)?;
-                expired.push(approval);
+                return Ok(approval);
+            }
+            approval.denial = Some(Vote {
+                principal: approver.name.clone(),
+                principal_id: approver.id.clone(),
+                reason: reason.to_owned(),
+                time: now,
+            });
+            approval.status = ApprovalStatus::Denied;
+            Ok(approval)
+        })?;
+        if result.status == ApprovalStatus::Expired {
+            return Err(ApprovalError::Expired(id.to_owned()));
+        }
+        Ok(result)
+    }
+
+    /// Marks every pending approval whose time is up as expired; returns the
+    /// ones this call expired (not those a concurrent decision took first).
+    pub fn expire_due(&self, now: i64) -> Result<Vec<Approval>, ApprovalError> {
+        let mut expired = Vec::new();
+        for approval in self.list(None, true)? {
+            if now < approval.expires {
+                continue;
+            }
+            let result = self.transition(&approval.tenant, &approval.id, |mut approval| {
+                pending(&approval)?;
+                approval.status = ApprovalStatus::Expired;
+                Ok(approval)
+            });
+            match result {
+                Ok(approval) => expired.push(approval),
+                Err(ApprovalError::Decided { .. }) => {}
+                Err(err) => return Err(err),
             }
         }
         Ok(expired)
     }
+}
+
+/// `Ok` while `approval` is pending, else who decided it.
+fn pending(approval: &Approval) -> Result<(), ApprovalError> {
+    if approval.status == ApprovalStatus::Pending {
+        return Ok(());
+    }
+    let by = match approval.status {
+        ApprovalStatus::Approved => approval
+            .approvals
+            .iter()
+            .map(|vote| vote.principal.clone())
+            .collect(),
+        ApprovalStatus::Denied => approval
+            .denial
+            .iter()
+            .map(|vote| vote.principal.clone())
+            .collect(),
+        ApprovalStatus::Pending | ApprovalStatus::Expired => Vec::new(),
+    };
+    Err(ApprovalError::Decided {
+        id: approval.id.clone(),
+        status: approval.status,
+        by,
+    })
 }

@@ -47,7 +47,7 @@ use crate::sandbox::{
 };
 use crate::store::{SledStore, Store, StoreError};
 use crate::tenant::{Grants, TenantId};
-use approvals::{Approval, ApprovalError, ApprovalStatus, Approvals};
+use approvals::{Approval, ApprovalError, ApprovalStatus, Approvals, Approver};
 use guardrails::{Situation, Verdict};
 use run::{Run, RunStatus, StepState, StepStatus};
 
@@ -169,6 +169,9 @@ struct Inner {
     /// Tenants with a cap on concurrent runs: one permit per run slot.
     run_slots: RwLock<HashMap<TenantId, Arc<tokio::sync::Semaphore>>>,
     disabled: RwLock<std::collections::HashSet<(TenantId, String)>>,
+    /// The principal id that owns each playbook: the requester of the
+    /// actions it asks approval for (and so not one of their approvers).
+    owners: RwLock<HashMap<(TenantId, String), String>>,
     /// Told of every approval request once it is durable.
     approval_sink: RwLock<Option<tokio::sync::mpsc::UnboundedSender<Approval>>>,
 }
@@ -244,6 +247,7 @@ impl Executor {
             grants: RwLock::new(HashMap::new()),
             run_slots: RwLock::new(HashMap::new()),
             disabled: RwLock::new(std::collections::HashSet::new()),
+            owners: RwLock::new(HashMap::new()),
             approval_sink: RwLock::new(None),
         };
         Ok(Executor {
@@ -310,6 +314,22 @@ impl Executor {
         } else {
             disabled.insert((tenant.clone(), name.to_owned()));
         }
+    }
+
+    /// Records who owns a playbook (the principal id that put it): that
+    /// principal requests its actions and may not approve them.
+    pub fn set_playbook_owner(&self, tenant: &TenantId, name: &str, owner: Option<String>) {
+        let mut owners = write_lock(&self.inner.owners);
+        match owner {
+            Some(owner) => owners.insert((tenant.clone(), name.to_owned()), owner),
+            None => owners.remove(&(tenant.clone(), name.to_owned())),
+        };
+    }
+
+    fn playbook_owner(&self, tenant: &TenantId, name: &str) -> Option<String> {
+        read_lock(&self.inner.owners)
+            .get(&(tenant.clone(), name.to_owned()))
+            .cloned()
     }
 
     /// Whether a playbook may start runs.
@@ -1484,7 +1504,7 @@ impl Executor {
                 Ok(result)
             }
             Verdict::NeedsApproval => {
-                let approval = new_approval(
+                let mut approval = new_approval(
                     run,
                     step,
                     &target,
@@ -1492,6 +1512,7 @@ impl Executor {
                     decision.reasons.clone(),
                     now,
                 );
+                approval.requested_by = self.playbook_owner(&run.tenant, &run.playbook);
                 result.audit.push((AuditKind::ApprovalRequested, json!({"approval": approval.id, "target": target, "reasons": decision.reasons, "required": approval.required, "expires": approval.expires})));
                 state.status = StepStatus::WaitingApproval;
                 state.approval_id = Some(approval.id.clone());
@@ -1677,7 +1698,7 @@ impl Executor {
             Err(err) => {
                 // Unknown outcome: a human decides; no blind retry.
                 let now = now_ms();
-                let approval = new_approval(
+                let mut approval = new_approval(
                     run,
                     step,
                     &target,
@@ -1685,6 +1706,7 @@ impl Executor {
                     vec![format!("outcome unknown after a restart: {err}")],
                     now,
                 );
+                approval.requested_by = self.playbook_owner(&run.tenant, &run.playbook);
                 result.audit.push((
                     AuditKind::ApprovalRequested,
                     json!({"approval": approval.id, "reason": "unknown outcome after restart"}),
@@ -1750,20 +1772,24 @@ impl Executor {
     }
 
     /// An approver approves; at quorum the action is re-checked and executed
-    /// and the run continues.
+    /// and the run continues. The vote is one compare-and-swap on the
+    /// approval, so of concurrent votes exactly one meets the quorum and
+    /// only that one executes the action.
     pub async fn approve(
         &self,
         tenant: &TenantId,
         approval_id: &str,
-        principal: &str,
+        approver: impl Into<Approver>,
         reason: &str,
     ) -> Result<Approval, ExecutorError> {
+        let approver = approver.into();
+        let principal = approver.name.as_str();
         let now = now_ms();
         let approval =
             match self
                 .inner
                 .approvals
-                .approve(tenant, approval_id, principal, reason, now)
+                .approve(tenant, approval_id, &approver, reason, now)
             {
                 Ok(approval) => approval,
                 Err(ApprovalError::Expired(id)) => {
@@ -1893,13 +1919,26 @@ impl Executor {
         &self,
         tenant: &TenantId,
         approval_id: &str,
-        principal: &str,
+        approver: impl Into<Approver>,
         reason: &str,
     ) -> Result<Approval, ExecutorError> {
+        let approver = approver.into();
+        let principal = approver.name.as_str();
         let approval =
-            self.inner
+            match self
+                .inner
                 .approvals
-                .deny(tenant, approval_id, principal, reason, now_ms())?;
+                .deny(tenant, approval_id, &approver, reason, now_ms())
+            {
+                Ok(approval) => approval,
+                Err(ApprovalError::Expired(id)) => {
+                    let approval = self.inner.approvals.get(tenant, &id)?;
+                    self.close_denied(&approval, AuditKind::ApprovalExpired, None, "expired")
+                        .await?;
+                    return Err(ApprovalError::Expired(id).into());
+                }
+                Err(err) => return Err(err.into()),
+            };
         self.close_denied(
             &approval,
             AuditKind::ApprovalDenied,
@@ -1980,6 +2019,7 @@ fn new_approval(
         status: ApprovalStatus::Pending,
         created: now,
         expires: now + i64::try_from(step.guard.approval_timeout.as_millis()).unwrap_or(i64::MAX),
+        requested_by: None,
     }
 }
 

@@ -16,6 +16,8 @@ use std::sync::Arc;
 use cel::objects::{Key, Map};
 use cel::{Context, Program, Value};
 
+use super::cost::{self, MAX_EXPR_COST, STATIC_LIST_BOUND};
+
 /// A compiled CEL expression with its source.
 #[derive(Clone)]
 pub struct Expr {
@@ -53,6 +55,22 @@ pub enum ExprError {
         source_text: String,
         /// What went wrong.
         message: String,
+    },
+    /// The expression would cost more steps than allowed: refused at upload
+    /// (lists as long as an alert's entity list may be) or cut before it
+    /// runs (with the lists of this evaluation).
+    #[error(
+        "CEL expression `{source_text}` is too costly: about {cost} steps with lists of {list_len} items (limit {limit}); avoid nesting comprehensions such as all/exists/map/filter"
+    )]
+    Cost {
+        /// The expression.
+        source_text: String,
+        /// Its estimated steps.
+        cost: u64,
+        /// The list length it was estimated with.
+        list_len: u64,
+        /// The limit.
+        limit: u64,
     },
     /// The expression gave a value of the wrong type.
     #[error("CEL expression `{source_text}` gave {found}, expected {expected}")]
@@ -130,10 +148,14 @@ impl Expr {
         // never take the process down, so contain it.
         let compiled = std::panic::catch_unwind(|| Program::compile(source));
         match compiled {
-            Ok(Ok(program)) => Ok(Expr {
-                source: source.to_owned(),
-                program: Arc::new(program),
-            }),
+            Ok(Ok(program)) => {
+                let expr = Expr {
+                    source: source.to_owned(),
+                    program: Arc::new(program),
+                };
+                expr.check_cost(STATIC_LIST_BOUND)?;
+                Ok(expr)
+            }
             Ok(Err(errors)) => {
                 let first = errors.errors.first();
                 Err(ExprError::Syntax {
@@ -153,7 +175,23 @@ impl Expr {
         &self.source
     }
 
+    /// Refuses the expression if, with lists of `list_len` items, it would
+    /// cost more than [`MAX_EXPR_COST`] steps.
+    fn check_cost(&self, list_len: u64) -> Result<(), ExprError> {
+        let estimate = cost::cost(&self.program.expression().expr, list_len);
+        if estimate > MAX_EXPR_COST {
+            return Err(ExprError::Cost {
+                source_text: self.source.clone(),
+                cost: estimate,
+                list_len,
+                limit: MAX_EXPR_COST,
+            });
+        }
+        Ok(())
+    }
+
     fn eval(&self, variables: &Variables) -> Result<Value, ExprError> {
+        self.check_cost(variables.list_len)?;
         let mut context = Context::default();
         context.add_variable_from_value("alert", variables.alert.clone());
         context.add_variable_from_value("steps", variables.steps.clone());
@@ -214,6 +252,8 @@ fn describe(value: &Value) -> String {
 pub struct Variables {
     alert: Value,
     steps: Value,
+    /// The longest list in either: what a comprehension may walk.
+    list_len: u64,
 }
 
 impl Variables {
@@ -242,6 +282,7 @@ impl Variables {
         Variables {
             alert: json_to_cel(&alert_json),
             steps: json_to_cel(steps),
+            list_len: cost::longest_list(&alert_json).max(cost::longest_list(steps)),
         }
     }
 }

@@ -34,6 +34,7 @@
 //! [`Playbook`] whose CEL is compiled and whose steps are in an order that
 //! respects `needs`.
 
+mod cost;
 mod expr;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};

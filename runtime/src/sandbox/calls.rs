@@ -20,6 +20,18 @@ impl Plugin {
         Ok(())
     }
 
+    /// `output` with the grant's secret values scrubbed.
+    pub(crate) fn redacted<T: serde::Serialize + serde::de::DeserializeOwned>(
+        &self,
+        output: T,
+    ) -> Result<T, OutputViolation> {
+        self.inner
+            .identity
+            .redactor
+            .output(output)
+            .map_err(OutputViolation)
+    }
+
     pub(crate) fn pool(&self) -> &super::pool::CallPool {
         &self.inner.runtime.pool
     }
@@ -42,7 +54,7 @@ impl Plugin {
             .map(|(index, finding)| {
                 let finding = Finding::from_guest(index, finding)?;
                 json.charge(&finding.detail)?;
-                Ok(finding)
+                self.redacted(finding)
             })
             .collect()
     }
@@ -89,7 +101,7 @@ impl Plugin {
                 .map(|(index, item)| {
                     let item = Enrichment::from_guest(index, item)?;
                     json.charge(&item.data)?;
-                    Ok(item)
+                    self.redacted(item)
                 })
                 .collect()
         })
@@ -135,7 +147,7 @@ impl Plugin {
         self.finish(&mut sandbox, outcome, |score: wit::Score| {
             output::check_reasons(&score.reasons, self.item_caps())?;
             self.check_output_size(score.reasons.iter().map(String::len).sum())?;
-            Score::from_guest(score)
+            self.redacted(Score::from_guest(score)?)
         })
     }
 
@@ -181,7 +193,7 @@ impl Plugin {
             self.check_output_size(result.summary.len() + result.data.len())?;
             let result = ActionResult::from_guest(result, dry_run)?;
             output::JsonBudget::new(self.item_caps()).charge(&result.data)?;
-            Ok(result)
+            self.redacted(result)
         })
     }
 

@@ -29,6 +29,7 @@ mod limits;
 mod output;
 mod pool;
 mod quota;
+pub mod redact;
 pub mod share;
 pub(crate) mod state;
 
@@ -385,6 +386,7 @@ impl Runtime {
                         self.inner.shares.tenant(tenant).connections.clone(),
                         self.inner.shares.config().call_connections,
                     ),
+                    redactor: redact::Redactor::new(&grant.secrets),
                     grant,
                     store: self.inner.store.clone(),
                     context: self.inner.context.clone(),
@@ -732,6 +734,7 @@ impl Plugin {
             limit_ms: u64::try_from(sandbox.limits.timeout.as_millis()).unwrap_or(u64::MAX),
             elapsed_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
         };
+        let identity = state.plugin.clone();
         let result = match outcome {
             Err(_elapsed) => Err(deadline()),
             Ok(Err(err)) => Err(self.classify_trap(sandbox, &err, deadline)),
@@ -747,6 +750,8 @@ impl Plugin {
                     })
             }
         };
+        // Nothing a plugin said leaves with a secret of its grant in it.
+        let result = result.map_err(|err| identity.redactor.error(err));
         let outcome: &'static str = match &result {
             Ok(_) => "ok",
             Err(PluginError::Guest(_)) => "guest",

@@ -27,6 +27,8 @@ pub(crate) struct PluginIdentity {
     pub(crate) context: Arc<crate::context::Directory>,
     /// The HTTP rules from the grant, parsed once.
     pub(crate) http: HttpPolicy,
+    /// The grant's secret values, to scrub from what the plugin returns.
+    pub(crate) redactor: super::redact::Redactor,
 }
 
 /// The data of one sandbox's `Store`.
