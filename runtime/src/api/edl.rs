@@ -2,8 +2,9 @@
 //! what the `edl-blocklist` responder keeps in its kv namespace, one entry
 //! per line as Palo Alto, Fortinet and Check Point poll it, expired entries
 //! left out. Firewalls speak HTTP basic auth, so the password is one of the
-//! tenant's API tokens (any role; a `viewer` token is the right one), and
-//! the user name is ignored.
+//! tenant's API tokens of a role that may read (`viewer` is the right one;
+//! `analyst`, `tenant-admin` and `admin` also may, `ingest` may not: it only
+//! writes), and the user name is ignored.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};

@@ -450,7 +450,7 @@ pub const ROUTES: &[Route] = &[
         method: "get",
         path: "/edl/{tenant}/{list}",
         summary: "An External Dynamic List as plain text, one entry per line (what firewalls poll); HTTP basic auth with an API token of the tenant as password",
-        roles: Some("any role of the tenant (basic auth)"),
+        roles: Some("viewer, analyst, tenant-admin or admin (basic auth); not ingest"),
         body: None,
         query: &[],
     },
