@@ -225,3 +225,37 @@ async fn every_bad_token_gets_the_same_401() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restoring_at_start_up_is_not_a_change() {
+    let _serial = serial().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let server = Server::start(dir.path(), None).await;
+    let _tokens = tenant(&server, "acme", &[("one", crate::supervised("one", 1))], 0).await;
+    let before = config_changes(&server).await;
+    assert!(
+        before >= 2,
+        "the upload and the playbook are changes: {before}"
+    );
+    let admin = server.stop().await;
+    let server = Server::start(dir.path(), Some(admin)).await;
+    assert_eq!(
+        config_changes(&server).await,
+        before,
+        "a restart wrote config_changed records"
+    );
+    server.stop().await;
+}
+
+async fn config_changes(server: &Server) -> usize {
+    let (status, body) = server
+        .call(
+            "GET",
+            "/v1/tenants/acme/audit?kind=config_changed&limit=1000",
+            Some(&server.admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["records"].as_array().map_or(0, Vec::len)
+}

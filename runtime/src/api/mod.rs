@@ -276,7 +276,7 @@ impl AppState {
             let wasm = base64::engine::general_purpose::STANDARD
                 .decode(package["wasm"].as_str().unwrap_or_default())
                 .map_err(ApiError::internal)?;
-            self.load_plugin(&tenant, manifest, &wasm).await?;
+            self.load_plugin(&tenant, manifest, &wasm, false).await?;
         }
         let mut stored: Vec<(TenantId, String)> = Vec::new();
         for entry in self.playbooks.iter() {
@@ -292,7 +292,7 @@ impl AppState {
             ));
         }
         for (tenant, yaml) in stored {
-            self.executor.add_playbook(&tenant, "stored", &yaml)?;
+            self.executor.restore_playbook(&tenant, "stored", &yaml)?;
         }
         self.executor.resume().await?;
         Ok(())
@@ -303,6 +303,7 @@ impl AppState {
         tenant: &TenantId,
         manifest: &str,
         wasm: &[u8],
+        audited: bool,
     ) -> Result<Value, ApiError> {
         let locked = crate::manifest::parse("manifest", manifest).map_err(|err| {
             ApiError::new(
@@ -324,7 +325,11 @@ impl AppState {
                     err.to_string(),
                 )
             })?;
-        self.executor.register(tenant, plugin.clone())?;
+        if audited {
+            self.executor.register(tenant, plugin.clone())?;
+        } else {
+            self.executor.restore_plugin(tenant, plugin.clone())?;
+        }
         Ok(
             json!({"name": plugin.manifest().name, "version": plugin.manifest().version, "kind": plugin.manifest().kind, "sha256": plugin.manifest().sha256, "capabilities": plugin.manifest().capabilities, "artifact": plugin.artifact_source()}),
         )
@@ -1265,6 +1270,7 @@ async fn put_secret(
                 &tenant,
                 package["manifest"].as_str().unwrap_or_default(),
                 &wasm,
+                true,
             )
             .await?;
     }
@@ -1315,7 +1321,9 @@ async fn upload_plugin(
     let wasm = base64::engine::general_purpose::STANDARD
         .decode(upload.wasm_base64.trim())
         .map_err(|err| ApiError::bad_request(format!("wasm_base64: {err}")))?;
-    let loaded = state.load_plugin(&tenant, &upload.manifest, &wasm).await?;
+    let loaded = state
+        .load_plugin(&tenant, &upload.manifest, &wasm, true)
+        .await?;
     let name = loaded["name"].as_str().unwrap_or_default().to_owned();
     let package =
         json!({"tenant": tenant, "manifest": upload.manifest, "wasm": upload.wasm_base64.trim()});

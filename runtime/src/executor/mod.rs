@@ -371,8 +371,23 @@ impl Executor {
         Ok(plugin)
     }
 
-    /// Registers an already loaded plugin.
+    /// Registers an already loaded plugin (a change: audited).
     pub fn register(&self, tenant: &TenantId, plugin: Plugin) -> Result<(), ExecutorError> {
+        self.install_plugin(tenant, plugin, true)
+    }
+
+    /// Registers a plugin restored at start-up: not a change, so no audit
+    /// record (its upload was recorded when it happened).
+    pub fn restore_plugin(&self, tenant: &TenantId, plugin: Plugin) -> Result<(), ExecutorError> {
+        self.install_plugin(tenant, plugin, false)
+    }
+
+    fn install_plugin(
+        &self,
+        tenant: &TenantId,
+        plugin: Plugin,
+        audited: bool,
+    ) -> Result<(), ExecutorError> {
         let digest = plugin.manifest().sha256.clone();
         let name = plugin.manifest().name.clone();
         write_lock(&self.inner.plugins).insert(
@@ -383,14 +398,16 @@ impl Executor {
             },
         );
         write_lock(&self.inner.current).insert((tenant.clone(), name.clone()), digest.clone());
-        self.inner.audit.append(
-            tenant,
-            AuditKind::ConfigChanged,
-            None,
-            None,
-            None,
-            json!({"plugin": name, "sha256": digest}),
-        )?;
+        if audited {
+            self.inner.audit.append(
+                tenant,
+                AuditKind::ConfigChanged,
+                None,
+                None,
+                None,
+                json!({"plugin": name, "sha256": digest}),
+            )?;
+        }
         Ok(())
     }
 
@@ -454,20 +471,43 @@ impl Executor {
         source_name: &str,
         yaml: &str,
     ) -> Result<Arc<Playbook>, ExecutorError> {
+        self.install_playbook(tenant, source_name, yaml, true)
+    }
+
+    /// Installs a playbook restored at start-up: not a change, so no audit
+    /// record.
+    pub fn restore_playbook(
+        &self,
+        tenant: &TenantId,
+        source_name: &str,
+        yaml: &str,
+    ) -> Result<Arc<Playbook>, ExecutorError> {
+        self.install_playbook(tenant, source_name, yaml, false)
+    }
+
+    fn install_playbook(
+        &self,
+        tenant: &TenantId,
+        source_name: &str,
+        yaml: &str,
+        audited: bool,
+    ) -> Result<Arc<Playbook>, ExecutorError> {
         let parsed = Arc::new(playbook::parse(source_name, yaml, &self.catalog(tenant))?);
         self.inner
             .sources
             .insert(key(&[tenant.as_str(), &parsed.sha256]), yaml.as_bytes())?;
         write_lock(&self.inner.playbooks)
             .insert((tenant.clone(), parsed.name.clone()), parsed.clone());
-        self.inner.audit.append(
-            tenant,
-            AuditKind::ConfigChanged,
-            None,
-            None,
-            None,
-            json!({"playbook": parsed.name, "version": parsed.version, "sha256": parsed.sha256}),
-        )?;
+        if audited {
+            self.inner.audit.append(
+                tenant,
+                AuditKind::ConfigChanged,
+                None,
+                None,
+                None,
+                json!({"playbook": parsed.name, "version": parsed.version, "sha256": parsed.sha256}),
+            )?;
+        }
         Ok(parsed)
     }
 
