@@ -212,3 +212,107 @@ fn chains_are_per_tenant() {
     assert_eq!(log.verify(&other).expect("verify").records, 1);
     assert_eq!(log.verify(&tenant()).expect("verify").records, 5);
 }
+
+/// A log whose key is a file outside the data directory (as `rampart
+/// serve` has it): its signed heads are also kept beside the key.
+fn log_with_key_file(n: u64) -> (tempfile::TempDir, SledStore, AuditLog) {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = SledStore::open(&dir.path().join("data")).expect("store");
+    let key = AuditKey::load_or_create(
+        &dir.path().join("audit.key"),
+        Some(&dir.path().join("data")),
+    )
+    .expect("key");
+    let log = AuditLog::new(store.db().clone(), key);
+    for i in 0..n {
+        log.append(
+            &tenant(),
+            AuditKind::StepFinished,
+            Some("run-1"),
+            Some("s"),
+            None,
+            json!({"i": i}),
+        )
+        .expect("append");
+    }
+    log.checkpoint(&tenant()).expect("checkpoint");
+    (dir, store, log)
+}
+
+fn delete_checkpoints_from(store: &SledStore, from: u64) {
+    let tree = store
+        .db()
+        .open_tree("audit/acme/checkpoints")
+        .expect("tree");
+    for entry in tree.iter() {
+        let (key, _) = entry.expect("entry");
+        let seq = u64::from_be_bytes(<[u8; 8]>::try_from(key.as_ref()).expect("key"));
+        if seq >= from {
+            tree.remove(key).expect("remove");
+        }
+    }
+}
+
+/// Rewrites records `from..=to` (new details) and recomputes the chain
+/// after them, as an attacker without the key would.
+fn rewrite_and_rehash(store: &SledStore, log: &AuditLog, from: u64, to: u64) {
+    let tree = log.records_tree(&tenant()).expect("tree");
+    for seq in from..=to {
+        tree.remove(seq.to_be_bytes()).expect("remove");
+    }
+    let rewriter = AuditLog::new(
+        store.db().clone(),
+        AuditKey::from_bytes(vec![9u8; 32]).expect("key"),
+    );
+    for i in from..=to {
+        rewriter
+            .append(
+                &tenant(),
+                AuditKind::StepFinished,
+                Some("run-1"),
+                Some("s"),
+                None,
+                json!({"i": i, "forged": true}),
+            )
+            .expect("append");
+    }
+}
+
+#[test]
+fn deleting_every_checkpoint_leaves_the_head_kept_outside() {
+    let (_dir, store, log) = log_with_key_file(3_000);
+    delete_checkpoints_from(&store, 0);
+    let report = log.verify(&tenant()).expect("verify");
+    assert!(report.ok(), "{report:?}");
+    assert_eq!(report.outside_head, Some(3_000));
+    assert_eq!(
+        report.checkpoints, 1,
+        "the head outside still checks the chain"
+    );
+    // ... so a rewrite after deleting every checkpoint is found.
+    rewrite_and_rehash(&store, &log, 5, 3_000);
+    let (_, reason) = breach(&log);
+    assert!(reason.contains("rewritten"), "{reason}");
+}
+
+#[test]
+fn cutting_the_tail_and_its_checkpoints_is_found() {
+    let (_dir, store, log) = log_with_key_file(3_000);
+    let tree = log.records_tree(&tenant()).expect("tree");
+    for seq in 2_001..=3_000u64 {
+        tree.remove(seq.to_be_bytes()).expect("remove");
+    }
+    delete_checkpoints_from(&store, 2_001);
+    let (seq, reason) = breach(&log);
+    assert_eq!(seq, 2_001, "{reason}");
+    assert!(reason.contains("missing"), "{reason}");
+}
+
+#[test]
+fn rewriting_rehashing_and_deleting_later_checkpoints_is_found() {
+    let (_dir, store, log) = log_with_key_file(3_000);
+    rewrite_and_rehash(&store, &log, 2_500, 3_000);
+    delete_checkpoints_from(&store, 2_500);
+    let (_, reason) = breach(&log);
+    assert!(reason.contains("rewritten"), "{reason}");
+}

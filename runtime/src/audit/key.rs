@@ -29,8 +29,12 @@ pub enum KeyError {
     TooShort(PathBuf),
 }
 
-/// An HMAC key (at least 32 bytes). `Debug` never shows it.
-pub struct AuditKey(Vec<u8>);
+/// An HMAC key (at least 32 bytes), and where it was loaded from. `Debug`
+/// never shows it.
+pub struct AuditKey {
+    bytes: Vec<u8>,
+    path: Option<PathBuf>,
+}
 
 impl std::fmt::Debug for AuditKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -44,12 +48,17 @@ impl AuditKey {
         if bytes.len() < 32 {
             return Err(KeyError::TooShort(PathBuf::from("(bytes)")));
         }
-        Ok(AuditKey(bytes))
+        Ok(AuditKey { bytes, path: None })
     }
 
     /// The key bytes (for deriving other keys; never log them).
     pub fn bytes(&self) -> &[u8] {
-        &self.0
+        &self.bytes
+    }
+
+    /// The file the key was loaded from (`None` for a key from bytes).
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
     }
 
     /// Loads the key from `path`, creating a random one (mode 0600) if the
@@ -72,7 +81,10 @@ impl AuditKey {
             message: err.to_string(),
         };
         match std::fs::read(path) {
-            Ok(bytes) if bytes.len() >= 32 => Ok(AuditKey(bytes)),
+            Ok(bytes) if bytes.len() >= 32 => Ok(AuditKey {
+                bytes,
+                path: Some(path.to_path_buf()),
+            }),
             Ok(_) => Err(KeyError::TooShort(path.to_path_buf())),
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
                 let mut bytes = vec![0u8; 32];
@@ -84,7 +96,10 @@ impl AuditKey {
                     std::fs::create_dir_all(parent).map_err(io)?;
                 }
                 write_private(path, &bytes).map_err(io)?;
-                Ok(AuditKey(bytes))
+                Ok(AuditKey {
+                    bytes,
+                    path: Some(path.to_path_buf()),
+                })
             }
             Err(err) => Err(io(err)),
         }

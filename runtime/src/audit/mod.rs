@@ -20,6 +20,7 @@
 //! Nothing secret may go in: `detail` is redacted by key name (`secret`,
 //! `token`, `password`, `api_key`, `authorization`) before hashing.
 
+mod heads;
 mod key;
 
 use std::collections::HashMap;
@@ -144,6 +145,9 @@ pub struct VerifyReport {
     pub checkpoints: u64,
     /// The head hash.
     pub head: String,
+    /// The record the signed head kept outside the data directory names
+    /// (`None` when the key has no heads file, e.g. an embedder's key).
+    pub outside_head: Option<u64>,
     /// The first problem, if any.
     pub breach: Option<Breach>,
 }
@@ -210,6 +214,8 @@ pub struct AuditLog {
     db: sled::Db,
     key: Arc<AuditKey>,
     heads: Arc<Mutex<HashMap<TenantId, Head>>>,
+    /// The latest signed heads, beside the key (outside the data directory).
+    outside: Option<Arc<heads::HeadFile>>,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -227,11 +233,17 @@ impl AuditLog {
     pub const CHECKPOINT_EVERY: u64 = 1_000;
 
     /// The audit log on `db`, signing with `key`.
+    /// A key loaded from a file keeps every tenant's latest signed head in
+    /// `<key file>.heads` too, so a chain cannot silently go backwards.
     pub fn new(db: sled::Db, key: AuditKey) -> Self {
+        let outside = key
+            .path()
+            .map(|path| Arc::new(heads::HeadFile::beside(path)));
         AuditLog {
             db,
             key: Arc::new(key),
             heads: Arc::new(Mutex::new(HashMap::new())),
+            outside,
         }
     }
 
@@ -336,6 +348,9 @@ impl AuditLog {
         self.checkpoints(tenant)?
             .insert(seq_key(head.seq), bytes)
             .map_err(store_err)?;
+        if let Some(outside) = &self.outside {
+            outside.record(&checkpoint)?;
+        }
         Ok(checkpoint)
     }
 
@@ -438,6 +453,36 @@ impl AuditLog {
                         }),
                     ));
                 }
+            }
+        }
+        // The head kept outside the data directory joins the checkpoints: a
+        // chain that lost or rewrote the record it names fails below.
+        let outside_head = match &self.outside {
+            Some(outside) => outside.load()?.remove(tenant.as_str()),
+            None => None,
+        };
+        let outside_seq = outside_head.as_ref().map(|head| head.seq);
+        if let Some(head) = outside_head {
+            match checkpoints.iter().find(|c| c.seq == head.seq) {
+                Some(inside) if inside.hash != head.hash => {
+                    let breach = Breach {
+                        seq: head.seq,
+                        reason: format!(
+                            "the checkpoint at record {} differs from the signed head kept outside the data directory: the chain was rewritten",
+                            head.seq
+                        ),
+                    };
+                    return Ok(self.report_with(
+                        tenant,
+                        0,
+                        0,
+                        ZERO_HASH,
+                        outside_seq,
+                        Some(breach),
+                    ));
+                }
+                Some(_) => {}
+                None => checkpoints.push(head),
             }
         }
         // Signatures first: an unsigned "checkpoint" proves nothing.
@@ -563,11 +608,30 @@ impl AuditLog {
         head: [u8; 32],
         breach: Option<Breach>,
     ) -> VerifyReport {
+        let outside_head = self
+            .outside
+            .as_ref()
+            .and_then(|outside| outside.load().ok())
+            .and_then(|mut heads| heads.remove(tenant.as_str()))
+            .map(|head| head.seq);
+        self.report_with(tenant, records, checkpoints, head, outside_head, breach)
+    }
+
+    fn report_with(
+        &self,
+        tenant: &TenantId,
+        records: u64,
+        checkpoints: u64,
+        head: [u8; 32],
+        outside_head: Option<u64>,
+        breach: Option<Breach>,
+    ) -> VerifyReport {
         VerifyReport {
             tenant: tenant.to_string(),
             records,
             checkpoints,
             head: hex::encode(head),
+            outside_head,
             breach,
         }
     }

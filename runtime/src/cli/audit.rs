@@ -79,10 +79,16 @@ pub fn run(command: AuditCommand) -> Result<(), Failure> {
                     .map_err(|err| Failure::call(err.to_string()))?;
                 match &report.breach {
                     None => println!(
-                        "{tenant}: ok — {} records, {} signed checkpoints, head {}",
+                        "{tenant}: ok — {} records, {} signed checkpoints, head {}; {}",
                         report.records,
                         report.checkpoints,
-                        &report.head[..16]
+                        report.head.get(..16).unwrap_or_default(),
+                        match report.outside_head {
+                            Some(seq) => format!(
+                                "signed head kept outside the data directory at record {seq}"
+                            ),
+                            None => "no signed head outside the data directory".to_owned(),
+                        }
                     ),
                     Some(breach) => {
                         broken += 1;
