@@ -100,7 +100,9 @@ fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
 /// The first admin token of the data directory under `dir`.
 fn admin_token(dir: &Path) -> String {
     let token = rampart()
-        .args(["token", "create", "--principal", "root", "--data"])
+        .args(["token", "create", "--principal", "root", "--audit-key"])
+        .arg(dir.join("audit.key"))
+        .arg("--data")
         .arg(dir.join("data"))
         .output()
         .unwrap();
@@ -449,7 +451,9 @@ fn the_example_config_and_the_cli_run_a_soc_day() {
     let dir = tempfile::tempdir().unwrap();
     let examples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples");
     let token = rampart()
-        .args(["token", "create", "--principal", "root", "--data"])
+        .args(["token", "create", "--principal", "root", "--audit-key"])
+        .arg(dir.path().join("audit.key"))
+        .arg("--data")
         .arg(dir.path().join("data"))
         .output()
         .unwrap();

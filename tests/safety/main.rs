@@ -12,6 +12,7 @@ mod harness;
 mod principals;
 mod probes;
 mod races;
+mod tampering;
 mod unauthenticated;
 
 use std::collections::BTreeMap;

@@ -295,6 +295,8 @@ fn demo(root: &Path, exit: bool) -> Result<()> {
             "create",
             "--data",
             &data,
+            "--audit-key",
+            &key,
             "--principal",
             "demo-admin",
         ])

@@ -197,7 +197,9 @@ fn hash(token: &str) -> String {
 /// Tokens in a sled tree, keyed by hash, and the principals they belong to.
 #[derive(Clone, Debug)]
 pub struct Tokens {
-    tree: sled::Tree,
+    /// Sealed: a token record edited offline (a viewer made admin) is
+    /// refused at use.
+    tree: crate::audit::seal::SealedTree,
     principals: sled::Tree,
 }
 
@@ -212,11 +214,19 @@ fn principal_key(tenant: Option<&TenantId>, name: &str) -> Vec<u8> {
 
 impl Tokens {
     /// Tokens in `db`.
-    pub fn open(db: &sled::Db) -> sled::Result<Self> {
+    pub fn open(
+        db: &sled::Db,
+        seal: &crate::audit::seal::SealKey,
+    ) -> Result<Self, crate::audit::seal::SealError> {
         Ok(Tokens {
-            tree: db.open_tree("tokens")?,
+            tree: crate::audit::seal::SealedTree::open(db, "tokens", seal)?,
             principals: db.open_tree("principals")?,
         })
+    }
+
+    /// Token records whose seal does not hold (checked at start-up).
+    pub fn tampered(&self) -> Result<Vec<String>, crate::audit::seal::SealError> {
+        self.tree.tampered()
     }
 
     fn find_principal(
@@ -393,10 +403,16 @@ impl Tokens {
         else {
             return Err(ApiError::unauthorized("missing bearer token"));
         };
-        let record = self
-            .tree
-            .get(hash(token))
-            .map_err(ApiError::internal)?
+        let stored = match self.tree.get(hash(token)) {
+            Ok(stored) => stored,
+            // Edited offline: never honoured, and said in the log.
+            Err(err @ crate::audit::seal::SealError::Tampered { .. }) => {
+                tracing::error!("refused a token: {err}");
+                return Err(invalid_token());
+            }
+            Err(err) => return Err(ApiError::internal(err)),
+        };
+        let record = stored
             .and_then(|bytes| serde_json::from_slice::<TokenRecord>(&bytes).ok())
             .ok_or_else(invalid_token)?;
         // One answer for unknown, revoked and expired: a caller learns

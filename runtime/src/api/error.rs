@@ -107,6 +107,14 @@ impl From<crate::executor::ExecutorError> for ApiError {
                 Self::new(StatusCode::CONFLICT, "approval_decided", err.to_string())
             }
             E::Approval(_) => Self::new(StatusCode::CONFLICT, "approval_refused", err.to_string()),
+            E::Sealed(crate::audit::seal::SealError::Tampered { .. }) => {
+                tracing::error!("{err}");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "tampered",
+                    err.to_string(),
+                )
+            }
             E::Playbook(playbook) => {
                 let issues: Vec<&crate::diagnostics::Issue> = playbook.issues();
                 let location = serde_json::to_value(&issues).ok();

@@ -27,6 +27,7 @@ use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::audit::seal::SealedTree;
 use crate::context::{AssetInventory, IdentityDirectory};
 use crate::executor::Executor;
 use crate::model::Alert;
@@ -42,16 +43,18 @@ pub const MAX_BODY_BYTES: usize = 16 << 20;
 pub struct AppState {
     executor: Executor,
     tokens: Tokens,
-    tenants: sled::Tree,
-    packages: sled::Tree,
-    playbooks: sled::Tree,
+    // Sealed against offline edits (`audit::seal`): grants, packages and
+    // playbooks are what decides what code runs with which rights.
+    tenants: SealedTree,
+    packages: SealedTree,
+    playbooks: SealedTree,
     secrets: sled::Tree,
     secret_box: Arc<crate::secrets::SecretBox>,
     events: hunts::Events,
     hunts: sled::Tree,
     disabled_playbooks: sled::Tree,
     /// Who put each playbook (principal id): the requester of its actions.
-    playbook_owners: sled::Tree,
+    playbook_owners: SealedTree,
     webhook_secrets: sled::Tree,
     /// One hunt run at a time: a scheduled run and a manual one must not
     /// read the same watermark and scan the same events twice.
@@ -101,7 +104,7 @@ fn key(parts: &[&str]) -> Vec<u8> {
     parts.join("\u{0}").into_bytes()
 }
 
-fn sled_err(err: sled::Error) -> ApiError {
+fn sled_err(err: impl std::fmt::Display) -> ApiError {
     ApiError::internal(err)
 }
 
@@ -123,16 +126,18 @@ impl AppState {
         config: Option<&crate::config::ServerConfig>,
     ) -> Result<Self, ApiError> {
         let db = executor.store().db().clone();
+        let seal = executor.seal_key().clone();
+        let sealed = |name: &str| SealedTree::open(&db, name, &seal).map_err(sled_err);
         let state = AppState {
-            tokens: Tokens::open(&db).map_err(sled_err)?,
-            tenants: db.open_tree("api-tenants").map_err(sled_err)?,
-            packages: db.open_tree("api-plugin-packages").map_err(sled_err)?,
-            playbooks: db.open_tree("api-playbooks").map_err(sled_err)?,
+            tokens: Tokens::open(&db, &seal).map_err(sled_err)?,
+            tenants: sealed("api-tenants")?,
+            packages: sealed("api-plugin-packages")?,
+            playbooks: sealed("api-playbooks")?,
             secrets: db.open_tree("api-secrets").map_err(sled_err)?,
             events: hunts::Events::open(&db).map_err(sled_err)?,
             hunts: db.open_tree("api-hunts").map_err(sled_err)?,
             disabled_playbooks: db.open_tree("api-playbooks-disabled").map_err(sled_err)?,
-            playbook_owners: db.open_tree("api-playbook-owners").map_err(sled_err)?,
+            playbook_owners: sealed("api-playbook-owners")?,
             webhook_secrets: db.open_tree("api-webhook-secrets").map_err(sled_err)?,
             webhook_deliveries: Arc::default(),
             hunt_lock: Arc::default(),
@@ -145,6 +150,7 @@ impl AppState {
         if let Some(config) = config {
             state.apply_config(config)?;
         }
+        state.refuse_tampered_state()?;
         state.restore().await?;
         // Build the intel index now, not on the first alert.
         let _ = state.executor.store().feeds().index();
@@ -230,6 +236,38 @@ impl AppState {
         }
         self.tenants.flush().map_err(sled_err)?;
         Ok(())
+    }
+
+    /// Refuses to start when any sealed entry was changed outside rampart,
+    /// naming every one.
+    fn refuse_tampered_state(&self) -> Result<(), ApiError> {
+        let mut changed = Vec::new();
+        let named = |tree: &str, keys: Vec<String>| {
+            keys.into_iter()
+                .map(|key| format!("{tree} entry {key}"))
+                .collect::<Vec<_>>()
+        };
+        changed.extend(named("tokens", self.tokens.tampered().map_err(sled_err)?));
+        for tree in [
+            &self.tenants,
+            &self.packages,
+            &self.playbooks,
+            &self.playbook_owners,
+        ] {
+            changed.extend(named(tree.name(), tree.tampered().map_err(sled_err)?));
+        }
+        changed.extend(named("runs", self.executor.tampered_runs()?));
+        if changed.is_empty() {
+            return Ok(());
+        }
+        Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "tampered",
+            format!(
+                "state was changed outside rampart (its seal does not match): {}; restore these from a backup or remove them",
+                changed.join(", ")
+            ),
+        ))
     }
 
     async fn restore(&self) -> Result<(), ApiError> {
@@ -377,8 +415,8 @@ impl AppState {
         prefix.push(0);
         self.packages
             .scan_prefix(&prefix)
-            .keys()
             .filter_map(Result::ok)
+            .map(|(key, _)| key)
             .filter_map(|key| {
                 let name = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
                 let plugin = self.executor.plugin(tenant, &name)?;
@@ -1002,9 +1040,8 @@ async fn list_tenants(
     let ids: Vec<String> = state
         .tenants
         .iter()
-        .keys()
         .filter_map(Result::ok)
-        .map(|k| String::from_utf8_lossy(&k).into_owned())
+        .map(|(k, _)| String::from_utf8_lossy(&k).into_owned())
         .collect();
     Ok(Json(json!({"tenants": ids})))
 }

@@ -22,6 +22,7 @@
 
 mod heads;
 mod key;
+pub mod seal;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -94,6 +94,10 @@ pub struct TokenArgs {
     /// Data directory (must not be in use by a running server).
     #[arg(long, default_value = "rampart-data")]
     data: PathBuf,
+    /// The server's audit key (tokens are sealed under a key derived from
+    /// it; give the same `--audit-key` as `rampart serve`).
+    #[arg(long, env = "RAMPART_AUDIT_KEY", default_value = "rampart-audit.key")]
+    audit_key: PathBuf,
     /// Who the token is for.
     #[arg(long)]
     principal: String,
@@ -208,7 +212,10 @@ pub fn create_token(args: TokenArgs) -> Result<(), Failure> {
         .transpose()
         .map_err(|err| Failure::usage(err.to_string()))?;
     let store = SledStore::open(&args.data).map_err(|err| Failure::load(err.to_string()))?;
-    let tokens = Tokens::open(store.db()).map_err(|err| Failure::load(err.to_string()))?;
+    let key = AuditKey::load_or_create(&args.audit_key, Some(&args.data))
+        .map_err(|err| Failure::usage(err.to_string()))?;
+    let seal = rampart::audit::seal::SealKey::derive(&key);
+    let tokens = Tokens::open(store.db(), &seal).map_err(|err| Failure::load(err.to_string()))?;
     let ttl = match args.ttl_secs {
         Some(secs) if secs == 0 || secs > rampart::api::MAX_TOKEN_TTL_SECS => {
             return Err(Failure::usage(format!(

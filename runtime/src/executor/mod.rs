@@ -72,6 +72,9 @@ pub enum ExecutorError {
     /// An approval operation was refused.
     #[error(transparent)]
     Approval(#[from] ApprovalError),
+    /// Stored state does not match its seal: it was changed offline.
+    #[error(transparent)]
+    Sealed(#[from] crate::audit::seal::SealError),
     /// The same alert id arrived with a different body.
     #[error("alert `{id}` was already received with a different body")]
     AlertConflict {
@@ -156,7 +159,9 @@ struct Inner {
     store: SledStore,
     audit: AuditLog,
     approvals: Approvals,
-    runs: sled::Tree,
+    /// Runs, sealed: an offline edit of a status or outcome is refused.
+    runs: crate::audit::seal::SealedTree,
+    seal_key: crate::audit::seal::SealKey,
     intents: sled::Tree,
     rates: sled::Tree,
     dedup: sled::Tree,
@@ -229,12 +234,14 @@ impl Executor {
     ) -> Result<Self, ExecutorError> {
         let runtime = Runtime::new(config, Arc::new(store.clone()))?;
         let db = store.db().clone();
+        let seal_key = crate::audit::seal::SealKey::derive(&key);
         let inner = Inner {
             group_commit: GroupCommit::default(),
             runtime,
             audit: AuditLog::new(db.clone(), key),
             approvals: Approvals::open(&db)?,
-            runs: db.open_tree("runs")?,
+            runs: crate::audit::seal::SealedTree::open(&db, "runs", &seal_key)?,
+            seal_key,
             intents: db.open_tree("intents")?,
             rates: db.open_tree("rates")?,
             dedup: db.open_tree("dedup")?,
@@ -258,6 +265,12 @@ impl Executor {
     /// The audit log.
     pub fn audit(&self) -> &AuditLog {
         &self.inner.audit
+    }
+
+    /// The key that seals stored state (tokens, tenants, packages,
+    /// playbooks, runs) against offline edits.
+    pub fn seal_key(&self) -> &crate::audit::seal::SealKey {
+        &self.inner.seal_key
     }
 
     /// The approvals.
@@ -603,6 +616,11 @@ impl Executor {
             .get(key(&[tenant.as_str(), id]))?
             .ok_or_else(|| ExecutorError::RunNotFound(id.to_owned()))?;
         serde_json::from_slice(&bytes).map_err(store_err)
+    }
+
+    /// Runs whose seal does not hold (changed outside rampart).
+    pub fn tampered_runs(&self) -> Result<Vec<String>, ExecutorError> {
+        Ok(self.inner.runs.tampered()?)
     }
 
     /// Every run of `tenant`.
