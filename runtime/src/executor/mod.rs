@@ -1379,27 +1379,53 @@ impl Executor {
         None
     }
 
+    /// Actions of kind `action` in the last `per`, counted up to `cap` (the
+    /// guardrail only needs to know whether the limit is reached). The rate
+    /// keys are `tenant\0action\0<time BE><run><step>`, so this reads only
+    /// the window, whatever the history.
     fn recent_actions(
         &self,
         tenant: &TenantId,
         action: &str,
         per: Duration,
         now: i64,
+        cap: u32,
     ) -> Result<u32, ExecutorError> {
-        let since = now - i64::try_from(per.as_millis()).unwrap_or(i64::MAX);
+        let since = now.saturating_sub(i64::try_from(per.as_millis()).unwrap_or(i64::MAX));
         let prefix = key(&[tenant.as_str(), action, ""]);
+        let mut start = prefix.clone();
+        start.extend_from_slice(&since.saturating_add(1).max(0).to_be_bytes());
         let mut count = 0u32;
-        for entry in self.inner.rates.scan_prefix(&prefix) {
-            let (k, _) = entry?;
-            let time = k
-                .get(prefix.len()..prefix.len() + 8)
-                .and_then(|b| <[u8; 8]>::try_from(b).ok())
-                .map_or(0, i64::from_be_bytes);
-            if time > since {
-                count += 1;
+        for entry in self.inner.rates.range(start..rate_prefix_end(&prefix)) {
+            entry?;
+            count += 1;
+            if count >= cap {
+                break;
             }
         }
         Ok(count)
+    }
+
+    /// Drops a few of this bucket's rate entries older than the longest
+    /// window a playbook may set, so history does not pile up.
+    fn prune_rates(&self, tenant: &TenantId, action: &str, now: i64) -> Result<(), ExecutorError> {
+        let window =
+            i64::try_from(crate::playbook::MAX_RATE_WINDOW.as_millis()).unwrap_or(i64::MAX);
+        let prefix = key(&[tenant.as_str(), action, ""]);
+        let mut end = prefix.clone();
+        end.extend_from_slice(&now.saturating_sub(window).max(0).to_be_bytes());
+        // A bounded batch per action: pruning keeps pace with inserting.
+        let old: Vec<sled::IVec> = self
+            .inner
+            .rates
+            .range(prefix..end)
+            .keys()
+            .take(16)
+            .collect::<Result<_, _>>()?;
+        for key in old {
+            self.inner.rates.remove(key)?;
+        }
+        Ok(())
     }
 
     fn situation(
@@ -1419,7 +1445,7 @@ impl Executor {
         let recent = if run.dry_run {
             0
         } else {
-            self.recent_actions(&run.tenant, &step.action, limit.per, now)?
+            self.recent_actions(&run.tenant, &step.action, limit.per, now, limit.count)?
         };
         let label = target_label(target);
         Ok(Situation {
@@ -1671,6 +1697,7 @@ impl Executor {
                 rate_key.extend_from_slice(run.id.as_bytes());
                 rate_key.extend_from_slice(step.id.as_bytes());
                 self.inner.rates.insert(rate_key, &[])?;
+                self.prune_rates(&run.tenant, &step.action, now)?;
                 result.audit.push((AuditKind::PluginInvoked, json!({"plugin": step.plugin, "digest": loaded.digest, "ok": true, "duration_us": called.stats.duration.as_micros() as u64, "fuel": called.stats.fuel, "peak_memory": called.stats.peak_memory_bytes})));
                 result.audit.push((AuditKind::ActionExecuted, json!({"target": target, "action": step.action, "outcome": called.value.outcome, "summary": called.value.summary, "approval": approved_by.map(|a| &a.id), "approvers": approved_by.map(|a| a.approvals.iter().map(|v| v.principal.clone()).collect::<Vec<_>>())})));
                 if matches!(
@@ -2050,6 +2077,16 @@ impl Executor {
         }
         Ok(expired)
     }
+}
+
+/// The first key after every key that starts with `prefix` (which ends in
+/// the `\0` separator): the same bytes with that separator raised to `\x01`.
+fn rate_prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    if let Some(last) = end.last_mut() {
+        *last = 1;
+    }
+    end
 }
 
 /// A pending approval bound to exactly this action.

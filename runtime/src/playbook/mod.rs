@@ -576,6 +576,10 @@ fn valid_name(name: &str) -> bool {
 }
 
 /// Parses `5/h`, `10/15m`, `100/d`.
+/// The longest rate-limit window a playbook may set (and how long the
+/// executor keeps what it counts).
+pub const MAX_RATE_WINDOW: Duration = Duration::from_secs(31 * 86_400);
+
 fn parse_rate(text: &str) -> Option<RateLimit> {
     let (count, per) = text.trim().split_once('/')?;
     let count: u32 = count.trim().parse().ok().filter(|c| *c > 0)?;
@@ -589,7 +593,7 @@ fn parse_rate(text: &str) -> Option<RateLimit> {
             .ok()
             .filter(|d| !d.is_zero())?,
     };
-    Some(RateLimit { count, per })
+    (per <= MAX_RATE_WINDOW).then_some(RateLimit { count, per })
 }
 
 /// Parses, validates and compiles a playbook. `plugins` says which plugin
@@ -713,7 +717,7 @@ pub fn parse(
                     rate,
                     format!("guardrails.rate_limits.{action}"),
                     format!("`{}` is not a rate", rate.value),
-                    Some("write COUNT/PERIOD, e.g. 5/h, 10/15m, 100/d".to_owned()),
+                    Some("write COUNT/PERIOD with a period of at most 31 days, e.g. 5/h, 10/15m, 100/d".to_owned()),
                 ),
             }
         }
