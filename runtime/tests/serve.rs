@@ -159,7 +159,11 @@ impl Served {
         let started = Instant::now();
         loop {
             let text = std::fs::read_to_string(log).unwrap_or_default();
-            if let Some(rest) = text.split("listening on http://").nth(1) {
+            if let Some(rest) = text
+                .split("listening on http://")
+                .nth(1)
+                .or_else(|| text.split("listening on https://").nth(1))
+            {
                 let addr = rest
                     .split_whitespace()
                     .next()
@@ -677,4 +681,57 @@ fn sigterm_shuts_down_gracefully() {
     served.stop_with("-TERM");
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("shutting down"), "{text}");
+}
+
+/// `rampart api` speaks TLS: with `--ca-cert` it trusts the server's CA; a
+/// server whose certificate it cannot verify is refused.
+#[test]
+fn the_cli_client_speaks_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = hostile_tenant_config(dir.path());
+    let admin = admin_token(dir.path());
+    let tls = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tls");
+    let cert = tls.join("cert.pem").display().to_string();
+    let key = tls.join("key.pem").display().to_string();
+    let log = dir.path().join("serve.log");
+    let served = Served::start_with(
+        dir.path(),
+        &config,
+        &log,
+        "info",
+        &["--tls-cert", &cert, "--tls-key", &key],
+    );
+    let port = served.addr.rsplit(':').next().unwrap().to_owned();
+    let api = |extra: &[&str]| {
+        rampart()
+            .args([
+                "api",
+                "--server",
+                &format!("https://localhost:{port}"),
+                "--token",
+                &admin,
+                "--tenant",
+                "acme",
+            ])
+            .args(extra)
+            .arg("runs")
+            .output()
+            .unwrap()
+    };
+    let trusted = api(&["--ca-cert", &tls.join("ca.pem").display().to_string()]);
+    assert!(
+        trusted.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&trusted.stdout),
+        String::from_utf8_lossy(&trusted.stderr)
+    );
+    assert!(String::from_utf8_lossy(&trusted.stdout).contains("runs"));
+    let untrusted = api(&[]);
+    assert!(!untrusted.status.success());
+    assert!(
+        String::from_utf8_lossy(&untrusted.stderr).contains("TLS"),
+        "{}",
+        String::from_utf8_lossy(&untrusted.stderr)
+    );
+    served.stop();
 }

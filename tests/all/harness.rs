@@ -46,6 +46,17 @@ impl Server {
         tls: Option<std::sync::Arc<rustls::ServerConfig>>,
         config: RuntimeConfig,
     ) -> Server {
+        Server::start_limited(dir, admin, tls, config, Default::default()).await
+    }
+
+    /// A server with connection `limits`.
+    pub async fn start_limited(
+        dir: &Path,
+        admin: Option<String>,
+        tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+        config: RuntimeConfig,
+        limits: rampart::api::guard::ConnectionLimits,
+    ) -> Server {
         let store = SledStore::open(&dir.join("data")).expect("store");
         let config = RuntimeConfig {
             cache_dir: Some(dir.join("cache")),
@@ -58,7 +69,10 @@ impl Server {
         )
         .expect("executor");
         let secrets = rampart::secrets::SecretBox::from_key(&[6u8; 32]).expect("master key");
-        let state = AppState::open(executor, secrets).await.expect("state");
+        let state = AppState::open(executor, secrets)
+            .await
+            .expect("state")
+            .with_connection_limits(limits);
         let admin = match admin {
             Some(token) => token,
             None => {

@@ -259,3 +259,62 @@ async fn config_changes(server: &Server) -> usize {
     assert_eq!(status, 200, "{body}");
     body["records"].as_array().map_or(0, Vec::len)
 }
+
+/// Whether the server closed `stream` within `wait` (read gives 0 or an
+/// error).
+async fn closed_within(stream: &mut tokio::net::TcpStream, wait: std::time::Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 64];
+    matches!(
+        tokio::time::timeout(wait, stream.read(&mut buf)).await,
+        Ok(Ok(0)) | Ok(Err(_))
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_and_excess_connections_are_closed() {
+    let _serial = serial().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let limits = rampart::api::guard::ConnectionLimits {
+        per_address: 8,
+        idle: std::time::Duration::from_secs(1),
+    };
+    let server = Server::start_limited(
+        dir.path(),
+        None,
+        None,
+        rampart::RuntimeConfig::default(),
+        limits,
+    )
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..12 {
+        held.push(
+            tokio::net::TcpStream::connect(server.addr)
+                .await
+                .expect("connect"),
+        );
+    }
+    // Past the cap of 8 per address: closed at once.
+    let mut refused = 0;
+    for stream in held.iter_mut().skip(8) {
+        refused += usize::from(closed_within(stream, std::time::Duration::from_millis(500)).await);
+    }
+    assert_eq!(refused, 4, "connections past the cap were kept");
+    // Half a request header, then silence: closed at the idle deadline.
+    use tokio::io::AsyncWriteExt;
+    held[0]
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .expect("write");
+    let mut idle_closed = 0;
+    for stream in held.iter_mut().take(8) {
+        idle_closed += usize::from(closed_within(stream, std::time::Duration::from_secs(3)).await);
+    }
+    assert_eq!(idle_closed, 8, "idle connections were kept");
+    drop(held);
+    // The address's slots came back.
+    let (status, _) = server.call("GET", "/healthz", None, None).await;
+    assert_eq!(status, 200);
+    server.stop().await;
+}

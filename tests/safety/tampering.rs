@@ -13,7 +13,20 @@ use crate::{alert, ingest, serial, supervised, tenant};
 
 /// Opens the server state on `dir` as the harness does (same keys).
 async fn reopen(dir: &std::path::Path) -> Result<AppState, String> {
-    let store = SledStore::open(&dir.join("data")).expect("store");
+    // The stopped server's last tasks may still hold the directory's lock
+    // for a moment.
+    let mut tries = 0;
+    let store = loop {
+        match SledStore::open(&dir.join("data")) {
+            Ok(store) => break store,
+            Err(err) if tries < 100 => {
+                tries += 1;
+                let _ = err;
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Err(err) => panic!("store: {err:?}"),
+        }
+    };
     let config = RuntimeConfig {
         cache_dir: Some(dir.join("cache")),
         ..RuntimeConfig::default()
@@ -33,7 +46,17 @@ async fn reopen(dir: &std::path::Path) -> Result<AppState, String> {
 /// Replaces `from` by `to` in every value of `tree` that contains it (the
 /// seal prefix stays as it was: the attacker has no key).
 fn edit(dir: &std::path::Path, tree: &str, from: &str, to: &str) -> usize {
-    let db = sled::open(dir.join("data")).expect("db");
+    let mut tries = 0;
+    let db = loop {
+        match sled::open(dir.join("data")) {
+            Ok(db) => break db,
+            Err(_) if tries < 100 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            Err(err) => panic!("db: {err}"),
+        }
+    };
     let tree = db.open_tree(tree).expect("tree");
     let mut edited = 0;
     for entry in tree.iter() {

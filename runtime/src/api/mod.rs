@@ -9,6 +9,7 @@ pub mod auth;
 mod edl;
 pub mod error;
 mod gate;
+pub mod guard;
 pub mod hunts;
 mod intel;
 pub mod openapi;
@@ -65,6 +66,8 @@ pub struct AppState {
     ready: Arc<std::sync::atomic::AtomicBool>,
     /// `/metrics` without a token (totals only, no tenant names).
     public_metrics: bool,
+    /// Connections per client address and idle deadline.
+    connection_limits: guard::ConnectionLimits,
 }
 
 impl std::fmt::Debug for AppState {
@@ -146,6 +149,7 @@ impl AppState {
             executor,
             ready: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             public_metrics: false,
+            connection_limits: guard::ConnectionLimits::default(),
         };
         if let Some(config) = config {
             state.apply_config(config)?;
@@ -168,6 +172,13 @@ impl AppState {
     #[must_use]
     pub fn with_public_metrics(mut self, public: bool) -> Self {
         self.public_metrics = public;
+        self
+    }
+
+    /// Caps connections per client address and closes idle ones.
+    #[must_use]
+    pub fn with_connection_limits(mut self, limits: guard::ConnectionLimits) -> Self {
+        self.connection_limits = limits;
         self
     }
 
@@ -806,39 +817,41 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Re
             "all".to_owned()
         }
     };
+    // From counters kept as runs change (`executor/tally.rs`): a scrape
+    // costs the tenants and statuses, not the runs.
+    use crate::executor::tally::{BUCKETS_SECS, Histogram};
     let mut runs_by_status: BTreeMap<(String, String), u64> = BTreeMap::new();
     let mut folded: BTreeMap<String, u64> = BTreeMap::new();
-    let mut mttd: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-    let mut mttc: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-    let mut pending = 0u64;
-    for entry in state.tenants.iter() {
-        let (k, _) = entry.map_err(sled_err)?;
-        let Ok(tenant) = TenantId::new(String::from_utf8_lossy(&k).into_owned()) else {
-            continue;
-        };
-        for run in state.executor.runs(&tenant)? {
-            *runs_by_status
-                .entry((label(&tenant), run.status.as_str().to_owned()))
-                .or_default() += 1;
-            *folded.entry(label(&tenant)).or_default() += run.folded.len() as u64;
-            if let Some(at) = run.verdict_at {
-                mttd.entry(label(&tenant))
-                    .or_default()
-                    .push((at - run.alert.time) as f64 / 1000.0);
-            }
-            if let Some(at) = run.contained_at {
-                mttc.entry(label(&tenant))
-                    .or_default()
-                    .push((at - run.alert.time) as f64 / 1000.0);
-            }
+    let mut mttd: BTreeMap<String, Histogram> = BTreeMap::new();
+    let mut mttc: BTreeMap<String, Histogram> = BTreeMap::new();
+    let merge = |into: &mut Histogram, from: &Histogram| {
+        for (a, b) in into.buckets.iter_mut().zip(from.buckets) {
+            *a += b;
         }
-        pending += state
-            .executor
-            .approvals()
-            .list(Some(&tenant), true)
-            .map_err(ApiError::internal)?
-            .len() as u64;
+        into.over += from.over;
+        into.sum += from.sum;
+        into.count += from.count;
+    };
+    for (tenant, tally) in state.executor.tally() {
+        for (status, count) in &tally.runs {
+            *runs_by_status
+                .entry((label(&tenant), (*status).to_owned()))
+                .or_default() += count;
+        }
+        *folded.entry(label(&tenant)).or_default() += tally.folded;
+        if tally.mttd.count > 0 {
+            merge(mttd.entry(label(&tenant)).or_default(), &tally.mttd);
+        }
+        if tally.mttc.count > 0 {
+            merge(mttc.entry(label(&tenant)).or_default(), &tally.mttc);
+        }
     }
+    let pending = state
+        .executor
+        .approvals()
+        .list(None, true)
+        .map_err(ApiError::internal)?
+        .len() as u64;
     let mut text = String::new();
     let _ = writeln!(
         text,
@@ -864,7 +877,7 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Re
             "rampart_dedup_folded_total{{tenant=\"{tenant}\"}} {count}"
         );
     }
-    for (name, help, samples) in [
+    for (name, help, histograms) in [
         (
             "rampart_mttd_seconds",
             "Alert time to first verdict.",
@@ -877,25 +890,25 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Re
         ),
     ] {
         let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} histogram");
-        for (tenant, values) in samples {
-            for bound in [1.0, 10.0, 60.0, 300.0, 900.0, 3600.0, 14_400.0, 86_400.0] {
-                let count = values.iter().filter(|v| **v <= bound).count();
+        for (tenant, histogram) in histograms {
+            for (i, bound) in BUCKETS_SECS.iter().enumerate() {
                 let _ = writeln!(
                     text,
-                    "{name}_bucket{{tenant=\"{tenant}\",le=\"{bound}\"}} {count}"
+                    "{name}_bucket{{tenant=\"{tenant}\",le=\"{bound}\"}} {}",
+                    histogram.cumulative(i)
                 );
             }
             let _ = writeln!(
                 text,
                 "{name}_bucket{{tenant=\"{tenant}\",le=\"+Inf\"}} {}",
-                values.len()
+                histogram.count
             );
+            let _ = writeln!(text, "{name}_sum{{tenant=\"{tenant}\"}} {}", histogram.sum);
             let _ = writeln!(
                 text,
-                "{name}_sum{{tenant=\"{tenant}\"}} {}",
-                values.iter().sum::<f64>()
+                "{name}_count{{tenant=\"{tenant}\"}} {}",
+                histogram.count
             );
-            let _ = writeln!(text, "{name}_count{{tenant=\"{tenant}\"}} {}", values.len());
         }
     }
     let mut calls: BTreeMap<(String, String, &str), crate::sandbox::CallCounter> = BTreeMap::new();
@@ -1595,30 +1608,47 @@ async fn list_runs(
 ) -> Result<Json<Value>, ApiError> {
     let (_, tenant) = state.allow(&headers, &tenant, Need::Read)?;
     let limit = filter.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
-    let mut runs: Vec<_> = state
+    let unfiltered = filter.status.is_none()
+        && filter.playbook.is_none()
+        && filter.alert.is_none()
+        && filter.since.is_none()
+        && filter.until.is_none();
+    // A page costs its size: walked newest first from the cursor by the
+    // creation-time index (`executor/listing.rs`), never every run.
+    let query = crate::executor::RunQuery {
+        status: filter.status,
+        playbook: filter.playbook,
+        alert: filter.alert,
+        since: filter.since,
+        until: filter.until,
+        before: filter.before,
+        limit,
+    };
+    let page = state
         .executor
-        .runs(&tenant)?
-        .into_iter()
-        .filter(|r| {
-            filter.status.is_none_or(|s| s == r.status)
-                && filter.playbook.as_deref().is_none_or(|p| p == r.playbook)
-                && filter
-                    .alert
-                    .as_deref()
-                    .is_none_or(|a| a == r.alert.id || r.folded.iter().any(|f| f == a))
-                && filter.since.is_none_or(|t| r.created >= t)
-                && filter.until.is_none_or(|t| r.created < t)
-        })
-        .collect();
-    // Newest first.
-    runs.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| b.id.cmp(&a.id)));
-    let total = runs.len();
-    let runs: Vec<Value> = runs
+        .runs_page(&tenant, &query)
+        .map_err(|err| match err {
+            crate::executor::ExecutorError::Store(detail) if detail.contains("cursor") => {
+                ApiError {
+                    status: StatusCode::BAD_REQUEST,
+                    error: "invalid_query".to_owned(),
+                    detail,
+                    location: Some(json!({"query": "before"})),
+                    retry_after: None,
+                }
+            }
+            other => ApiError::from(other),
+        })?;
+    let runs: Vec<Value> = page
+        .runs
         .iter()
-        .take(limit)
         .map(|r| json!({"id": r.id, "playbook": r.playbook, "status": r.status, "alert": r.alert.id, "created": r.created, "finished": r.finished, "verdict_at": r.verdict_at, "contained_at": r.contained_at}))
         .collect();
-    Ok(Json(json!({"runs": runs, "total": total})))
+    let mut body = json!({"runs": runs, "next": page.next});
+    if unfiltered {
+        body["total"] = json!(state.executor.run_count(&tenant)?);
+    }
+    Ok(Json(body))
 }
 
 async fn get_run(
@@ -2012,10 +2042,10 @@ pub async fn serve<L>(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()>
 where
-    L: axum::serve::Listener,
-    L::Addr: std::fmt::Debug,
+    L: axum::serve::Listener<Addr = std::net::SocketAddr>,
 {
     let executor = state.executor.clone();
+    let limits = state.connection_limits;
     // Approval webhooks: each request is delivered on its own task so a
     // slow receiver delays nobody.
     let notifier = {
@@ -2043,7 +2073,7 @@ where
         })
     };
     let app = router(state);
-    let result = axum::serve(listener, app)
+    let result = axum::serve(guard::Guarded::new(listener, limits), app)
         .with_graceful_shutdown(shutdown)
         .await;
     scheduler.abort();
@@ -2269,6 +2299,8 @@ struct RunFilter {
     since: Option<i64>,
     until: Option<i64>,
     limit: Option<usize>,
+    /// The `next` cursor of the previous page.
+    before: Option<String>,
 }
 
 /// Filters of `GET /audit`; times are Unix milliseconds.

@@ -177,7 +177,7 @@ pub const ROUTES: &[Route] = &[
     Route {
         method: "get",
         path: "/v1/tenants/{tenant}/runs",
-        summary: "List runs, newest first, with filters",
+        summary: "List runs, newest first, a page at a time: {runs, next, total?}; pass `next` as `before` for the next page (total only without filters)",
         roles: Some("admin, tenant-admin, analyst, viewer"),
         body: None,
         query: &[
@@ -195,6 +195,7 @@ pub const ROUTES: &[Route] = &[
             ("since", "integer", "created at or after, Unix ms"),
             ("until", "integer", "created before, Unix ms"),
             ("limit", "integer", "page size (default 100, at most 1000)"),
+            ("before", "string", "the `next` cursor of the previous page"),
         ],
     },
     Route {

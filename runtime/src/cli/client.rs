@@ -11,9 +11,13 @@ use super::Failure;
 
 #[derive(Debug, Args)]
 pub struct ApiArgs {
-    /// Server address, e.g. http://127.0.0.1:8080.
+    /// Server address, e.g. http://127.0.0.1:8080 or https://soc.example:8443.
     #[arg(long, env = "RAMPART_SERVER", default_value = "http://127.0.0.1:8080")]
     server: String,
+    /// PEM CA certificate(s) to trust for an https server (default: the
+    /// public web roots).
+    #[arg(long, env = "RAMPART_CA_CERT")]
+    ca_cert: Option<std::path::PathBuf>,
     /// Bearer token.
     #[arg(long, env = "RAMPART_TOKEN", hide_env_values = true)]
     token: String,
@@ -125,6 +129,77 @@ enum ApiCommand {
 struct Client {
     authority: String,
     token: String,
+    /// For an https server: the TLS client and the name to verify.
+    tls: Option<(
+        tokio_rustls::TlsConnector,
+        rustls::pki_types::ServerName<'static>,
+    )>,
+}
+
+/// A TLS client trusting `ca_cert` (PEM) or, without one, the web roots.
+fn tls_connector(ca_cert: Option<&std::path::Path>) -> Result<tokio_rustls::TlsConnector, Failure> {
+    use rustls::pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_cert {
+        Some(path) => {
+            let pem = read(path)?;
+            for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+                let cert = cert.map_err(|err| {
+                    Failure::usage(format!("{}: not a PEM certificate: {err}", path.display()))
+                })?;
+                roots.add(cert).map_err(|err| {
+                    Failure::usage(format!(
+                        "{}: unusable CA certificate: {err}",
+                        path.display()
+                    ))
+                })?;
+            }
+            if roots.is_empty() {
+                return Err(Failure::usage(format!(
+                    "{}: no certificate in the file",
+                    path.display()
+                )));
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|err| Failure::usage(format!("TLS: {err}")))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(tokio_rustls::TlsConnector::from(std::sync::Arc::new(
+        config,
+    )))
+}
+
+/// One request over `io`: status and body.
+async fn exchange<T>(
+    io: T,
+    request: hyper::Request<Full<bytes::Bytes>>,
+) -> Result<(u16, bytes::Bytes), Failure>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(wasmtime_wasi_http::io::TokioIo::new(io))
+            .await
+            .map_err(|err| Failure::call(format!("HTTP: {err}")))?;
+    tokio::spawn(connection);
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|err| Failure::call(format!("HTTP: {err}")))?;
+    let status = response.status().as_u16();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|err| Failure::call(format!("HTTP: {err}")))?
+        .to_bytes();
+    Ok((status, bytes))
 }
 
 impl Client {
@@ -148,11 +223,6 @@ impl Client {
         let stream = tokio::net::TcpStream::connect(&self.authority)
             .await
             .map_err(|err| Failure::usage(format!("cannot reach {}: {err}", self.authority)))?;
-        let (mut sender, connection) =
-            hyper::client::conn::http1::handshake(wasmtime_wasi_http::io::TokioIo::new(stream))
-                .await
-                .map_err(|err| Failure::call(format!("HTTP: {err}")))?;
-        tokio::spawn(connection);
         let request = hyper::Request::builder()
             .method(method)
             .uri(path)
@@ -161,17 +231,16 @@ impl Client {
             .header("content-type", content_type)
             .body(Full::new(bytes::Bytes::from(body.unwrap_or_default())))
             .map_err(|err| Failure::usage(err.to_string()))?;
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|err| Failure::call(format!("HTTP: {err}")))?;
-        let status = response.status().as_u16();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|err| Failure::call(format!("HTTP: {err}")))?
-            .to_bytes();
+        let (status, bytes) = match &self.tls {
+            None => exchange(stream, request).await?,
+            Some((connector, name)) => {
+                let stream = connector
+                    .connect(name.clone(), stream)
+                    .await
+                    .map_err(|err| Failure::call(format!("TLS with {}: {err}", self.authority)))?;
+                exchange(stream, request).await?
+            }
+        };
         let value = serde_json::from_slice(&bytes)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
         Ok((status, value))
@@ -225,19 +294,43 @@ fn read(path: &std::path::Path) -> Result<Vec<u8>, Failure> {
 }
 
 pub async fn run(args: ApiArgs) -> Result<(), Failure> {
-    let authority = args
-        .server
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_owned();
-    if args.server.starts_with("https://") {
-        return Err(Failure::usage(
-            "the CLI client speaks plain HTTP only; put TLS in front of it on a trusted path",
-        ));
-    }
+    let (https, rest) = match (
+        args.server.strip_prefix("https://"),
+        args.server.strip_prefix("http://"),
+    ) {
+        (Some(rest), _) => (true, rest),
+        (None, Some(rest)) => (false, rest),
+        (None, None) => (false, args.server.as_str()),
+    };
+    let mut authority = rest.trim_end_matches('/').to_owned();
+    let tls = if https {
+        let host = match authority.rsplit_once(':') {
+            Some((host, port)) if port.parse::<u16>().is_ok() => host.to_owned(),
+            // No port: https's own.
+            _ => {
+                let host = authority.clone();
+                authority.push_str(":443");
+                host
+            }
+        };
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let name = rustls::pki_types::ServerName::try_from(host.clone()).map_err(|err| {
+            Failure::usage(format!("--server: `{host}` is not a host name: {err}"))
+        })?;
+        Some((tls_connector(args.ca_cert.as_deref())?, name))
+    } else {
+        if args.ca_cert.is_some() {
+            return Err(Failure::usage("--ca-cert needs an https:// --server"));
+        }
+        None
+    };
     let client = Client {
         authority,
         token: args.token,
+        tls,
     };
     let t = &args.tenant;
     let (status, value) = match args.command {

@@ -56,6 +56,12 @@ pub struct ServeArgs {
     /// default it needs a token of role `metrics` or `admin`.
     #[arg(long)]
     public_metrics: bool,
+    /// Close a connection after this long without a byte either way.
+    #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
+    idle_timeout: std::time::Duration,
+    /// Open connections per client address (more are closed at once).
+    #[arg(long, default_value_t = 256)]
+    max_connections_per_address: usize,
 }
 
 /// The engine settings of the server that asks for the compile.
@@ -154,7 +160,11 @@ pub async fn run_server(args: ServeArgs) -> Result<(), Failure> {
     let state = AppState::open_with(executor, secret_box, server_config.as_ref())
         .await
         .map_err(|err| Failure::load(format!("restoring state: {}", err.detail)))?
-        .with_public_metrics(args.public_metrics);
+        .with_public_metrics(args.public_metrics)
+        .with_connection_limits(rampart::api::guard::ConnectionLimits {
+            per_address: args.max_connections_per_address.max(1),
+            idle: args.idle_timeout,
+        });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|err| Failure::usage(format!("cannot listen on {}: {err}", args.listen)))?;

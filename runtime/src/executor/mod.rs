@@ -21,6 +21,9 @@
 //!   second call except for reconciliation, which the key makes safe).
 
 pub mod approvals;
+mod listing;
+pub mod tally;
+pub use listing::{MAX_SCAN, RunPage, RunQuery};
 pub mod guardrails;
 pub mod measure;
 pub mod run;
@@ -162,6 +165,12 @@ struct Inner {
     /// Runs, sealed: an offline edit of a status or outcome is refused.
     runs: crate::audit::seal::SealedTree,
     seal_key: crate::audit::seal::SealKey,
+    /// `tenant\0<created BE><run id>`: runs newest first, a page at a time.
+    runs_by_time: sled::Tree,
+    /// Runs per tenant.
+    run_counts: sled::Tree,
+    /// Counters for `/metrics`, moved as runs change.
+    tally: tally::Tally,
     intents: sled::Tree,
     rates: sled::Tree,
     dedup: sled::Tree,
@@ -242,6 +251,9 @@ impl Executor {
             approvals: Approvals::open(&db)?,
             runs: crate::audit::seal::SealedTree::open(&db, "runs", &seal_key)?,
             seal_key,
+            runs_by_time: db.open_tree("runs-by-time")?,
+            run_counts: db.open_tree("run-counts")?,
+            tally: tally::Tally::default(),
             intents: db.open_tree("intents")?,
             rates: db.open_tree("rates")?,
             dedup: db.open_tree("dedup")?,
@@ -257,9 +269,11 @@ impl Executor {
             owners: RwLock::new(HashMap::new()),
             approval_sink: RwLock::new(None),
         };
-        Ok(Executor {
+        let executor = Executor {
             inner: Arc::new(inner),
-        })
+        };
+        executor.index_existing_runs()?;
+        Ok(executor)
     }
 
     /// The audit log.
@@ -581,7 +595,7 @@ impl Executor {
         self.inner
             .runs
             .insert(key(&[run.tenant.as_str(), &run.id]), bytes)?;
-        Ok(())
+        self.index_run(run)
     }
 
     /// Waits until everything this task wrote so far is on disk — group
@@ -723,6 +737,7 @@ impl Executor {
                     key(&[tenant.as_str(), &run.id]),
                     serde_json::to_vec(&run).map_err(store_err)?,
                 )?;
+                self.index_run(&run)?;
                 planned.push(run.id);
                 continue;
             }
@@ -790,6 +805,7 @@ impl Executor {
         };
         let mut run = self.get_run(tenant, run_id)?;
         run.folded.push(alert.id.clone());
+        self.inner.tally.folded(tenant, 1);
         self.save(&run)?;
         self.audit_append(
             &run,

@@ -1,0 +1,171 @@
+//! Listing runs a page at a time, newest first, at the cost of the page.
+//!
+//! Runs are stored by id; a second tree indexes them by creation time
+//! (`tenant\0<created ms BE><run id>`), written when a run is first saved,
+//! and a per-tenant counter says how many there are. A page walks the index
+//! backwards from its cursor, so `GET runs?limit=1` reads one index entry
+//! and one run however many runs the tenant has. Filters are applied while
+//! walking; a walk stops after [`MAX_SCAN`] index entries and hands back a
+//! cursor, so a filter that matches nothing still answers in bounded time.
+
+use super::run::{Run, RunStatus};
+use super::{Executor, ExecutorError, key, store_err};
+use crate::tenant::TenantId;
+
+/// The most index entries one page walks.
+pub const MAX_SCAN: usize = 5_000;
+
+/// What a page of runs asks for (all filters optional).
+#[derive(Debug, Clone, Default)]
+pub struct RunQuery {
+    /// Only runs with this status.
+    pub status: Option<RunStatus>,
+    /// Only runs of this playbook.
+    pub playbook: Option<String>,
+    /// Only runs of (or folding) this alert id.
+    pub alert: Option<String>,
+    /// Created at or after, Unix ms.
+    pub since: Option<i64>,
+    /// Created before, Unix ms.
+    pub until: Option<i64>,
+    /// Continue after this cursor (from the previous page's `next`).
+    pub before: Option<String>,
+    /// Page size.
+    pub limit: usize,
+}
+
+/// One page of runs, newest first.
+#[derive(Debug, Clone)]
+pub struct RunPage {
+    /// The runs.
+    pub runs: Vec<Run>,
+    /// The cursor for the next (older) page, when there may be more.
+    pub next: Option<String>,
+}
+
+fn index_key(tenant: &TenantId, created: i64, id: &str) -> Vec<u8> {
+    let mut k = key(&[tenant.as_str(), ""]);
+    k.extend_from_slice(&created.max(0).to_be_bytes());
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+impl Executor {
+    /// Indexes `run` by creation time (once) and counts it; moves the
+    /// metrics counters.
+    pub(super) fn index_run(&self, run: &Run) -> Result<(), ExecutorError> {
+        let new = self.index_once(run)?;
+        self.inner.tally.saw(run, new);
+        Ok(())
+    }
+
+    /// Indexes `run` unless it is; whether it was new.
+    fn index_once(&self, run: &Run) -> Result<bool, ExecutorError> {
+        let k = index_key(&run.tenant, run.created, &run.id);
+        let new = self.inner.runs_by_time.insert(k, &[])?.is_none();
+        if new {
+            self.inner
+                .run_counts
+                .update_and_fetch(run.tenant.as_str(), |old| {
+                    let count = old
+                        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                        .map_or(0, u64::from_be_bytes);
+                    Some((count + 1).to_be_bytes().to_vec())
+                })?;
+        }
+        Ok(new)
+    }
+
+    /// At open: indexes runs stored before the index existed, and rebuilds
+    /// the metrics counters (one scan; from then on they move as runs do).
+    pub(super) fn index_existing_runs(&self) -> Result<(), ExecutorError> {
+        for entry in self.inner.runs.iter() {
+            let (_, bytes) = entry?;
+            if let Ok(run) = serde_json::from_slice::<Run>(&bytes) {
+                self.index_once(&run)?;
+                self.inner.tally.saw(&run, true);
+                self.inner
+                    .tally
+                    .folded(&run.tenant, run.folded.len() as u64);
+            }
+        }
+        Ok(())
+    }
+
+    /// The metrics counters of every tenant.
+    pub fn tally(&self) -> Vec<(TenantId, super::tally::TenantTally)> {
+        self.inner.tally.snapshot()
+    }
+
+    /// How many runs `tenant` has (kept as runs are created).
+    pub fn run_count(&self, tenant: &TenantId) -> Result<u64, ExecutorError> {
+        Ok(self
+            .inner
+            .run_counts
+            .get(tenant.as_str())?
+            .and_then(|b| <[u8; 8]>::try_from(b.as_ref()).ok())
+            .map_or(0, u64::from_be_bytes))
+    }
+
+    /// A page of `tenant`'s runs matching `query`, newest first.
+    pub fn runs_page(&self, tenant: &TenantId, query: &RunQuery) -> Result<RunPage, ExecutorError> {
+        let prefix = key(&[tenant.as_str(), ""]);
+        let mut low = prefix.clone();
+        low.extend_from_slice(&query.since.unwrap_or(0).max(0).to_be_bytes());
+        let mut high = match (&query.before, query.until) {
+            (Some(cursor), _) => {
+                let mut k = prefix.clone();
+                k.extend_from_slice(&hex::decode(cursor).map_err(|_| {
+                    ExecutorError::Store(format!("`{cursor}` is not a cursor of this list"))
+                })?);
+                k
+            }
+            (None, Some(until)) => {
+                let mut k = prefix.clone();
+                k.extend_from_slice(&until.max(0).to_be_bytes());
+                k
+            }
+            (None, None) => {
+                let mut k = prefix.clone();
+                k.extend_from_slice(&i64::MAX.to_be_bytes());
+                k
+            }
+        };
+        if let (Some(until), Some(_)) = (query.until, &query.before) {
+            let mut bound = prefix.clone();
+            bound.extend_from_slice(&until.max(0).to_be_bytes());
+            high = high.min(bound);
+        }
+        let limit = query.limit.max(1);
+        let mut runs = Vec::new();
+        let mut scanned = 0usize;
+        for entry in self.inner.runs_by_time.range(low..high).rev() {
+            let (k, _) = entry?;
+            scanned += 1;
+            let suffix = &k[prefix.len()..];
+            let id = String::from_utf8_lossy(suffix.get(8..).unwrap_or_default()).into_owned();
+            if let Some(bytes) = self.inner.runs.get(key(&[tenant.as_str(), &id]))? {
+                let run: Run = serde_json::from_slice(&bytes).map_err(store_err)?;
+                if matches(&run, query) {
+                    runs.push(run);
+                }
+            }
+            if runs.len() == limit || scanned == MAX_SCAN {
+                return Ok(RunPage {
+                    runs,
+                    next: Some(hex::encode(suffix)),
+                });
+            }
+        }
+        Ok(RunPage { runs, next: None })
+    }
+}
+
+fn matches(run: &Run, query: &RunQuery) -> bool {
+    query.status.is_none_or(|s| s == run.status)
+        && query.playbook.as_deref().is_none_or(|p| p == run.playbook)
+        && query
+            .alert
+            .as_deref()
+            .is_none_or(|a| a == run.alert.id || run.folded.iter().any(|f| f == a))
+}
