@@ -7,6 +7,7 @@
 //! process.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod fairness;
 #[path = "../all/harness.rs"]
 mod harness;
 mod principals;

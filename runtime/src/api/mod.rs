@@ -39,6 +39,9 @@ use error::ApiError;
 /// Largest request body (a plugin upload is the largest thing sent).
 pub const MAX_BODY_BYTES: usize = 16 << 20;
 
+/// One lock per hunt (tenant\0name): a hunt runs once at a time.
+type HuntLocks = BTreeMap<Vec<u8>, Arc<tokio::sync::Mutex<()>>>;
+
 /// Shared server state.
 #[derive(Clone)]
 pub struct AppState {
@@ -59,7 +62,11 @@ pub struct AppState {
     webhook_secrets: sled::Tree,
     /// One hunt run at a time: a scheduled run and a manual one must not
     /// read the same watermark and scan the same events twice.
-    hunt_lock: Arc<tokio::sync::Mutex<()>>,
+    hunt_lock: Arc<std::sync::Mutex<HuntLocks>>,
+    /// Tenants whose scheduled hunts are running now: each tenant's hunts
+    /// run one after another on a task of its own, so one tenant's many
+    /// hunts never hold up another tenant's.
+    hunting: Arc<std::sync::Mutex<std::collections::HashSet<TenantId>>>,
     webhook_deliveries: Arc<std::sync::Mutex<BTreeMap<(TenantId, &'static str), u64>>>,
     ingest_buckets:
         Arc<std::sync::Mutex<std::collections::HashMap<TenantId, (f64, std::time::Instant)>>>,
@@ -144,6 +151,7 @@ impl AppState {
             webhook_secrets: db.open_tree("api-webhook-secrets").map_err(sled_err)?,
             webhook_deliveries: Arc::default(),
             hunt_lock: Arc::default(),
+            hunting: Arc::default(),
             ingest_buckets: Arc::default(),
             secret_box: Arc::new(secret_box),
             executor,
@@ -1469,6 +1477,10 @@ async fn list_playbooks(
     Ok(Json(json!({"playbooks": list})))
 }
 
+/// How long a request refused for its tenant's rate is held before the
+/// 429 is sent.
+pub const REFUSAL_DELAY: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// The most alerts one request may carry.
 pub const MAX_ALERTS_PER_REQUEST: usize = 1_000;
 
@@ -1574,7 +1586,14 @@ async fn ingest(
     // The rate is charged before the body is read or parsed: a tenant past
     // its rate costs no parsing. The rest of a batch is charged once its
     // size is known.
-    state.take_ingest_tokens(&tenant, 1)?;
+    if let Err(refused) = state.take_ingest_tokens(&tenant, 1) {
+        // Held for a moment before it is answered (a tarpit): a client that
+        // retries at once retries at most about once a second per
+        // connection, and connections per address are capped, so a flood
+        // past the rate costs the server little CPU and other tenants less.
+        tokio::time::sleep(REFUSAL_DELAY).await;
+        return Err(refused);
+    }
     let bytes = body_bytes(request, &state).await?;
     // Every alert is checked before any is accepted: nothing half-taken.
     // A refused body gives its charge back.
@@ -1965,8 +1984,17 @@ impl AppState {
         tenant: &TenantId,
         name: &str,
     ) -> Result<(hunts::HuntRecord, Vec<String>), ApiError> {
-        let _one_at_a_time = self.hunt_lock.lock().await;
         let hunt_key = key(&[tenant.as_str(), name]);
+        // One run of a hunt at a time (a scheduled and a manual one must not
+        // read the same watermark); other hunts go on.
+        let lock = self
+            .hunt_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(hunt_key.clone())
+            .or_default()
+            .clone();
+        let _one_at_a_time = lock.lock().await;
         let stored: Value = self
             .hunts
             .get(&hunt_key)
@@ -2015,12 +2043,37 @@ impl AppState {
                 due.push((record.tenant, record.name));
             }
         }
-        for (tenant, name) in &due {
-            if let Err(err) = self.fire_hunt(tenant, name).await {
-                tracing::warn!(%tenant, hunt = %name, "scheduled hunt failed: {}", err.detail);
-            }
+        let mut by_tenant: BTreeMap<TenantId, Vec<String>> = BTreeMap::new();
+        for (tenant, name) in due {
+            by_tenant.entry(tenant).or_default().push(name);
         }
-        Ok(due.len())
+        let mut started = 0;
+        for (tenant, names) in by_tenant {
+            // A tenant still busy with earlier hunts catches up at a later tick.
+            if !self
+                .hunting
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(tenant.clone())
+            {
+                continue;
+            }
+            started += names.len();
+            let state = self.clone();
+            tokio::spawn(async move {
+                for name in names {
+                    if let Err(err) = state.fire_hunt(&tenant, &name).await {
+                        tracing::warn!(%tenant, hunt = %name, "scheduled hunt failed: {}", err.detail);
+                    }
+                }
+                state
+                    .hunting
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .remove(&tenant);
+            });
+        }
+        Ok(started)
     }
 }
 

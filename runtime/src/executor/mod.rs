@@ -124,6 +124,9 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
+/// Concurrent runs per tenant without a `max_concurrent_runs` quota.
+pub const DEFAULT_RUN_SHARE: usize = 64;
+
 fn random_id(prefix: &str) -> String {
     let mut bytes = [0u8; 6];
     let _ = getrandom::fill(&mut bytes);
@@ -913,17 +916,21 @@ impl Executor {
     }
 
     async fn drive(&self, run: &mut Run, playbook: &Playbook) -> Result<(), ExecutorError> {
-        // The tenant's cap on concurrent runs: wait for a slot.
-        let slots = read_lock(&self.inner.run_slots).get(&run.tenant).cloned();
-        let _slot = match slots {
-            Some(slots) => Some(
-                slots
-                    .acquire_owned()
-                    .await
-                    .map_err(|_| ExecutorError::Store("run slots closed".to_owned()))?,
-            ),
-            None => None,
+        // The tenant's share of concurrent runs (its quota, or
+        // DEFAULT_RUN_SHARE): a tenant's burst waits for its own slots and
+        // never for another tenant's.
+        let existing = read_lock(&self.inner.run_slots).get(&run.tenant).cloned();
+        let slots = match existing {
+            Some(slots) => slots,
+            None => write_lock(&self.inner.run_slots)
+                .entry(run.tenant.clone())
+                .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(DEFAULT_RUN_SHARE)))
+                .clone(),
         };
+        let _slot = slots
+            .acquire_owned()
+            .await
+            .map_err(|_| ExecutorError::Store("run slots closed".to_owned()))?;
         let mut requested: Vec<Approval> = Vec::new();
         loop {
             // Steps interrupted by a crash run again (responders reconcile).
