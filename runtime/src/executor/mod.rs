@@ -346,6 +346,53 @@ impl Executor {
         }
     }
 
+    /// Evaluates `expr` to a boolean; a costly one runs under the tenant's
+    /// CPU share on the call pool, off the async workers.
+    async fn eval_bool(
+        &self,
+        tenant: &TenantId,
+        expr: &crate::playbook::Expr,
+        variables: &Variables,
+    ) -> Result<bool, crate::playbook::ExprError> {
+        if !expr.costly(variables) {
+            return expr.eval_bool(variables);
+        }
+        let (work_expr, work_vars) = (expr.clone(), variables.clone());
+        self.inner
+            .runtime
+            .run_heavy(tenant, move || work_expr.eval_bool(&work_vars))
+            .await
+            .unwrap_or_else(|err| {
+                Err(crate::playbook::ExprError::Eval {
+                    source_text: expr.source().to_owned(),
+                    message: err.to_string(),
+                })
+            })
+    }
+
+    /// Evaluates `expr` to JSON, like [`Executor::eval_bool`].
+    async fn eval_json(
+        &self,
+        tenant: &TenantId,
+        expr: &crate::playbook::Expr,
+        variables: &Variables,
+    ) -> Result<Value, crate::playbook::ExprError> {
+        if !expr.costly(variables) {
+            return expr.eval_json(variables);
+        }
+        let (work_expr, work_vars) = (expr.clone(), variables.clone());
+        self.inner
+            .runtime
+            .run_heavy(tenant, move || work_expr.eval_json(&work_vars))
+            .await
+            .unwrap_or_else(|err| {
+                Err(crate::playbook::ExprError::Eval {
+                    source_text: expr.source().to_owned(),
+                    message: err.to_string(),
+                })
+            })
+    }
+
     /// Records who owns a playbook (the principal id that put it): that
     /// principal requests its actions and may not approve them.
     pub fn set_playbook_owner(&self, tenant: &TenantId, name: &str, owner: Option<String>) {
@@ -724,7 +771,7 @@ impl Executor {
                 continue;
             }
             let variables = Variables::new(alert, &json!({}));
-            match playbook.trigger.eval_bool(&variables) {
+            match self.eval_bool(tenant, &playbook.trigger, &variables).await {
                 Ok(true) => {}
                 Ok(false) => continue,
                 Err(err) => {
@@ -1173,7 +1220,7 @@ impl Executor {
         }
         let variables = Variables::new(&run.alert, &Self::steps_json(run));
         if let Some(when) = &step.when {
-            match when.eval_bool(&variables) {
+            match self.eval_bool(&run.tenant, when, &variables).await {
                 Ok(true) => {}
                 Ok(false) => {
                     state.status = StepStatus::Skipped;
@@ -1491,7 +1538,11 @@ impl Executor {
         mut state: StepState,
     ) -> Result<StepResult, ExecutorError> {
         let now = Self::now_for(run);
-        let target = match step.target.as_ref().map(|expr| expr.eval_json(variables)) {
+        let evaluated = match &step.target {
+            Some(expr) => Some(self.eval_json(&run.tenant, expr, variables).await),
+            None => None,
+        };
+        let target = match evaluated {
             Some(Ok(value)) => match entity_from_json(&value) {
                 Some(entity) => entity,
                 None => {

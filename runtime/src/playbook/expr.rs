@@ -18,6 +18,10 @@ use cel::{Context, Program, Value};
 
 use super::cost::{self, MAX_EXPR_COST, STATIC_LIST_BOUND};
 
+/// Estimated steps above which an evaluation leaves the async workers
+/// (about a quarter of a millisecond of interpretation).
+pub const OFFLOAD_COST: u64 = 5_000;
+
 /// A compiled CEL expression with its source.
 #[derive(Clone)]
 pub struct Expr {
@@ -208,6 +212,12 @@ impl Expr {
                 message: "evaluation panicked".to_owned(),
             }),
         }
+    }
+
+    /// Whether evaluating with `variables` is costly enough to leave the
+    /// async workers: above [`OFFLOAD_COST`] estimated steps.
+    pub fn costly(&self, variables: &Variables) -> bool {
+        cost::cost(&self.program.expression().expr, variables.list_len) > OFFLOAD_COST
     }
 
     /// Evaluates to a boolean.

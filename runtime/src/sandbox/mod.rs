@@ -160,6 +160,23 @@ fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 impl Runtime {
+    /// Runs CPU-heavy host work done for `tenant` (a costly playbook
+    /// expression) on the call pool, holding one of the tenant's CPU
+    /// permits: it takes no more than the tenant's share of the cores, at
+    /// low priority, and never an async worker.
+    pub async fn run_heavy<T: Send + 'static>(
+        &self,
+        tenant: &TenantId,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, PluginError> {
+        let share = self.inner.shares.tenant(tenant);
+        let _permit =
+            share.cpu.clone().acquire_owned().await.map_err(|_| {
+                PluginError::Unavailable("the tenant's CPU share is closed".to_owned())
+            })?;
+        self.inner.pool.work(work).await
+    }
+
     /// Builds the engine and links every host interface: all of WASI 0.2
     /// (denying access), wasi:http (through our policy) and ours.
     pub fn new(config: RuntimeConfig, store: Arc<dyn HostStore>) -> Result<Self, RuntimeError> {

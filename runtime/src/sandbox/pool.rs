@@ -99,6 +99,24 @@ impl CallPool {
     }
 }
 
+impl CallPool {
+    /// Runs CPU-bound host work on the pool (its threads run at nice 10).
+    pub(crate) async fn work<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, PluginError> {
+        let Some(runtime) = &self.runtime else {
+            return Err(PluginError::Unavailable(
+                "the call pool is shut down".to_owned(),
+            ));
+        };
+        runtime
+            .spawn(async move { work() })
+            .await
+            .map_err(|err| PluginError::Unavailable(format!("host work task ended: {err}")))
+    }
+}
+
 impl Drop for CallPool {
     fn drop(&mut self) {
         if let Some(runtime) = self.runtime.take() {
