@@ -316,3 +316,21 @@ fn rewriting_rehashing_and_deleting_later_checkpoints_is_found() {
     let (_, reason) = breach(&log);
     assert!(reason.contains("rewritten"), "{reason}");
 }
+
+#[test]
+fn a_page_from_a_cursor_has_the_chain_hashes() {
+    let (_store, log) = log_with(50);
+    let mut all = Vec::new();
+    log.read(&tenant(), |record, hash| {
+        all.push((record.seq, hash.to_owned()));
+        true
+    })
+    .expect("read");
+    let mut page = Vec::new();
+    log.read_after(&tenant(), 25, |record, hash| {
+        page.push((record.seq, hash.to_owned()));
+        page.len() < 10
+    })
+    .expect("read after");
+    assert_eq!(page, all[25..35].to_vec());
+}

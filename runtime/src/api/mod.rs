@@ -2381,10 +2381,12 @@ async fn query_audit(
     let limit = filter.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
     let mut records = Vec::new();
     let mut more = false;
+    // From the cursor on: a page costs its size (plus the records its
+    // filters skip).
     state
         .executor
         .audit()
-        .read(&tenant, |record, hash| {
+        .read_after(&tenant, filter.after_seq.unwrap_or(0), |record, hash| {
             let wanted = filter.kind.is_none_or(|k| k == record.kind)
                 && filter
                     .run

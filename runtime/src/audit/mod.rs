@@ -434,6 +434,28 @@ impl AuditLog {
         Ok(())
     }
 
+    /// Records of `tenant` after seq `after`, in order, with their hashes:
+    /// a range read from `after`, so a page costs its size (each record's
+    /// hash follows from the `prev` link it carries).
+    pub fn read_after(
+        &self,
+        tenant: &TenantId,
+        after: u64,
+        mut visit: impl FnMut(&AuditRecord, &str) -> bool,
+    ) -> Result<(), AuditError> {
+        let start = seq_key(after.saturating_add(1));
+        for entry in self.records(tenant)?.range(start..) {
+            let (_, bytes) = entry.map_err(store_err)?;
+            let record: AuditRecord =
+                serde_json::from_slice(&bytes).map_err(|e| AuditError::Encode(e.to_string()))?;
+            let prev = hex_to_hash(&record.prev).unwrap_or(ZERO_HASH);
+            if !visit(&record, &hex::encode(chain_hash(&prev, &bytes))) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     /// Recomputes `tenant`'s chain and checks every signed checkpoint.
     pub fn verify(&self, tenant: &TenantId) -> Result<VerifyReport, AuditError> {
         let records = self.records(tenant)?;
