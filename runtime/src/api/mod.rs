@@ -857,7 +857,7 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Re
     let pending = state
         .executor
         .approvals()
-        .list(None, true)
+        .pending(None)
         .map_err(ApiError::internal)?
         .len() as u64;
     let mut text = String::new();
@@ -1716,7 +1716,7 @@ async fn list_approvals(
     let pending = state
         .executor
         .approvals()
-        .list(Some(&tenant), true)
+        .pending(Some(&tenant))
         .map_err(ApiError::internal)?;
     Ok(Json(json!({"approvals": pending})))
 }

@@ -230,6 +230,18 @@ impl Approval {
 #[derive(Clone, Debug)]
 pub struct Approvals {
     tree: sled::Tree,
+    /// `tenant\0id` of every pending approval: the inbox and the pending
+    /// gauge read this, not the whole history. Written before the approval
+    /// and cleared after its decision, so a crash leaves at most a stale
+    /// entry, which readers skip.
+    pending: sled::Tree,
+}
+
+fn pending_key(tenant: &TenantId, id: &str) -> Vec<u8> {
+    let mut key = tenant.as_str().as_bytes().to_vec();
+    key.push(0);
+    key.extend_from_slice(id.as_bytes());
+    key
 }
 
 fn store_err(err: impl std::fmt::Display) -> ApprovalError {
@@ -239,13 +251,55 @@ fn store_err(err: impl std::fmt::Display) -> ApprovalError {
 impl Approvals {
     /// Approvals in `db`.
     pub fn open(db: &sled::Db) -> Result<Self, ApprovalError> {
-        Ok(Approvals {
+        let approvals = Approvals {
             tree: db.open_tree("approvals").map_err(store_err)?,
-        })
+            pending: db.open_tree("approvals-pending").map_err(store_err)?,
+        };
+        // A data directory from before the index: index it once.
+        const INDEXED: &[u8] = b"\x00indexed";
+        if approvals.pending.get(INDEXED).map_err(store_err)?.is_none() {
+            for approval in approvals.list(None, true)? {
+                approvals
+                    .pending
+                    .insert(pending_key(&approval.tenant, &approval.id), &[])
+                    .map_err(store_err)?;
+            }
+            approvals.pending.insert(INDEXED, &[]).map_err(store_err)?;
+        }
+        Ok(approvals)
+    }
+
+    /// The pending approvals of `tenant` (all tenants: `None`), oldest first,
+    /// read from the pending index.
+    pub fn pending(&self, tenant: Option<&TenantId>) -> Result<Vec<Approval>, ApprovalError> {
+        let prefix = tenant.map(|t| pending_key(t, "")).unwrap_or_default();
+        let mut out = Vec::new();
+        for entry in self.pending.scan_prefix(prefix) {
+            let (key, _) = entry.map_err(store_err)?;
+            let Some(split) = key.iter().position(|b| *b == 0).filter(|at| *at > 0) else {
+                continue;
+            };
+            let Some(bytes) = self.tree.get(&key[split + 1..]).map_err(store_err)? else {
+                continue;
+            };
+            let Ok(approval) = serde_json::from_slice::<Approval>(&bytes) else {
+                continue;
+            };
+            if approval.status == ApprovalStatus::Pending {
+                out.push(approval);
+            }
+        }
+        out.sort_by_key(|a| a.created);
+        Ok(out)
     }
 
     /// Stores `approval`.
     pub fn put(&self, approval: &Approval) -> Result<(), ApprovalError> {
+        if approval.status == ApprovalStatus::Pending {
+            self.pending
+                .insert(pending_key(&approval.tenant, &approval.id), &[])
+                .map_err(store_err)?;
+        }
         let bytes = serde_json::to_vec(approval).map_err(store_err)?;
         self.tree
             .insert(approval.id.as_bytes(), bytes)
@@ -317,7 +371,14 @@ impl Approvals {
                 .compare_and_swap(id.as_bytes(), Some(old), Some(bytes))
                 .map_err(store_err)?
             {
-                Ok(()) => return Ok(next),
+                Ok(()) => {
+                    if next.status != ApprovalStatus::Pending {
+                        self.pending
+                            .remove(pending_key(&next.tenant, &next.id))
+                            .map_err(store_err)?;
+                    }
+                    return Ok(next);
+                }
                 // Someone else changed it between our read and our swap:
                 // decide again on what they left.
                 Err(_) => continue,
@@ -420,7 +481,7 @@ impl Approvals {
     /// ones this call expired (not those a concurrent decision took first).
     pub fn expire_due(&self, now: i64) -> Result<Vec<Approval>, ApprovalError> {
         let mut expired = Vec::new();
-        for approval in self.list(None, true)? {
+        for approval in self.pending(None)? {
             if now < approval.expires {
                 continue;
             }
