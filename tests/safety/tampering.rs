@@ -11,22 +11,25 @@ use rampart::store::SledStore;
 use crate::harness::Server;
 use crate::{alert, ingest, serial, supervised, tenant};
 
+/// `open`, retried for up to 10 s: a stopped server's last tasks may still
+/// hold the data directory's lock for a moment.
+fn retrying<T, E: std::fmt::Debug>(open: impl Fn() -> Result<T, E>) -> T {
+    let mut tries = 0;
+    loop {
+        match open() {
+            Ok(opened) => return opened,
+            Err(_) if tries < 100 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            Err(err) => panic!("opening the data directory: {err:?}"),
+        }
+    }
+}
+
 /// Opens the server state on `dir` as the harness does (same keys).
 async fn reopen(dir: &std::path::Path) -> Result<AppState, String> {
-    // The stopped server's last tasks may still hold the directory's lock
-    // for a moment.
-    let mut tries = 0;
-    let store = loop {
-        match SledStore::open(&dir.join("data")) {
-            Ok(store) => break store,
-            Err(err) if tries < 100 => {
-                tries += 1;
-                let _ = err;
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            }
-            Err(err) => panic!("store: {err:?}"),
-        }
-    };
+    let store = retrying(|| SledStore::open(&dir.join("data")));
     let config = RuntimeConfig {
         cache_dir: Some(dir.join("cache")),
         ..RuntimeConfig::default()
@@ -46,17 +49,7 @@ async fn reopen(dir: &std::path::Path) -> Result<AppState, String> {
 /// Replaces `from` by `to` in every value of `tree` that contains it (the
 /// seal prefix stays as it was: the attacker has no key).
 fn edit(dir: &std::path::Path, tree: &str, from: &str, to: &str) -> usize {
-    let mut tries = 0;
-    let db = loop {
-        match sled::open(dir.join("data")) {
-            Ok(db) => break db,
-            Err(_) if tries < 100 => {
-                tries += 1;
-                std::thread::sleep(std::time::Duration::from_millis(100));
-            }
-            Err(err) => panic!("db: {err}"),
-        }
-    };
+    let db = retrying(|| sled::open(dir.join("data")));
     let tree = db.open_tree(tree).expect("tree");
     let mut edited = 0;
     for entry in tree.iter() {

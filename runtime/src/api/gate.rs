@@ -21,6 +21,31 @@ use super::AppState;
 use super::auth::Principal;
 use super::error::ApiError;
 
+/// The caller this gate authenticated, for handlers (none on a public
+/// path): the token is checked once per request, here.
+#[derive(Debug, Clone)]
+pub(super) struct Caller(Option<Principal>);
+
+impl Caller {
+    /// The authenticated principal (401 on a public path without one).
+    pub(super) fn principal(&self) -> Result<Principal, ApiError> {
+        self.0
+            .clone()
+            .ok_or_else(|| ApiError::unauthorized("missing bearer token"))
+    }
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Caller(parts.extensions.get::<Principal>().cloned()))
+    }
+}
+
 /// Paths served without a bearer token.
 fn public(state: &AppState, path: &str) -> bool {
     matches!(path, "/healthz" | "/readyz" | "/v1/openapi.json")
@@ -41,6 +66,16 @@ pub(super) async fn authenticate(
 ) -> Response {
     let path = request.uri().path();
     if public(&state, path) {
+        // A public path may still carry a token (an admin scraping metrics
+        // by tenant): honoured if valid, ignored if not.
+        if let Ok(principal) = state.tokens.authenticate(
+            request
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok()),
+        ) {
+            request.extensions_mut().insert::<Principal>(principal);
+        }
         return next.run(request).await;
     }
     let principal = match state.tokens.authenticate(

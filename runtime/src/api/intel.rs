@@ -6,13 +6,14 @@ use std::collections::BTreeSet;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::auth::Need;
 use super::error::ApiError;
+use super::gate::Caller;
 use super::{AppState, Body, Params, QueryParams};
 use crate::intel::formats::{self, Format};
 use crate::model::{Entity, EntityKind};
@@ -42,12 +43,12 @@ fn intel_error(err: crate::intel::IntelError) -> ApiError {
 /// `POST /v1/intel/feeds/{name}?format=F[&append=true]`, body: the file.
 pub(super) async fn import_feed(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     Params(name): Params<String>,
     QueryParams(query): QueryParams<ImportQuery>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    state.principal(&headers)?.check(None, Need::Admin)?;
+    state.principal(&caller)?.check(None, Need::Admin)?;
     let store = state.executor.store().clone();
     // Parsing and indexing a large feed is CPU work: off the async workers.
     let summary = tokio::task::spawn_blocking(move || {
@@ -66,9 +67,9 @@ pub(super) async fn import_feed(
 /// `GET /v1/intel/feeds`.
 pub(super) async fn list_feeds(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
-    state.principal(&headers)?.check(None, Need::Admin)?;
+    state.principal(&caller)?.check(None, Need::Admin)?;
     let feeds: Vec<Value> = state
         .executor
         .store()
@@ -90,11 +91,11 @@ pub(super) struct Subscriptions {
 /// `PUT /v1/tenants/{tenant}/intel/subscriptions`.
 pub(super) async fn put_subscriptions(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     Params(tenant): Params<String>,
     Body(body): Body<Subscriptions>,
 ) -> Result<Json<Value>, ApiError> {
-    let (principal, tenant) = state.allow(&headers, &tenant, Need::Configure)?;
+    let (principal, tenant) = state.allow(&caller, &tenant, Need::Configure)?;
     state
         .executor
         .store()
@@ -112,10 +113,10 @@ pub(super) async fn put_subscriptions(
 /// `GET /v1/tenants/{tenant}/intel/subscriptions`.
 pub(super) async fn get_subscriptions(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     Params(tenant): Params<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let (_, tenant) = state.allow(&headers, &tenant, Need::Read)?;
+    let (_, tenant) = state.allow(&caller, &tenant, Need::Read)?;
     let feeds = state
         .executor
         .store()
@@ -135,11 +136,11 @@ pub(super) struct LookupQuery {
 /// `GET /v1/tenants/{tenant}/intel/lookup?kind=ip&value=…`.
 pub(super) async fn lookup(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     Params(tenant): Params<String>,
     QueryParams(query): QueryParams<LookupQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let (_, tenant) = state.allow(&headers, &tenant, Need::Read)?;
+    let (_, tenant) = state.allow(&caller, &tenant, Need::Read)?;
     if query.value.len() > 4_096 {
         return Err(ApiError::bad_request("value longer than 4096 bytes"));
     }

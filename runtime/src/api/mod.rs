@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
@@ -35,6 +35,7 @@ use crate::model::Alert;
 use crate::tenant::{Grants, TenantId, TenantQuota};
 use auth::{Need, Principal, Role, Tokens};
 use error::ApiError;
+use gate::Caller;
 
 /// Largest request body (a plugin upload is the largest thing sent).
 pub const MAX_BODY_BYTES: usize = 16 << 20;
@@ -470,12 +471,8 @@ impl AppState {
         Ok(())
     }
 
-    fn principal(&self, headers: &HeaderMap) -> Result<Principal, ApiError> {
-        self.tokens.authenticate(
-            headers
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok()),
-        )
+    fn principal(&self, caller: &Caller) -> Result<Principal, ApiError> {
+        caller.principal()
     }
 
     /// A batch larger than the tenant's burst (twice its rate) can never
@@ -540,11 +537,11 @@ impl AppState {
     /// Authenticates and authorises a tenant-scoped request.
     fn allow(
         &self,
-        headers: &HeaderMap,
+        caller: &Caller,
         tenant: &str,
         need: Need,
     ) -> Result<(Principal, TenantId), ApiError> {
-        let principal = self.principal(headers)?;
+        let principal = caller.principal()?;
         let tenant = TenantId::new(tenant)
             .map_err(|_| ApiError::not_found(format!("no tenant {tenant}")))?;
         principal.check(Some(&tenant), need)?;
@@ -801,13 +798,13 @@ async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn metrics(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
     use std::fmt::Write as _;
     // A `metrics` token (or public metrics) sees totals only, no tenant
     // names; an admin token sees them by tenant.
-    let caller = state.principal(&headers);
+    let principal = state.principal(&caller);
     if !state.public_metrics {
-        match &caller {
+        match &principal {
             Ok(p) if matches!(p.token.role, Role::Admin | Role::Metrics) => {}
             Ok(_) => {
                 return Err(ApiError::forbidden(
@@ -817,7 +814,7 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Re
             Err(err) => return Err(err.clone()),
         }
     }
-    let named = caller.is_ok_and(|p| p.token.role == Role::Admin);
+    let named = principal.is_ok_and(|p| p.token.role == Role::Admin);
     let label = |tenant: &TenantId| {
         if named {
             tenant.to_string()
@@ -1016,10 +1013,10 @@ struct NewTenant {
 
 async fn create_tenant(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     Body(body): Body<NewTenant>,
 ) -> Result<Response, ApiError> {
-    let principal = state.principal(&headers)?;
+    let principal = state.principal(&caller)?;
     principal.check(None, Need::Admin)?;
     if let Some(grants) = &body.grants {
         reject_secrets(grants)?;
@@ -1055,9 +1052,9 @@ async fn create_tenant(
 
 async fn list_tenants(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
-    state.principal(&headers)?.check(None, Need::Admin)?;
+    state.principal(&caller)?.check(None, Need::Admin)?;
     let ids: Vec<String> = state
         .tenants
         .iter()
@@ -1069,11 +1066,11 @@ async fn list_tenants(
 
 async fn put_grants(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     Params(tenant): Params<String>,
     Body(grants): Body<Grants>,
 ) -> Result<Json<Value>, ApiError> {
-    let (principal, tenant) = state.allow(&headers, &tenant, Need::Configure)?;
+    let (principal, tenant) = state.allow(&caller, &tenant, Need::Configure)?;
     reject_secrets(&grants)?;
     // Only an admin may open internal address ranges to plugins.
     let private = grants.default.allow_private.len()
@@ -1129,11 +1126,11 @@ async fn put_grants(
 /// replaced unless the whole file is good.
 async fn put_inventory(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     Params(tenant): Params<String>,
     table: Table,
 ) -> Result<Json<Value>, ApiError> {
-    let (principal, tenant) = state.allow(&headers, &tenant, Need::Configure)?;
+    let (principal, tenant) = state.allow(&caller, &tenant, Need::Configure)?;
     let inventory = table.parse(AssetInventory::from_csv)?;
     crate::context::check_assets(&inventory).map_err(invalid_table)?;
     let mut record = state.tenant(&tenant)?;
@@ -1149,21 +1146,21 @@ async fn put_inventory(
 
 async fn get_inventory(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     Params(tenant): Params<String>,
 ) -> Result<Json<AssetInventory>, ApiError> {
-    let (_, tenant) = state.allow(&headers, &tenant, Need::Read)?;
+    let (_, tenant) = state.allow(&caller, &tenant, Need::Read)?;
     Ok(Json(state.tenant(&tenant)?.inventory))
 }
 
 /// Replaces the identity directory (JSON `{"identities": [...]}` or CSV).
 async fn put_identities(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     Params(tenant): Params<String>,
     table: Table,
 ) -> Result<Json<Value>, ApiError> {
-    let (principal, tenant) = state.allow(&headers, &tenant, Need::Configure)?;
+    let (principal, tenant) = state.allow(&caller, &tenant, Need::Configure)?;
     let identities = table.parse(IdentityDirectory::from_csv)?;
     let mut record = state.tenant(&tenant)?;
     record.identities = identities;
@@ -1179,10 +1176,10 @@ async fn put_identities(
 
 async fn get_identities(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     Params(tenant): Params<String>,
 ) -> Result<Json<IdentityDirectory>, ApiError> {
-    let (_, tenant) = state.allow(&headers, &tenant, Need::Read)?;
+    let (_, tenant) = state.allow(&caller, &tenant, Need::Read)?;
     Ok(Json(state.tenant(&tenant)?.identities))
 }
 
@@ -1228,11 +1225,11 @@ fn token_ttl_ms(secs: u64) -> Result<i64, ApiError> {
 
 async fn create_token(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     Params(tenant): Params<String>,
     Body(body): Body<NewToken>,
 ) -> Result<Response, ApiError> {
-    let (principal, tenant) = state.allow(&headers, &tenant, Need::Configure)?;
+    let (principal, tenant) = state.allow(&caller, &tenant, Need::Configure)?;
     if body.role == Role::Admin {
         return Err(ApiError::forbidden(
             "admin tokens are created with `rampart token create`",
@@ -1260,10 +1257,10 @@ async fn create_token(
 
 async fn revoke_token(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     Params((tenant, id)): Params<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let (principal, tenant) = state.allow(&headers, &tenant, Need::Configure)?;
+    let (principal, tenant) = state.allow(&caller, &tenant, Need::Configure)?;
     state.tokens.revoke(&id, Some(&tenant))?;
     state.audit_change(
         &tenant,
@@ -1281,11 +1278,11 @@ struct SecretValue {
 
 async fn put_secret(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     Params((tenant, plugin, name)): Params<(String, String, String)>,
     Body(body): Body<SecretValue>,
 ) -> Result<Response, ApiError> {
-    let (principal, tenant) = state.allow(&headers, &tenant, Need::Configure)?;
+    let (principal, tenant) = state.allow(&caller, &tenant, Need::Configure)?;
     let valid = |text: &str| {
         !text.is_empty()
             && text.len() <= 64
@@ -1342,10 +1339,10 @@ async fn put_secret(
 
 async fn list_secrets(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     Params(tenant): Params<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let (_, tenant) = state.allow(&headers, &tenant, Need::Configure)?;
+    let (_, tenant) = state.allow(&caller, &tenant, Need::Configure)?;
     let mut prefix = tenant.as_str().as_bytes().to_vec();
     prefix.push(0);
     let names: Vec<Value> = state
@@ -1371,11 +1368,11 @@ struct Upload {
 
 async fn upload_plugin(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     Params(tenant): Params<String>,
     Body(upload): Body<Upload>,
 ) -> Result<Response, ApiError> {
-    let (_, tenant) = state.allow(&headers, &tenant, Need::Configure)?;
+    let (_, tenant) = state.allow(&caller, &tenant, Need::Configure)?;
     let wasm = base64::engine::general_purpose::STANDARD
         .decode(upload.wasm_base64.trim())
         .map_err(|err| ApiError::bad_request(format!("wasm_base64: {err}")))?;
@@ -1398,13 +1395,13 @@ async fn upload_plugin(
 
 async fn put_playbook(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     Params((tenant, name)): Params<(String, String)>,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let yaml = String::from_utf8(body.to_vec())
         .map_err(|_| ApiError::bad_request("a playbook must be UTF-8 YAML"))?;
-    let (principal, tenant) = state.allow(&headers, &tenant, Need::Configure)?;
+    let (principal, tenant) = state.allow(&caller, &tenant, Need::Configure)?;
     let checked = state
         .executor
         .validate_playbook(&tenant, &format!("playbooks/{name}"), &yaml)?;
@@ -1436,10 +1433,10 @@ async fn put_playbook(
 
 async fn list_plugins(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     Params(tenant): Params<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let (_, tenant) = state.allow(&headers, &tenant, Need::Read)?;
+    let (_, tenant) = state.allow(&caller, &tenant, Need::Read)?;
     let mut list = Vec::new();
     for (_, plugin) in state.uploaded_plugins(&tenant) {
         let manifest = plugin.manifest();
@@ -1450,10 +1447,10 @@ async fn list_plugins(
 
 async fn get_playbook(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     Params((tenant, name)): Params<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let (_, tenant) = state.allow(&headers, &tenant, Need::Read)?;
+    let (_, tenant) = state.allow(&caller, &tenant, Need::Read)?;
     let yaml = state
         .playbooks
         .get(key(&[tenant.as_str(), &name]))
@@ -1464,10 +1461,10 @@ async fn get_playbook(
 
 async fn list_playbooks(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     Params(tenant): Params<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let (_, tenant) = state.allow(&headers, &tenant, Need::Read)?;
+    let (_, tenant) = state.allow(&caller, &tenant, Need::Read)?;
     let list: Vec<Value> = state
         .executor
         .playbooks(&tenant)
@@ -1578,11 +1575,11 @@ fn alerts_from(bytes: &[u8]) -> Result<Vec<Alert>, ApiError> {
 
 async fn ingest(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     Params(tenant): Params<String>,
     request: axum::extract::Request,
 ) -> Result<Json<Value>, ApiError> {
-    let (_, tenant) = state.allow(&headers, &tenant, Need::Ingest)?;
+    let (_, tenant) = state.allow(&caller, &tenant, Need::Ingest)?;
     // The rate is charged before the body is read or parsed: a tenant past
     // its rate costs no parsing. The rest of a batch is charged once its
     // size is known.
@@ -1621,11 +1618,11 @@ async fn ingest(
 
 async fn list_runs(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     Params(tenant): Params<String>,
     QueryParams(filter): QueryParams<RunFilter>,
 ) -> Result<Json<Value>, ApiError> {
-    let (_, tenant) = state.allow(&headers, &tenant, Need::Read)?;
+    let (_, tenant) = state.allow(&caller, &tenant, Need::Read)?;
     let limit = filter.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
     let unfiltered = filter.status.is_none()
         && filter.playbook.is_none()
@@ -1672,10 +1669,10 @@ async fn list_runs(
 
 async fn get_run(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     Params((tenant, id)): Params<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let (_, tenant) = state.allow(&headers, &tenant, Need::Read)?;
+    let (_, tenant) = state.allow(&caller, &tenant, Need::Read)?;
     Ok(Json(json!(state.executor.get_run(&tenant, &id)?)))
 }
 
@@ -1689,11 +1686,11 @@ struct FeedbackBody {
 
 async fn feedback(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     Params((tenant, id)): Params<(String, String)>,
     Body(body): Body<FeedbackBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let (principal, tenant) = state.allow(&headers, &tenant, Need::Decide)?;
+    let (principal, tenant) = state.allow(&caller, &tenant, Need::Decide)?;
     if body.comment.len() > 4_096 {
         return Err(ApiError::bad_request("comment longer than 4096 bytes"));
     }
@@ -1709,10 +1706,10 @@ async fn feedback(
 
 async fn list_approvals(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     Params(tenant): Params<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let (_, tenant) = state.allow(&headers, &tenant, Need::Read)?;
+    let (_, tenant) = state.allow(&caller, &tenant, Need::Read)?;
     let pending = state
         .executor
         .approvals()
@@ -1729,11 +1726,11 @@ struct Decision {
 
 async fn approve(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     Params((tenant, id)): Params<(String, String)>,
     Body(decision): Body<Decision>,
 ) -> Result<Json<Value>, ApiError> {
-    let (principal, tenant) = state.allow(&headers, &tenant, Need::Decide)?;
+    let (principal, tenant) = state.allow(&caller, &tenant, Need::Decide)?;
     let approval = state
         .executor
         .approve(&tenant, &id, principal.approver(), &decision.reason)
@@ -1743,11 +1740,11 @@ async fn approve(
 
 async fn deny(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     Params((tenant, id)): Params<(String, String)>,
     Body(decision): Body<Decision>,
 ) -> Result<Json<Value>, ApiError> {
-    let (principal, tenant) = state.allow(&headers, &tenant, Need::Decide)?;
+    let (principal, tenant) = state.allow(&caller, &tenant, Need::Decide)?;
     let approval = state
         .executor
         .deny(&tenant, &id, principal.approver(), &decision.reason)
@@ -1757,12 +1754,12 @@ async fn deny(
 
 async fn verify_audit(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     Params(tenant): Params<String>,
 ) -> Result<Json<Value>, ApiError> {
     // Verifying never writes: a viewer's check must not sign (and so bless)
     // the current head.
-    let (_, tenant) = state.allow(&headers, &tenant, Need::Read)?;
+    let (_, tenant) = state.allow(&caller, &tenant, Need::Read)?;
     let report = state
         .executor
         .audit()
@@ -1775,10 +1772,10 @@ async fn verify_audit(
 
 async fn export_audit(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     Params(tenant): Params<String>,
 ) -> Result<Response, ApiError> {
-    let (_, tenant) = state.allow(&headers, &tenant, Need::Configure)?;
+    let (_, tenant) = state.allow(&caller, &tenant, Need::Configure)?;
     let mut out = Vec::new();
     state
         .executor
@@ -1790,11 +1787,11 @@ async fn export_audit(
 
 async fn measurements(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     Params(tenant): Params<String>,
     axum::extract::Query(query): axum::extract::Query<BTreeMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
-    let (_, tenant) = state.allow(&headers, &tenant, Need::Read)?;
+    let (_, tenant) = state.allow(&caller, &tenant, Need::Read)?;
     let baseline = match query.get("baseline_until") {
         Some(text) => Some(
             text.parse::<i64>()
@@ -1809,11 +1806,11 @@ async fn measurements(
 
 async fn ingest_events(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     Params(tenant): Params<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let (_, tenant) = state.allow(&headers, &tenant, Need::Ingest)?;
+    let (_, tenant) = state.allow(&caller, &tenant, Need::Ingest)?;
     let text = String::from_utf8(body.to_vec())
         .map_err(|_| ApiError::bad_request("events must be UTF-8 JSON"))?;
     if text.trim().is_empty() {
@@ -1876,11 +1873,11 @@ struct NewHunt {
 
 async fn put_hunt(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     Params((tenant, name)): Params<(String, String)>,
     Body(body): Body<NewHunt>,
 ) -> Result<Json<Value>, ApiError> {
-    let (principal, tenant) = state.allow(&headers, &tenant, Need::Configure)?;
+    let (principal, tenant) = state.allow(&caller, &tenant, Need::Configure)?;
     if name.is_empty()
         || name.len() > 64
         || !name
@@ -1960,10 +1957,10 @@ async fn put_hunt(
 
 async fn list_hunts(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     Params(tenant): Params<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let (_, tenant) = state.allow(&headers, &tenant, Need::Read)?;
+    let (_, tenant) = state.allow(&caller, &tenant, Need::Read)?;
     let mut prefix = tenant.as_str().as_bytes().to_vec();
     prefix.push(0);
     let list: Vec<Value> = state
@@ -2079,10 +2076,10 @@ impl AppState {
 
 async fn run_hunt_now(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     Params((tenant, name)): Params<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let (_, tenant) = state.allow(&headers, &tenant, Need::Configure)?;
+    let (_, tenant) = state.allow(&caller, &tenant, Need::Configure)?;
     let (record, alerts) = state.fire_hunt(&tenant, &name).await?;
     Ok(Json(json!({"hunt": record, "alerts": alerts})))
 }
@@ -2144,10 +2141,10 @@ where
 
 async fn get_quotas(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     Params(tenant): Params<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let (_, tenant) = state.allow(&headers, &tenant, Need::Read)?;
+    let (_, tenant) = state.allow(&caller, &tenant, Need::Read)?;
     let record = state.tenant(&tenant)?;
     Ok(Json(
         json!({"quotas": record.quotas, "ingest_per_second": record.ingest_per_second}),
@@ -2166,11 +2163,11 @@ struct QuotaUpdate {
 /// Quotas are the operator's: a tenant may not raise its own.
 async fn put_quotas(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     Params(tenant): Params<String>,
     Body(update): Body<QuotaUpdate>,
 ) -> Result<Json<Value>, ApiError> {
-    let principal = state.principal(&headers)?;
+    let principal = state.principal(&caller)?;
     let tenant_id = TenantId::new(tenant.as_str())
         .map_err(|_| ApiError::not_found(format!("no tenant {tenant}")))?;
     principal.check(Some(&tenant_id), Need::Admin)?;
@@ -2208,10 +2205,10 @@ async fn put_quotas(
 
 async fn inspect_plugin(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     Params((tenant, name)): Params<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let (_, tenant) = state.allow(&headers, &tenant, Need::Read)?;
+    let (_, tenant) = state.allow(&caller, &tenant, Need::Read)?;
     let plugin = state
         .executor
         .plugin(&tenant, &name)
@@ -2241,10 +2238,10 @@ async fn inspect_plugin(
 
 async fn delete_plugin(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     Params((tenant, name)): Params<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let (principal, tenant) = state.allow(&headers, &tenant, Need::Configure)?;
+    let (principal, tenant) = state.allow(&caller, &tenant, Need::Configure)?;
     let plugin_key = key(&[tenant.as_str(), &name]);
     if !state.packages.contains_key(&plugin_key).map_err(sled_err)? {
         return Err(ApiError::not_found(format!("no plugin {name}")));
@@ -2291,12 +2288,12 @@ async fn delete_plugin(
 
 async fn set_playbook_enabled(
     state: &AppState,
-    headers: &HeaderMap,
+    caller: &Caller,
     tenant: &str,
     name: &str,
     enabled: bool,
 ) -> Result<Json<Value>, ApiError> {
-    let (principal, tenant) = state.allow(headers, tenant, Need::Configure)?;
+    let (principal, tenant) = state.allow(caller, tenant, Need::Configure)?;
     let playbook_key = key(&[tenant.as_str(), name]);
     if !state
         .playbooks
@@ -2328,18 +2325,18 @@ async fn set_playbook_enabled(
 
 async fn enable_playbook(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     Params((tenant, name)): Params<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    set_playbook_enabled(&state, &headers, &tenant, &name, true).await
+    set_playbook_enabled(&state, &caller, &tenant, &name, true).await
 }
 
 async fn disable_playbook(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     Params((tenant, name)): Params<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    set_playbook_enabled(&state, &headers, &tenant, &name, false).await
+    set_playbook_enabled(&state, &caller, &tenant, &name, false).await
 }
 
 /// Filters of `GET /runs`; times are Unix milliseconds.
@@ -2373,11 +2370,11 @@ const MAX_PAGE: usize = 1_000;
 
 async fn query_audit(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     Params(tenant): Params<String>,
     QueryParams(filter): QueryParams<AuditFilter>,
 ) -> Result<Json<Value>, ApiError> {
-    let (_, tenant) = state.allow(&headers, &tenant, Need::Read)?;
+    let (_, tenant) = state.allow(&caller, &tenant, Need::Read)?;
     let limit = filter.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
     let mut records = Vec::new();
     let mut more = false;
@@ -2416,10 +2413,10 @@ async fn query_audit(
 
 async fn audit_head(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     Params(tenant): Params<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let (_, tenant) = state.allow(&headers, &tenant, Need::Read)?;
+    let (_, tenant) = state.allow(&caller, &tenant, Need::Read)?;
     // Sign the head as it is now, so the answer covers every record.
     let checkpoint = state
         .executor
@@ -2495,11 +2492,11 @@ struct NewWebhook {
 
 async fn put_webhook(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     Params(tenant): Params<String>,
     Body(body): Body<NewWebhook>,
 ) -> Result<Json<Value>, ApiError> {
-    let (principal, tenant) = state.allow(&headers, &tenant, Need::Configure)?;
+    let (principal, tenant) = state.allow(&caller, &tenant, Need::Configure)?;
     let located = |field: &str, detail: String| ApiError {
         status: StatusCode::BAD_REQUEST,
         error: "invalid_webhook".to_owned(),
@@ -2562,10 +2559,10 @@ async fn put_webhook(
 
 async fn get_webhook(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     Params(tenant): Params<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let (_, tenant) = state.allow(&headers, &tenant, Need::Configure)?;
+    let (_, tenant) = state.allow(&caller, &tenant, Need::Configure)?;
     let record = state.tenant(&tenant)?;
     let deliveries: BTreeMap<&str, u64> = state
         .webhook_deliveries
@@ -2583,10 +2580,10 @@ async fn get_webhook(
 
 async fn delete_webhook(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     Params(tenant): Params<String>,
 ) -> Result<Response, ApiError> {
-    let (principal, tenant) = state.allow(&headers, &tenant, Need::Configure)?;
+    let (principal, tenant) = state.allow(&caller, &tenant, Need::Configure)?;
     let mut record = state.tenant(&tenant)?;
     if record.approval_webhook.take().is_none() {
         return Err(ApiError::not_found("no approval webhook"));

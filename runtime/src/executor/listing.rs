@@ -110,31 +110,21 @@ impl Executor {
     /// A page of `tenant`'s runs matching `query`, newest first.
     pub fn runs_page(&self, tenant: &TenantId, query: &RunQuery) -> Result<RunPage, ExecutorError> {
         let prefix = key(&[tenant.as_str(), ""]);
-        let mut low = prefix.clone();
-        low.extend_from_slice(&query.since.unwrap_or(0).max(0).to_be_bytes());
-        let mut high = match (&query.before, query.until) {
-            (Some(cursor), _) => {
-                let mut k = prefix.clone();
-                k.extend_from_slice(&hex::decode(cursor).map_err(|_| {
-                    ExecutorError::Store(format!("`{cursor}` is not a cursor of this list"))
-                })?);
-                k
-            }
-            (None, Some(until)) => {
-                let mut k = prefix.clone();
-                k.extend_from_slice(&until.max(0).to_be_bytes());
-                k
-            }
-            (None, None) => {
-                let mut k = prefix.clone();
-                k.extend_from_slice(&i64::MAX.to_be_bytes());
-                k
-            }
+        let at = |time: i64| {
+            let mut k = prefix.clone();
+            k.extend_from_slice(&time.max(0).to_be_bytes());
+            k
         };
-        if let (Some(until), Some(_)) = (query.until, &query.before) {
-            let mut bound = prefix.clone();
-            bound.extend_from_slice(&until.max(0).to_be_bytes());
-            high = high.min(bound);
+        let low = at(query.since.unwrap_or(0));
+        // Newest first from the tightest upper bound: the cursor, `until`,
+        // or the end of the tenant's index.
+        let mut high = at(query.until.unwrap_or(i64::MAX));
+        if let Some(cursor) = &query.before {
+            let mut k = prefix.clone();
+            k.extend_from_slice(&hex::decode(cursor).map_err(|_| {
+                ExecutorError::Store(format!("`{cursor}` is not a cursor of this list"))
+            })?);
+            high = high.min(k);
         }
         let limit = query.limit.max(1);
         let mut runs = Vec::new();

@@ -346,44 +346,23 @@ impl Executor {
         }
     }
 
-    /// Evaluates `expr` to a boolean; a costly one runs under the tenant's
-    /// CPU share on the call pool, off the async workers.
-    async fn eval_bool(
+    /// Evaluates `expr` with `eval` (`Expr::eval_bool`, `Expr::eval_json`);
+    /// a costly one runs under the tenant's CPU share on the call pool, off
+    /// the async workers.
+    async fn evaluate<T: Send + 'static>(
         &self,
         tenant: &TenantId,
         expr: &crate::playbook::Expr,
         variables: &Variables,
-    ) -> Result<bool, crate::playbook::ExprError> {
+        eval: fn(&crate::playbook::Expr, &Variables) -> Result<T, crate::playbook::ExprError>,
+    ) -> Result<T, crate::playbook::ExprError> {
         if !expr.costly(variables) {
-            return expr.eval_bool(variables);
+            return eval(expr, variables);
         }
         let (work_expr, work_vars) = (expr.clone(), variables.clone());
         self.inner
             .runtime
-            .run_heavy(tenant, move || work_expr.eval_bool(&work_vars))
-            .await
-            .unwrap_or_else(|err| {
-                Err(crate::playbook::ExprError::Eval {
-                    source_text: expr.source().to_owned(),
-                    message: err.to_string(),
-                })
-            })
-    }
-
-    /// Evaluates `expr` to JSON, like [`Executor::eval_bool`].
-    async fn eval_json(
-        &self,
-        tenant: &TenantId,
-        expr: &crate::playbook::Expr,
-        variables: &Variables,
-    ) -> Result<Value, crate::playbook::ExprError> {
-        if !expr.costly(variables) {
-            return expr.eval_json(variables);
-        }
-        let (work_expr, work_vars) = (expr.clone(), variables.clone());
-        self.inner
-            .runtime
-            .run_heavy(tenant, move || work_expr.eval_json(&work_vars))
+            .run_heavy(tenant, move || eval(&work_expr, &work_vars))
             .await
             .unwrap_or_else(|err| {
                 Err(crate::playbook::ExprError::Eval {
@@ -771,7 +750,10 @@ impl Executor {
                 continue;
             }
             let variables = Variables::new(alert, &json!({}));
-            match self.eval_bool(tenant, &playbook.trigger, &variables).await {
+            match self
+                .evaluate(tenant, &playbook.trigger, &variables, Expr::eval_bool)
+                .await
+            {
                 Ok(true) => {}
                 Ok(false) => continue,
                 Err(err) => {
@@ -1220,7 +1202,10 @@ impl Executor {
         }
         let variables = Variables::new(&run.alert, &Self::steps_json(run));
         if let Some(when) = &step.when {
-            match self.eval_bool(&run.tenant, when, &variables).await {
+            match self
+                .evaluate(&run.tenant, when, &variables, Expr::eval_bool)
+                .await
+            {
                 Ok(true) => {}
                 Ok(false) => {
                     state.status = StepStatus::Skipped;
@@ -1539,7 +1524,10 @@ impl Executor {
     ) -> Result<StepResult, ExecutorError> {
         let now = Self::now_for(run);
         let evaluated = match &step.target {
-            Some(expr) => Some(self.eval_json(&run.tenant, expr, variables).await),
+            Some(expr) => Some(
+                self.evaluate(&run.tenant, expr, variables, Expr::eval_json)
+                    .await,
+            ),
             None => None,
         };
         let target = match evaluated {
@@ -1944,21 +1932,11 @@ impl Executor {
         let approver = approver.into();
         let principal = approver.name.as_str();
         let now = now_ms();
-        let approval =
-            match self
-                .inner
-                .approvals
-                .approve(tenant, approval_id, &approver, reason, now)
-            {
-                Ok(approval) => approval,
-                Err(ApprovalError::Expired(id)) => {
-                    let approval = self.inner.approvals.get(tenant, &id)?;
-                    self.close_denied(&approval, AuditKind::ApprovalExpired, None, "expired")
-                        .await?;
-                    return Err(ApprovalError::Expired(id).into());
-                }
-                Err(err) => return Err(err.into()),
-            };
+        let decided = self
+            .inner
+            .approvals
+            .approve(tenant, approval_id, &approver, reason, now);
+        let approval = self.closing_if_expired(tenant, decided).await?;
         let mut run = self.get_run(tenant, &approval.run_id)?;
         self.audit_append(&run, AuditKind::ApprovalGranted, Some(&approval.step_id), Some(principal), json!({"approval": approval.id, "reason": reason, "count": approval.approvals.len(), "required": approval.required}))?;
         self.commit().await?;
@@ -2083,21 +2061,11 @@ impl Executor {
     ) -> Result<Approval, ExecutorError> {
         let approver = approver.into();
         let principal = approver.name.as_str();
-        let approval =
-            match self
-                .inner
-                .approvals
-                .deny(tenant, approval_id, &approver, reason, now_ms())
-            {
-                Ok(approval) => approval,
-                Err(ApprovalError::Expired(id)) => {
-                    let approval = self.inner.approvals.get(tenant, &id)?;
-                    self.close_denied(&approval, AuditKind::ApprovalExpired, None, "expired")
-                        .await?;
-                    return Err(ApprovalError::Expired(id).into());
-                }
-                Err(err) => return Err(err.into()),
-            };
+        let decided = self
+            .inner
+            .approvals
+            .deny(tenant, approval_id, &approver, reason, now_ms());
+        let approval = self.closing_if_expired(tenant, decided).await?;
         self.close_denied(
             &approval,
             AuditKind::ApprovalDenied,
@@ -2106,6 +2074,26 @@ impl Executor {
         )
         .await?;
         Ok(approval)
+    }
+
+    /// A decision's result; when the decision found the approval expired
+    /// (and so moved it to `expired` itself), the step is closed as denied
+    /// before the error is returned.
+    async fn closing_if_expired(
+        &self,
+        tenant: &TenantId,
+        decided: Result<Approval, ApprovalError>,
+    ) -> Result<Approval, ExecutorError> {
+        match decided {
+            Ok(approval) => Ok(approval),
+            Err(ApprovalError::Expired(id)) => {
+                let approval = self.inner.approvals.get(tenant, &id)?;
+                self.close_denied(&approval, AuditKind::ApprovalExpired, None, "expired")
+                    .await?;
+                Err(ApprovalError::Expired(id).into())
+            }
+            Err(err) => Err(err.into()),
+        }
     }
 
     async fn close_denied(

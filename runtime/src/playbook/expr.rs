@@ -27,6 +27,10 @@ pub const OFFLOAD_COST: u64 = 5_000;
 pub struct Expr {
     source: String,
     program: Arc<Program>,
+    /// The cost with lists of [`STATIC_LIST_BOUND`] items, found at
+    /// compile time. The cost only grows with list length, so an evaluation
+    /// whose lists are no longer needs no estimate of its own.
+    static_cost: u64,
 }
 
 impl fmt::Debug for Expr {
@@ -153,9 +157,11 @@ impl Expr {
         let compiled = std::panic::catch_unwind(|| Program::compile(source));
         match compiled {
             Ok(Ok(program)) => {
+                let static_cost = cost::cost(&program.expression().expr, STATIC_LIST_BOUND);
                 let expr = Expr {
                     source: source.to_owned(),
                     program: Arc::new(program),
+                    static_cost,
                 };
                 expr.check_cost(STATIC_LIST_BOUND)?;
                 Ok(expr)
@@ -182,7 +188,7 @@ impl Expr {
     /// Refuses the expression if, with lists of `list_len` items, it would
     /// cost more than [`MAX_EXPR_COST`] steps.
     fn check_cost(&self, list_len: u64) -> Result<(), ExprError> {
-        let estimate = cost::cost(&self.program.expression().expr, list_len);
+        let estimate = self.estimate(list_len);
         if estimate > MAX_EXPR_COST {
             return Err(ExprError::Cost {
                 source_text: self.source.clone(),
@@ -217,7 +223,21 @@ impl Expr {
     /// Whether evaluating with `variables` is costly enough to leave the
     /// async workers: above [`OFFLOAD_COST`] estimated steps.
     pub fn costly(&self, variables: &Variables) -> bool {
+        // Cheap at its compile-time bound: cheap now (no walk per alert).
+        if self.static_cost <= OFFLOAD_COST && variables.list_len <= STATIC_LIST_BOUND {
+            return false;
+        }
         cost::cost(&self.program.expression().expr, variables.list_len) > OFFLOAD_COST
+    }
+
+    /// The estimated steps with lists of `list_len` items: the compile-time
+    /// figure (an upper bound) unless the lists are longer than it assumed.
+    fn estimate(&self, list_len: u64) -> u64 {
+        if list_len <= STATIC_LIST_BOUND {
+            self.static_cost
+        } else {
+            cost::cost(&self.program.expression().expr, list_len)
+        }
     }
 
     /// Evaluates to a boolean.
