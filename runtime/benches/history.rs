@@ -11,62 +11,20 @@
 //! runs 3,000 alerts with 64 in flight, twice, alternating.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::path::PathBuf;
+mod common;
+
+use common::{PLAYBOOK, bench_alert, plugins};
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rampart::RuntimeConfig;
 use rampart::audit::AuditKey;
 use rampart::executor::Executor;
-use rampart::model::{Alert, Entity, EntityKind, Severity};
 use rampart::store::{SledStore, Store};
 use rampart::tenant::{Grants, TenantId};
 
-const PLAYBOOK: &str = r#"name: bench
-trigger: { alert: 'true' }
-mode: autonomous
-steps:
-  - id: rep
-    enrich: ip-reputation
-  - id: rep2
-    enrich: ip-reputation
-  - id: risk
-    score: risk-scorer
-    needs: [rep, rep2]
-  - id: block
-    respond: edl-blocklist
-    needs: [risk]
-    when: 'steps.risk.score >= 50'
-    target: 'alert.entities.ip[0]'
-    action: block-ip
-    guard: { min_confidence: 80, external_target: true }
-guardrails:
-  rate_limits: { block-ip: 1000000/h }
-  max_targets_per_run: 1
-"#;
-
 const PRIOR_ACTIONS: u64 = 100_000;
-
-fn plugins() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/plugins")
-}
-
-fn alert(id: String, ip: String) -> Alert {
-    Alert {
-        id,
-        source: "edr".into(),
-        title: "beacon".into(),
-        severity: Severity::High,
-        time: 1_795_756_800_000,
-        entities: vec![Entity {
-            kind: EntityKind::Ip,
-            value: ip,
-        }],
-        techniques: vec![],
-        tags: vec![],
-        raw: serde_json::json!({}),
-    }
-}
 
 async fn run(executor: &Executor, tenant: &TenantId, ips: &Arc<Vec<String>>, round: usize) -> f64 {
     let total = 3_000usize;
@@ -83,7 +41,8 @@ async fn run(executor: &Executor, tenant: &TenantId, ips: &Arc<Vec<String>>, rou
                     if i >= total {
                         return latencies;
                     }
-                    let alert = alert(format!("{tenant}-{round}-{i}"), ips[i % ips.len()].clone());
+                    let alert =
+                        bench_alert(format!("{tenant}-{round}-{i}"), ips[i % ips.len()].clone());
                     let t = Instant::now();
                     executor.ingest(&tenant, &alert).await.unwrap();
                     latencies.push(t.elapsed());

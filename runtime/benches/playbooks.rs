@@ -11,7 +11,10 @@
 //! - `verify` of a 1,000,000-record audit chain.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::path::PathBuf;
+mod common;
+
+use common::{PLAYBOOK, bench_alert, plugins};
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,33 +24,6 @@ use rampart::executor::Executor;
 use rampart::model::{Alert, Entity, EntityKind, Severity};
 use rampart::store::{SledStore, Store};
 use rampart::tenant::{Grants, TenantId};
-
-const PLAYBOOK: &str = r#"name: bench
-trigger: { alert: 'true' }
-mode: autonomous
-steps:
-  - id: rep
-    enrich: ip-reputation
-  - id: rep2
-    enrich: ip-reputation
-  - id: risk
-    score: risk-scorer
-    needs: [rep, rep2]
-  - id: block
-    respond: edl-blocklist
-    needs: [risk]
-    when: 'steps.risk.score >= 50'
-    target: 'alert.entities.ip[0]'
-    action: block-ip
-    guard: { min_confidence: 80, external_target: true }
-guardrails:
-  rate_limits: { block-ip: 1000000/h }
-  max_targets_per_run: 1
-"#;
-
-fn plugins() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/plugins")
-}
 
 fn main() {
     if std::env::args().any(|a| a == "--list") {
@@ -96,23 +72,6 @@ where
     let elapsed = started.elapsed();
     latencies.sort();
     (elapsed, latencies)
-}
-
-fn bench_alert(id: String, ip: String) -> Alert {
-    Alert {
-        id,
-        source: "edr".into(),
-        title: "beacon".into(),
-        severity: Severity::High,
-        time: 1_795_756_800_000,
-        entities: vec![Entity {
-            kind: EntityKind::Ip,
-            value: ip,
-        }],
-        techniques: vec![],
-        tags: vec![],
-        raw: serde_json::json!({}),
-    }
 }
 
 fn report(label: &str, total: usize, elapsed: Duration, latencies: &[Duration]) -> f64 {
