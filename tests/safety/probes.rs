@@ -278,6 +278,7 @@ async fn idle_and_excess_connections_are_closed() {
     let limits = rampart::api::guard::ConnectionLimits {
         per_address: 8,
         idle: std::time::Duration::from_secs(1),
+        header: std::time::Duration::from_secs(2),
     };
     let server = Server::start_limited(
         dir.path(),
@@ -313,6 +314,41 @@ async fn idle_and_excess_connections_are_closed() {
     }
     assert_eq!(idle_closed, 8, "idle connections were kept");
     drop(held);
+    // A header dripped a byte every 300 ms is never idle for 1 s, but its
+    // headers are not all there within the 2 s header deadline: cut.
+    let mut drip = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    drip.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .expect("write");
+    let started = std::time::Instant::now();
+    let (mut reader, mut writer) = drip.into_split();
+    let dripper = tokio::spawn(async move {
+        for _ in 0..40 {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            if writer.write_all(b"x").await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut buf = [0u8; 256];
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(8), async {
+        use tokio::io::AsyncReadExt;
+        loop {
+            match reader.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    dripper.abort();
+    let cut_after = started.elapsed();
+    assert!(
+        answer.is_ok() && cut_after < std::time::Duration::from_secs(5),
+        "a dripped header was still open after {cut_after:?}"
+    );
     // The address's slots came back.
     let (status, _) = server.call("GET", "/healthz", None, None).await;
     assert_eq!(status, 200);

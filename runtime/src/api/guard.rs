@@ -25,6 +25,9 @@ pub struct ConnectionLimits {
     pub per_address: usize,
     /// Close a connection after this long without a byte either way.
     pub idle: Duration,
+    /// A request's headers must all arrive within this long of its start
+    /// (a drip of header bytes is not activity enough).
+    pub header: Duration,
 }
 
 impl Default for ConnectionLimits {
@@ -34,6 +37,7 @@ impl Default for ConnectionLimits {
             // Longer than the longest request the server answers (a plugin
             // upload compiles for up to 60 s with no byte on the wire).
             idle: Duration::from_secs(120),
+            header: Duration::from_secs(20),
         }
     }
 }

@@ -12,6 +12,7 @@ mod gate;
 pub mod guard;
 pub mod hunts;
 mod intel;
+mod listen;
 pub mod openapi;
 pub mod tls;
 pub mod webhooks;
@@ -2123,9 +2124,13 @@ where
         })
     };
     let app = router(state);
-    let result = axum::serve(guard::Guarded::new(listener, limits), app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    listen::serve_connections(
+        guard::Guarded::new(listener, limits),
+        app,
+        limits.header,
+        shutdown,
+    )
+    .await;
     scheduler.abort();
     notifier.abort();
     // Wait until the tasks are gone: they hold the store, whose directory
@@ -2136,7 +2141,7 @@ where
         tracing::error!("signing audit heads at shutdown: {err}");
     }
     let _ = executor.audit().flush();
-    result
+    Ok(())
 }
 
 async fn get_quotas(

@@ -62,6 +62,9 @@ pub struct ServeArgs {
     /// Open connections per client address (more are closed at once).
     #[arg(long, default_value_t = 256)]
     max_connections_per_address: usize,
+    /// A request's headers must all arrive within this long of its start.
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    header_timeout: std::time::Duration,
 }
 
 /// The engine settings of the server that asks for the compile.
@@ -119,6 +122,16 @@ pub struct TokenArgs {
 }
 
 pub async fn run_server(args: ServeArgs) -> Result<(), Failure> {
+    for (flag, value) in [
+        ("--idle-timeout", args.idle_timeout),
+        ("--header-timeout", args.header_timeout),
+    ] {
+        if value.is_zero() {
+            return Err(Failure::usage(format!(
+                "{flag} must be longer than 0 s (a connection could not send a byte)"
+            )));
+        }
+    }
     // A bad config file fails before anything is opened or written.
     let server_config = args
         .config
@@ -164,6 +177,7 @@ pub async fn run_server(args: ServeArgs) -> Result<(), Failure> {
         .with_connection_limits(rampart::api::guard::ConnectionLimits {
             per_address: args.max_connections_per_address.max(1),
             idle: args.idle_timeout,
+            header: args.header_timeout,
         });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
