@@ -8,6 +8,8 @@
 //! walking; a walk stops after [`MAX_SCAN`] index entries and hands back a
 //! cursor, so a filter that matches nothing still answers in bounded time.
 
+use std::collections::BTreeMap;
+
 use super::run::{Run, RunStatus};
 use super::{Executor, ExecutorError, key, store_err};
 use crate::tenant::TenantId;
@@ -55,7 +57,8 @@ impl Executor {
     /// metrics counters.
     pub(super) fn index_run(&self, run: &Run) -> Result<(), ExecutorError> {
         let new = self.index_once(run)?;
-        self.inner.tally.saw(run, new);
+        let waits = self.approval_waits_at_finish(run);
+        self.inner.tally.saw(run, new, &waits);
         Ok(())
     }
 
@@ -83,13 +86,73 @@ impl Executor {
             let (_, bytes) = entry?;
             if let Ok(run) = serde_json::from_slice::<Run>(&bytes) {
                 self.index_once(&run)?;
-                self.inner.tally.saw(&run, true);
-                self.inner
-                    .tally
-                    .folded(&run.tenant, run.folded.len() as u64);
+                let waits = self.approval_waits_at_finish(&run);
+                self.inner.tally.saw(&run, true, &waits);
+                self.inner.tally.folded(&run, run.folded.len() as u64);
             }
         }
         Ok(())
+    }
+
+    /// For a finished run that asked a human: how long each of its decided
+    /// approvals waited (request → decision), ms. Empty otherwise.
+    fn approval_waits_at_finish(&self, run: &Run) -> Vec<i64> {
+        if !run.status.is_finished() || !super::measure::asked_a_human(run) {
+            return Vec::new();
+        }
+        run.steps
+            .values()
+            .filter_map(|step| step.approval_id.as_deref())
+            .filter_map(|id| self.inner.approvals.get(&run.tenant, id).ok())
+            .filter(|a| a.status != super::approvals::ApprovalStatus::Pending)
+            .map(|a| {
+                let decided = a
+                    .denial
+                    .as_ref()
+                    .map(|v| v.time)
+                    .or_else(|| a.approvals.iter().map(|v| v.time).max())
+                    .unwrap_or(a.expires);
+                decided - a.created
+            })
+            .collect()
+    }
+
+    /// MTTD/MTTC and the other figures per playbook of `tenant`; runs
+    /// created before `baseline_until` (Unix ms) are the baseline. From the
+    /// hourly counters, plus the runs of the cut's own hour before the cut.
+    pub fn measure(
+        &self,
+        tenant: &TenantId,
+        baseline_until: Option<i64>,
+    ) -> Result<Vec<super::measure::PlaybookStats>, ExecutorError> {
+        let hours = self.inner.tally.hours(tenant);
+        let mut split: BTreeMap<String, super::measure::Period> = BTreeMap::new();
+        if let Some(cut) = baseline_until {
+            let hour_start = cut.div_euclid(super::measure::HOUR_MS) * super::measure::HOUR_MS;
+            let prefix_len = key(&[tenant.as_str(), ""]).len() + 8;
+            let range = index_key(tenant, hour_start, "")..index_key(tenant, cut, "");
+            for entry in self.inner.runs_by_time.range(range) {
+                let (k, _) = entry?;
+                let Some(id) = k
+                    .get(prefix_len..)
+                    .and_then(|b| std::str::from_utf8(b).ok())
+                else {
+                    continue;
+                };
+                let Ok(run) = self.get_run(tenant, id) else {
+                    continue;
+                };
+                if run.dry_run {
+                    continue;
+                }
+                let waits = self.approval_waits_at_finish(&run);
+                split
+                    .entry(run.playbook.clone())
+                    .or_default()
+                    .add(&super::measure::Period::of_run(&run, &waits));
+            }
+        }
+        Ok(super::measure::measure(&hours, baseline_until, &split))
     }
 
     /// The metrics counters of every tenant.

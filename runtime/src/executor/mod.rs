@@ -837,7 +837,7 @@ impl Executor {
         };
         let mut run = self.get_run(tenant, run_id)?;
         run.folded.push(alert.id.clone());
-        self.inner.tally.folded(tenant, 1);
+        self.inner.tally.folded(&run, 1);
         self.save(&run)?;
         self.audit_append(
             &run,
@@ -1867,19 +1867,6 @@ impl Executor {
         Ok(result)
     }
 
-    /// MTTD/MTTC, approval waits, automation and dedup shares per playbook
-    /// of `tenant`; runs created before `baseline_until` (Unix ms) are the
-    /// baseline period.
-    pub fn measure(
-        &self,
-        tenant: &TenantId,
-        baseline_until: Option<i64>,
-    ) -> Result<Vec<measure::PlaybookStats>, ExecutorError> {
-        let runs = self.runs(tenant)?;
-        let approvals = self.inner.approvals.list(Some(tenant), false)?;
-        Ok(measure::measure(&runs, &approvals, baseline_until))
-    }
-
     /// An analyst labels a run; the label goes into the tenant's entity
     /// memory for every entity of the alert (plugins read it through
     /// `memory`), onto the run, and into the audit log.
@@ -1904,8 +1891,10 @@ impl Executor {
                 .store
                 .memory_record_feedback(tenant, entity, feedback.clone())?;
         }
+        let previous = run.feedback.last().map(|f| f.label);
         run.feedback.push(feedback);
         self.save(&run)?;
+        self.inner.tally.relabelled(&run, previous, label);
         self.inner.audit.append(
             tenant,
             AuditKind::FeedbackGiven,

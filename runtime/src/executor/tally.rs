@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
+use super::measure::{HOUR_MS, Period};
 use super::run::{Run, RunStatus};
 use crate::tenant::TenantId;
 
@@ -74,12 +75,30 @@ struct TallyInner {
     tenants: HashMap<TenantId, TenantTally>,
     /// Runs not finished yet, by tenant and id.
     live: HashMap<(TenantId, String), Live>,
+    /// Measurement counters of runs that are not dry runs, by tenant, then
+    /// playbook and hour of creation.
+    hours: HashMap<TenantId, BTreeMap<(String, i64), Period>>,
+}
+
+fn period_of<'a>(
+    hours: &'a mut HashMap<TenantId, BTreeMap<(String, i64), Period>>,
+    run: &Run,
+) -> Option<&'a mut Period> {
+    (!run.dry_run).then(|| {
+        hours
+            .entry(run.tenant.clone())
+            .or_default()
+            .entry((run.playbook.clone(), run.created.div_euclid(HOUR_MS)))
+            .or_default()
+    })
 }
 
 impl Tally {
     /// Moves the counters for `run` as just saved; `new` when this is the
-    /// run's first save.
-    pub fn saw(&self, run: &Run, new: bool) {
+    /// run's first save (or the run is being counted at open);
+    /// `approval_waits` are the waits of its decided approvals, read by the
+    /// caller only for a finished run that asked a human.
+    pub fn saw(&self, run: &Run, new: bool, approval_waits: &[i64]) {
         let mut inner = self
             .inner
             .lock()
@@ -95,6 +114,24 @@ impl Tally {
             // Finished before: nothing of what is counted changes.
             None => return,
         };
+        let finishing = run.status.is_finished() && (new || !before.status.is_finished());
+        if let Some(period) = period_of(&mut inner.hours, run) {
+            if new {
+                period.runs += 1;
+                if let Some(label) = run.feedback.last().map(|f| f.label) {
+                    period.label(label, 1);
+                }
+            }
+            if let (false, Some(at)) = (before.verdict, run.verdict_at) {
+                period.mttd.observe(at - run.alert.time);
+            }
+            if let (false, Some(at)) = (before.contained, run.contained_at) {
+                period.mttc.observe(at - run.alert.time);
+            }
+            if finishing {
+                period.finish(run, approval_waits);
+            }
+        }
         let tally = inner.tenants.entry(run.tenant.clone()).or_default();
         if new {
             *tally.runs.entry(run.status.as_str()).or_default() += 1;
@@ -122,13 +159,45 @@ impl Tally {
         }
     }
 
-    /// Counts `alerts` folded into a run of `tenant` by dedup.
-    pub fn folded(&self, tenant: &TenantId, alerts: u64) {
+    /// Counts `alerts` folded into `run` by dedup.
+    pub fn folded(&self, run: &Run, alerts: u64) {
         let mut inner = self
             .inner
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        inner.tenants.entry(tenant.clone()).or_default().folded += alerts;
+        inner.tenants.entry(run.tenant.clone()).or_default().folded += alerts;
+        if let Some(period) = period_of(&mut inner.hours, run) {
+            period.folded += alerts;
+        }
+    }
+
+    /// Moves the label counters: `run`'s latest label was `previous` and is
+    /// now `label`.
+    pub fn relabelled(
+        &self,
+        run: &Run,
+        previous: Option<crate::model::FeedbackLabel>,
+        label: crate::model::FeedbackLabel,
+    ) {
+        let mut inner = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(period) = period_of(&mut inner.hours, run) {
+            if let Some(previous) = previous {
+                period.label(previous, -1);
+            }
+            period.label(label, 1);
+        }
+    }
+
+    /// `tenant`'s measurement counters (playbook, hour → period), copied.
+    pub fn hours(&self, tenant: &TenantId) -> BTreeMap<(String, i64), Period> {
+        let inner = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        inner.hours.get(tenant).cloned().unwrap_or_default()
     }
 
     /// Every tenant's counters, copied.
