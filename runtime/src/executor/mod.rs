@@ -185,6 +185,10 @@ struct Inner {
     grants: RwLock<HashMap<TenantId, Grants>>,
     /// Tenants with a cap on concurrent runs: one permit per run slot.
     run_slots: RwLock<HashMap<TenantId, Arc<tokio::sync::Semaphore>>>,
+    /// Per tenant, how many alerts may be in the synchronous part of intake
+    /// at once (half the cores): a tenant's burst of large alerts (a store
+    /// write per entity) keeps at most that many async workers busy.
+    intake_slots: RwLock<HashMap<TenantId, Arc<tokio::sync::Semaphore>>>,
     disabled: RwLock<std::collections::HashSet<(TenantId, String)>>,
     /// The principal id that owns each playbook: the requester of the
     /// actions it asks approval for (and so not one of their approvers).
@@ -268,6 +272,7 @@ impl Executor {
             playbooks: RwLock::new(HashMap::new()),
             grants: RwLock::new(HashMap::new()),
             run_slots: RwLock::new(HashMap::new()),
+            intake_slots: RwLock::new(HashMap::new()),
             disabled: RwLock::new(std::collections::HashSet::new()),
             owners: RwLock::new(HashMap::new()),
             approval_sink: RwLock::new(None),
@@ -713,6 +718,7 @@ impl Executor {
                 problems,
             });
         }
+        let intake = self.intake_slot(tenant).await?;
         let body = serde_json::to_vec(alert).map_err(store_err)?;
         let body_hash = hex::encode(Sha256::digest(&body));
         let alert_key = key(&[tenant.as_str(), &alert.id]);
@@ -797,6 +803,7 @@ impl Executor {
         self.inner
             .alerts
             .insert(alert_key, serde_json::to_vec(&record).map_err(store_err)?)?;
+        drop(intake);
         // Accepted: flushed before anything acts on it.
         self.commit().await?;
         crate::crashpoint::reached("after-accept");
@@ -808,6 +815,28 @@ impl Executor {
             folded_into,
             duplicate: false,
         })
+    }
+
+    /// Waits for one of `tenant`'s intake slots.
+    async fn intake_slot(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, ExecutorError> {
+        let existing = read_lock(&self.inner.intake_slots).get(tenant).cloned();
+        let slots = match existing {
+            Some(slots) => slots,
+            None => write_lock(&self.inner.intake_slots)
+                .entry(tenant.clone())
+                .or_insert_with(|| {
+                    let cores = std::thread::available_parallelism().map_or(2, usize::from);
+                    Arc::new(tokio::sync::Semaphore::new((cores / 2).max(1)))
+                })
+                .clone(),
+        };
+        slots
+            .acquire_owned()
+            .await
+            .map_err(|_| ExecutorError::Store("intake slots closed".to_owned()))
     }
 
     fn dedup_fold(
