@@ -254,3 +254,46 @@ fn a_dry_run_call_cannot_send_http_even_if_the_plugin_tries() {
     assert!(stderr.contains("capability denied"), "{stderr}");
     assert!(listener.accept().is_err(), "the dry run reached the server");
 }
+
+/// `replay` counts runs by status and lists the steps that failed, with
+/// their alert and error (a target that is not there fails at run time).
+#[test]
+fn replay_counts_runs_by_status_and_lists_failures() {
+    let dir = tempfile::tempdir().expect("dir");
+    let playbook = std::fs::read_to_string(examples().join("playbooks/dry-run-triage.yaml"))
+        .expect("example")
+        .replace(
+            "target: 'alert.entities.ip[0]'",
+            "target: 'alert.entities.ip[7]'",
+        )
+        .replace("steps.risk.score >= 60 && ", "");
+    let playbook_path = dir.path().join("broken.yaml");
+    std::fs::write(&playbook_path, playbook).expect("write");
+    let alerts: Vec<String> = (0..3)
+        .map(|i| {
+            serde_json::json!({"id": format!("a{i}"), "source": "edr", "title": "t", "severity": "high", "entities": [{"kind": "ip", "value": "203.0.113.7"}]}).to_string()
+        })
+        .collect();
+    let alerts_path = dir.path().join("alerts.jsonl");
+    std::fs::write(&alerts_path, alerts.join("\n")).expect("write");
+    let out = rampart(&[
+        "replay",
+        "--playbook",
+        playbook_path.to_str().expect("path"),
+        "--plugins",
+        plugins().to_str().expect("path"),
+        "--alerts",
+        alerts_path.to_str().expect("path"),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(report["runs_by_status"]["failed"], 3, "{report}");
+    let failures = report["failures"].as_array().expect("failures");
+    assert_eq!(failures.len(), 3, "{report}");
+    assert_eq!(failures[0]["step"], "block");
+    assert!(
+        failures[0]["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{report}"
+    );
+    assert!(text(&out.stderr).contains("failed steps (3"), "{}", text(&out.stderr));
+}

@@ -11,6 +11,7 @@ use rampart::executor::Executor;
 use rampart::executor::run::{Run, StepStatus};
 use rampart::manifest::PluginKind;
 use rampart::model::Alert;
+use rampart::playbook::output::{EnrichOutput, ScoreOutput, from_value, variant_name};
 use rampart::store::{SledStore, Store};
 use rampart::tenant::{Grants, TenantId};
 use rampart::{RuntimeConfig, playbook};
@@ -324,6 +325,8 @@ pub async fn replay(args: ReplayArgs) -> Result<(), Failure> {
     let mut risk_bands: BTreeMap<&'static str, u64> = BTreeMap::new();
     let mut actions: BTreeMap<String, u64> = BTreeMap::new();
     let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
+    let mut run_statuses: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let mut failures: Vec<serde_json::Value> = Vec::new();
     let action_of: BTreeMap<&str, &str> = parsed
         .steps
         .iter()
@@ -356,6 +359,14 @@ pub async fn replay(args: ReplayArgs) -> Result<(), Failure> {
             .dry_run(&tenant, &parsed, &alert)
             .await
             .map_err(|err| Failure::call(err.to_string()))?;
+        *run_statuses.entry(run.status.as_str()).or_default() += 1;
+        for (step, state) in &run.steps {
+            if let Some(error) = &state.error
+                && state.status == StepStatus::Failed
+            {
+                failures.push(json!({"alert": alert.id, "step": step, "status": state.status, "error": error}));
+            }
+        }
         for (step, outcome) in classify(&run) {
             *summary.entry(outcome).or_default() += 1;
             let action = action_of
@@ -375,16 +386,17 @@ pub async fn replay(args: ReplayArgs) -> Result<(), Failure> {
         let verdict = run
             .steps
             .values()
-            .filter_map(|s| s.output.as_ref()?.get("enrichments")?.as_array().cloned())
-            .flatten()
-            .filter_map(|e| e.get("verdict")?.as_str().map(str::to_owned))
+            .filter_map(|s| from_value::<EnrichOutput>(s.output.as_ref()))
+            .flat_map(|found| found.enrichments)
+            .map(|e| variant_name(&e.verdict))
             .max_by_key(|v| rank(v))
             .unwrap_or_else(|| "no intel".to_owned());
         *verdicts.entry(verdict).or_default() += 1;
         let risk = run
             .steps
             .values()
-            .filter_map(|s| s.output.as_ref()?.get("risk")?.as_u64())
+            .filter_map(|s| from_value::<ScoreOutput>(s.output.as_ref()))
+            .map(|score| score.risk)
             .max();
         let band = match risk {
             Some(r) if r >= 80 => "high (>= 80)",
@@ -413,6 +425,7 @@ pub async fn replay(args: ReplayArgs) -> Result<(), Failure> {
     let owned = |map: &BTreeMap<&'static str, u64>| -> Vec<(String, u64)> {
         map.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
     };
+    table("runs by status", owned(&run_statuses));
     table("response steps by outcome", owned(&summary));
     table(
         "strongest enrichment verdict",
@@ -424,11 +437,22 @@ pub async fn replay(args: ReplayArgs) -> Result<(), Failure> {
         "why not automatic (guardrail reasons)",
         reasons.clone().into_iter().collect(),
     );
+    if !failures.is_empty() {
+        eprintln!("\nfailed steps ({}; the first 20):", failures.len());
+        for failure in failures.iter().take(20) {
+            eprintln!(
+                "  {} / {}: {}",
+                failure["alert"].as_str().unwrap_or("?"),
+                failure["step"].as_str().unwrap_or("?"),
+                failure["error"].as_str().unwrap_or("?")
+            );
+        }
+    }
     for problem in &bad_lines {
         eprintln!("skipped: {problem}");
     }
     print(
-        &json!({"playbook": parsed.name, "alerts": lines.len(), "summary": summary, "verdicts": verdicts, "risk": risk_bands, "actions_by_kind": actions, "guardrail_reasons": reasons, "actions": rows, "skipped_lines": bad_lines.len()}),
+        &json!({"playbook": parsed.name, "alerts": lines.len(), "runs_by_status": run_statuses, "failures": failures, "summary": summary, "verdicts": verdicts, "risk": risk_bands, "actions_by_kind": actions, "guardrail_reasons": reasons, "actions": rows, "skipped_lines": bad_lines.len()}),
     );
     Ok(())
 }

@@ -43,7 +43,7 @@ use crate::model::{
     Verdict as EntityVerdict,
 };
 use crate::playbook::{
-    self, Expr, Mode, OnError, Playbook, PlaybookError, Step, StepKind, Variables,
+    self, Expr, Mode, OnError, Playbook, PlaybookError, Step, StepKind, Variables, output,
 };
 use crate::sandbox::{
     CallContext, LoadError, Plugin, PluginError, Runtime, RuntimeConfig, RuntimeError,
@@ -1147,13 +1147,11 @@ impl Executor {
         let named: std::collections::HashSet<(EntityKind, String)> =
             run.alert.entities.iter().map(memory_key).collect();
         for state in run.steps.values() {
-            let Some(found) = state.output.as_ref().and_then(|o| o.get("enrichments")) else {
+            let Some(found) = output::from_value::<output::EnrichOutput>(state.output.as_ref())
+            else {
                 continue;
             };
-            let Ok(found) = serde_json::from_value::<Vec<Enrichment>>(found.clone()) else {
-                continue;
-            };
-            for enrichment in found {
+            for enrichment in found.enrichments {
                 if !named.contains(&memory_key(&enrichment.entity)) {
                     tracing::debug!(run = %run.id, entity = %enrichment.entity.value, "verdict for an entity the alert does not name: not remembered");
                     continue;
@@ -1363,21 +1361,8 @@ impl Executor {
         match step.kind {
             StepKind::Enrich => {
                 let called = plugin.enrich(&run.alert, context).await?;
-                let worst = called
-                    .value
-                    .iter()
-                    .map(|e| e.verdict)
-                    .max()
-                    .unwrap_or(EntityVerdict::Unknown);
-                let confidence = called
-                    .value
-                    .iter()
-                    .filter(|e| e.verdict == worst)
-                    .map(|e| e.confidence)
-                    .max()
-                    .unwrap_or(0);
                 Ok((
-                    json!({"enrichments": called.value, "verdict": worst, "confidence": confidence, "count": called.value.len()}),
+                    output::to_value(&output::EnrichOutput::new(called.value)),
                     called.stats,
                 ))
             }
@@ -1395,19 +1380,15 @@ impl Executor {
                 let enrichments: Vec<Enrichment> = sources
                     .iter()
                     .filter_map(|id| {
-                        run.steps
-                            .get(*id)?
-                            .output
-                            .as_ref()?
-                            .get("enrichments")
-                            .cloned()
+                        output::from_value::<output::EnrichOutput>(
+                            run.steps.get(*id)?.output.as_ref(),
+                        )
                     })
-                    .filter_map(|found| serde_json::from_value::<Vec<Enrichment>>(found).ok())
-                    .flatten()
+                    .flat_map(|found| found.enrichments)
                     .collect();
                 let called = plugin.score(&run.alert, &enrichments, context).await?;
                 Ok((
-                    json!({"score": called.value.risk, "risk": called.value.risk, "confidence": called.value.confidence, "reasons": called.value.reasons}),
+                    output::to_value(&output::ScoreOutput::from(called.value)),
                     called.stats,
                 ))
             }
@@ -1424,10 +1405,7 @@ impl Executor {
                 let closed = session.close().await?;
                 let stats = closed.stats;
                 findings.extend(closed.value);
-                Ok((
-                    json!({"findings": findings, "count": findings.len()}),
-                    stats,
-                ))
+                Ok((output::to_value(&output::HuntOutput::new(findings)), stats))
             }
             StepKind::Respond => Err(PluginError::Unavailable(
                 "respond steps go through guardrails".to_owned(),
@@ -1449,14 +1427,10 @@ impl Executor {
                 continue;
             };
             if need.kind == StepKind::Score {
-                return run
-                    .steps
-                    .get(id)?
-                    .output
-                    .as_ref()?
-                    .get("confidence")?
-                    .as_u64()
-                    .map(|c| c.min(100) as u8);
+                return output::from_value::<output::ScoreOutput>(
+                    run.steps.get(id)?.output.as_ref(),
+                )
+                .map(|score| score.confidence.min(100));
             }
             queue.extend(need.needs.iter().map(String::as_str));
         }
@@ -1610,9 +1584,7 @@ impl Executor {
                         AuditKind::ActionExecuted,
                         json!({"target": target, "action": step.action, "outcome": done.outcome, "summary": done.summary, "recovered": true}),
                     ));
-                    state.output = Some(
-                        json!({"outcome": done.outcome, "summary": done.summary, "data": done.data}),
-                    );
+                    state.output = Some(output::to_value(&output::RespondOutput::executed(&done)));
                 }
                 Err(_) => {
                     state.status = StepStatus::Failed;
@@ -1654,14 +1626,11 @@ impl Executor {
             let planned = loaded.plugin.respond(&request, true, &context).await;
             state.status = StepStatus::Succeeded;
             state.finished = Some(now);
-            state.output = Some(match planned {
-                Ok(called) => {
-                    json!({"outcome": called.value.outcome, "summary": called.value.summary, "would": decision.verdict})
-                }
-                Err(err) => {
-                    json!({"outcome": "planning_failed", "error": err.to_string(), "would": decision.verdict})
-                }
-            });
+            let would = output::variant_name(&decision.verdict);
+            state.output = Some(output::to_value(&match planned {
+                Ok(called) => output::RespondOutput::planned(&called.value, would),
+                Err(err) => output::RespondOutput::planning_failed(err.to_string(), would),
+            }));
             result.state = state;
             return Ok(result);
         }
@@ -1798,9 +1767,9 @@ impl Executor {
                     result.acted = Some(target_label(&target));
                 }
                 state.status = StepStatus::Succeeded;
-                state.output = Some(
-                    json!({"outcome": called.value.outcome, "summary": called.value.summary, "data": called.value.data}),
-                );
+                state.output = Some(output::to_value(&output::RespondOutput::executed(
+                    &called.value,
+                )));
             }
             Err(err) => {
                 intent["result"] = json!({"error": err.to_string()});

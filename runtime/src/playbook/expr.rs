@@ -127,6 +127,11 @@ fn nesting(source: &str) -> usize {
 }
 
 impl Expr {
+    /// The expression's syntax tree.
+    pub(crate) fn ast(&self) -> &cel::common::ast::Expr {
+        &self.program.expression().expr
+    }
+
     /// Compiles `source`.
     pub fn compile(source: &str) -> Result<Self, ExprError> {
         if source.chars().count() > MAX_EXPR_CHARS {

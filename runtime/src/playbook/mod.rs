@@ -36,6 +36,8 @@
 
 mod cost;
 mod expr;
+pub mod output;
+mod refs;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
@@ -515,6 +517,24 @@ impl Check<'_> {
         });
     }
 
+    /// Compiles `spanned` and checks the step outputs it reads when it is
+    /// evaluated for step `reader` (`None`: before any step runs). The
+    /// expression is kept (for later checks) even when a read is wrong:
+    /// the issue is recorded and the playbook refused anyway.
+    fn expr_reading(
+        &mut self,
+        spanned: &Spanned<String>,
+        field: &str,
+        reader: Option<&str>,
+        shapes: &refs::StepShapes,
+    ) -> Option<Expr> {
+        let expr = self.expr(spanned, field)?;
+        for (message, hint) in refs::problems(expr.ast(), reader, shapes) {
+            self.at(spanned, field, message, hint);
+        }
+        Some(expr)
+    }
+
     fn expr(&mut self, spanned: &Spanned<String>, field: &str) -> Option<Expr> {
         match Expr::compile(&spanned.value) {
             Ok(expr) => Some(expr),
@@ -654,7 +674,31 @@ pub fn parse(
             None,
         );
     }
-    let trigger = check.expr(&raw.trigger.value.alert, "trigger.alert");
+    // What each step is, for checking the step outputs expressions read.
+    let shapes: refs::StepShapes = raw
+        .steps
+        .value
+        .iter()
+        .map(|step| {
+            let step = &step.value;
+            let kinds: Vec<StepKind> = [
+                (StepKind::Enrich, step.enrich.is_some()),
+                (StepKind::Score, step.score.is_some()),
+                (StepKind::Respond, step.respond.is_some()),
+                (StepKind::Hunt, step.hunt.is_some()),
+            ]
+            .into_iter()
+            .filter_map(|(kind, named)| named.then_some(kind))
+            .collect();
+            let kind = match kinds.as_slice() {
+                [kind] => Some(*kind),
+                _ => None,
+            };
+            let needs = step.needs.iter().map(|need| need.value.clone()).collect();
+            (step.id.value.clone(), (kind, needs))
+        })
+        .collect();
+    let trigger = check.expr_reading(&raw.trigger.value.alert, "trigger.alert", None, &shapes);
     let mode = match &raw.mode {
         None => Some(Mode::Supervised),
         Some(mode) => match mode.value.as_str() {
@@ -681,7 +725,7 @@ pub fn parse(
             .key
             .iter()
             .enumerate()
-            .map(|(i, key)| check.expr(key, &format!("dedup.key[{i}]")))
+            .map(|(i, key)| check.expr_reading(key, &format!("dedup.key[{i}]"), None, &shapes))
             .collect();
         let window = check.duration(&dedup.value.window, "dedup.window");
         let keys: Option<Vec<Expr>> = keys.into_iter().collect();
@@ -841,14 +885,23 @@ pub fn parse(
                 Some(_) => {}
             }
         }
+        let reader = Some(step.id.value.as_str());
         let when = step
             .when
             .as_ref()
-            .and_then(|when| check.expr(when, &field("when")));
+            .and_then(|when| check.expr_reading(when, &field("when"), reader, &shapes));
         let target = step
             .target
             .as_ref()
-            .and_then(|target| check.expr(target, &field("target")));
+            .and_then(|target| check.expr_reading(target, &field("target"), reader, &shapes));
+        if matches!(kind, StepKind::Enrich | StepKind::Score) && step.with.is_some() {
+            check.at(
+                spanned_step,
+                field("with"),
+                format!("{} steps take no parameters", step_verb(kind)),
+                Some("only respond and hunt steps take `with:`".to_owned()),
+            );
+        }
         if kind == StepKind::Respond && step.target.is_none() {
             check.at(
                 spanned_step,
