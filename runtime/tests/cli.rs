@@ -295,5 +295,9 @@ fn replay_counts_runs_by_status_and_lists_failures() {
         failures[0]["error"].as_str().is_some_and(|e| !e.is_empty()),
         "{report}"
     );
-    assert!(text(&out.stderr).contains("failed steps (3"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("failed steps (3"),
+        "{}",
+        text(&out.stderr)
+    );
 }

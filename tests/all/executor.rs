@@ -1273,3 +1273,43 @@ async fn users_are_known_from_the_identity_directory() {
         "the target is not in the tenant's identity directory"
     );
 }
+
+/// One `apply` for every path: an approved action's containment time is
+/// its step's finish time, as in a run that acted on its own.
+#[tokio::test]
+async fn an_approved_action_is_applied_like_an_automatic_one() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (executor, acme) = setup(
+        dir.path(),
+        &block_playbook(
+            "supervised",
+            EXTERNAL,
+            "alert.entities.ip[0]",
+            NO_GUARDRAILS,
+        ),
+    )
+    .await;
+    let run = only_run(&executor, &acme, &alert("a1", BAD_IP)).await;
+    let approval_id = run.steps["act"].approval_id.clone().expect("approval");
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    executor
+        .approve(&acme, &approval_id, "alice", "confirmed")
+        .await
+        .expect("approve");
+    let run = executor.get_run(&acme, &run.id).expect("run");
+    let act = &run.steps["act"];
+    assert_eq!(act.status, rampart::executor::run::StepStatus::Succeeded);
+    assert_eq!(run.contained_at, act.finished, "{run:?}");
+    assert_eq!(run.acted.len(), 1);
+    let mut actors = Vec::new();
+    executor
+        .audit()
+        .read_after(&acme, 0, |record, _| {
+            if record.kind == rampart::audit::AuditKind::ActionExecuted {
+                actors.push(record.actor.clone());
+            }
+            true
+        })
+        .expect("records");
+    assert_eq!(actors, vec![Some("alice".to_owned())]);
+}

@@ -1031,36 +1031,7 @@ impl Executor {
             .await;
             let mut fail = false;
             for result in results {
-                let result = result?;
-                let step = playbook.step(&result.id);
-                if result.state.status == StepStatus::Failed
-                    && step.is_some_and(|s| {
-                        s.on_error == OnError::Fail || matches!(s.on_error, OnError::Retry { .. })
-                    })
-                {
-                    fail = true;
-                }
-                if result.scored && run.verdict_at.is_none() {
-                    run.verdict_at = result.state.finished;
-                }
-                if let Some(target) = result.acted {
-                    if !run.acted.contains(&target) {
-                        run.acted.push(target);
-                    }
-                    if run.contained_at.is_none() {
-                        run.contained_at = result.state.finished;
-                    }
-                }
-                if let Some(approval) = &result.approval
-                    && !run.dry_run
-                {
-                    self.inner.approvals.put(approval)?;
-                    requested.push(approval.clone());
-                }
-                for (kind, detail) in result.audit {
-                    self.audit_append(run, kind, Some(&result.id), None, detail)?;
-                }
-                run.steps.insert(result.id, result.state);
+                fail |= self.apply(run, playbook, result?, None, &mut requested)?;
             }
             self.save(run)?;
             if !run.dry_run {
@@ -1081,6 +1052,48 @@ impl Executor {
             self.commit().await?;
         }
         Ok(())
+    }
+
+    /// Applies one step's result to `run` — the one place a result becomes
+    /// state, for every path (a wave of `drive`, an approved action): the
+    /// verdict and containment times (the step's finish time), the targets
+    /// acted on, an approval request (kept; queued in `requested` to be
+    /// announced once durable), the step's audit records (by `actor`, when
+    /// a person caused it) and the step state. Whether the run must fail
+    /// (a failed step whose `on_error` does not continue).
+    fn apply(
+        &self,
+        run: &mut Run,
+        playbook: &Playbook,
+        result: StepResult,
+        actor: Option<&str>,
+        requested: &mut Vec<Approval>,
+    ) -> Result<bool, ExecutorError> {
+        let fails_run = result.state.status == StepStatus::Failed
+            && playbook.step(&result.id).is_some_and(|s| {
+                s.on_error == OnError::Fail || matches!(s.on_error, OnError::Retry { .. })
+            });
+        let finished = result.state.finished.unwrap_or_else(|| Self::now_for(run));
+        if result.scored && run.verdict_at.is_none() {
+            run.verdict_at = Some(finished);
+        }
+        if let Some(target) = result.acted {
+            if !run.acted.contains(&target) {
+                run.acted.push(target);
+            }
+            run.contained_at.get_or_insert(finished);
+        }
+        if let Some(approval) = &result.approval
+            && !run.dry_run
+        {
+            self.inner.approvals.put(approval)?;
+            requested.push(approval.clone());
+        }
+        for (kind, detail) in result.audit {
+            self.audit_append(run, kind, Some(&result.id), actor, detail)?;
+        }
+        run.steps.insert(result.id, result.state);
+        Ok(fails_run)
     }
 
     fn finish(&self, run: &mut Run, playbook: &Playbook) -> Result<(), ExecutorError> {
@@ -1950,16 +1963,16 @@ impl Executor {
         let result = self
             .execute_approved(&run, &playbook, &step, &approval, result, state)
             .await?;
-        for (kind, detail) in &result.audit {
-            self.audit_append(&run, *kind, Some(&step.id), Some(principal), detail.clone())?;
+        // An approved action asks for no further approval.
+        let mut requested = Vec::new();
+        if self.apply(&mut run, &playbook, result, Some(principal), &mut requested)? {
+            // The approved action failed and its step does not continue:
+            // the run fails, as it would have in a wave of `drive`.
+            run.status = RunStatus::Failed;
+            self.finish(&mut run, &playbook)?;
+            self.commit().await?;
+            return Ok(approval);
         }
-        if let Some(target) = &result.acted {
-            if !run.acted.contains(target) {
-                run.acted.push(target.clone());
-            }
-            run.contained_at.get_or_insert(now_ms());
-        }
-        run.steps.insert(step.id.clone(), result.state);
         run.status = RunStatus::Running;
         self.save(&run)?;
         self.commit().await?;
