@@ -5,6 +5,7 @@
 
 mod abuseipdb;
 mod audit;
+mod conformance;
 mod executor;
 mod harness;
 mod hostile;
