@@ -243,7 +243,7 @@ pub fn parse(name: &str, text: &str, base: &Path) -> Result<ServerConfig, Config
                     ));
                 }
                 for host in &grant.http_hosts {
-                    if !crate::caps::http::valid_host_rule(host) {
+                    if !crate::net::valid_host_rule(host) {
                         issues.push(issue(
                             spanned,
                             at(&format!("grants.{who}.http_hosts")),

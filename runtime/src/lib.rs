@@ -46,6 +46,7 @@ pub mod feeds;
 pub mod intel;
 pub mod manifest;
 pub mod model;
+pub mod net;
 pub mod ocsf;
 pub mod playbook;
 pub mod sandbox;

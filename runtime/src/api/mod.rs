@@ -2525,9 +2525,7 @@ async fn put_webhook(
     let addresses = webhooks::resolve(&host, port)
         .await
         .map_err(|err| located("url", err.to_string()))?;
-    let internal = addresses
-        .iter()
-        .any(|ip| crate::caps::http::is_internal(*ip));
+    let internal = addresses.iter().any(|ip| crate::net::is_internal(*ip));
     let is_admin = principal.token.role == Role::Admin;
     if internal && !is_admin {
         return Err(ApiError::forbidden(format!(

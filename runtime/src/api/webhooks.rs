@@ -170,7 +170,7 @@ async fn post(
     let Some(ip) = addresses
         .iter()
         .copied()
-        .find(|ip| config.allow_private || !crate::caps::http::is_internal(*ip))
+        .find(|ip| config.allow_private || !crate::net::is_internal(*ip))
     else {
         return Err(WebhookError::Internal(host));
     };
@@ -191,7 +191,7 @@ async fn post(
     let response = if https {
         let name = rustls::pki_types::ServerName::try_from(host.clone())
             .map_err(|err| WebhookError::InvalidUrl(err.to_string()))?;
-        let tls = tokio_rustls::TlsConnector::from(crate::caps::http::tls_config())
+        let tls = tokio_rustls::TlsConnector::from(crate::net::tls_config())
             .connect(name, stream)
             .await
             .map_err(|err| WebhookError::Delivery(format!("TLS with {host}: {err}")))?;
