@@ -22,6 +22,7 @@
 
 pub mod approvals;
 mod listing;
+mod slots;
 pub mod tally;
 pub use listing::{MAX_SCAN, RunPage, RunQuery};
 pub mod guardrails;
@@ -185,10 +186,13 @@ struct Inner {
     grants: RwLock<HashMap<TenantId, Grants>>,
     /// Tenants with a cap on concurrent runs: one permit per run slot.
     run_slots: RwLock<HashMap<TenantId, Arc<tokio::sync::Semaphore>>>,
-    /// Per tenant, how many alerts may be in the synchronous part of intake
-    /// at once (half the cores): a tenant's burst of large alerts (a store
-    /// write per entity) keeps at most that many async workers busy.
-    intake_slots: RwLock<HashMap<TenantId, Arc<tokio::sync::Semaphore>>>,
+    /// Per tenant, how many of its synchronous sections — intake (dedup, a
+    /// memory write per entity, triggers) and the bookkeeping of a run's
+    /// waves (saving the run, audit records, applying results) — may run at
+    /// once (half the cores). A tenant's burst of large alerts then keeps
+    /// at most that many async workers busy, however many of its runs are
+    /// in flight waiting on plugins.
+    cpu_slots: Arc<slots::CpuSlots>,
     disabled: RwLock<std::collections::HashSet<(TenantId, String)>>,
     /// The principal id that owns each playbook: the requester of the
     /// actions it asks approval for (and so not one of their approvers).
@@ -272,7 +276,7 @@ impl Executor {
             playbooks: RwLock::new(HashMap::new()),
             grants: RwLock::new(HashMap::new()),
             run_slots: RwLock::new(HashMap::new()),
-            intake_slots: RwLock::new(HashMap::new()),
+            cpu_slots: slots::CpuSlots::for_this_machine(),
             disabled: RwLock::new(std::collections::HashSet::new()),
             owners: RwLock::new(HashMap::new()),
             approval_sink: RwLock::new(None),
@@ -718,7 +722,7 @@ impl Executor {
                 problems,
             });
         }
-        let intake = self.intake_slot(tenant).await?;
+        let intake = self.cpu_slot(tenant).await;
         let body = serde_json::to_vec(alert).map_err(store_err)?;
         let body_hash = hex::encode(Sha256::digest(&body));
         let alert_key = key(&[tenant.as_str(), &alert.id]);
@@ -817,26 +821,9 @@ impl Executor {
         })
     }
 
-    /// Waits for one of `tenant`'s intake slots.
-    async fn intake_slot(
-        &self,
-        tenant: &TenantId,
-    ) -> Result<tokio::sync::OwnedSemaphorePermit, ExecutorError> {
-        let existing = read_lock(&self.inner.intake_slots).get(tenant).cloned();
-        let slots = match existing {
-            Some(slots) => slots,
-            None => write_lock(&self.inner.intake_slots)
-                .entry(tenant.clone())
-                .or_insert_with(|| {
-                    let cores = std::thread::available_parallelism().map_or(2, usize::from);
-                    Arc::new(tokio::sync::Semaphore::new((cores / 2).max(1)))
-                })
-                .clone(),
-        };
-        slots
-            .acquire_owned()
-            .await
-            .map_err(|_| ExecutorError::Store("intake slots closed".to_owned()))
+    /// Waits for one of the CPU slots for `tenant` (see `Inner::cpu_slots`).
+    async fn cpu_slot(&self, tenant: &TenantId) -> slots::CpuSlot {
+        self.inner.cpu_slots.acquire(tenant).await
     }
 
     fn dedup_fold(
@@ -1012,6 +999,7 @@ impl Executor {
             if ready.is_empty() {
                 break;
             }
+            let cpu = self.cpu_slot(&run.tenant).await;
             let now = Self::now_for(run);
             for step in &ready {
                 if let Some(state) = run.steps.get_mut(&step.id)
@@ -1023,17 +1011,21 @@ impl Executor {
             }
             self.save(run)?;
             let snapshot = run.clone();
+            // Plugin calls hold CPU permits of their own.
+            drop(cpu);
             let results = futures::future::join_all(
                 ready
                     .iter()
                     .map(|step| self.run_step(&snapshot, playbook, step)),
             )
             .await;
+            let cpu = self.cpu_slot(&run.tenant).await;
             let mut fail = false;
             for result in results {
                 fail |= self.apply(run, playbook, result?, None, &mut requested)?;
             }
             self.save(run)?;
+            drop(cpu);
             if !run.dry_run {
                 self.commit().await?;
             }
@@ -1047,7 +1039,9 @@ impl Executor {
                 break;
             }
         }
+        let cpu = self.cpu_slot(&run.tenant).await;
         self.finish(run, playbook)?;
+        drop(cpu);
         if !run.dry_run {
             self.commit().await?;
         }
