@@ -1,0 +1,147 @@
+//! Extractors that answer bad input with the API's own JSON errors: path and query parameters, JSON bodies, CSV/JSON tables.
+
+#[allow(unused_imports)]
+use crate::api::*;
+
+/// Path parameters, with our error shape when they do not decode (bad
+/// percent-encoding, invalid UTF-8): such a path names nothing, so 404.
+pub(in crate::api) struct Params<T>(pub(in crate::api) T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for Params<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(value)) => Ok(Params(value)),
+            Err(rejection) => Err(ApiError::not_found(format!(
+                "no such object: {}",
+                rejection.body_text()
+            ))),
+        }
+    }
+}
+
+/// Query parameters, with our error shape when they do not decode.
+pub(in crate::api) struct QueryParams<T>(pub(in crate::api) T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for QueryParams<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        let deserializer =
+            serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(deserializer)
+            .map(QueryParams)
+            .map_err(|err| ApiError {
+                status: StatusCode::BAD_REQUEST,
+                error: "invalid_query".to_owned(),
+                detail: err.inner().to_string(),
+                location: Some(json!({"query": err.path().to_string()})),
+                retry_after: None,
+            })
+    }
+}
+
+/// A JSON body, with our error shape for malformed input.
+pub(in crate::api) struct Body<T>(pub(in crate::api) T);
+
+impl<T, S> axum::extract::FromRequest<S> for Body<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(
+        request: axum::extract::Request,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let bytes = body_bytes(request, state).await?;
+        parse_json(&bytes).map(Body)
+    }
+}
+
+/// The whole request body, within the server's size limit.
+pub(in crate::api) async fn body_bytes<S: Send + Sync>(
+    request: axum::extract::Request,
+    state: &S,
+) -> Result<axum::body::Bytes, ApiError> {
+    <axum::body::Bytes as axum::extract::FromRequest<S>>::from_request(request, state)
+        .await
+        .map_err(|err| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_rejected",
+                err.body_text(),
+            )
+        })
+}
+
+/// Deserialises JSON, naming the path, line and column of the first error.
+pub(in crate::api) fn parse_json<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            error: "invalid_json".to_owned(),
+            detail: inner.to_string(),
+            location: Some(json!({"path": path, "line": inner.line(), "column": inner.column()})),
+            retry_after: None,
+        }
+    })
+}
+
+/// A body that is JSON, or a CSV table when sent as `text/csv` (inventory
+/// and identity exports come from spreadsheets and CMDBs as CSV).
+pub(in crate::api) struct Table {
+    bytes: axum::body::Bytes,
+    csv: bool,
+}
+
+impl Table {
+    pub(in crate::api) fn parse<T: serde::de::DeserializeOwned>(
+        self,
+        from_csv: fn(&str) -> Result<T, crate::context::ContextError>,
+    ) -> Result<T, ApiError> {
+        if !self.csv {
+            return parse_json(&self.bytes);
+        }
+        let text = std::str::from_utf8(&self.bytes)
+            .map_err(|err| ApiError::bad_request(format!("the CSV is not UTF-8: {err}")))?;
+        from_csv(text).map_err(invalid_table)
+    }
+}
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for Table {
+    type Rejection = ApiError;
+
+    async fn from_request(
+        request: axum::extract::Request,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let csv = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("text/csv"));
+        let bytes = body_bytes(request, state).await?;
+        Ok(Table { bytes, csv })
+    }
+}

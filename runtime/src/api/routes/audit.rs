@@ -1,0 +1,103 @@
+//! The audit log: verify, export, query by cursor, the head.
+
+#[allow(unused_imports)]
+use crate::api::*;
+
+pub(in crate::api) async fn verify_audit(
+    State(state): State<AppState>,
+    caller: Caller,
+    Params(tenant): Params<String>,
+) -> Result<Json<Value>, ApiError> {
+    // Verifying never writes: a viewer's check must not sign (and so bless)
+    // the current head.
+    let (_, tenant) = state.allow(&caller, &tenant, Need::Read)?;
+    let report = state
+        .executor
+        .audit()
+        .verify(&tenant)
+        .map_err(ApiError::internal)?;
+    Ok(Json(
+        json!({"ok": report.ok(), "report": report, "checkpoint": state.executor.audit().latest_checkpoint(&tenant).map_err(ApiError::internal)?}),
+    ))
+}
+
+pub(in crate::api) async fn export_audit(
+    State(state): State<AppState>,
+    caller: Caller,
+    Params(tenant): Params<String>,
+) -> Result<Response, ApiError> {
+    let (_, tenant) = state.allow(&caller, &tenant, Need::Configure)?;
+    let mut out = Vec::new();
+    state
+        .executor
+        .audit()
+        .export(&tenant, &mut out)
+        .map_err(ApiError::internal)?;
+    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], out).into_response())
+}
+
+pub(in crate::api) async fn query_audit(
+    State(state): State<AppState>,
+    caller: Caller,
+    Params(tenant): Params<String>,
+    QueryParams(filter): QueryParams<AuditFilter>,
+) -> Result<Json<Value>, ApiError> {
+    let (_, tenant) = state.allow(&caller, &tenant, Need::Read)?;
+    let limit = filter.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+    let mut records = Vec::new();
+    let mut more = false;
+    // From the cursor on: a page costs its size (plus the records its
+    // filters skip).
+    state
+        .executor
+        .audit()
+        .read_after(&tenant, filter.after_seq.unwrap_or(0), |record, hash| {
+            let wanted = filter.kind.is_none_or(|k| k == record.kind)
+                && filter
+                    .run
+                    .as_deref()
+                    .is_none_or(|r| record.run_id.as_deref() == Some(r))
+                && filter.since.is_none_or(|t| record.time >= t)
+                && filter.until.is_none_or(|t| record.time < t)
+                && filter.after_seq.is_none_or(|s| record.seq > s);
+            if wanted {
+                if records.len() == limit {
+                    more = true;
+                    return false;
+                }
+                let mut value = json!(record);
+                value["hash"] = json!(hash);
+                records.push(value);
+            }
+            true
+        })
+        .map_err(ApiError::internal)?;
+    // `after_seq` of the last record fetches the next page.
+    let next = more
+        .then(|| records.last().and_then(|r| r["seq"].as_u64()))
+        .flatten();
+    Ok(Json(json!({"records": records, "next_after_seq": next})))
+}
+
+pub(in crate::api) async fn audit_head(
+    State(state): State<AppState>,
+    caller: Caller,
+    Params(tenant): Params<String>,
+) -> Result<Json<Value>, ApiError> {
+    let (_, tenant) = state.allow(&caller, &tenant, Need::Read)?;
+    // Sign the head as it is now, so the answer covers every record.
+    let checkpoint = state
+        .executor
+        .audit()
+        .checkpoint(&tenant)
+        .map_err(ApiError::internal)?;
+    let checkpoint = match checkpoint {
+        Some(checkpoint) => Some(checkpoint),
+        None => state
+            .executor
+            .audit()
+            .latest_checkpoint(&tenant)
+            .map_err(ApiError::internal)?,
+    };
+    Ok(Json(json!({"head": checkpoint})))
+}

@@ -1,0 +1,436 @@
+//! Tenants, grants, inventories and identities, tokens, secrets and quotas.
+
+#[allow(unused_imports)]
+use crate::api::*;
+
+/// Grants are stored in clear, so they may not carry secrets.
+pub(in crate::api) fn reject_secrets(grants: &Grants) -> Result<(), ApiError> {
+    if !grants.default.secrets.is_empty() || grants.plugins.values().any(|g| !g.secrets.is_empty())
+    {
+        return Err(ApiError::bad_request(
+            "grants may not carry secrets; use PUT /v1/tenants/{tenant}/plugins/{plugin}/secrets/{name}",
+        ));
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(in crate::api) struct NewTenant {
+    id: String,
+    #[serde(default)]
+    grants: Option<Grants>,
+    #[serde(default)]
+    ingest_per_second: Option<u32>,
+    #[serde(default)]
+    quotas: Option<TenantQuota>,
+}
+
+pub(in crate::api) async fn create_tenant(
+    State(state): State<AppState>,
+    caller: Caller,
+    Body(body): Body<NewTenant>,
+) -> Result<Response, ApiError> {
+    let principal = state.principal(&caller)?;
+    principal.check(None, Need::Admin)?;
+    if let Some(grants) = &body.grants {
+        reject_secrets(grants)?;
+    }
+    let id = TenantId::new(body.id).map_err(|err| ApiError::bad_request(err.to_string()))?;
+    if state.tenants.contains_key(id.as_str()).map_err(sled_err)? {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("tenant {id} exists"),
+        ));
+    }
+    let record = TenantRecord {
+        id: id.clone(),
+        grants: body.grants.unwrap_or_default(),
+        inventory: AssetInventory::default(),
+        identities: IdentityDirectory::default(),
+        quotas: body.quotas.unwrap_or_default(),
+        approval_webhook: None,
+        ingest_per_second: body
+            .ingest_per_second
+            .unwrap_or_else(default_ingest_rate)
+            .max(1),
+    };
+    state.put_tenant(&record)?;
+    state.audit_change(
+        &id,
+        &principal.token.principal,
+        json!({"tenant": "created"}),
+    )?;
+    Ok((StatusCode::CREATED, Json(json!({"id": id})).into_response()).into_response())
+}
+
+pub(in crate::api) async fn list_tenants(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    state.principal(&caller)?.check(None, Need::Admin)?;
+    let ids: Vec<String> = state
+        .tenants
+        .iter()
+        .filter_map(Result::ok)
+        .map(|(k, _)| String::from_utf8_lossy(&k).into_owned())
+        .collect();
+    Ok(Json(json!({"tenants": ids})))
+}
+
+pub(in crate::api) async fn put_grants(
+    State(state): State<AppState>,
+    caller: Caller,
+    Params(tenant): Params<String>,
+    Body(grants): Body<Grants>,
+) -> Result<Json<Value>, ApiError> {
+    let (principal, tenant) = state.allow(&caller, &tenant, Need::Configure)?;
+    reject_secrets(&grants)?;
+    // Only an admin may open internal address ranges to plugins.
+    let private = grants.default.allow_private.len()
+        + grants
+            .plugins
+            .values()
+            .map(|g| g.allow_private.len())
+            .sum::<usize>();
+    if private > 0 && principal.token.role != Role::Admin {
+        return Err(ApiError::forbidden(
+            "only an admin may grant private address ranges",
+        ));
+    }
+    // Narrowing grants under a loaded plugin would leave a plugin that can
+    // no longer load at the next start: refuse, naming what it needs.
+    let mut stranded = Vec::new();
+    for (name, plugin) in state.uploaded_plugins(&tenant) {
+        let granted = &grants.for_plugin(&name).capabilities;
+        let missing: Vec<&str> = plugin
+            .manifest()
+            .capabilities
+            .iter()
+            .filter(|cap| !granted.contains(cap))
+            .map(|cap| cap.name())
+            .collect();
+        if !missing.is_empty() {
+            stranded.push(format!("`{name}` needs {}", missing.join(", ")));
+        }
+    }
+    if !stranded.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "grants_in_use",
+            format!(
+                "these grants would take capabilities from loaded plugins ({}); grant them or delete the plugins first",
+                stranded.join("; ")
+            ),
+        ));
+    }
+    let mut record = state.tenant(&tenant)?;
+    record.grants = grants;
+    state.put_tenant(&record)?;
+    state.audit_change(
+        &tenant,
+        &principal.token.principal,
+        json!({"grants": "replaced"}),
+    )?;
+    Ok(Json(json!({"ok": true})))
+}
+
+/// Replaces the asset inventory: JSON `{"assets": [...]}`, or a CSV table
+/// with `Content-Type: text/csv`. Every problem is reported; nothing is
+/// replaced unless the whole file is good.
+pub(in crate::api) async fn put_inventory(
+    State(state): State<AppState>,
+    caller: Caller,
+    Params(tenant): Params<String>,
+    table: Table,
+) -> Result<Json<Value>, ApiError> {
+    let (principal, tenant) = state.allow(&caller, &tenant, Need::Configure)?;
+    let inventory = table.parse(AssetInventory::from_csv)?;
+    crate::context::check_assets(&inventory).map_err(invalid_table)?;
+    let mut record = state.tenant(&tenant)?;
+    record.inventory = inventory;
+    state.put_tenant(&record)?;
+    state.audit_change(
+        &tenant,
+        &principal.token.principal,
+        json!({"inventory": record.inventory.assets.len()}),
+    )?;
+    Ok(Json(json!({"assets": record.inventory.assets.len()})))
+}
+
+pub(in crate::api) async fn get_inventory(
+    State(state): State<AppState>,
+    caller: Caller,
+    Params(tenant): Params<String>,
+) -> Result<Json<AssetInventory>, ApiError> {
+    let (_, tenant) = state.allow(&caller, &tenant, Need::Read)?;
+    Ok(Json(state.tenant(&tenant)?.inventory))
+}
+
+/// Replaces the identity directory (JSON `{"identities": [...]}` or CSV).
+pub(in crate::api) async fn put_identities(
+    State(state): State<AppState>,
+    caller: Caller,
+    Params(tenant): Params<String>,
+    table: Table,
+) -> Result<Json<Value>, ApiError> {
+    let (principal, tenant) = state.allow(&caller, &tenant, Need::Configure)?;
+    let identities = table.parse(IdentityDirectory::from_csv)?;
+    let mut record = state.tenant(&tenant)?;
+    record.identities = identities;
+    state.put_tenant(&record)?;
+    let count = record.identities.identities.len();
+    state.audit_change(
+        &tenant,
+        &principal.token.principal,
+        json!({"identities": count}),
+    )?;
+    Ok(Json(json!({"identities": count})))
+}
+
+pub(in crate::api) async fn get_identities(
+    State(state): State<AppState>,
+    caller: Caller,
+    Params(tenant): Params<String>,
+) -> Result<Json<IdentityDirectory>, ApiError> {
+    let (_, tenant) = state.allow(&caller, &tenant, Need::Read)?;
+    Ok(Json(state.tenant(&tenant)?.identities))
+}
+
+pub(in crate::api) fn invalid_table(err: crate::context::ContextError) -> ApiError {
+    let crate::context::ContextError::Invalid(problems) = &err;
+    ApiError {
+        status: StatusCode::BAD_REQUEST,
+        error: "invalid_table".to_owned(),
+        detail: err.to_string(),
+        location: Some(json!({"problems": problems})),
+        retry_after: None,
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(in crate::api) struct NewToken {
+    principal: String,
+    role: Role,
+    #[serde(default)]
+    ttl_secs: Option<u64>,
+}
+
+/// A token lifetime in ms, refused when 0 or beyond ten years.
+pub(in crate::api) fn token_ttl_ms(secs: u64) -> Result<i64, ApiError> {
+    if secs == 0 || secs > MAX_TOKEN_TTL_SECS {
+        return Err(ApiError {
+            status: StatusCode::BAD_REQUEST,
+            error: "invalid_ttl".to_owned(),
+            detail: format!(
+                "ttl_secs must be between 1 and {MAX_TOKEN_TTL_SECS} (ten years); got {secs}"
+            ),
+            location: Some(json!({"path": "ttl_secs"})),
+            retry_after: None,
+        });
+    }
+    // Bounded above, so the product fits.
+    Ok(i64::try_from(secs * 1000).unwrap_or(i64::MAX))
+}
+
+pub(in crate::api) async fn create_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    Params(tenant): Params<String>,
+    Body(body): Body<NewToken>,
+) -> Result<Response, ApiError> {
+    let (principal, tenant) = state.allow(&caller, &tenant, Need::Configure)?;
+    if body.role == Role::Admin {
+        return Err(ApiError::forbidden(
+            "admin tokens are created with `rampart token create`",
+        ));
+    }
+    let ttl = body.ttl_secs.map(token_ttl_ms).transpose()?;
+    let (token, record) = state.tokens.mint(
+        &principal,
+        &body.principal,
+        Some(tenant.clone()),
+        body.role,
+        ttl,
+    )?;
+    state.audit_change(
+        &tenant,
+        &principal.token.principal,
+        json!({"token_created": record.id, "for": record.principal, "role": record.role}),
+    )?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"token": token, "id": record.id, "expires": record.expires})),
+    )
+        .into_response())
+}
+
+pub(in crate::api) async fn revoke_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    Params((tenant, id)): Params<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let (principal, tenant) = state.allow(&caller, &tenant, Need::Configure)?;
+    state.tokens.revoke(&id, Some(&tenant))?;
+    state.audit_change(
+        &tenant,
+        &principal.token.principal,
+        json!({"token_revoked": id}),
+    )?;
+    Ok(Json(json!({"revoked": id})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(in crate::api) struct SecretValue {
+    value: String,
+}
+
+pub(in crate::api) async fn put_secret(
+    State(state): State<AppState>,
+    caller: Caller,
+    Params((tenant, plugin, name)): Params<(String, String, String)>,
+    Body(body): Body<SecretValue>,
+) -> Result<Response, ApiError> {
+    let (principal, tenant) = state.allow(&caller, &tenant, Need::Configure)?;
+    let valid = |text: &str| {
+        !text.is_empty()
+            && text.len() <= 64
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    if !valid(&plugin) || !valid(&name) {
+        return Err(ApiError::bad_request(
+            "plugin and secret names are 1-64 characters of [A-Za-z0-9_-]",
+        ));
+    }
+    if body.value.is_empty() || body.value.len() > 16 << 10 {
+        return Err(ApiError::bad_request("a secret is 1 byte to 16 KiB"));
+    }
+    let secret = crate::tenant::Secret::new(body.value);
+    let sealed = state
+        .secret_box
+        .seal(&tenant, &plugin, &name, &secret)
+        .map_err(ApiError::internal)?;
+    state
+        .secrets
+        .insert(key(&[tenant.as_str(), &plugin, &name]), sealed)
+        .map_err(sled_err)?;
+    state.secrets.flush().map_err(sled_err)?;
+    let record = state.tenant(&tenant)?;
+    state.put_tenant(&record)?;
+    // Loaded plugins keep the grant they were loaded with: reload this one.
+    if let Some(package) = state
+        .packages
+        .get(key(&[tenant.as_str(), &plugin]))
+        .map_err(sled_err)?
+    {
+        let package: Value = serde_json::from_slice(&package).map_err(ApiError::internal)?;
+        let wasm = base64::engine::general_purpose::STANDARD
+            .decode(package["wasm"].as_str().unwrap_or_default())
+            .map_err(ApiError::internal)?;
+        state
+            .load_plugin(
+                &tenant,
+                package["manifest"].as_str().unwrap_or_default(),
+                &wasm,
+                true,
+            )
+            .await?;
+    }
+    state.audit_change(
+        &tenant,
+        &principal.token.principal,
+        json!({"secret_set": name, "plugin": plugin}),
+    )?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub(in crate::api) async fn list_secrets(
+    State(state): State<AppState>,
+    caller: Caller,
+    Params(tenant): Params<String>,
+) -> Result<Json<Value>, ApiError> {
+    let (_, tenant) = state.allow(&caller, &tenant, Need::Configure)?;
+    let mut prefix = tenant.as_str().as_bytes().to_vec();
+    prefix.push(0);
+    let names: Vec<Value> = state
+        .secrets
+        .scan_prefix(&prefix)
+        .keys()
+        .filter_map(Result::ok)
+        .filter_map(|k| {
+            let text = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+            text.split_once('\u{0}')
+                .map(|(plugin, name)| json!({"plugin": plugin, "name": name}))
+        })
+        .collect();
+    Ok(Json(json!({"secrets": names})))
+}
+
+pub(in crate::api) async fn get_quotas(
+    State(state): State<AppState>,
+    caller: Caller,
+    Params(tenant): Params<String>,
+) -> Result<Json<Value>, ApiError> {
+    let (_, tenant) = state.allow(&caller, &tenant, Need::Read)?;
+    let record = state.tenant(&tenant)?;
+    Ok(Json(
+        json!({"quotas": record.quotas, "ingest_per_second": record.ingest_per_second}),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(in crate::api) struct QuotaUpdate {
+    #[serde(flatten)]
+    quotas: TenantQuota,
+    #[serde(default)]
+    ingest_per_second: Option<u32>,
+}
+
+/// Quotas are the operator's: a tenant may not raise its own.
+pub(in crate::api) async fn put_quotas(
+    State(state): State<AppState>,
+    caller: Caller,
+    Params(tenant): Params<String>,
+    Body(update): Body<QuotaUpdate>,
+) -> Result<Json<Value>, ApiError> {
+    let principal = state.principal(&caller)?;
+    let tenant_id = TenantId::new(tenant.as_str())
+        .map_err(|_| ApiError::not_found(format!("no tenant {tenant}")))?;
+    principal.check(Some(&tenant_id), Need::Admin)?;
+    let quotas = update.quotas;
+    let mut too_small = quotas.too_small();
+    if update.ingest_per_second == Some(0) {
+        too_small.push("ingest_per_second");
+    }
+    if let Some(field) = too_small.first() {
+        return Err(ApiError {
+            status: StatusCode::BAD_REQUEST,
+            error: "invalid_quota".to_owned(),
+            detail: format!(
+                "{field} is too small (runs and fuel at least 1, memory at least 64 KiB); omit a quota for no limit"
+            ),
+            location: Some(json!({"field": field})),
+            retry_after: None,
+        });
+    }
+    let mut record = state.tenant(&tenant_id)?;
+    record.quotas = quotas;
+    if let Some(rate) = update.ingest_per_second {
+        record.ingest_per_second = rate;
+    }
+    state.put_tenant(&record)?;
+    state.audit_change(
+        &tenant_id,
+        &principal.token.principal,
+        json!({"quotas": record.quotas, "ingest_per_second": record.ingest_per_second}),
+    )?;
+    Ok(Json(
+        json!({"quotas": record.quotas, "ingest_per_second": record.ingest_per_second}),
+    ))
+}

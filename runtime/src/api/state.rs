@@ -1,0 +1,457 @@
+//! AppState: opening and restoring state, authorisation, tenants, plugins and playbooks as the handlers use them.
+
+#[allow(unused_imports)]
+use crate::api::*;
+
+impl AppState {
+    /// State over an executor; restores tenants, plugins and playbooks.
+    /// Secrets are sealed with `secret_box` (the master key).
+    pub async fn open(
+        executor: Executor,
+        secret_box: crate::secrets::SecretBox,
+    ) -> Result<Self, ApiError> {
+        Self::open_with(executor, secret_box, None).await
+    }
+
+    /// [`AppState::open`], first applying a validated config file: it is
+    /// authoritative for the tenants it names.
+    pub async fn open_with(
+        executor: Executor,
+        secret_box: crate::secrets::SecretBox,
+        config: Option<&crate::config::ServerConfig>,
+    ) -> Result<Self, ApiError> {
+        let db = executor.store().db().clone();
+        let seal = executor.seal_key().clone();
+        let sealed = |name: &str| SealedTree::open(&db, name, &seal).map_err(sled_err);
+        let state = AppState {
+            tokens: Tokens::open(&db, &seal).map_err(sled_err)?,
+            tenants: sealed("api-tenants")?,
+            packages: sealed("api-plugin-packages")?,
+            playbooks: sealed("api-playbooks")?,
+            secrets: db.open_tree("api-secrets").map_err(sled_err)?,
+            events: hunts::Events::open(&db).map_err(sled_err)?,
+            hunts: db.open_tree("api-hunts").map_err(sled_err)?,
+            disabled_playbooks: db.open_tree("api-playbooks-disabled").map_err(sled_err)?,
+            playbook_owners: sealed("api-playbook-owners")?,
+            webhook_secrets: db.open_tree("api-webhook-secrets").map_err(sled_err)?,
+            webhook_deliveries: Arc::default(),
+            hunt_lock: Arc::default(),
+            hunting: Arc::default(),
+            ingest_buckets: Arc::default(),
+            secret_box: Arc::new(secret_box),
+            executor,
+            ready: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            public_metrics: false,
+            connection_limits: guard::ConnectionLimits::default(),
+        };
+        if let Some(config) = config {
+            state.apply_config(config)?;
+        }
+        state.refuse_tampered_state()?;
+        state.restore().await?;
+        // Build the intel index now, not on the first alert.
+        let _ = state.executor.store().feeds().index();
+        state.ready.store(true, std::sync::atomic::Ordering::SeqCst);
+        Ok(state)
+    }
+
+    /// The tokens store (for bootstrapping the first admin token).
+    pub fn tokens(&self) -> &Tokens {
+        &self.tokens
+    }
+
+    /// Serves `/metrics` without a token (totals only). By default it needs
+    /// a token of role `metrics` or `admin`.
+    #[must_use]
+    pub fn with_public_metrics(mut self, public: bool) -> Self {
+        self.public_metrics = public;
+        self
+    }
+
+    /// Caps connections per client address and closes idle ones.
+    #[must_use]
+    pub fn with_connection_limits(mut self, limits: guard::ConnectionLimits) -> Self {
+        self.connection_limits = limits;
+        self
+    }
+
+    /// The executor.
+    pub fn executor(&self) -> &Executor {
+        &self.executor
+    }
+
+    /// Records a configuration change by `actor` in the tenant's audit chain.
+    pub(in crate::api) fn audit_change(
+        &self,
+        tenant: &TenantId,
+        actor: &str,
+        detail: Value,
+    ) -> Result<(), ApiError> {
+        self.executor
+            .audit()
+            .append(
+                tenant,
+                crate::audit::AuditKind::ConfigChanged,
+                None,
+                None,
+                Some(actor),
+                detail,
+            )
+            .map(|_| ())
+            .map_err(ApiError::internal)
+    }
+
+    /// Writes the config file's tenants (before restore loads anything, so
+    /// plugins load under the file's grants).
+    pub(in crate::api) fn apply_config(
+        &self,
+        config: &crate::config::ServerConfig,
+    ) -> Result<(), ApiError> {
+        for declared in &config.tenants {
+            let existing = self.tenant(&declared.id).ok();
+            let mut record = existing.clone().unwrap_or(TenantRecord {
+                id: declared.id.clone(),
+                grants: Grants::default(),
+                inventory: AssetInventory::default(),
+                identities: IdentityDirectory::default(),
+                ingest_per_second: default_ingest_rate(),
+                quotas: TenantQuota::default(),
+                approval_webhook: None,
+            });
+            record.grants = declared.grants.clone();
+            record.quotas = declared.quotas;
+            record.ingest_per_second = declared
+                .ingest_per_second
+                .unwrap_or_else(default_ingest_rate);
+            if let Some(inventory) = &declared.inventory {
+                record.inventory = inventory.clone();
+            }
+            if let Some(identities) = &declared.identities {
+                record.identities = identities.clone();
+            }
+            let before = existing.as_ref().map(serde_json::to_value).transpose();
+            let after = serde_json::to_value(&record).map_err(ApiError::internal)?;
+            if before.map_err(ApiError::internal)?.as_ref() == Some(&after) {
+                continue;
+            }
+            self.tenants
+                .insert(
+                    record.id.as_str(),
+                    serde_json::to_vec(&record).map_err(ApiError::internal)?,
+                )
+                .map_err(sled_err)?;
+            self.audit_change(
+                &record.id,
+                "config-file",
+                json!({"tenant": if existing.is_some() { "updated" } else { "created" }, "quotas": record.quotas, "ingest_per_second": record.ingest_per_second, "assets": record.inventory.assets.len()}),
+            )?;
+        }
+        self.tenants.flush().map_err(sled_err)?;
+        Ok(())
+    }
+
+    /// Refuses to start when any sealed entry was changed outside rampart,
+    /// naming every one.
+    pub(in crate::api) fn refuse_tampered_state(&self) -> Result<(), ApiError> {
+        let mut changed = Vec::new();
+        let named = |tree: &str, keys: Vec<String>| {
+            keys.into_iter()
+                .map(|key| format!("{tree} entry {key}"))
+                .collect::<Vec<_>>()
+        };
+        changed.extend(named("tokens", self.tokens.tampered().map_err(sled_err)?));
+        for tree in [
+            &self.tenants,
+            &self.packages,
+            &self.playbooks,
+            &self.playbook_owners,
+        ] {
+            changed.extend(named(tree.name(), tree.tampered().map_err(sled_err)?));
+        }
+        changed.extend(named("runs", self.executor.tampered_runs()?));
+        if changed.is_empty() {
+            return Ok(());
+        }
+        Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "tampered",
+            format!(
+                "state was changed outside rampart (its seal does not match): {}; restore these from a backup or remove them",
+                changed.join(", ")
+            ),
+        ))
+    }
+
+    pub(in crate::api) async fn restore(&self) -> Result<(), ApiError> {
+        for entry in self.tenants.iter() {
+            let (_, bytes) = entry.map_err(sled_err)?;
+            let record: TenantRecord =
+                serde_json::from_slice(&bytes).map_err(ApiError::internal)?;
+            self.executor
+                .set_grants(&record.id, self.effective_grants(&record)?);
+            self.executor
+                .set_inventory(&record.id, record.inventory.clone());
+            self.executor
+                .set_identities(&record.id, record.identities.clone());
+            self.executor.set_quota(&record.id, record.quotas);
+        }
+        for entry in self.disabled_playbooks.iter() {
+            let (k, _) = entry.map_err(sled_err)?;
+            let text = String::from_utf8_lossy(&k).into_owned();
+            if let Some((tenant, name)) = text.split_once('\u{0}')
+                && let Ok(tenant) = TenantId::new(tenant)
+            {
+                self.executor.set_playbook_enabled(&tenant, name, false);
+            }
+        }
+        for entry in self.playbook_owners.iter() {
+            let (k, owner) = entry.map_err(sled_err)?;
+            let text = String::from_utf8_lossy(&k).into_owned();
+            if let Some((tenant, name)) = text.split_once('\u{0}')
+                && let Ok(tenant) = TenantId::new(tenant)
+            {
+                self.executor.set_playbook_owner(
+                    &tenant,
+                    name,
+                    Some(String::from_utf8_lossy(&owner).into_owned()),
+                );
+            }
+        }
+        for entry in self.packages.iter() {
+            let (_, bytes) = entry.map_err(sled_err)?;
+            let package: Value = serde_json::from_slice(&bytes).map_err(ApiError::internal)?;
+            let tenant = TenantId::new(package["tenant"].as_str().unwrap_or_default())
+                .map_err(ApiError::internal)?;
+            let manifest = package["manifest"].as_str().unwrap_or_default();
+            let wasm = base64::engine::general_purpose::STANDARD
+                .decode(package["wasm"].as_str().unwrap_or_default())
+                .map_err(ApiError::internal)?;
+            self.load_plugin(&tenant, manifest, &wasm, false).await?;
+        }
+        let mut stored: Vec<(TenantId, String)> = Vec::new();
+        for entry in self.playbooks.iter() {
+            let (k, yaml) = entry.map_err(sled_err)?;
+            let tenant = String::from_utf8_lossy(&k)
+                .split('\u{0}')
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            stored.push((
+                TenantId::new(tenant).map_err(ApiError::internal)?,
+                String::from_utf8_lossy(&yaml).into_owned(),
+            ));
+        }
+        for (tenant, yaml) in stored {
+            self.executor.restore_playbook(&tenant, "stored", &yaml)?;
+        }
+        self.executor.resume().await?;
+        Ok(())
+    }
+
+    pub(in crate::api) async fn load_plugin(
+        &self,
+        tenant: &TenantId,
+        manifest: &str,
+        wasm: &[u8],
+        audited: bool,
+    ) -> Result<Value, ApiError> {
+        let locked = crate::manifest::parse("manifest", manifest).map_err(|err| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_manifest",
+                err.to_string(),
+            )
+        })?;
+        let grants = self.effective_grants(&self.tenant(tenant)?)?;
+        let plugin = self
+            .executor
+            .runtime()
+            .load(tenant, &grants, locked, wasm)
+            .await
+            .map_err(|err| {
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "plugin_refused",
+                    err.to_string(),
+                )
+            })?;
+        if audited {
+            self.executor.register(tenant, plugin.clone())?;
+        } else {
+            self.executor.restore_plugin(tenant, plugin.clone())?;
+        }
+        Ok(
+            json!({"name": plugin.manifest().name, "version": plugin.manifest().version, "kind": plugin.manifest().kind, "sha256": plugin.manifest().sha256, "capabilities": plugin.manifest().capabilities, "artifact": plugin.artifact_source()}),
+        )
+    }
+
+    pub(in crate::api) fn tenant(&self, tenant: &TenantId) -> Result<TenantRecord, ApiError> {
+        let bytes = self
+            .tenants
+            .get(tenant.as_str())
+            .map_err(sled_err)?
+            .ok_or_else(|| ApiError::not_found(format!("no tenant {tenant}")))?;
+        serde_json::from_slice(&bytes).map_err(ApiError::internal)
+    }
+
+    /// The tenant's grants with its secrets decrypted into the grant of
+    /// the plugin each belongs to (in memory only).
+    pub(in crate::api) fn effective_grants(
+        &self,
+        record: &TenantRecord,
+    ) -> Result<Grants, ApiError> {
+        let mut grants = record.grants.clone();
+        let mut prefix = record.id.as_str().as_bytes().to_vec();
+        prefix.push(0);
+        for entry in self.secrets.scan_prefix(&prefix) {
+            let (k, sealed) = entry.map_err(sled_err)?;
+            let text = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+            let Some((plugin, name)) = text.split_once('\u{0}') else {
+                continue;
+            };
+            let secret = self
+                .secret_box
+                .unseal(&record.id, plugin, name, &sealed)
+                .map_err(ApiError::internal)?;
+            let default = grants.default.clone();
+            grants
+                .plugins
+                .entry(plugin.to_owned())
+                .or_insert(default)
+                .secrets
+                .insert(name.to_owned(), secret);
+        }
+        Ok(grants)
+    }
+
+    /// The tenant's uploaded plugins that are loaded, by name.
+    pub(in crate::api) fn uploaded_plugins(
+        &self,
+        tenant: &TenantId,
+    ) -> Vec<(String, crate::Plugin)> {
+        let mut prefix = tenant.as_str().as_bytes().to_vec();
+        prefix.push(0);
+        self.packages
+            .scan_prefix(&prefix)
+            .filter_map(Result::ok)
+            .map(|(key, _)| key)
+            .filter_map(|key| {
+                let name = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+                let plugin = self.executor.plugin(tenant, &name)?;
+                Some((name, plugin))
+            })
+            .collect()
+    }
+
+    pub(in crate::api) fn put_tenant(&self, record: &TenantRecord) -> Result<(), ApiError> {
+        let mut stored = record.clone();
+        stored.grants.default.secrets.clear();
+        stored
+            .grants
+            .plugins
+            .values_mut()
+            .for_each(|g| g.secrets.clear());
+        let record = &stored;
+        self.tenants
+            .insert(
+                record.id.as_str(),
+                serde_json::to_vec(record).map_err(ApiError::internal)?,
+            )
+            .map_err(sled_err)?;
+        self.tenants.flush().map_err(sled_err)?;
+        self.executor
+            .set_grants(&record.id, self.effective_grants(record)?);
+        self.executor
+            .set_inventory(&record.id, record.inventory.clone());
+        self.executor
+            .set_identities(&record.id, record.identities.clone());
+        self.executor.set_quota(&record.id, record.quotas);
+        Ok(())
+    }
+
+    pub(in crate::api) fn principal(&self, caller: &Caller) -> Result<Principal, ApiError> {
+        caller.principal()
+    }
+
+    /// A batch larger than the tenant's burst (twice its rate) can never
+    /// pass: 413 naming the largest it may send, not a 429 forever.
+    pub(in crate::api) fn check_batch_size(
+        &self,
+        tenant: &TenantId,
+        count: usize,
+    ) -> Result<(), ApiError> {
+        let rate = u64::from(self.tenant(tenant)?.ingest_per_second.max(1));
+        let burst = rate * 2;
+        if count as u64 > burst {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "batch_too_large",
+                format!(
+                    "tenant {tenant} may send at most {burst} alerts in one request ({rate} alerts/s, bursts of twice that); this request has {count}"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Returns `count` tokens taken for a request that was then refused.
+    pub(in crate::api) fn give_back_ingest_tokens(&self, tenant: &TenantId, count: usize) {
+        let Ok(record) = self.tenant(tenant) else {
+            return;
+        };
+        let burst = f64::from(record.ingest_per_second.max(1)) * 2.0;
+        let mut buckets = self
+            .ingest_buckets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((tokens, _)) = buckets.get_mut(tenant) {
+            *tokens = (*tokens + count as f64).min(burst);
+        }
+    }
+
+    /// A token bucket per tenant: `ingest_per_second`, bursts of twice that.
+    pub(in crate::api) fn take_ingest_tokens(
+        &self,
+        tenant: &TenantId,
+        count: usize,
+    ) -> Result<(), ApiError> {
+        let rate = f64::from(self.tenant(tenant)?.ingest_per_second.max(1));
+        let mut buckets = self
+            .ingest_buckets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = std::time::Instant::now();
+        let (tokens, last) = buckets.entry(tenant.clone()).or_insert((rate * 2.0, now));
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * rate).min(rate * 2.0);
+        *last = now;
+        if *tokens < count as f64 {
+            let wait = ((count as f64 - *tokens) / rate).ceil().max(1.0);
+            return Err(ApiError {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                error: "rate_limited".to_owned(),
+                detail: format!(
+                    "tenant {tenant} may send {rate} alerts/s; retry in about {wait} s"
+                ),
+                location: None,
+                retry_after: Some(wait as u64),
+            });
+        }
+        *tokens -= count as f64;
+        Ok(())
+    }
+
+    /// Authenticates and authorises a tenant-scoped request.
+    pub(in crate::api) fn allow(
+        &self,
+        caller: &Caller,
+        tenant: &str,
+        need: Need,
+    ) -> Result<(Principal, TenantId), ApiError> {
+        let principal = caller.principal()?;
+        let tenant = TenantId::new(tenant)
+            .map_err(|_| ApiError::not_found(format!("no tenant {tenant}")))?;
+        principal.check(Some(&tenant), need)?;
+        self.tenant(&tenant)?;
+        Ok((principal, tenant))
+    }
+}
