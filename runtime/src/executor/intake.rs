@@ -1,0 +1,234 @@
+//! Intake: an alert made durable once (duplicates answered from the first), triggers evaluated where they cannot stall other tenants, dedup folds, new runs.
+
+#[allow(unused_imports)]
+use super::*;
+
+impl Executor {
+    /// Accepts an alert for `tenant`: records it (flushed before returning),
+    /// starts a run per matching playbook (or folds it into a recent run by
+    /// dedup), and runs them until they finish or wait for a human.
+    pub async fn ingest(
+        &self,
+        tenant: &TenantId,
+        alert: &Alert,
+    ) -> Result<Ingested, ExecutorError> {
+        let problems = alert.problems();
+        if !problems.is_empty() {
+            return Err(ExecutorError::InvalidAlert {
+                id: alert.id.clone(),
+                problems,
+            });
+        }
+        let intake = self.cpu_slot(tenant).await;
+        let body = serde_json::to_vec(alert).map_err(store_err)?;
+        let body_hash = hex::encode(Sha256::digest(&body));
+        let alert_key = key(&[tenant.as_str(), &alert.id]);
+        if let Some(previous) = self.inner.alerts.get(&alert_key)? {
+            let previous: Value = serde_json::from_slice(&previous).map_err(store_err)?;
+            if previous["sha256"] != json!(body_hash) {
+                return Err(ExecutorError::AlertConflict {
+                    id: alert.id.clone(),
+                });
+            }
+            let runs = serde_json::from_value(previous["runs"].clone()).unwrap_or_default();
+            let folded_into =
+                serde_json::from_value(previous["folded_into"].clone()).unwrap_or_default();
+            return Ok(Ingested {
+                runs,
+                folded_into,
+                duplicate: true,
+            });
+        }
+        self.inner.audit.append(tenant, AuditKind::AlertReceived, None, None, None, json!({"alert_id": alert.id, "source": alert.source, "title": alert.title, "sha256": body_hash}))?;
+        for entity in &alert.entities {
+            self.inner
+                .store
+                .memory_record_sighting(tenant, entity, alert.time)?;
+        }
+
+        let mut started = Vec::new();
+        let mut planned = Vec::new();
+        let mut folded_into = Vec::new();
+        let mut playbooks = self.playbooks(tenant);
+        playbooks.sort_by(|a, b| a.name.cmp(&b.name));
+        let now = now_ms();
+        for playbook in playbooks {
+            if !self.playbook_enabled(tenant, &playbook.name) {
+                continue;
+            }
+            let variables = Variables::new(alert, &json!({}));
+            match self
+                .evaluate(tenant, &playbook.trigger, &variables, Expr::eval_bool)
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(err) => {
+                    self.inner.audit.append(tenant, AuditKind::GuardrailDecision, None, None, None, json!({"playbook": playbook.name, "alert_id": alert.id, "trigger_error": err.to_string()}))?;
+                    continue;
+                }
+            }
+            if playbook.mode == Mode::DryRun {
+                // Plans only: kept for viewing, but it touches no dedup,
+                // rate limit, memory or audit chain.
+                let run = self.dry_run(tenant, &playbook, alert).await?;
+                self.inner.runs.insert(
+                    key(&[tenant.as_str(), &run.id]),
+                    serde_json::to_vec(&run).map_err(store_err)?,
+                )?;
+                self.index_run(&run)?;
+                planned.push(run.id);
+                continue;
+            }
+            if let Some(existing) = self.dedup_fold(tenant, &playbook, alert, &variables, now)? {
+                folded_into.push(existing);
+                continue;
+            }
+            let run = self.new_run(tenant, &playbook, alert, false, now);
+            self.save(&run)?;
+            if let Some(dedup) = &playbook.dedup
+                && let Some(fingerprint) = fingerprint(&playbook, &dedup.key, &variables)
+            {
+                let expires = now + i64::try_from(dedup.window.as_millis()).unwrap_or(i64::MAX);
+                self.inner.dedup.insert(
+                    key(&[tenant.as_str(), &playbook.name, &fingerprint]),
+                    serde_json::to_vec(&json!({"run": run.id, "expires": expires}))
+                        .map_err(store_err)?,
+                )?;
+            }
+            self.audit_append(&run, AuditKind::RunStarted, None, None, json!({"playbook": playbook.name, "version": playbook.version, "sha256": playbook.sha256, "plugins": run.plugins, "mode": playbook.mode}))?;
+            started.push(run.id.clone());
+        }
+        let all_runs: Vec<String> = started.iter().chain(&planned).cloned().collect();
+        let record = json!({"sha256": body_hash, "runs": all_runs, "folded_into": folded_into, "received": now});
+        self.inner
+            .alerts
+            .insert(alert_key, serde_json::to_vec(&record).map_err(store_err)?)?;
+        drop(intake);
+        // Accepted: flushed before anything acts on it.
+        self.commit().await?;
+        crate::crashpoint::reached("after-accept");
+        for id in &started {
+            self.execute(tenant, id).await?;
+        }
+        Ok(Ingested {
+            runs: all_runs,
+            folded_into,
+            duplicate: false,
+        })
+    }
+
+    /// Evaluates `expr` with `eval` (`Expr::eval_bool`, `Expr::eval_json`);
+    /// a costly one runs under the tenant's CPU share on the call pool, off
+    /// the async workers.
+    pub(super) async fn evaluate<T: Send + 'static>(
+        &self,
+        tenant: &TenantId,
+        expr: &crate::playbook::Expr,
+        variables: &Variables,
+        eval: fn(&crate::playbook::Expr, &Variables) -> Result<T, crate::playbook::ExprError>,
+    ) -> Result<T, crate::playbook::ExprError> {
+        if !expr.costly(variables) {
+            return eval(expr, variables);
+        }
+        let (work_expr, work_vars) = (expr.clone(), variables.clone());
+        self.inner
+            .runtime
+            .run_heavy(tenant, move || eval(&work_expr, &work_vars))
+            .await
+            .unwrap_or_else(|err| {
+                Err(crate::playbook::ExprError::Eval {
+                    source_text: expr.source().to_owned(),
+                    message: err.to_string(),
+                })
+            })
+    }
+
+    /// Waits for one of the CPU slots for `tenant` (see `Inner::cpu_slots`).
+    pub(super) async fn cpu_slot(&self, tenant: &TenantId) -> slots::CpuSlot {
+        self.inner.cpu_slots.acquire(tenant).await
+    }
+
+    pub(super) fn dedup_fold(
+        &self,
+        tenant: &TenantId,
+        playbook: &Playbook,
+        alert: &Alert,
+        variables: &Variables,
+        now: i64,
+    ) -> Result<Option<String>, ExecutorError> {
+        let Some(dedup) = &playbook.dedup else {
+            return Ok(None);
+        };
+        let Some(fingerprint) = fingerprint(playbook, &dedup.key, variables) else {
+            return Ok(None);
+        };
+        let dedup_key = key(&[tenant.as_str(), &playbook.name, &fingerprint]);
+        let Some(found) = self.inner.dedup.get(&dedup_key)? else {
+            return Ok(None);
+        };
+        let found: Value = serde_json::from_slice(&found).map_err(store_err)?;
+        if found["expires"].as_i64().unwrap_or(0) <= now {
+            return Ok(None);
+        }
+        let Some(run_id) = found["run"].as_str() else {
+            return Ok(None);
+        };
+        let mut run = self.get_run(tenant, run_id)?;
+        run.folded.push(alert.id.clone());
+        self.inner.tally.folded(&run, 1);
+        self.save(&run)?;
+        self.audit_append(
+            &run,
+            AuditKind::AlertFolded,
+            None,
+            None,
+            json!({"alert_id": alert.id, "fingerprint": fingerprint}),
+        )?;
+        Ok(Some(run.id))
+    }
+
+    pub(super) fn new_run(
+        &self,
+        tenant: &TenantId,
+        playbook: &Playbook,
+        alert: &Alert,
+        dry_run: bool,
+        now: i64,
+    ) -> Run {
+        let current = read_lock(&self.inner.current);
+        let plugins = playbook
+            .steps
+            .iter()
+            .filter_map(|step| {
+                current
+                    .get(&(tenant.clone(), step.plugin.clone()))
+                    .map(|digest| (step.plugin.clone(), digest.clone()))
+            })
+            .collect();
+        Run {
+            id: random_id(if dry_run { "dry" } else { "run" }),
+            tenant: tenant.clone(),
+            playbook: playbook.name.clone(),
+            playbook_version: playbook.version,
+            playbook_sha256: playbook.sha256.clone(),
+            plugins,
+            mode: if dry_run { Mode::DryRun } else { playbook.mode },
+            dry_run: dry_run || playbook.mode == Mode::DryRun,
+            alert: alert.clone(),
+            folded: Vec::new(),
+            status: RunStatus::Running,
+            steps: playbook
+                .steps
+                .iter()
+                .map(|step| (step.id.clone(), StepState::pending()))
+                .collect(),
+            acted: Vec::new(),
+            created: now,
+            verdict_at: None,
+            contained_at: None,
+            finished: None,
+            feedback: Vec::new(),
+        }
+    }
+}

@@ -1,0 +1,439 @@
+//! Respond steps: the guardrail situation (rate windows, blast radius), the decision, intents before the action, recovery and reconciliation after a crash.
+
+#[allow(unused_imports)]
+use super::*;
+
+impl Executor {
+    /// Actions of kind `action` in the last `per`, counted up to `cap` (the
+    /// guardrail only needs to know whether the limit is reached). The rate
+    /// keys are `tenant\0action\0<time BE><run><step>`, so this reads only
+    /// the window, whatever the history.
+    pub(super) fn recent_actions(
+        &self,
+        tenant: &TenantId,
+        action: &str,
+        per: Duration,
+        now: i64,
+        cap: u32,
+    ) -> Result<u32, ExecutorError> {
+        let since = now.saturating_sub(i64::try_from(per.as_millis()).unwrap_or(i64::MAX));
+        let prefix = key(&[tenant.as_str(), action, ""]);
+        let mut start = prefix.clone();
+        start.extend_from_slice(&since.saturating_add(1).max(0).to_be_bytes());
+        let mut count = 0u32;
+        for entry in self.inner.rates.range(start..rate_prefix_end(&prefix)) {
+            entry?;
+            count += 1;
+            if count >= cap {
+                break;
+            }
+        }
+        Ok(count)
+    }
+
+    /// Drops a few of this bucket's rate entries older than the longest
+    /// window a playbook may set, so history does not pile up.
+    pub(super) fn prune_rates(
+        &self,
+        tenant: &TenantId,
+        action: &str,
+        now: i64,
+    ) -> Result<(), ExecutorError> {
+        let window =
+            i64::try_from(crate::playbook::MAX_RATE_WINDOW.as_millis()).unwrap_or(i64::MAX);
+        let prefix = key(&[tenant.as_str(), action, ""]);
+        let mut end = prefix.clone();
+        end.extend_from_slice(&now.saturating_sub(window).max(0).to_be_bytes());
+        // A bounded batch per action: pruning keeps pace with inserting.
+        let old: Vec<sled::IVec> = self
+            .inner
+            .rates
+            .range(prefix..end)
+            .keys()
+            .take(16)
+            .collect::<Result<_, _>>()?;
+        for key in old {
+            self.inner.rates.remove(key)?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn situation(
+        &self,
+        run: &Run,
+        playbook: &Playbook,
+        step: &Step,
+        target: &Entity,
+        now: i64,
+    ) -> Result<Situation, ExecutorError> {
+        let limit = playbook
+            .guardrails
+            .rate_limits
+            .get(&step.action)
+            .copied()
+            .unwrap_or(guardrails::DEFAULT_RATE_LIMIT);
+        let recent = if run.dry_run {
+            0
+        } else {
+            self.recent_actions(&run.tenant, &step.action, limit.per, now, limit.count)?
+        };
+        let label = target_label(target);
+        Ok(Situation {
+            confidence: Self::deciding_confidence(run, playbook, step),
+            recent_actions: recent,
+            run_targets: run.acted.iter().filter(|t| **t != label).count() as u32,
+            target_already_counted: run.acted.contains(&label),
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn respond_step(
+        &self,
+        run: &Run,
+        playbook: &Playbook,
+        step: &Step,
+        variables: &Variables,
+        loaded: &Loaded,
+        mut result: StepResult,
+        mut state: StepState,
+    ) -> Result<StepResult, ExecutorError> {
+        let now = Self::now_for(run);
+        let evaluated = match &step.target {
+            Some(expr) => Some(
+                self.evaluate(&run.tenant, expr, variables, Expr::eval_json)
+                    .await,
+            ),
+            None => None,
+        };
+        let target = match evaluated {
+            Some(Ok(value)) => match entity_from_json(&value) {
+                Some(entity) => entity,
+                None => {
+                    return Ok(self.failed(
+                        result,
+                        state,
+                        now,
+                        format!("target evaluated to {value}, not an entity or address"),
+                    ));
+                }
+            },
+            Some(Err(err)) => return Ok(self.failed(result, state, now, format!("target: {err}"))),
+            None => {
+                return Ok(self.failed(
+                    result,
+                    state,
+                    now,
+                    "respond step without target".to_owned(),
+                ));
+            }
+        };
+        state.target = Some(target.clone());
+        let idempotency_key = idempotency_key(run, step, &target);
+
+        // Interrupted by a crash after the intent was written: reconcile.
+        if state.status == StepStatus::Running
+            && !run.dry_run
+            && let Some(intent) = self
+                .inner
+                .intents
+                .get(key(&[run.tenant.as_str(), &idempotency_key]))?
+        {
+            let intent: Value = serde_json::from_slice(&intent).map_err(store_err)?;
+            let Some(recorded) = intent.get("result") else {
+                return self
+                    .reconcile(run, step, loaded, target, idempotency_key, result, state)
+                    .await;
+            };
+            // The action finished before the crash; only the step state was lost.
+            state.finished = Some(now);
+            match serde_json::from_value::<crate::model::ActionResult>(recorded.clone()) {
+                Ok(done) => {
+                    state.status = StepStatus::Succeeded;
+                    result.acted = Some(target_label(&target));
+                    // The crash may have taken the action's audit record with
+                    // it: record the action from its intent, marked recovered.
+                    result.audit.push((
+                        AuditKind::ActionExecuted,
+                        json!({"target": target, "action": step.action, "outcome": done.outcome, "summary": done.summary, "recovered": true}),
+                    ));
+                    state.output = Some(output::to_value(&output::RespondOutput::executed(&done)));
+                }
+                Err(_) => {
+                    state.status = StepStatus::Failed;
+                    state.error = Some(format!("action failed before the restart: {recorded}"));
+                }
+            }
+            result.audit.push((
+                AuditKind::StepFinished,
+                json!({"status": state.status, "recovered": true}),
+            ));
+            result.state = state;
+            return Ok(result);
+        }
+
+        let context = self.inner.runtime.context().get(&run.tenant);
+        let situation = self.situation(run, playbook, step, &target, now)?;
+        let decision = guardrails::decide(playbook, step, &target, &context, situation);
+        result.audit.push((
+            AuditKind::GuardrailDecision,
+            json!({"target": target, "action": step.action, "decision": decision}),
+        ));
+        state.decision = Some(decision.clone());
+
+        if run.dry_run {
+            // Plan only: the plugin runs in a sandbox with no network and a throwaway kv.
+            let context = CallContext {
+                run_id: Some(run.id.clone()),
+                step_id: Some(step.id.clone()),
+                dry_run: true,
+                timeout: Some(step.timeout),
+            };
+            let request = ActionRequest {
+                run_id: run.id.clone(),
+                step_id: step.id.clone(),
+                idempotency_key,
+                target: target.clone(),
+                params: step.with.clone(),
+            };
+            let planned = loaded.plugin.respond(&request, true, &context).await;
+            state.status = StepStatus::Succeeded;
+            state.finished = Some(now);
+            let would = output::variant_name(&decision.verdict);
+            state.output = Some(output::to_value(&match planned {
+                Ok(called) => output::RespondOutput::planned(&called.value, would),
+                Err(err) => output::RespondOutput::planning_failed(err.to_string(), would),
+            }));
+            result.state = state;
+            return Ok(result);
+        }
+
+        match decision.verdict {
+            Verdict::Refuse => {
+                state.status = StepStatus::Refused;
+                state.finished = Some(now);
+                state.error = Some(decision.reasons.join("; "));
+                result.audit.push((
+                    AuditKind::StepFinished,
+                    json!({"status": "refused", "reasons": decision.reasons}),
+                ));
+                result.state = state;
+                Ok(result)
+            }
+            Verdict::NeedsApproval => {
+                let mut approval = new_approval(
+                    run,
+                    step,
+                    &target,
+                    &loaded.digest,
+                    decision.reasons.clone(),
+                    now,
+                );
+                approval.requested_by = self.playbook_owner(&run.tenant, &run.playbook);
+                result.audit.push((AuditKind::ApprovalRequested, json!({"approval": approval.id, "target": target, "reasons": decision.reasons, "required": approval.required, "expires": approval.expires})));
+                state.status = StepStatus::WaitingApproval;
+                state.approval_id = Some(approval.id.clone());
+                result.approval = Some(approval);
+                result.state = state;
+                Ok(result)
+            }
+            Verdict::Execute => {
+                self.act(
+                    run,
+                    step,
+                    loaded,
+                    target,
+                    idempotency_key,
+                    result,
+                    state,
+                    None,
+                )
+                .await
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn act(
+        &self,
+        run: &Run,
+        step: &Step,
+        loaded: &Loaded,
+        target: Entity,
+        idempotency_key: String,
+        mut result: StepResult,
+        mut state: StepState,
+        approved_by: Option<&Approval>,
+    ) -> Result<StepResult, ExecutorError> {
+        crate::crashpoint::reached("before-intent");
+        let intent_key = key(&[run.tenant.as_str(), &idempotency_key]);
+        let intent = json!({"run": run.id, "step": step.id, "target": target, "plugin": loaded.digest, "started": now_ms()});
+        self.inner.intents.insert(
+            intent_key.clone(),
+            serde_json::to_vec(&intent).map_err(store_err)?,
+        )?;
+        self.commit().await?;
+        let request = ActionRequest {
+            run_id: run.id.clone(),
+            step_id: step.id.clone(),
+            idempotency_key: idempotency_key.clone(),
+            target: target.clone(),
+            params: step.with.clone(),
+        };
+        let context = CallContext {
+            run_id: Some(run.id.clone()),
+            step_id: Some(step.id.clone()),
+            dry_run: false,
+            timeout: Some(step.timeout),
+        };
+        let outcome = loaded.plugin.respond(&request, false, &context).await;
+        crate::crashpoint::reached("after-call");
+        self.finish_action(
+            run,
+            step,
+            loaded,
+            target,
+            intent,
+            intent_key,
+            outcome,
+            &mut result,
+            &mut state,
+            approved_by,
+        )?;
+        result.state = state;
+        Ok(result)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn finish_action(
+        &self,
+        run: &Run,
+        step: &Step,
+        loaded: &Loaded,
+        target: Entity,
+        mut intent: Value,
+        intent_key: Vec<u8>,
+        outcome: Result<crate::sandbox::Called<crate::model::ActionResult>, PluginError>,
+        result: &mut StepResult,
+        state: &mut StepState,
+        approved_by: Option<&Approval>,
+    ) -> Result<(), ExecutorError> {
+        let now = now_ms();
+        match outcome {
+            Ok(called) => {
+                intent["result"] = json!(called.value);
+                self.inner
+                    .intents
+                    .insert(intent_key, serde_json::to_vec(&intent).map_err(store_err)?)?;
+                let mut rate_key = key(&[run.tenant.as_str(), &step.action, ""]);
+                rate_key.extend_from_slice(&now.to_be_bytes());
+                rate_key.extend_from_slice(run.id.as_bytes());
+                rate_key.extend_from_slice(step.id.as_bytes());
+                self.inner.rates.insert(rate_key, &[])?;
+                self.prune_rates(&run.tenant, &step.action, now)?;
+                result.audit.push((AuditKind::PluginInvoked, json!({"plugin": step.plugin, "digest": loaded.digest, "ok": true, "duration_us": called.stats.duration.as_micros() as u64, "fuel": called.stats.fuel, "peak_memory": called.stats.peak_memory_bytes})));
+                result.audit.push((AuditKind::ActionExecuted, json!({"target": target, "action": step.action, "outcome": called.value.outcome, "summary": called.value.summary, "approval": approved_by.map(|a| &a.id), "approvers": approved_by.map(|a| a.approvals.iter().map(|v| v.principal.clone()).collect::<Vec<_>>())})));
+                if matches!(
+                    called.value.outcome,
+                    ActionOutcome::Executed | ActionOutcome::AlreadyInState
+                ) {
+                    result.acted = Some(target_label(&target));
+                }
+                state.status = StepStatus::Succeeded;
+                state.output = Some(output::to_value(&output::RespondOutput::executed(
+                    &called.value,
+                )));
+            }
+            Err(err) => {
+                intent["result"] = json!({"error": err.to_string()});
+                self.inner
+                    .intents
+                    .insert(intent_key, serde_json::to_vec(&intent).map_err(store_err)?)?;
+                result.audit.push((AuditKind::PluginInvoked, json!({"plugin": step.plugin, "digest": loaded.digest, "ok": false, "error": err.to_string()})));
+                state.status = StepStatus::Failed;
+                state.error = Some(err.to_string());
+            }
+        }
+        state.finished = Some(now);
+        result
+            .audit
+            .push((AuditKind::StepFinished, json!({"status": state.status})));
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn reconcile(
+        &self,
+        run: &Run,
+        step: &Step,
+        loaded: &Loaded,
+        target: Entity,
+        idempotency_key: String,
+        mut result: StepResult,
+        mut state: StepState,
+    ) -> Result<StepResult, ExecutorError> {
+        // Same key: a plugin honouring it either reports what it did, or
+        // that the target is already in that state. Never a second effect.
+        let intent_key = key(&[run.tenant.as_str(), &idempotency_key]);
+        let intent: Value = self
+            .inner
+            .intents
+            .get(&intent_key)?
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(json!({}));
+        let request = ActionRequest {
+            run_id: run.id.clone(),
+            step_id: step.id.clone(),
+            idempotency_key: idempotency_key.clone(),
+            target: target.clone(),
+            params: step.with.clone(),
+        };
+        let context = CallContext {
+            run_id: Some(run.id.clone()),
+            step_id: Some(step.id.clone()),
+            dry_run: false,
+            timeout: Some(step.timeout),
+        };
+        match loaded.plugin.respond(&request, false, &context).await {
+            Ok(called) => {
+                result.audit.push((
+                    AuditKind::GuardrailDecision,
+                    json!({"reconciled": true, "target": target, "outcome": called.value.outcome}),
+                ));
+                self.finish_action(
+                    run,
+                    step,
+                    loaded,
+                    target,
+                    intent,
+                    intent_key,
+                    Ok(called),
+                    &mut result,
+                    &mut state,
+                    None,
+                )?;
+            }
+            Err(err) => {
+                // Unknown outcome: a human decides; no blind retry.
+                let now = now_ms();
+                let mut approval = new_approval(
+                    run,
+                    step,
+                    &target,
+                    &loaded.digest,
+                    vec![format!("outcome unknown after a restart: {err}")],
+                    now,
+                );
+                approval.requested_by = self.playbook_owner(&run.tenant, &run.playbook);
+                result.audit.push((
+                    AuditKind::ApprovalRequested,
+                    json!({"approval": approval.id, "reason": "unknown outcome after restart"}),
+                ));
+                state.status = StepStatus::WaitingApproval;
+                state.approval_id = Some(approval.id.clone());
+                result.approval = Some(approval);
+            }
+        }
+        result.state = state;
+        Ok(result)
+    }
+}

@@ -1,0 +1,302 @@
+//! Driving a run: waves of ready steps, one `apply` for every step result, finishing (statuses, skipped steps, verdicts into entity memory), resuming after a restart.
+
+#[allow(unused_imports)]
+use super::*;
+
+impl Executor {
+    /// Runs `playbook` on `alert` as a dry run: nothing is persisted, no
+    /// action executes, no rate limit, dedup, memory or audit is touched;
+    /// plugins get a throwaway kv and no network. The clock is the alert's.
+    pub async fn dry_run(
+        &self,
+        tenant: &TenantId,
+        playbook: &Playbook,
+        alert: &Alert,
+    ) -> Result<Run, ExecutorError> {
+        let mut run = self.new_run(tenant, playbook, alert, true, alert.time);
+        self.drive(&mut run, playbook).await?;
+        Ok(run)
+    }
+
+    /// Continues a persisted run until it finishes or waits for a human.
+    pub async fn execute(&self, tenant: &TenantId, run_id: &str) -> Result<Run, ExecutorError> {
+        let mut run = self.get_run(tenant, run_id)?;
+        let playbook = self.playbook_of(&run)?;
+        self.drive(&mut run, &playbook).await?;
+        Ok(run)
+    }
+
+    /// After a restart: denies approvals that expired while down, reconciles
+    /// interrupted actions and continues every unfinished run.
+    pub async fn resume(&self) -> Result<Vec<String>, ExecutorError> {
+        self.expire_approvals(now_ms()).await?;
+        let mut resumed = Vec::new();
+        let mut unfinished = Vec::new();
+        for entry in self.inner.runs.iter() {
+            let (_, bytes) = entry?;
+            if let Ok(run) = serde_json::from_slice::<Run>(&bytes)
+                && run.status == RunStatus::Running
+            {
+                unfinished.push(run);
+            }
+        }
+        for run in unfinished {
+            self.execute(&run.tenant, &run.id).await?;
+            resumed.push(run.id);
+        }
+        Ok(resumed)
+    }
+
+    pub(super) fn now_for(run: &Run) -> i64 {
+        if run.dry_run {
+            run.alert.time
+        } else {
+            now_ms()
+        }
+    }
+
+    pub(super) async fn drive(
+        &self,
+        run: &mut Run,
+        playbook: &Playbook,
+    ) -> Result<(), ExecutorError> {
+        // The tenant's share of concurrent runs (its quota, or
+        // DEFAULT_RUN_SHARE): a tenant's burst waits for its own slots and
+        // never for another tenant's.
+        let existing = read_lock(&self.inner.run_slots).get(&run.tenant).cloned();
+        let slots = match existing {
+            Some(slots) => slots,
+            None => write_lock(&self.inner.run_slots)
+                .entry(run.tenant.clone())
+                .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(DEFAULT_RUN_SHARE)))
+                .clone(),
+        };
+        let _slot = slots
+            .acquire_owned()
+            .await
+            .map_err(|_| ExecutorError::Store("run slots closed".to_owned()))?;
+        let mut requested: Vec<Approval> = Vec::new();
+        loop {
+            // Steps interrupted by a crash run again (responders reconcile).
+            let mut ready = Vec::new();
+            for step in &playbook.steps {
+                let Some(state) = run.steps.get(&step.id) else {
+                    continue;
+                };
+                if !matches!(state.status, StepStatus::Pending | StepStatus::Running) {
+                    continue;
+                }
+                let needs: Vec<StepStatus> = step
+                    .needs
+                    .iter()
+                    .filter_map(|need| run.steps.get(need).map(|s| s.status))
+                    .collect();
+                if needs.iter().all(|status| status.is_final()) {
+                    ready.push(step.clone());
+                }
+            }
+            if ready.is_empty() {
+                break;
+            }
+            let cpu = self.cpu_slot(&run.tenant).await;
+            let now = Self::now_for(run);
+            for step in &ready {
+                if let Some(state) = run.steps.get_mut(&step.id)
+                    && state.status == StepStatus::Pending
+                {
+                    state.status = StepStatus::Running;
+                    state.started = Some(now);
+                }
+            }
+            self.save(run)?;
+            let snapshot = run.clone();
+            // Plugin calls hold CPU permits of their own.
+            drop(cpu);
+            let results = futures::future::join_all(
+                ready
+                    .iter()
+                    .map(|step| self.run_step(&snapshot, playbook, step)),
+            )
+            .await;
+            let cpu = self.cpu_slot(&run.tenant).await;
+            let mut fail = false;
+            for result in results {
+                fail |= self.apply(run, playbook, result?, None, &mut requested)?;
+            }
+            self.save(run)?;
+            drop(cpu);
+            if !run.dry_run {
+                self.commit().await?;
+            }
+            if let Some(sink) = read_lock(&self.inner.approval_sink).as_ref() {
+                for approval in requested.drain(..) {
+                    let _ = sink.send(approval);
+                }
+            }
+            if fail {
+                run.status = RunStatus::Failed;
+                break;
+            }
+        }
+        let cpu = self.cpu_slot(&run.tenant).await;
+        self.finish(run, playbook)?;
+        drop(cpu);
+        if !run.dry_run {
+            self.commit().await?;
+        }
+        Ok(())
+    }
+
+    /// Applies one step's result to `run` — the one place a result becomes
+    /// state, for every path (a wave of `drive`, an approved action): the
+    /// verdict and containment times (the step's finish time), the targets
+    /// acted on, an approval request (kept; queued in `requested` to be
+    /// announced once durable), the step's audit records (by `actor`, when
+    /// a person caused it) and the step state. Whether the run must fail
+    /// (a failed step whose `on_error` does not continue).
+    pub(super) fn apply(
+        &self,
+        run: &mut Run,
+        playbook: &Playbook,
+        result: StepResult,
+        actor: Option<&str>,
+        requested: &mut Vec<Approval>,
+    ) -> Result<bool, ExecutorError> {
+        let fails_run = result.state.status == StepStatus::Failed
+            && playbook.step(&result.id).is_some_and(|s| {
+                s.on_error == OnError::Fail || matches!(s.on_error, OnError::Retry { .. })
+            });
+        let finished = result.state.finished.unwrap_or_else(|| Self::now_for(run));
+        if result.scored && run.verdict_at.is_none() {
+            run.verdict_at = Some(finished);
+        }
+        if let Some(target) = result.acted {
+            if !run.acted.contains(&target) {
+                run.acted.push(target);
+            }
+            run.contained_at.get_or_insert(finished);
+        }
+        if let Some(approval) = &result.approval
+            && !run.dry_run
+        {
+            self.inner.approvals.put(approval)?;
+            requested.push(approval.clone());
+        }
+        for (kind, detail) in result.audit {
+            self.audit_append(run, kind, Some(&result.id), actor, detail)?;
+        }
+        run.steps.insert(result.id, result.state);
+        Ok(fails_run)
+    }
+
+    pub(super) fn finish(&self, run: &mut Run, playbook: &Playbook) -> Result<(), ExecutorError> {
+        if run.status != RunStatus::Failed {
+            let waiting = run
+                .steps
+                .values()
+                .any(|s| s.status == StepStatus::WaitingApproval);
+            let unfinished = run
+                .steps
+                .values()
+                .any(|s| !s.status.is_final() && s.status != StepStatus::WaitingApproval);
+            run.status = if waiting {
+                RunStatus::WaitingApproval
+            } else if unfinished {
+                RunStatus::Running
+            } else if run.steps.values().any(|s| s.status == StepStatus::Failed) {
+                RunStatus::SucceededWithErrors
+            } else {
+                RunStatus::Succeeded
+            };
+        }
+        // Steps that can no longer run (a need failed, was denied, refused or skipped).
+        if run.status != RunStatus::Running {
+            for step in &playbook.steps {
+                let blocked = step.needs.iter().any(|need| {
+                    run.steps.get(need).is_some_and(|s| {
+                        matches!(
+                            s.status,
+                            StepStatus::Failed
+                                | StepStatus::Refused
+                                | StepStatus::Denied
+                                | StepStatus::Skipped
+                        )
+                    })
+                });
+                if let Some(state) = run.steps.get_mut(&step.id)
+                    && state.status == StepStatus::Pending
+                    && (blocked || run.status == RunStatus::Failed)
+                {
+                    state.status = StepStatus::Skipped;
+                }
+            }
+        }
+        if run.status.is_finished() {
+            run.finished = Some(Self::now_for(run));
+            let mttd = run.verdict_at.map(|at| at - run.alert.time);
+            let mttc = run.contained_at.map(|at| at - run.alert.time);
+            self.audit_append(run, AuditKind::RunFinished, None, None, json!({"status": run.status, "mttd_ms": mttd, "mttc_ms": mttc, "folded": run.folded.len()}))?;
+            if !run.dry_run {
+                self.record_verdicts(run)?;
+            }
+        }
+        self.save(run)?;
+        Ok(())
+    }
+
+    /// Writes what the run's enrichers found into the tenant's entity
+    /// memory — only for entities the alert names (an enricher cannot
+    /// plant a verdict on 8.8.8.8 for later runs), and never a benign
+    /// verdict over an analyst's true-positive: an enricher cannot clear
+    /// what a human marked malicious.
+    pub(super) fn record_verdicts(&self, run: &Run) -> Result<(), ExecutorError> {
+        let named: std::collections::HashSet<(EntityKind, String)> =
+            run.alert.entities.iter().map(memory_key).collect();
+        for state in run.steps.values() {
+            let Some(found) = output::from_value::<output::EnrichOutput>(state.output.as_ref())
+            else {
+                continue;
+            };
+            for enrichment in found.enrichments {
+                if !named.contains(&memory_key(&enrichment.entity)) {
+                    tracing::debug!(run = %run.id, entity = %enrichment.entity.value, "verdict for an entity the alert does not name: not remembered");
+                    continue;
+                }
+                if enrichment.verdict == EntityVerdict::Benign {
+                    let known = self
+                        .inner
+                        .store
+                        .memory_recall(&run.tenant, &enrichment.entity)?;
+                    if known
+                        .feedback
+                        .first()
+                        .is_some_and(|f| f.label == crate::model::FeedbackLabel::TruePositive)
+                    {
+                        continue;
+                    }
+                }
+                self.inner.store.memory_record_verdict(
+                    &run.tenant,
+                    &enrichment.entity,
+                    PriorVerdict {
+                        verdict: enrichment.verdict,
+                        confidence: enrichment.confidence,
+                        run_id: run.id.clone(),
+                        playbook: run.playbook.clone(),
+                        time: run.finished.unwrap_or(run.created),
+                    },
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn steps_json(run: &Run) -> Value {
+        Value::Object(
+            run.steps
+                .iter()
+                .filter_map(|(id, state)| state.output.clone().map(|o| (id.clone(), o)))
+                .collect(),
+        )
+    }
+}
