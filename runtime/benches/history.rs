@@ -6,7 +6,8 @@
 //! `veteran` with 100,000 prior executed actions in its rate history,
 //! spread over the last 30 days. The rate history is written straight into
 //! the executor's `rates` tree in the executor's own key format
-//! (`tenant\0action\0<time ms BE><run><step>`): executing 100,000 real
+//! (`tenant\0action\0<time ms BE><run><step>`) before the executor opens
+//! (it rebuilds its counters from them): executing 100,000 real
 //! actions first would take minutes and measure the same thing. Each tenant
 //! runs 3,000 alerts with 64 in flight, twice, alternating which goes first.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
@@ -76,6 +77,19 @@ fn main() {
     tokio.block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let store = SledStore::open(&dir.path().join("data")).unwrap();
+        // Written before the executor opens: it rebuilds its minute and
+        // hour counters from these entries, as after an upgrade.
+        let rates = store.db().open_tree("rates").unwrap();
+        let now = rampart::executor::now_ms();
+        let span = 30 * 86_400_000i64;
+        for i in 0..PRIOR_ACTIONS {
+            let time = now - span + (i as i64) * (span / PRIOR_ACTIONS as i64);
+            let mut key = b"veteran\0block-ip\0".to_vec();
+            key.extend_from_slice(&time.to_be_bytes());
+            key.extend_from_slice(format!("run-old-{i}block").as_bytes());
+            rates.insert(key, &[]).unwrap();
+        }
+        store.db().flush().unwrap();
         let executor = Executor::new(
             RuntimeConfig::default(),
             store,
@@ -107,17 +121,6 @@ fn main() {
                 .add_playbook(tenant, "bench.yaml", PLAYBOOK)
                 .unwrap();
         }
-        let rates = executor.store().db().open_tree("rates").unwrap();
-        let now = rampart::executor::now_ms();
-        let span = 30 * 86_400_000i64;
-        for i in 0..PRIOR_ACTIONS {
-            let time = now - span + (i as i64) * (span / PRIOR_ACTIONS as i64);
-            let mut key = b"veteran\0block-ip\0".to_vec();
-            key.extend_from_slice(&time.to_be_bytes());
-            key.extend_from_slice(format!("run-old-{i}block").as_bytes());
-            rates.insert(key, &[]).unwrap();
-        }
-        executor.store().db().flush().unwrap();
         println!("veteran: {PRIOR_ACTIONS} prior actions over 30 days in its rate history");
         let mut fresh_rates = Vec::new();
         let mut veteran_rates = Vec::new();

@@ -350,6 +350,9 @@ impl AuditLog {
             .insert(seq_key(head.seq), bytes)
             .map_err(store_err)?;
         if let Some(outside) = &self.outside {
+            // The head kept outside must never point past what is on disk
+            // here, or a crash would look like a cut tail.
+            self.db.flush().map_err(store_err)?;
             outside.record(&checkpoint)?;
         }
         Ok(checkpoint)

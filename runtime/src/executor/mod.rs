@@ -25,6 +25,7 @@ mod decisions;
 mod intake;
 mod listing;
 mod loading;
+mod rates;
 mod responding;
 mod slots;
 mod steps;
@@ -183,6 +184,8 @@ struct Inner {
     tally: tally::Tally,
     intents: sled::Tree,
     rates: sled::Tree,
+    /// Minute and hour counters of `rates` (see `rates.rs`).
+    rate_counts: sled::Tree,
     dedup: sled::Tree,
     alerts: sled::Tree,
     sources: sled::Tree,
@@ -273,6 +276,7 @@ impl Executor {
             tally: tally::Tally::default(),
             intents: db.open_tree("intents")?,
             rates: db.open_tree("rates")?,
+            rate_counts: db.open_tree("rate-counts")?,
             dedup: db.open_tree("dedup")?,
             alerts: db.open_tree("alerts")?,
             sources: db.open_tree("playbook-sources")?,
@@ -291,6 +295,7 @@ impl Executor {
             inner: Arc::new(inner),
         };
         executor.index_existing_runs()?;
+        executor.rebuild_rate_counts()?;
         Ok(executor)
     }
 
@@ -401,16 +406,6 @@ impl Executor {
             .append(&run.tenant, kind, Some(&run.id), step, actor, detail)?;
         Ok(())
     }
-}
-
-/// The first key after every key that starts with `prefix` (which ends in
-/// the `\0` separator): the same bytes with that separator raised to `\x01`.
-fn rate_prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    if let Some(last) = end.last_mut() {
-        *last = 1;
-    }
-    end
 }
 
 /// A pending approval bound to exactly this action.

@@ -4,60 +4,6 @@
 use super::*;
 
 impl Executor {
-    /// Actions of kind `action` in the last `per`, counted up to `cap` (the
-    /// guardrail only needs to know whether the limit is reached). The rate
-    /// keys are `tenant\0action\0<time BE><run><step>`, so this reads only
-    /// the window, whatever the history.
-    pub(super) fn recent_actions(
-        &self,
-        tenant: &TenantId,
-        action: &str,
-        per: Duration,
-        now: i64,
-        cap: u32,
-    ) -> Result<u32, ExecutorError> {
-        let since = now.saturating_sub(i64::try_from(per.as_millis()).unwrap_or(i64::MAX));
-        let prefix = key(&[tenant.as_str(), action, ""]);
-        let mut start = prefix.clone();
-        start.extend_from_slice(&since.saturating_add(1).max(0).to_be_bytes());
-        let mut count = 0u32;
-        for entry in self.inner.rates.range(start..rate_prefix_end(&prefix)) {
-            entry?;
-            count += 1;
-            if count >= cap {
-                break;
-            }
-        }
-        Ok(count)
-    }
-
-    /// Drops a few of this bucket's rate entries older than the longest
-    /// window a playbook may set, so history does not pile up.
-    pub(super) fn prune_rates(
-        &self,
-        tenant: &TenantId,
-        action: &str,
-        now: i64,
-    ) -> Result<(), ExecutorError> {
-        let window =
-            i64::try_from(crate::playbook::MAX_RATE_WINDOW.as_millis()).unwrap_or(i64::MAX);
-        let prefix = key(&[tenant.as_str(), action, ""]);
-        let mut end = prefix.clone();
-        end.extend_from_slice(&now.saturating_sub(window).max(0).to_be_bytes());
-        // A bounded batch per action: pruning keeps pace with inserting.
-        let old: Vec<sled::IVec> = self
-            .inner
-            .rates
-            .range(prefix..end)
-            .keys()
-            .take(16)
-            .collect::<Result<_, _>>()?;
-        for key in old {
-            self.inner.rates.remove(key)?;
-        }
-        Ok(())
-    }
-
     pub(super) fn situation(
         &self,
         run: &Run,
@@ -324,12 +270,7 @@ impl Executor {
                 self.inner
                     .intents
                     .insert(intent_key, serde_json::to_vec(&intent).map_err(store_err)?)?;
-                let mut rate_key = key(&[run.tenant.as_str(), &step.action, ""]);
-                rate_key.extend_from_slice(&now.to_be_bytes());
-                rate_key.extend_from_slice(run.id.as_bytes());
-                rate_key.extend_from_slice(step.id.as_bytes());
-                self.inner.rates.insert(rate_key, &[])?;
-                self.prune_rates(&run.tenant, &step.action, now)?;
+                self.record_action(&run.tenant, &step.action, now, &run.id, &step.id)?;
                 result.audit.push((AuditKind::PluginInvoked, json!({"plugin": step.plugin, "digest": loaded.digest, "ok": true, "duration_us": called.stats.duration.as_micros() as u64, "fuel": called.stats.fuel, "peak_memory": called.stats.peak_memory_bytes})));
                 result.audit.push((AuditKind::ActionExecuted, json!({"target": target, "action": step.action, "outcome": called.value.outcome, "summary": called.value.summary, "approval": approved_by.map(|a| &a.id), "approvers": approved_by.map(|a| a.approvals.iter().map(|v| v.principal.clone()).collect::<Vec<_>>())})));
                 if matches!(

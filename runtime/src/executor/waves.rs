@@ -125,7 +125,12 @@ impl Executor {
             }
             self.save(run)?;
             drop(cpu);
-            if !run.dry_run {
+            // Flushed only where an effect could be lost: an approval
+            // request must be durable before anyone is told of it. Other
+            // step results are recomputed after a crash (the run resumes
+            // from its last durable state; actions are guarded by their
+            // intents and idempotency keys).
+            if !run.dry_run && !requested.is_empty() {
                 self.commit().await?;
             }
             if let Some(sink) = read_lock(&self.inner.approval_sink).as_ref() {
@@ -141,9 +146,8 @@ impl Executor {
         let cpu = self.cpu_slot(&run.tenant).await;
         self.finish(run, playbook)?;
         drop(cpu);
-        if !run.dry_run {
-            self.commit().await?;
-        }
+        // Not flushed: a finished run lost in a crash resumes and finishes
+        // the same way; the next flush (any alert's accept) covers it.
         Ok(())
     }
 
