@@ -31,6 +31,7 @@
 //! ```
 #![deny(missing_docs)]
 
+#[cfg(feature = "server")]
 pub mod api;
 pub mod audit;
 mod bindings;

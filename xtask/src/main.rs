@@ -234,7 +234,49 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
         "vendor/sigma-rust/Cargo.toml",
         "--target-dir",
         "target/vendor",
-    ]))
+    ]))?;
+    embedder_has_no_server_crates(root)
+}
+
+/// An embedder (`examples/embed`, the library without its `server`
+/// feature) compiles no HTTP server or CLI crates.
+fn embedder_has_no_server_crates(root: &Path) -> Result<()> {
+    let output = cargo()
+        .current_dir(root)
+        .args([
+            "tree",
+            "--package",
+            "rampart-embed-example",
+            "--edges",
+            "normal",
+            "--prefix",
+            "none",
+        ])
+        .output()
+        .context("cargo tree")?;
+    anyhow::ensure!(
+        output.status.success(),
+        "cargo tree failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let tree = String::from_utf8_lossy(&output.stdout);
+    let server: Vec<&str> = tree
+        .lines()
+        .filter(|line| {
+            ["axum ", "clap ", "indicatif ", "tracing-subscriber "]
+                .iter()
+                .any(|name| line.starts_with(name))
+        })
+        .collect();
+    anyhow::ensure!(
+        server.is_empty(),
+        "examples/embed pulls server crates into an embedder: {}",
+        server.join(", ")
+    );
+    println!(
+        "examples/embed depends on no server crate (axum, clap, indicatif, tracing-subscriber)"
+    );
+    Ok(())
 }
 
 fn demo(root: &Path, exit: bool) -> Result<()> {
