@@ -133,8 +133,11 @@ impl Executor {
             if !run.dry_run && !requested.is_empty() {
                 self.commit().await?;
             }
+            // Drained whether or not anyone listens, so a later wave with
+            // no new request is not flushed for this one.
+            let announced = std::mem::take(&mut requested);
             if let Some(sink) = read_lock(&self.inner.approval_sink).as_ref() {
-                for approval in requested.drain(..) {
+                for approval in announced {
                     let _ = sink.send(approval);
                 }
             }

@@ -7,9 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::StepKind;
-use crate::model::{
-    ActionOutcome, ActionResult, Enrichment, Finding, Score, Verdict as EntityVerdict,
-};
+use crate::model::{ActionResult, Enrichment, Finding, Score, Verdict as EntityVerdict};
 
 /// What an enrich step found.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -117,15 +115,11 @@ pub fn variant_name<T: Serialize>(value: &T) -> String {
         .unwrap_or_default()
 }
 
-fn outcome_text(outcome: ActionOutcome) -> String {
-    variant_name(&outcome)
-}
-
 impl RespondOutput {
     /// An executed action's result.
     pub fn executed(result: &ActionResult) -> Self {
         RespondOutput {
-            outcome: outcome_text(result.outcome),
+            outcome: variant_name(&result.outcome),
             summary: Some(result.summary.clone()),
             data: Some(result.data.clone()),
             would: None,
@@ -136,7 +130,7 @@ impl RespondOutput {
     /// A dry run's plan.
     pub fn planned(result: &ActionResult, would: String) -> Self {
         RespondOutput {
-            outcome: outcome_text(result.outcome),
+            outcome: variant_name(&result.outcome),
             summary: Some(result.summary.clone()),
             data: None,
             would: Some(would),
@@ -185,7 +179,7 @@ mod tests {
     //! Golden: the shape CEL sees as `steps.<id>` is a contract with every
     //! playbook written; these are the shapes the untyped outputs had.
     use super::*;
-    use crate::model::{Entity, EntityKind, Severity};
+    use crate::model::{ActionOutcome, Entity, EntityKind, Severity};
     use serde_json::json;
 
     fn keys(value: &serde_json::Value) -> Vec<String> {
