@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use rampart::RuntimeConfig;
 use rampart::audit::AuditKey;
 use rampart::executor::Executor;
-use rampart::store::{SledStore, Store};
+use rampart::store::SledStore;
 use rampart::tenant::{Grants, TenantId};
 
 const PRIOR_ACTIONS: u64 = 100_000;
@@ -79,7 +79,7 @@ fn main() {
         let store = SledStore::open(&dir.path().join("data")).unwrap();
         // Written before the executor opens: it rebuilds its minute and
         // hour counters from these entries, as after an upgrade.
-        let rates = store.db().open_tree("rates").unwrap();
+        let rates = store.space().open_tree("rates").unwrap();
         let now = rampart::executor::now_ms();
         let span = 30 * 86_400_000i64;
         for i in 0..PRIOR_ACTIONS {
@@ -87,9 +87,9 @@ fn main() {
             let mut key = b"veteran\0block-ip\0".to_vec();
             key.extend_from_slice(&time.to_be_bytes());
             key.extend_from_slice(format!("run-old-{i}block").as_bytes());
-            rates.insert(key, &[]).unwrap();
+            rates.insert(key, []).unwrap();
         }
-        store.db().flush().unwrap();
+        store.space().flush().unwrap();
         let executor = Executor::new(
             RuntimeConfig::default(),
             store,

@@ -344,7 +344,7 @@ fn audit_verify() {
     let dir = tempfile::tempdir().unwrap();
     let store = SledStore::open(&dir.path().join("data")).unwrap();
     let log = AuditLog::new(
-        store.db().clone(),
+        store.space().clone(),
         AuditKey::from_bytes(vec![2; 32]).unwrap(),
     );
     let tenant = TenantId::new("bench").unwrap();

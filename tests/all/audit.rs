@@ -17,7 +17,7 @@ fn tenant() -> TenantId {
 /// A log with `n` records and a checkpoint at the end.
 fn log_with(n: u64) -> (SledStore, AuditLog) {
     let store = SledStore::temporary().expect("store");
-    let log = AuditLog::new(store.db().clone(), key());
+    let log = AuditLog::new(store.space().clone(), key());
     for i in 0..n {
         log.append(
             &tenant(),
@@ -134,7 +134,7 @@ fn a_rewritten_and_rehashed_chain_fails_its_signed_checkpoints() {
     // The attacker rewrites every record from 5 on and recomputes the chain
     // (without the key, they cannot re-sign the checkpoint).
     let forged = AuditLog::new(
-        store.db().clone(),
+        store.space().clone(),
         AuditKey::from_bytes(vec![9u8; 32]).expect("key"),
     );
     let tree = log.records_tree(&tenant()).expect("tree");
@@ -142,7 +142,7 @@ fn a_rewritten_and_rehashed_chain_fails_its_signed_checkpoints() {
         tree.remove(seq.to_be_bytes()).expect("remove");
     }
     let rewriter = AuditLog::new(
-        store.db().clone(),
+        store.space().clone(),
         AuditKey::from_bytes(vec![9u8; 32]).expect("key"),
     );
     for i in 5..=40u64 {
@@ -223,7 +223,7 @@ fn log_with_key_file(n: u64) -> (tempfile::TempDir, SledStore, AuditLog) {
         Some(&dir.path().join("data")),
     )
     .expect("key");
-    let log = AuditLog::new(store.db().clone(), key);
+    let log = AuditLog::new(store.space().clone(), key);
     for i in 0..n {
         log.append(
             &tenant(),
@@ -241,7 +241,7 @@ fn log_with_key_file(n: u64) -> (tempfile::TempDir, SledStore, AuditLog) {
 
 fn delete_checkpoints_from(store: &SledStore, from: u64) {
     let tree = store
-        .db()
+        .space()
         .open_tree("audit/acme/checkpoints")
         .expect("tree");
     for entry in tree.iter() {
@@ -261,7 +261,7 @@ fn rewrite_and_rehash(store: &SledStore, log: &AuditLog, from: u64, to: u64) {
         tree.remove(seq.to_be_bytes()).expect("remove");
     }
     let rewriter = AuditLog::new(
-        store.db().clone(),
+        store.space().clone(),
         AuditKey::from_bytes(vec![9u8; 32]).expect("key"),
     );
     for i in from..=to {

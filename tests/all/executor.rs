@@ -13,13 +13,13 @@ use rampart::executor::Executor;
 use rampart::executor::approvals::ApprovalStatus;
 use rampart::executor::run::{RunStatus, StepStatus};
 use rampart::model::{Alert, Entity, EntityKind, Severity};
-use rampart::store::{KvNamespace, SledStore, Store};
+use rampart::store::{KvNamespace, SledStore};
 use rampart::tenant::TenantId;
 use rampart::{RuntimeConfig, tenant::Grants};
 use rampart_e2e::{manifest, tenant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const BAD_IP: &str = "77.239.124.102"; // listed by 10 block lists in the ipsum slice
+pub(crate) const BAD_IP: &str = "77.239.124.102"; // listed by 10 block lists in the ipsum slice
 const OTHER_BAD_IP: &str = "2.57.122.53";
 
 fn open(dir: &Path) -> Executor {
@@ -33,7 +33,12 @@ fn open(dir: &Path) -> Executor {
 }
 
 async fn setup(dir: &Path, playbook: &str) -> (Executor, TenantId) {
-    let executor = open(dir);
+    prepare(open(dir), playbook).await
+}
+
+/// Tenant `acme` on `executor` with the block plugins, the ipsum feed, an
+/// inventory and `playbook` (shared with the backend conformance suite).
+pub(crate) async fn prepare(executor: Executor, playbook: &str) -> (Executor, TenantId) {
     let acme = tenant("acme");
     executor.set_grants(&acme, grants());
     for name in ["ip-reputation", "risk-scorer", "edl-blocklist"] {
@@ -96,7 +101,7 @@ fn grants() -> Grants {
     Grants::allow_all_capabilities()
 }
 
-fn alert(id: &str, ip: &str) -> Alert {
+pub(crate) fn alert(id: &str, ip: &str) -> Alert {
     Alert {
         id: id.into(),
         source: "edr".into(),
@@ -121,7 +126,7 @@ fn alert(id: &str, ip: &str) -> Alert {
 
 /// A three-step block playbook; `extra` is spliced into the block step's
 /// guard, `guardrails` replaces the guardrails block.
-fn block_playbook(mode: &str, guard: &str, target: &str, guardrails: &str) -> String {
+pub(crate) fn block_playbook(mode: &str, guard: &str, target: &str, guardrails: &str) -> String {
     format!(
         r#"name: block
 trigger: {{ alert: 'true' }}
@@ -146,9 +151,9 @@ guardrails:
 }
 
 const EXTERNAL: &str = "min_confidence: 80, external_target: true";
-const NO_GUARDRAILS: &str = "  rate_limits: { block-ip: 100/h }";
+pub(crate) const NO_GUARDRAILS: &str = "  rate_limits: { block-ip: 100/h }";
 
-fn edl_has(executor: &Executor, tenant: &TenantId, ip: &str) -> bool {
+pub(crate) fn edl_has(executor: &Executor, tenant: &TenantId, ip: &str) -> bool {
     let ns = KvNamespace {
         tenant: tenant.clone(),
         plugin: "edl-blocklist".into(),
@@ -160,7 +165,7 @@ fn edl_has(executor: &Executor, tenant: &TenantId, ip: &str) -> bool {
         .is_some()
 }
 
-async fn only_run(
+pub(crate) async fn only_run(
     executor: &Executor,
     tenant: &TenantId,
     alert: &Alert,

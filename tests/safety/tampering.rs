@@ -49,7 +49,8 @@ async fn reopen(dir: &std::path::Path) -> Result<AppState, String> {
 /// Replaces `from` by `to` in every value of `tree` that contains it (the
 /// seal prefix stays as it was: the attacker has no key).
 fn edit(dir: &std::path::Path, tree: &str, from: &str, to: &str) -> usize {
-    let db = retrying(|| sled::open(dir.join("data")));
+    let store = retrying(|| SledStore::open(&dir.join("data")));
+    let db = store.space();
     let tree = db.open_tree(tree).expect("tree");
     let mut edited = 0;
     for entry in tree.iter() {

@@ -12,7 +12,7 @@ use rampart::audit::AuditKey;
 use rampart::context::AssetInventory;
 use rampart::executor::Executor;
 use rampart::model::Alert;
-use rampart::store::{SledStore, Store};
+use rampart::store::SledStore;
 use rampart::tenant::{Grants, TenantId};
 
 #[tokio::main]

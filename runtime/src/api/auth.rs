@@ -200,7 +200,7 @@ pub struct Tokens {
     /// Sealed: a token record edited offline (a viewer made admin) is
     /// refused at use.
     tree: crate::audit::seal::SealedTree,
-    principals: sled::Tree,
+    principals: crate::store::Tree,
 }
 
 /// The principals tree key: names are unique per tenant, and a tenant's
@@ -215,7 +215,7 @@ fn principal_key(tenant: Option<&TenantId>, name: &str) -> Vec<u8> {
 impl Tokens {
     /// Tokens in `db`.
     pub fn open(
-        db: &sled::Db,
+        db: &crate::store::Keyspace,
         seal: &crate::audit::seal::SealKey,
     ) -> Result<Self, crate::audit::seal::SealError> {
         Ok(Tokens {

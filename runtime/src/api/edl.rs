@@ -13,7 +13,7 @@ use base64::Engine as _;
 
 use super::error::ApiError;
 use super::{AppState, Params};
-use crate::store::{KvNamespace, Store as _};
+use crate::store::KvNamespace;
 use crate::tenant::TenantId;
 
 /// The plugin whose kv holds the lists.

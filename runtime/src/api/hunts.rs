@@ -90,8 +90,8 @@ pub fn due(record: &HuntRecord, registered: i64, now: i64) -> bool {
 /// The events store.
 #[derive(Debug, Clone)]
 pub struct Events {
-    tree: sled::Tree,
-    db: sled::Db,
+    tree: crate::store::Tree,
+    db: crate::store::Keyspace,
 }
 
 fn event_key(tenant: &TenantId, seq: u64) -> Vec<u8> {
@@ -103,7 +103,7 @@ fn event_key(tenant: &TenantId, seq: u64) -> Vec<u8> {
 
 impl Events {
     /// Events in `db`.
-    pub fn open(db: &sled::Db) -> sled::Result<Self> {
+    pub fn open(db: &crate::store::Keyspace) -> Result<Self, crate::store::SpaceError> {
         Ok(Events {
             tree: db.open_tree("events")?,
             db: db.clone(),

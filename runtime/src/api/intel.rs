@@ -17,7 +17,6 @@ use super::gate::Caller;
 use super::{AppState, Body, Params, QueryParams};
 use crate::intel::formats::{self, Format};
 use crate::model::{Entity, EntityKind};
-use crate::store::Store as _;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

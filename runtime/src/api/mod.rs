@@ -79,14 +79,14 @@ pub struct AppState {
     tenants: SealedTree,
     packages: SealedTree,
     playbooks: SealedTree,
-    secrets: sled::Tree,
+    secrets: crate::store::Tree,
     secret_box: Arc<crate::secrets::SecretBox>,
     events: hunts::Events,
-    hunts: sled::Tree,
-    disabled_playbooks: sled::Tree,
+    hunts: crate::store::Tree,
+    disabled_playbooks: crate::store::Tree,
     /// Who put each playbook (principal id): the requester of its actions.
     playbook_owners: SealedTree,
-    webhook_secrets: sled::Tree,
+    webhook_secrets: crate::store::Tree,
     /// One hunt run at a time: a scheduled run and a manual one must not
     /// read the same watermark and scan the same events twice.
     hunt_lock: Arc<std::sync::Mutex<HuntLocks>>,
@@ -141,7 +141,7 @@ fn key(parts: &[&str]) -> Vec<u8> {
     parts.join("\u{0}").into_bytes()
 }
 
-fn sled_err(err: impl std::fmt::Display) -> ApiError {
+fn storage_err(err: impl std::fmt::Display) -> ApiError {
     ApiError::internal(err)
 }
 

@@ -20,20 +20,22 @@ impl AppState {
         secret_box: crate::secrets::SecretBox,
         config: Option<&crate::config::ServerConfig>,
     ) -> Result<Self, ApiError> {
-        let db = executor.store().db().clone();
+        let db = executor.store().space().clone();
         let seal = executor.seal_key().clone();
-        let sealed = |name: &str| SealedTree::open(&db, name, &seal).map_err(sled_err);
+        let sealed = |name: &str| SealedTree::open(&db, name, &seal).map_err(storage_err);
         let state = AppState {
-            tokens: Tokens::open(&db, &seal).map_err(sled_err)?,
+            tokens: Tokens::open(&db, &seal).map_err(storage_err)?,
             tenants: sealed("api-tenants")?,
             packages: sealed("api-plugin-packages")?,
             playbooks: sealed("api-playbooks")?,
-            secrets: db.open_tree("api-secrets").map_err(sled_err)?,
-            events: hunts::Events::open(&db).map_err(sled_err)?,
-            hunts: db.open_tree("api-hunts").map_err(sled_err)?,
-            disabled_playbooks: db.open_tree("api-playbooks-disabled").map_err(sled_err)?,
+            secrets: db.open_tree("api-secrets").map_err(storage_err)?,
+            events: hunts::Events::open(&db).map_err(storage_err)?,
+            hunts: db.open_tree("api-hunts").map_err(storage_err)?,
+            disabled_playbooks: db
+                .open_tree("api-playbooks-disabled")
+                .map_err(storage_err)?,
             playbook_owners: sealed("api-playbook-owners")?,
-            webhook_secrets: db.open_tree("api-webhook-secrets").map_err(sled_err)?,
+            webhook_secrets: db.open_tree("api-webhook-secrets").map_err(storage_err)?,
             webhook_deliveries: Arc::default(),
             hunt_lock: Arc::default(),
             hunting: Arc::default(),
@@ -139,14 +141,14 @@ impl AppState {
                     record.id.as_str(),
                     serde_json::to_vec(&record).map_err(ApiError::internal)?,
                 )
-                .map_err(sled_err)?;
+                .map_err(storage_err)?;
             self.audit_change(
                 &record.id,
                 "config-file",
                 json!({"tenant": if existing.is_some() { "updated" } else { "created" }, "quotas": record.quotas, "ingest_per_second": record.ingest_per_second, "assets": record.inventory.assets.len()}),
             )?;
         }
-        self.tenants.flush().map_err(sled_err)?;
+        self.tenants.flush().map_err(storage_err)?;
         Ok(())
     }
 
@@ -159,14 +161,17 @@ impl AppState {
                 .map(|key| format!("{tree} entry {key}"))
                 .collect::<Vec<_>>()
         };
-        changed.extend(named("tokens", self.tokens.tampered().map_err(sled_err)?));
+        changed.extend(named(
+            "tokens",
+            self.tokens.tampered().map_err(storage_err)?,
+        ));
         for tree in [
             &self.tenants,
             &self.packages,
             &self.playbooks,
             &self.playbook_owners,
         ] {
-            changed.extend(named(tree.name(), tree.tampered().map_err(sled_err)?));
+            changed.extend(named(tree.name(), tree.tampered().map_err(storage_err)?));
         }
         changed.extend(named("runs", self.executor.tampered_runs()?));
         if changed.is_empty() {
@@ -184,7 +189,7 @@ impl AppState {
 
     pub(in crate::api) async fn restore(&self) -> Result<(), ApiError> {
         for entry in self.tenants.iter() {
-            let (_, bytes) = entry.map_err(sled_err)?;
+            let (_, bytes) = entry.map_err(storage_err)?;
             let record: TenantRecord =
                 serde_json::from_slice(&bytes).map_err(ApiError::internal)?;
             self.executor
@@ -196,7 +201,7 @@ impl AppState {
             self.executor.set_quota(&record.id, record.quotas);
         }
         for entry in self.disabled_playbooks.iter() {
-            let (k, _) = entry.map_err(sled_err)?;
+            let (k, _) = entry.map_err(storage_err)?;
             let text = String::from_utf8_lossy(&k).into_owned();
             if let Some((tenant, name)) = text.split_once('\u{0}')
                 && let Ok(tenant) = TenantId::new(tenant)
@@ -205,7 +210,7 @@ impl AppState {
             }
         }
         for entry in self.playbook_owners.iter() {
-            let (k, owner) = entry.map_err(sled_err)?;
+            let (k, owner) = entry.map_err(storage_err)?;
             let text = String::from_utf8_lossy(&k).into_owned();
             if let Some((tenant, name)) = text.split_once('\u{0}')
                 && let Ok(tenant) = TenantId::new(tenant)
@@ -218,7 +223,7 @@ impl AppState {
             }
         }
         for entry in self.packages.iter() {
-            let (_, bytes) = entry.map_err(sled_err)?;
+            let (_, bytes) = entry.map_err(storage_err)?;
             let package: Value = serde_json::from_slice(&bytes).map_err(ApiError::internal)?;
             let tenant = TenantId::new(package["tenant"].as_str().unwrap_or_default())
                 .map_err(ApiError::internal)?;
@@ -230,7 +235,7 @@ impl AppState {
         }
         let mut stored: Vec<(TenantId, String)> = Vec::new();
         for entry in self.playbooks.iter() {
-            let (k, yaml) = entry.map_err(sled_err)?;
+            let (k, yaml) = entry.map_err(storage_err)?;
             let tenant = String::from_utf8_lossy(&k)
                 .split('\u{0}')
                 .next()
@@ -289,7 +294,7 @@ impl AppState {
         let bytes = self
             .tenants
             .get(tenant.as_str())
-            .map_err(sled_err)?
+            .map_err(storage_err)?
             .ok_or_else(|| ApiError::not_found(format!("no tenant {tenant}")))?;
         serde_json::from_slice(&bytes).map_err(ApiError::internal)
     }
@@ -304,7 +309,7 @@ impl AppState {
         let mut prefix = record.id.as_str().as_bytes().to_vec();
         prefix.push(0);
         for entry in self.secrets.scan_prefix(&prefix) {
-            let (k, sealed) = entry.map_err(sled_err)?;
+            let (k, sealed) = entry.map_err(storage_err)?;
             let text = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
             let Some((plugin, name)) = text.split_once('\u{0}') else {
                 continue;
@@ -357,8 +362,8 @@ impl AppState {
                 record.id.as_str(),
                 serde_json::to_vec(record).map_err(ApiError::internal)?,
             )
-            .map_err(sled_err)?;
-        self.tenants.flush().map_err(sled_err)?;
+            .map_err(storage_err)?;
+        self.tenants.flush().map_err(storage_err)?;
         self.executor
             .set_grants(&record.id, self.effective_grants(record)?);
         self.executor

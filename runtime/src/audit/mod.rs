@@ -36,7 +36,7 @@ pub use key::{AuditKey, KeyError};
 use crate::tenant::TenantId;
 
 /// What happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AuditKind {
     /// An alert was accepted.
@@ -212,7 +212,7 @@ struct Head {
 /// The audit log of every tenant, on a sled database.
 #[derive(Clone)]
 pub struct AuditLog {
-    db: sled::Db,
+    db: crate::store::Keyspace,
     key: Arc<AuditKey>,
     heads: Arc<Mutex<HashMap<TenantId, Head>>>,
     /// The latest signed heads, beside the key (outside the data directory).
@@ -236,7 +236,7 @@ impl AuditLog {
     /// The audit log on `db`, signing with `key`.
     /// A key loaded from a file keeps every tenant's latest signed head in
     /// `<key file>.heads` too, so a chain cannot silently go backwards.
-    pub fn new(db: sled::Db, key: AuditKey) -> Self {
+    pub fn new(db: crate::store::Keyspace, key: AuditKey) -> Self {
         let outside = key
             .path()
             .map(|path| Arc::new(heads::HeadFile::beside(path)));
@@ -248,13 +248,13 @@ impl AuditLog {
         }
     }
 
-    fn records(&self, tenant: &TenantId) -> Result<sled::Tree, AuditError> {
+    fn records(&self, tenant: &TenantId) -> Result<crate::store::Tree, AuditError> {
         self.db
             .open_tree(format!("audit/{tenant}/records"))
             .map_err(store_err)
     }
 
-    fn checkpoints(&self, tenant: &TenantId) -> Result<sled::Tree, AuditError> {
+    fn checkpoints(&self, tenant: &TenantId) -> Result<crate::store::Tree, AuditError> {
         self.db
             .open_tree(format!("audit/{tenant}/checkpoints"))
             .map_err(store_err)
@@ -404,17 +404,18 @@ impl AuditLog {
     }
 
     /// Tenants that have a chain.
-    pub fn tenants(&self) -> Vec<String> {
-        self.db
+    pub fn tenants(&self) -> Result<Vec<String>, AuditError> {
+        Ok(self
+            .db
             .tree_names()
+            .map_err(store_err)?
             .into_iter()
             .filter_map(|name| {
-                let name = String::from_utf8_lossy(&name).into_owned();
                 name.strip_prefix("audit/")?
                     .strip_suffix("/records")
                     .map(str::to_owned)
             })
-            .collect()
+            .collect())
     }
 
     /// Records of `tenant` in order, with their hashes (for export and queries).
@@ -697,7 +698,7 @@ impl AuditLog {
 
     /// Raw access for tamper tests and forensics: the records tree.
     #[doc(hidden)]
-    pub fn records_tree(&self, tenant: &TenantId) -> Result<sled::Tree, AuditError> {
+    pub fn records_tree(&self, tenant: &TenantId) -> Result<crate::store::Tree, AuditError> {
         self.records(tenant)
     }
 }

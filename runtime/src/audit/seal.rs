@@ -7,7 +7,7 @@
 //! will not start, naming the tree and the entry), at use for the rest.
 //!
 //! The seal is stored in the value itself (`S1` + 32-byte MAC + payload), so
-//! one sled insert writes both and a crash cannot leave them apart. The MAC
+//! one insert writes both and a crash cannot leave them apart. The MAC
 //! covers the tree name and the key too, so an entry copied to another key
 //! or tree does not verify. A data directory written before seals existed
 //! is sealed once, on first open (trust on first use), and marked.
@@ -40,7 +40,7 @@ pub enum SealError {
     },
     /// The store failed.
     #[error("sealed store: {0}")]
-    Store(#[from] sled::Error),
+    Store(#[from] crate::store::SpaceError),
 }
 
 /// The key that seals state, derived from the audit key.
@@ -80,10 +80,10 @@ impl SealKey {
     }
 }
 
-/// A sled tree whose every value is sealed.
+/// A tree whose every value is sealed.
 #[derive(Clone, Debug)]
 pub struct SealedTree {
-    tree: sled::Tree,
+    tree: crate::store::Tree,
     name: String,
     key: SealKey,
 }
@@ -95,7 +95,7 @@ fn printable(key: &[u8]) -> String {
 impl SealedTree {
     /// Opens tree `name` of `db`, sealing what an older version left
     /// unsealed the first time.
-    pub fn open(db: &sled::Db, name: &str, key: &SealKey) -> Result<Self, SealError> {
+    pub fn open(db: &crate::store::Keyspace, name: &str, key: &SealKey) -> Result<Self, SealError> {
         let sealed = SealedTree {
             tree: db.open_tree(name)?,
             name: name.to_owned(),
@@ -183,11 +183,11 @@ impl SealedTree {
 
     fn checked<'a>(
         &'a self,
-        entries: sled::Iter,
+        entries: crate::store::space::Iter,
     ) -> impl Iterator<Item = Result<(Vec<u8>, Vec<u8>), SealError>> + 'a {
         entries.filter_map(move |entry| match entry {
             Err(err) => Some(Err(SealError::Store(err))),
-            Ok((k, _)) if k.as_ref() == SEALED_MARK => None,
+            Ok((k, _)) if k.as_slice() == SEALED_MARK => None,
             Ok((k, v)) => Some(self.unwrap(&k, &v).map(|payload| (k.to_vec(), payload))),
         })
     }
@@ -224,9 +224,10 @@ mod tests {
 
     #[test]
     fn an_edited_entry_is_refused_and_a_moved_one_too() {
-        let db = sled::Config::new().temporary(true).open().unwrap();
+        let store = crate::store::MemoryStore::default();
+        let db = store.space();
         let key = SealKey::derive(&AuditKey::from_bytes(vec![3; 32]).unwrap());
-        let tree = SealedTree::open(&db, "tokens", &key).unwrap();
+        let tree = SealedTree::open(db, "tokens", &key).unwrap();
         tree.insert("a", br#"{"role":"viewer"}"#).unwrap();
         assert_eq!(tree.get("a").unwrap().unwrap(), br#"{"role":"viewer"}"#);
         // Offline edit of the payload.
@@ -248,14 +249,15 @@ mod tests {
 
     #[test]
     fn an_unsealed_tree_is_sealed_once_on_first_open() {
-        let db = sled::Config::new().temporary(true).open().unwrap();
+        let store = crate::store::MemoryStore::default();
+        let db = store.space();
         db.open_tree("runs").unwrap().insert("r1", b"{}").unwrap();
         let key = SealKey::derive(&AuditKey::from_bytes(vec![3; 32]).unwrap());
-        let tree = SealedTree::open(&db, "runs", &key).unwrap();
+        let tree = SealedTree::open(db, "runs", &key).unwrap();
         assert_eq!(tree.get("r1").unwrap().unwrap(), b"{}");
         // Written unsealed after the first open: refused.
         db.open_tree("runs").unwrap().insert("r2", b"{}").unwrap();
-        let tree = SealedTree::open(&db, "runs", &key).unwrap();
+        let tree = SealedTree::open(db, "runs", &key).unwrap();
         assert!(tree.get("r2").is_err());
     }
 }

@@ -56,7 +56,7 @@ fn open(data: &Path, key: &Path) -> Result<AuditLog, Failure> {
     let key =
         AuditKey::load_or_create(key, Some(data)).map_err(|err| Failure::usage(err.to_string()))?;
     let store = SledStore::open(data).map_err(|err| Failure::load(err.to_string()))?;
-    Ok(AuditLog::new(store.db().clone(), key))
+    Ok(AuditLog::new(store.space().clone(), key))
 }
 
 pub fn run(command: AuditCommand) -> Result<(), Failure> {
@@ -69,7 +69,9 @@ pub fn run(command: AuditCommand) -> Result<(), Failure> {
             let log = open(&data, &audit_key)?;
             let tenants = match tenant {
                 Some(tenant) => vec![tenant],
-                None => log.tenants(),
+                None => log
+                    .tenants()
+                    .map_err(|err| Failure::load(err.to_string()))?,
             };
             let mut broken = 0;
             for name in tenants {

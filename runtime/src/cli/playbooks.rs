@@ -12,7 +12,7 @@ use rampart::executor::run::{Run, StepStatus};
 use rampart::manifest::PluginKind;
 use rampart::model::Alert;
 use rampart::playbook::output::{EnrichOutput, ScoreOutput, from_value, variant_name};
-use rampart::store::{SledStore, Store};
+use rampart::store::SledStore;
 use rampart::tenant::{Grants, TenantId};
 use rampart::{RuntimeConfig, playbook};
 use serde_json::json;

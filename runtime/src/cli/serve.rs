@@ -239,7 +239,8 @@ pub fn create_token(args: TokenArgs) -> Result<(), Failure> {
     let key = AuditKey::load_or_create(&args.audit_key, Some(&args.data))
         .map_err(|err| Failure::usage(err.to_string()))?;
     let seal = rampart::audit::seal::SealKey::derive(&key);
-    let tokens = Tokens::open(store.db(), &seal).map_err(|err| Failure::load(err.to_string()))?;
+    let tokens =
+        Tokens::open(store.space(), &seal).map_err(|err| Failure::load(err.to_string()))?;
     let ttl = match args.ttl_secs {
         Some(secs) if secs == 0 || secs > rampart::api::MAX_TOKEN_TTL_SECS => {
             return Err(Failure::usage(format!(

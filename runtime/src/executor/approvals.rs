@@ -229,12 +229,12 @@ impl Approval {
 /// Approvals on a sled tree.
 #[derive(Clone, Debug)]
 pub struct Approvals {
-    tree: sled::Tree,
+    tree: crate::store::Tree,
     /// `tenant\0id` of every pending approval: the inbox and the pending
     /// gauge read this, not the whole history. Written before the approval
     /// and cleared after its decision, so a crash leaves at most a stale
     /// entry, which readers skip.
-    pending: sled::Tree,
+    pending: crate::store::Tree,
 }
 
 fn pending_key(tenant: &TenantId, id: &str) -> Vec<u8> {
@@ -250,7 +250,7 @@ fn store_err(err: impl std::fmt::Display) -> ApprovalError {
 
 impl Approvals {
     /// Approvals in `db`.
-    pub fn open(db: &sled::Db) -> Result<Self, ApprovalError> {
+    pub fn open(db: &crate::store::Keyspace) -> Result<Self, ApprovalError> {
         let approvals = Approvals {
             tree: db.open_tree("approvals").map_err(store_err)?,
             pending: db.open_tree("approvals-pending").map_err(store_err)?,
@@ -261,10 +261,10 @@ impl Approvals {
             for approval in approvals.list(None, true)? {
                 approvals
                     .pending
-                    .insert(pending_key(&approval.tenant, &approval.id), &[])
+                    .insert(pending_key(&approval.tenant, &approval.id), [])
                     .map_err(store_err)?;
             }
-            approvals.pending.insert(INDEXED, &[]).map_err(store_err)?;
+            approvals.pending.insert(INDEXED, []).map_err(store_err)?;
         }
         Ok(approvals)
     }
@@ -297,7 +297,7 @@ impl Approvals {
     pub fn put(&self, approval: &Approval) -> Result<(), ApprovalError> {
         if approval.status == ApprovalStatus::Pending {
             self.pending
-                .insert(pending_key(&approval.tenant, &approval.id), &[])
+                .insert(pending_key(&approval.tenant, &approval.id), [])
                 .map_err(store_err)?;
         }
         let bytes = serde_json::to_vec(approval).map_err(store_err)?;

@@ -40,7 +40,7 @@ impl Executor {
             Some(analyst),
             json!({"label": label, "comment": comment}),
         )?;
-        self.inner.store.flush()?;
+        self.inner.store.space().flush()?;
         Ok(run)
     }
 

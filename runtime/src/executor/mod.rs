@@ -56,7 +56,7 @@ use crate::playbook::{
 use crate::sandbox::{
     CallContext, LoadError, Plugin, PluginError, Runtime, RuntimeConfig, RuntimeError,
 };
-use crate::store::{SledStore, Store, StoreError};
+use crate::store::{Backend, StoreError};
 use crate::tenant::{Grants, TenantId};
 use approvals::{Approval, ApprovalError, ApprovalStatus, Approvals, Approver};
 use guardrails::{Situation, Verdict};
@@ -119,8 +119,8 @@ impl From<StoreError> for ExecutorError {
     }
 }
 
-impl From<sled::Error> for ExecutorError {
-    fn from(err: sled::Error) -> Self {
+impl From<crate::store::SpaceError> for ExecutorError {
+    fn from(err: crate::store::SpaceError) -> Self {
         ExecutorError::Store(err.to_string())
     }
 }
@@ -170,25 +170,25 @@ struct GroupCommit {
 struct Inner {
     group_commit: GroupCommit,
     runtime: Runtime,
-    store: SledStore,
+    store: Arc<dyn Backend>,
     audit: AuditLog,
     approvals: Approvals,
     /// Runs, sealed: an offline edit of a status or outcome is refused.
     runs: crate::audit::seal::SealedTree,
     seal_key: crate::audit::seal::SealKey,
     /// `tenant\0<created BE><run id>`: runs newest first, a page at a time.
-    runs_by_time: sled::Tree,
+    runs_by_time: crate::store::Tree,
     /// Runs per tenant.
-    run_counts: sled::Tree,
+    run_counts: crate::store::Tree,
     /// Counters for `/metrics`, moved as runs change.
     tally: tally::Tally,
-    intents: sled::Tree,
-    rates: sled::Tree,
+    intents: crate::store::Tree,
+    rates: crate::store::Tree,
     /// Minute and hour counters of `rates` (see `rates.rs`).
-    rate_counts: sled::Tree,
-    dedup: sled::Tree,
-    alerts: sled::Tree,
-    sources: sled::Tree,
+    rate_counts: crate::store::Tree,
+    dedup: crate::store::Tree,
+    alerts: crate::store::Tree,
+    sources: crate::store::Tree,
     plugins: RwLock<HashMap<String, Loaded>>,
     current: RwLock<HashMap<(TenantId, String), String>>,
     playbooks: RwLock<HashMap<(TenantId, String), Arc<Playbook>>>,
@@ -258,11 +258,12 @@ impl Executor {
     /// Approvals whose time ran out while the process was down are denied now.
     pub fn new(
         config: RuntimeConfig,
-        store: SledStore,
+        store: impl Backend,
         key: AuditKey,
     ) -> Result<Self, ExecutorError> {
-        let runtime = Runtime::new(config, Arc::new(store.clone()))?;
-        let db = store.db().clone();
+        let store: Arc<dyn Backend> = Arc::new(store);
+        let runtime = Runtime::new(config, store.clone())?;
+        let db = store.space().clone();
         let seal_key = crate::audit::seal::SealKey::derive(&key);
         let inner = Inner {
             group_commit: GroupCommit::default(),
@@ -316,7 +317,7 @@ impl Executor {
     }
 
     /// The store.
-    pub fn store(&self) -> &SledStore {
+    pub fn store(&self) -> &Arc<dyn Backend> {
         &self.inner.store
     }
 
@@ -352,7 +353,7 @@ impl Executor {
             return Ok(());
         }
         let covered = group.issued.load(Ordering::SeqCst);
-        let db = self.inner.store.db().clone();
+        let db = self.inner.store.space().clone();
         tokio::task::spawn_blocking(move || db.flush())
             .await
             .map_err(|err| ExecutorError::Store(format!("flush task: {err}")))??;

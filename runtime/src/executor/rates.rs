@@ -30,7 +30,7 @@ fn ceil_div(value: i64, unit: i64) -> i64 {
     value.div_euclid(unit) + i64::from(value.rem_euclid(unit) != 0)
 }
 
-fn add_to_counter(tree: &sled::Tree, k: Vec<u8>, by: u64) -> Result<(), ExecutorError> {
+fn add_to_counter(tree: &crate::store::Tree, k: Vec<u8>, by: u64) -> Result<(), ExecutorError> {
     tree.update_and_fetch(k, |old| {
         let count = old
             .and_then(|b| <[u8; 8]>::try_from(b).ok())
@@ -59,7 +59,7 @@ impl Executor {
         entry.extend_from_slice(&now.to_be_bytes());
         entry.extend_from_slice(run_id.as_bytes());
         entry.extend_from_slice(step_id.as_bytes());
-        if self.inner.rates.insert(entry, &[])?.is_none() {
+        if self.inner.rates.insert(entry, [])?.is_none() {
             let counts = &self.inner.rate_counts;
             add_to_counter(
                 counts,
@@ -138,7 +138,7 @@ impl Executor {
         let mut end = prefix.clone();
         end.extend_from_slice(&cutoff.to_be_bytes());
         // A bounded batch per action: pruning keeps pace with inserting.
-        let old: Vec<sled::IVec> = self
+        let old: Vec<Vec<u8>> = self
             .inner
             .rates
             .range(prefix.clone()..end)
@@ -151,7 +151,7 @@ impl Executor {
         // Counters wholly before the cutoff (one older bucket is kept).
         for (resolution, unit) in [(b'm', MINUTE_MS), (b'h', HOUR_MS)] {
             let below = counter_key(&prefix, resolution, cutoff.div_euclid(unit) - 1);
-            let old: Vec<sled::IVec> = self
+            let old: Vec<Vec<u8>> = self
                 .inner
                 .rate_counts
                 .range(counter_key(&prefix, resolution, 0)..below)
@@ -196,9 +196,9 @@ impl Executor {
                 .or_default() += 1;
         }
         self.inner.rate_counts.clear()?;
-        let mut batch = sled::Batch::default();
+        let mut batch = crate::store::space::Batch::default();
         for (k, count) in counters {
-            batch.insert(k, count.to_be_bytes().to_vec());
+            batch.insert(k, count.to_be_bytes());
         }
         self.inner.rate_counts.apply_batch(batch)?;
         Ok(())

@@ -553,14 +553,14 @@ pub struct ImportSummary {
     pub imported_at: i64,
 }
 
-/// Feeds and subscriptions persisted in a sled database, indexed in memory.
+/// Feeds and subscriptions persisted in the keyspace, indexed in memory.
 ///
 /// A feed is stored once (not per tenant) as its metadata and one line per
 /// indicator; the index is built when the store is first asked.
 #[derive(Clone)]
 pub struct PersistentIntel {
-    feeds: sled::Tree,
-    subscriptions: sled::Tree,
+    feeds: crate::store::Tree,
+    subscriptions: crate::store::Tree,
     index: Arc<std::sync::OnceLock<IntelIndex>>,
 }
 
@@ -635,13 +635,21 @@ fn valid_feed_name(name: &str) -> bool {
 }
 
 impl PersistentIntel {
-    /// Opens the intel trees of `db`.
-    pub fn open(db: &sled::Db) -> sled::Result<Self> {
-        Ok(PersistentIntel {
-            feeds: db.open_tree("intel-feeds")?,
-            subscriptions: db.open_tree("intel-subscriptions")?,
+    /// Opens the intel trees of `space`.
+    pub fn open(space: &crate::store::Keyspace) -> Result<Self, crate::store::SpaceError> {
+        Ok(Self::from_trees(
+            space.open_tree("intel-feeds")?,
+            space.open_tree("intel-subscriptions")?,
+        ))
+    }
+
+    /// Over trees already open.
+    pub fn from_trees(feeds: crate::store::Tree, subscriptions: crate::store::Tree) -> Self {
+        PersistentIntel {
+            feeds,
+            subscriptions,
             index: Arc::default(),
-        })
+        }
     }
 
     /// The in-memory index (built from the database on first use).

@@ -1,12 +1,24 @@
-//! What the host persists for plugins: kv namespaces, entity memory and the
-//! threat-intel index, behind one trait so that the embedded default can be
-//! swapped for a shared database.
+//! Storage: what the host persists for plugins (kv namespaces, entity
+//! memory, the threat-intel index: [`Store`]) and the ordered keyspace the
+//! engine keeps everything else in ([`space::Keyspace`]). A [`Backend`]
+//! provides both; sled (embedded, durable) and memory implement it.
 
 mod memory;
 mod sled;
+pub mod space;
 
 pub use self::sled::{OpenError, SledStore};
 pub use memory::MemoryStore;
+pub use space::{Keyspace, SpaceError, Tree};
+
+/// A complete storage backend: plugin state, the engine's keyspace and the
+/// shared threat-intel feeds kept in it.
+pub trait Backend: Store {
+    /// The keyspace runs, audit, approvals and control state live in.
+    fn space(&self) -> &Keyspace;
+    /// Shared threat-intel feeds and tenants' subscriptions.
+    fn feeds(&self) -> &crate::intel::PersistentIntel;
+}
 
 use crate::model::{Entity, EntityMemory, Feedback, IndicatorMatch, PriorVerdict};
 use crate::tenant::TenantId;

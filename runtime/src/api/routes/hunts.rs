@@ -51,7 +51,7 @@ pub(in crate::api) async fn put_hunt(
     let previous: Option<Value> = state
         .hunts
         .get(&hunt_key)
-        .map_err(sled_err)?
+        .map_err(storage_err)?
         .and_then(|b| serde_json::from_slice(&b).ok());
     let mut record = previous
         .as_ref()
@@ -86,8 +86,8 @@ pub(in crate::api) async fn put_hunt(
             serde_json::to_vec(&json!({"record": record, "registered": registered}))
                 .map_err(ApiError::internal)?,
         )
-        .map_err(sled_err)?;
-    state.hunts.flush().map_err(sled_err)?;
+        .map_err(storage_err)?;
+    state.hunts.flush().map_err(storage_err)?;
     state.audit_change(
         &tenant,
         &principal.token.principal,
@@ -136,7 +136,7 @@ impl AppState {
         let stored: Value = self
             .hunts
             .get(&hunt_key)
-            .map_err(sled_err)?
+            .map_err(storage_err)?
             .and_then(|b| serde_json::from_slice(&b).ok())
             .ok_or_else(|| ApiError::not_found(format!("no hunt {name}")))?;
         let mut record: hunts::HuntRecord =
@@ -159,8 +159,8 @@ impl AppState {
                 serde_json::to_vec(&json!({"record": record, "registered": stored["registered"]}))
                     .map_err(ApiError::internal)?,
             )
-            .map_err(sled_err)?;
-        self.hunts.flush().map_err(sled_err)?;
+            .map_err(storage_err)?;
+        self.hunts.flush().map_err(storage_err)?;
         Ok((record, alerts))
     }
 
@@ -169,7 +169,7 @@ impl AppState {
         let now = crate::executor::now_ms();
         let mut due = Vec::new();
         for entry in self.hunts.iter() {
-            let (_, bytes) = entry.map_err(sled_err)?;
+            let (_, bytes) = entry.map_err(storage_err)?;
             let Ok(stored) = serde_json::from_slice::<Value>(&bytes) else {
                 continue;
             };

@@ -27,15 +27,15 @@ pub(in crate::api) async fn put_playbook(
     state
         .playbooks
         .insert(key(&[tenant.as_str(), &name]), yaml.as_bytes())
-        .map_err(sled_err)?;
+        .map_err(storage_err)?;
     state
         .playbook_owners
         .insert(key(&[tenant.as_str(), &name]), principal.id().as_bytes())
-        .map_err(sled_err)?;
+        .map_err(storage_err)?;
     state
         .executor
         .set_playbook_owner(&tenant, &name, Some(principal.id().to_owned()));
-    state.playbooks.flush().map_err(sled_err)?;
+    state.playbooks.flush().map_err(storage_err)?;
     Ok(Json(
         json!({"name": parsed.name, "version": parsed.version, "sha256": parsed.sha256, "steps": parsed.steps.iter().map(|s| &s.id).collect::<Vec<_>>()}),
     ))
@@ -50,7 +50,7 @@ pub(in crate::api) async fn get_playbook(
     let yaml = state
         .playbooks
         .get(key(&[tenant.as_str(), &name]))
-        .map_err(sled_err)?
+        .map_err(storage_err)?
         .ok_or_else(|| ApiError::not_found(format!("no playbook {name}")))?;
     Ok(([(header::CONTENT_TYPE, "application/yaml")], yaml.to_vec()).into_response())
 }
@@ -82,7 +82,7 @@ pub(in crate::api) async fn set_playbook_enabled(
     if !state
         .playbooks
         .contains_key(&playbook_key)
-        .map_err(sled_err)?
+        .map_err(storage_err)?
     {
         return Err(ApiError::not_found(format!("no playbook {name}")));
     }
@@ -90,14 +90,14 @@ pub(in crate::api) async fn set_playbook_enabled(
         state
             .disabled_playbooks
             .remove(&playbook_key)
-            .map_err(sled_err)?;
+            .map_err(storage_err)?;
     } else {
         state
             .disabled_playbooks
-            .insert(&playbook_key, &[])
-            .map_err(sled_err)?;
+            .insert(&playbook_key, [])
+            .map_err(storage_err)?;
     }
-    state.disabled_playbooks.flush().map_err(sled_err)?;
+    state.disabled_playbooks.flush().map_err(storage_err)?;
     state.executor.set_playbook_enabled(&tenant, name, enabled);
     state.audit_change(
         &tenant,

@@ -32,8 +32,8 @@ pub(in crate::api) async fn upload_plugin(
             key(&[tenant.as_str(), &name]),
             serde_json::to_vec(&package).map_err(ApiError::internal)?,
         )
-        .map_err(sled_err)?;
-    state.packages.flush().map_err(sled_err)?;
+        .map_err(storage_err)?;
+    state.packages.flush().map_err(storage_err)?;
     Ok((StatusCode::CREATED, Json(loaded)).into_response())
 }
 
@@ -91,7 +91,11 @@ pub(in crate::api) async fn delete_plugin(
 ) -> Result<Response, ApiError> {
     let (principal, tenant) = state.allow(&caller, &tenant, Need::Configure)?;
     let plugin_key = key(&[tenant.as_str(), &name]);
-    if !state.packages.contains_key(&plugin_key).map_err(sled_err)? {
+    if !state
+        .packages
+        .contains_key(&plugin_key)
+        .map_err(storage_err)?
+    {
         return Err(ApiError::not_found(format!("no plugin {name}")));
     }
     // A playbook or hunt that names it would fail at its next run: refuse.
@@ -105,7 +109,8 @@ pub(in crate::api) async fn delete_plugin(
     let mut prefix = tenant.as_str().as_bytes().to_vec();
     prefix.push(0);
     for hunt in state.hunts.scan_prefix(&prefix).values() {
-        let hunt: Value = serde_json::from_slice(&hunt.map_err(sled_err)?).unwrap_or(Value::Null);
+        let hunt: Value =
+            serde_json::from_slice(&hunt.map_err(storage_err)?).unwrap_or(Value::Null);
         if hunt["record"]["plugin"] == json!(name) {
             used_by.push(format!(
                 "hunt {}",
@@ -123,8 +128,8 @@ pub(in crate::api) async fn delete_plugin(
             ),
         ));
     }
-    state.packages.remove(&plugin_key).map_err(sled_err)?;
-    state.packages.flush().map_err(sled_err)?;
+    state.packages.remove(&plugin_key).map_err(storage_err)?;
+    state.packages.flush().map_err(storage_err)?;
     state.executor.unregister(&tenant, &name)?;
     state.audit_change(
         &tenant,

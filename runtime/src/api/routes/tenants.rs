@@ -37,7 +37,11 @@ pub(in crate::api) async fn create_tenant(
         reject_secrets(grants)?;
     }
     let id = TenantId::new(body.id).map_err(|err| ApiError::bad_request(err.to_string()))?;
-    if state.tenants.contains_key(id.as_str()).map_err(sled_err)? {
+    if state
+        .tenants
+        .contains_key(id.as_str())
+        .map_err(storage_err)?
+    {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "conflict",
@@ -318,15 +322,15 @@ pub(in crate::api) async fn put_secret(
     state
         .secrets
         .insert(key(&[tenant.as_str(), &plugin, &name]), sealed)
-        .map_err(sled_err)?;
-    state.secrets.flush().map_err(sled_err)?;
+        .map_err(storage_err)?;
+    state.secrets.flush().map_err(storage_err)?;
     let record = state.tenant(&tenant)?;
     state.put_tenant(&record)?;
     // Loaded plugins keep the grant they were loaded with: reload this one.
     if let Some(package) = state
         .packages
         .get(key(&[tenant.as_str(), &plugin]))
-        .map_err(sled_err)?
+        .map_err(storage_err)?
     {
         let package: Value = serde_json::from_slice(&package).map_err(ApiError::internal)?;
         let wasm = base64::engine::general_purpose::STANDARD

@@ -106,8 +106,8 @@ pub(in crate::api) async fn put_webhook(
     state
         .webhook_secrets
         .insert(tenant.as_str(), sealed)
-        .map_err(sled_err)?;
-    state.webhook_secrets.flush().map_err(sled_err)?;
+        .map_err(storage_err)?;
+    state.webhook_secrets.flush().map_err(storage_err)?;
     let mut record = state.tenant(&tenant)?;
     record.approval_webhook = Some(webhooks::WebhookConfig {
         url: body.url.clone(),
@@ -157,8 +157,8 @@ pub(in crate::api) async fn delete_webhook(
     state
         .webhook_secrets
         .remove(tenant.as_str())
-        .map_err(sled_err)?;
-    state.webhook_secrets.flush().map_err(sled_err)?;
+        .map_err(storage_err)?;
+    state.webhook_secrets.flush().map_err(storage_err)?;
     state.audit_change(
         &tenant,
         &principal.token.principal,

@@ -15,7 +15,9 @@ use std::path::Path;
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
-use super::{KvNamespace, MEMORY_LIST_CAP, Store, StoreError};
+mod space;
+
+use super::{Backend, Keyspace, KvNamespace, MEMORY_LIST_CAP, Store, StoreError};
 use crate::model::{Entity, EntityKind, EntityMemory, Feedback, IndicatorMatch, PriorVerdict};
 use crate::tenant::TenantId;
 
@@ -49,6 +51,7 @@ pub struct SledStore {
     memory: sled::Tree,
     intel: sled::Tree,
     feeds: crate::intel::PersistentIntel,
+    space: Keyspace,
 }
 
 impl std::fmt::Debug for SledStore {
@@ -139,13 +142,16 @@ impl SledStore {
         })
     }
 
-    fn from_db(db: sled::Db) -> sled::Result<Self> {
+    fn from_db(db: sled::Db) -> Result<Self, super::SpaceError> {
+        let space = Keyspace::new(std::sync::Arc::new(space::SledSpace { db: db.clone() }));
+        let tree = |name: &str| db.open_tree(name).map_err(space::failed);
         Ok(SledStore {
-            kv: db.open_tree("kv")?,
-            kv_usage: db.open_tree("kv-usage")?,
-            memory: db.open_tree("memory")?,
-            intel: db.open_tree("intel")?,
-            feeds: crate::intel::PersistentIntel::open(&db)?,
+            kv: tree("kv")?,
+            kv_usage: tree("kv-usage")?,
+            memory: tree("memory")?,
+            intel: tree("intel")?,
+            feeds: crate::intel::PersistentIntel::open(&space)?,
+            space,
             db,
         })
     }
@@ -155,9 +161,9 @@ impl SledStore {
         &self.feeds
     }
 
-    /// The database, for modules that keep their own trees.
-    pub fn db(&self) -> &sled::Db {
-        &self.db
+    /// The keyspace the engine's other state lives in.
+    pub fn space(&self) -> &Keyspace {
+        &self.space
     }
 
     /// Waits until every write so far is on disk.
@@ -226,6 +232,15 @@ impl SledStore {
             })
             .map(|_| ())
             .map_err(backend)
+    }
+}
+
+impl Backend for SledStore {
+    fn space(&self) -> &Keyspace {
+        &self.space
+    }
+    fn feeds(&self) -> &crate::intel::PersistentIntel {
+        &self.feeds
     }
 }
 

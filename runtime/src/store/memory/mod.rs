@@ -1,9 +1,11 @@
-//! An in-memory [`Store`]: for tests, `rampart plugin call` and embedding.
+//! An in-memory [`Backend`]: for tests, `rampart plugin call` and embedding.
+
+mod space;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
-use super::{KvNamespace, MEMORY_LIST_CAP, Store, StoreError};
+use super::{Backend, Keyspace, KvNamespace, MEMORY_LIST_CAP, Store, StoreError};
 use crate::model::{Entity, EntityMemory, Feedback, IndicatorMatch, PriorVerdict};
 use crate::tenant::TenantId;
 
@@ -37,17 +39,48 @@ impl Namespace {
 }
 
 /// Keeps everything in process memory; lost on exit.
-#[derive(Default)]
 pub struct MemoryStore {
     kv: Mutex<HashMap<KvNamespace, Namespace>>,
     memory: Mutex<HashMap<(TenantId, Entity), EntityMemory>>,
     intel: Mutex<HashMap<(TenantId, Entity), Vec<IndicatorMatch>>>,
-    feeds: crate::intel::IntelIndex,
+    space: Keyspace,
+    feeds: crate::intel::PersistentIntel,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        let space = space::MemorySpace::default();
+        let feeds = crate::intel::PersistentIntel::from_trees(
+            space.tree("intel-feeds"),
+            space.tree("intel-subscriptions"),
+        );
+        MemoryStore {
+            kv: Mutex::default(),
+            memory: Mutex::default(),
+            intel: Mutex::default(),
+            space: Keyspace::new(std::sync::Arc::new(space)),
+            feeds,
+        }
+    }
 }
 
 impl MemoryStore {
-    /// Shared feeds (import with [`crate::intel::FeedIndex::build`]).
-    pub fn feeds(&self) -> &crate::intel::IntelIndex {
+    /// Shared feeds (import with [`crate::intel::PersistentIntel::import`]).
+    pub fn feeds(&self) -> &crate::intel::PersistentIntel {
+        &self.feeds
+    }
+
+    /// The keyspace the engine's other state lives in.
+    pub fn space(&self) -> &Keyspace {
+        &self.space
+    }
+}
+
+impl Backend for MemoryStore {
+    fn space(&self) -> &Keyspace {
+        &self.space
+    }
+    fn feeds(&self) -> &crate::intel::PersistentIntel {
         &self.feeds
     }
 }
@@ -217,7 +250,7 @@ impl Store for MemoryStore {
             .get(&key(tenant, &probe))
             .cloned()
             .unwrap_or_default();
-        matches.extend(self.feeds.lookup(tenant, entity));
+        matches.extend(self.feeds.index().lookup(tenant, entity));
         Ok(matches)
     }
 

@@ -1,4 +1,4 @@
-//! One conformance suite for every `Store` backend (plugin state: kv,
+//! Plugin state (kv,
 //! entity memory, the intel index), run unchanged against `MemoryStore` and
 //! `SledStore`. A backend added later (the scale-out issue's PostgreSQL)
 //! runs the same functions.
