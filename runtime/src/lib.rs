@@ -38,6 +38,7 @@ mod bindings;
 pub mod caps;
 pub mod config;
 pub mod context;
+pub mod control;
 #[doc(hidden)]
 pub mod crashpoint;
 pub mod diagnostics;

@@ -11,7 +11,8 @@
 //!   prints what happened and keeps serving (Ctrl-C stops it) unless
 //!   `--exit`, which stops the server and verifies the audit log offline.
 //! - `test`: `plugins`, then formatting, clippy (host and guests) and every
-//!   test of the workspace. This is what CI runs.
+//!   test of the workspace, then checks that `examples/embed` compiles no
+//!   server crate and runs it. This is what CI runs.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -235,7 +236,12 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
         "--target-dir",
         "target/vendor",
     ]))?;
-    embedder_has_no_server_crates(root)
+    embedder_has_no_server_crates(root)?;
+    // The embedder runs: tenant, playbook, alert, two approvals, audit,
+    // restore, all without HTTP (it exits non-zero when any of it fails).
+    run(cargo()
+        .current_dir(root)
+        .args(["run", "--quiet", "--package", "rampart-embed-example"]))
 }
 
 /// An embedder (`examples/embed`, the library without its `server`

@@ -1,78 +1,147 @@
 //! Rampart is a library first. This program embeds it the way a SOC product
-//! would: open a store, load plugins and a playbook, process an alert, then
-//! read the run and prove the audit log intact.
+//! would, with no HTTP: open a store, create a tenant and store a playbook
+//! through the control plane, load plugins, process an alert, approve the
+//! action it waits for (two analysts), then read the run and prove the
+//! audit log intact. Reopening the store restores the tenant and playbook.
 //!
 //! `cargo xtask plugins && cargo run -p rampart-embed-example`
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use rampart::RuntimeConfig;
 use rampart::audit::AuditKey;
 use rampart::context::AssetInventory;
+use rampart::control::{Control, NewTenant};
 use rampart::executor::Executor;
+use rampart::intel::formats::{self, Format};
 use rampart::model::Alert;
+use rampart::secrets::SecretBox;
 use rampart::store::SledStore;
 use rampart::tenant::{Grants, TenantId};
+
+/// The engine and its control plane over the data directory in `scratch`.
+fn open(scratch: &Path) -> anyhow::Result<Control> {
+    let data = scratch.join("data");
+    let store = SledStore::open(&data)?;
+    // Keys are kept outside the data directory.
+    let key = AuditKey::load_or_create(&scratch.join("keys/audit.key"), Some(&data))?;
+    let secrets = SecretBox::open(&scratch.join("keys/master.key"), Some(&data))?;
+    let executor = Executor::new(RuntimeConfig::default(), store, key)?;
+    Ok(Control::open(executor, secrets)?)
+}
+
+async fn load_plugins(control: &Control, tenant: &TenantId, root: &Path) -> anyhow::Result<()> {
+    for name in ["ip-reputation", "risk-scorer", "edl-blocklist"] {
+        let manifest = root.join(format!("target/plugins/{name}.toml"));
+        control
+            .executor()
+            .add_plugin(tenant, &manifest)
+            .await
+            .with_context(|| format!("{} (run `cargo xtask plugins`)", manifest.display()))?;
+    }
+    Ok(())
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let scratch = tempfile::tempdir()?;
+    let control = open(scratch.path())?;
+    let executor = control.executor().clone();
 
-    // 1. Storage and the audit key (kept outside the data directory).
-    let store = SledStore::open(&scratch.path().join("data"))?;
-    let key = AuditKey::load_or_create(
-        &scratch.path().join("keys/audit.key"),
-        Some(&scratch.path().join("data")),
+    // 1. A tenant, what it grants its plugins, its assets and threat intel.
+    let record = control.tenants().create(
+        NewTenant {
+            id: "acme".into(),
+            grants: Some(Grants::allow_all_capabilities()),
+            ..NewTenant::default()
+        },
+        "embedder",
     )?;
-    let executor = Executor::new(RuntimeConfig::default(), store, key)?;
-
-    // 2. A tenant, what it grants its plugins, and its asset inventory.
-    let tenant = TenantId::new("acme")?;
-    executor.set_grants(&tenant, Grants::allow_all_capabilities());
-    let inventory: AssetInventory = serde_json::from_str(&std::fs::read_to_string(
+    let tenant = record.id.clone();
+    let mut record = control.tenants().get(&tenant)?;
+    record.inventory = serde_json::from_str::<AssetInventory>(&std::fs::read_to_string(
         root.join("examples/inventory.json"),
     )?)?;
-    executor.set_inventory(&tenant, inventory);
-    let feed = std::fs::read_to_string(root.join("examples/data/ipsum/ipsum.txt"))?;
-    executor
-        .store()
-        .intel_insert(&tenant, rampart::feeds::parse_ipsum("ipsum", &feed)?)?;
+    control.tenants().put(&record)?;
+    let feeds = executor.store().feeds();
+    let ipsum = std::fs::read(root.join("examples/data/ipsum/ipsum.txt"))?;
+    let parsed = formats::read_bytes(Format::Ipsum, "ipsum", &ipsum)?;
+    let summary = feeds.import("ipsum", Format::Ipsum, parsed, false)?;
+    feeds.subscribe(&tenant, ["ipsum".to_owned()].into())?;
+    println!("intel: {} indicators from ipsum", summary.imported);
 
-    // 3. Plugins (verified against their manifests) and a playbook.
-    for name in ["ip-reputation", "risk-scorer", "edl-blocklist"] {
-        let manifest = root.join(format!("target/plugins/{name}.toml"));
-        executor
-            .add_plugin(&tenant, &manifest)
-            .await
-            .with_context(|| format!("{} (run `cargo xtask plugins`)", manifest.display()))?;
-    }
-    let yaml = std::fs::read_to_string(root.join("examples/playbooks/ip-triage.yaml"))?;
-    executor.add_playbook(&tenant, "ip-triage.yaml", &yaml)?;
+    // 2. Plugins (verified against their manifests) and a supervised
+    //    playbook, stored: `detection-eng` put it, so it may not approve it.
+    load_plugins(&control, &tenant, &root).await?;
+    let yaml = std::fs::read_to_string(root.join("examples/playbooks/supervised-block.yaml"))?;
+    control
+        .playbooks()
+        .put(&tenant, "supervised-block", &yaml, "detection-eng")?;
 
-    // 4. An alert in, runs out.
+    // 3. An alert in; the block waits for two analysts.
     let alert: Alert = serde_json::from_str(&std::fs::read_to_string(
         root.join("examples/alerts/ssh-bruteforce.json"),
     )?)?;
     let ingested = executor.ingest(&tenant, &alert).await?;
-    for id in &ingested.runs {
-        let run = executor.get_run(&tenant, id)?;
-        println!("run {} of `{}`: {:?}", run.id, run.playbook, run.status);
-        for (step, state) in &run.steps {
-            let why = state
-                .decision
-                .as_ref()
-                .map(|d| d.reasons.join("; "))
-                .unwrap_or_default();
-            println!("  {step:<12} {:?} {why}", state.status);
-        }
+    let run_id = ingested.runs.first().context("the alert started no run")?;
+    let pending = executor.approvals().pending(Some(&tenant))?;
+    let approval = pending.first().context("the run asked no approval")?;
+    println!(
+        "run {run_id} waits: {} {} needs {} approver(s)",
+        approval.action, approval.target.value, approval.required
+    );
+    let refused = executor
+        .approve(&tenant, &approval.id, "detection-eng", "my own playbook")
+        .await;
+    println!(
+        "  the playbook's owner approving: {}",
+        refused
+            .err()
+            .map_or("accepted?!".to_owned(), |e| e.to_string())
+    );
+    executor
+        .approve(&tenant, &approval.id, "alice", "beacon confirmed in EDR")
+        .await?;
+    let decided = executor
+        .approve(&tenant, &approval.id, "bob", "agree, block it")
+        .await?;
+    println!("  alice and bob approve: {:?}", decided.status);
+
+    let run = executor.get_run(&tenant, run_id)?;
+    println!("run {} of `{}`: {:?}", run.id, run.playbook, run.status);
+    for (step, state) in &run.steps {
+        let why = state
+            .decision
+            .as_ref()
+            .map(|d| d.reasons.join("; "))
+            .unwrap_or_default();
+        println!("  {step:<12} {:?} {why}", state.status);
     }
 
-    // 5. The audit trail, verified.
+    // 4. The audit trail, verified.
     executor.audit().checkpoint(&tenant)?;
     let report = executor.audit().verify(&tenant)?;
     println!("audit: {} records, intact: {}", report.records, report.ok());
     anyhow::ensure!(report.ok(), "audit chain broken: {:?}", report.breach);
+
+    // 5. Reopened, the tenant and its playbook come back from the store.
+    drop((control, executor));
+    let control = open(scratch.path())?;
+    control.restore_tenants()?;
+    load_plugins(&control, &tenant, &root).await?;
+    control.restore_playbooks()?;
+    let names: Vec<String> = control
+        .executor()
+        .playbooks(&tenant)
+        .iter()
+        .map(|p| p.name.clone())
+        .collect();
+    println!(
+        "reopened: tenants {:?}, playbooks {names:?}",
+        control.tenants().list()?
+    );
+    anyhow::ensure!(names == ["supervised-block"], "playbook not restored");
     Ok(())
 }

@@ -83,6 +83,25 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl From<crate::control::ControlError> for ApiError {
+    fn from(err: crate::control::ControlError) -> Self {
+        use crate::control::ControlError as E;
+        match err {
+            E::NoTenant(_) | E::NoPlaybook(_) => Self::not_found(err.to_string()),
+            E::TenantExists(_) => Self::new(StatusCode::CONFLICT, "conflict", err.to_string()),
+            E::GrantsInUse(_) => Self::new(StatusCode::CONFLICT, "grants_in_use", err.to_string()),
+            E::InvalidTenantId(_) | E::SecretsInGrants | E::PlaybookName { .. } => {
+                Self::bad_request(err.to_string())
+            }
+            E::PrivateRanges => Self::forbidden(err.to_string()),
+            E::Executor(inner) => inner.into(),
+            E::Sealed(_) | E::Audit(_) | E::Secret(_) | E::Storage(_) | E::Decode { .. } => {
+                Self::internal(err)
+            }
+        }
+    }
+}
+
 impl From<crate::executor::ExecutorError> for ApiError {
     fn from(err: crate::executor::ExecutorError) -> Self {
         use crate::executor::ExecutorError as E;

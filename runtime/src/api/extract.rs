@@ -145,3 +145,63 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for Table {
         Ok(Table { bytes, csv })
     }
 }
+
+/// What a tenant-scoped handler needs of its caller, as a type for
+/// [`Tenant`].
+pub(in crate::api) mod need {
+    /// A [`super::Need`] as a type.
+    pub(in crate::api) trait Needs {
+        /// The need.
+        const NEED: super::Need;
+    }
+
+    macro_rules! needs {
+        ($($name:ident),*) => {$(
+            #[doc = concat!("`Need::", stringify!($name), "`.")]
+            pub(in crate::api) struct $name;
+            impl Needs for $name {
+                const NEED: super::Need = super::Need::$name;
+            }
+        )*};
+    }
+
+    needs!(Read, Ingest, Decide, Configure);
+}
+
+/// The tenant a `/v1/tenants/{tenant}/…` path names, once its caller (whom
+/// the gate authenticated) is known to be allowed `N` on it and the tenant
+/// exists. Authorisation runs here, before any body is read.
+pub(in crate::api) struct Tenant<N> {
+    /// Who asks.
+    pub(in crate::api) principal: Principal,
+    /// The tenant.
+    pub(in crate::api) id: TenantId,
+    need: std::marker::PhantomData<N>,
+}
+
+impl<N: need::Needs> axum::extract::FromRequestParts<AppState> for Tenant<N> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let caller = Caller::of(parts);
+        let params = axum::extract::RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|rejection| {
+                ApiError::not_found(format!("no such object: {}", rejection.body_text()))
+            })?;
+        let named = params
+            .iter()
+            .find(|(name, _)| *name == "tenant")
+            .map(|(_, value)| value.to_owned())
+            .ok_or_else(|| ApiError::not_found("no tenant in the path"))?;
+        let (principal, id) = state.allow(&caller, &named, N::NEED)?;
+        Ok(Tenant {
+            principal,
+            id,
+            need: std::marker::PhantomData,
+        })
+    }
+}

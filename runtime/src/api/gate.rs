@@ -35,6 +35,13 @@ impl Caller {
     }
 }
 
+impl Caller {
+    /// The caller the gate put on this request.
+    pub(super) fn of(parts: &axum::http::request::Parts) -> Self {
+        Caller(parts.extensions.get::<Principal>().cloned())
+    }
+}
+
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
     type Rejection = std::convert::Infallible;
 

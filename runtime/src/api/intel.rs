@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use super::auth::Need;
 use super::error::ApiError;
+use super::extract::{Tenant, need};
 use super::gate::Caller;
 use super::{AppState, Body, Params, QueryParams};
 use crate::intel::formats::{self, Format};
@@ -90,11 +91,13 @@ pub(super) struct Subscriptions {
 /// `PUT /v1/tenants/{tenant}/intel/subscriptions`.
 pub(super) async fn put_subscriptions(
     State(state): State<AppState>,
-    caller: Caller,
-    Params(tenant): Params<String>,
+    Tenant {
+        principal,
+        id: tenant,
+        ..
+    }: Tenant<need::Configure>,
     Body(body): Body<Subscriptions>,
 ) -> Result<Json<Value>, ApiError> {
-    let (principal, tenant) = state.allow(&caller, &tenant, Need::Configure)?;
     state
         .executor
         .store()
@@ -112,10 +115,8 @@ pub(super) async fn put_subscriptions(
 /// `GET /v1/tenants/{tenant}/intel/subscriptions`.
 pub(super) async fn get_subscriptions(
     State(state): State<AppState>,
-    caller: Caller,
-    Params(tenant): Params<String>,
+    Tenant { id: tenant, .. }: Tenant<need::Read>,
 ) -> Result<Json<Value>, ApiError> {
-    let (_, tenant) = state.allow(&caller, &tenant, Need::Read)?;
     let feeds = state
         .executor
         .store()
@@ -135,11 +136,9 @@ pub(super) struct LookupQuery {
 /// `GET /v1/tenants/{tenant}/intel/lookup?kind=ip&value=…`.
 pub(super) async fn lookup(
     State(state): State<AppState>,
-    caller: Caller,
-    Params(tenant): Params<String>,
+    Tenant { id: tenant, .. }: Tenant<need::Read>,
     QueryParams(query): QueryParams<LookupQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let (_, tenant) = state.allow(&caller, &tenant, Need::Read)?;
     if query.value.len() > 4_096 {
         return Err(ApiError::bad_request("value longer than 4096 bytes"));
     }

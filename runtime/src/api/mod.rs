@@ -74,18 +74,13 @@ type HuntLocks = BTreeMap<Vec<u8>, Arc<tokio::sync::Mutex<()>>>;
 pub struct AppState {
     executor: Executor,
     tokens: Tokens,
-    // Sealed against offline edits (`audit::seal`): grants, packages and
-    // playbooks are what decides what code runs with which rights.
-    tenants: SealedTree,
+    /// Tenants and playbooks (the transport-free control plane).
+    control: crate::control::Control,
+    // Sealed against offline edits (`audit::seal`): packages decide what
+    // code runs with which rights.
     packages: SealedTree,
-    playbooks: SealedTree,
-    secrets: crate::store::Tree,
-    secret_box: Arc<crate::secrets::SecretBox>,
     events: hunts::Events,
     hunts: crate::store::Tree,
-    disabled_playbooks: crate::store::Tree,
-    /// Who put each playbook (principal id): the requester of its actions.
-    playbook_owners: SealedTree,
     webhook_secrets: crate::store::Tree,
     /// One hunt run at a time: a scheduled run and a manual one must not
     /// read the same watermark and scan the same events twice.
@@ -110,32 +105,7 @@ impl std::fmt::Debug for AppState {
     }
 }
 
-/// A tenant as stored.
-#[derive(Debug, Clone, serde::Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TenantRecord {
-    id: TenantId,
-    #[serde(default)]
-    grants: Grants,
-    #[serde(default)]
-    inventory: AssetInventory,
-    /// People (the `context` capability reports them).
-    #[serde(default)]
-    identities: IdentityDirectory,
-    /// Alerts per second this tenant may send (burst: twice that).
-    #[serde(default = "default_ingest_rate")]
-    ingest_per_second: u32,
-    /// Concurrent runs, fuel per minute, memory per call.
-    #[serde(default)]
-    quotas: TenantQuota,
-    /// Where approval requests are announced (its secret is sealed apart).
-    #[serde(default)]
-    approval_webhook: Option<webhooks::WebhookConfig>,
-}
-
-fn default_ingest_rate() -> u32 {
-    500
-}
+use crate::control::{TenantRecord, default_ingest_rate};
 
 fn key(parts: &[&str]) -> Vec<u8> {
     parts.join("\u{0}").into_bytes()

@@ -22,25 +22,17 @@ impl AppState {
     ) -> Result<Self, ApiError> {
         let db = executor.store().space().clone();
         let seal = executor.seal_key().clone();
-        let sealed = |name: &str| SealedTree::open(&db, name, &seal).map_err(storage_err);
         let state = AppState {
             tokens: Tokens::open(&db, &seal).map_err(storage_err)?,
-            tenants: sealed("api-tenants")?,
-            packages: sealed("api-plugin-packages")?,
-            playbooks: sealed("api-playbooks")?,
-            secrets: db.open_tree("api-secrets").map_err(storage_err)?,
+            control: crate::control::Control::open(executor.clone(), secret_box)?,
+            packages: SealedTree::open(&db, "api-plugin-packages", &seal).map_err(storage_err)?,
             events: hunts::Events::open(&db).map_err(storage_err)?,
             hunts: db.open_tree("api-hunts").map_err(storage_err)?,
-            disabled_playbooks: db
-                .open_tree("api-playbooks-disabled")
-                .map_err(storage_err)?,
-            playbook_owners: sealed("api-playbook-owners")?,
             webhook_secrets: db.open_tree("api-webhook-secrets").map_err(storage_err)?,
             webhook_deliveries: Arc::default(),
             hunt_lock: Arc::default(),
             hunting: Arc::default(),
             ingest_buckets: Arc::default(),
-            secret_box: Arc::new(secret_box),
             executor,
             ready: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             public_metrics: false,
@@ -89,18 +81,12 @@ impl AppState {
         actor: &str,
         detail: Value,
     ) -> Result<(), ApiError> {
-        self.executor
-            .audit()
-            .append(
-                tenant,
-                crate::audit::AuditKind::ConfigChanged,
-                None,
-                None,
-                Some(actor),
-                detail,
-            )
-            .map(|_| ())
-            .map_err(ApiError::internal)
+        Ok(self.control.audit_change(tenant, actor, detail)?)
+    }
+
+    /// The control plane (tenants, playbooks).
+    pub fn control(&self) -> &crate::control::Control {
+        &self.control
     }
 
     /// Writes the config file's tenants (before restore loads anything, so
@@ -111,15 +97,9 @@ impl AppState {
     ) -> Result<(), ApiError> {
         for declared in &config.tenants {
             let existing = self.tenant(&declared.id).ok();
-            let mut record = existing.clone().unwrap_or(TenantRecord {
-                id: declared.id.clone(),
-                grants: Grants::default(),
-                inventory: AssetInventory::default(),
-                identities: IdentityDirectory::default(),
-                ingest_per_second: default_ingest_rate(),
-                quotas: TenantQuota::default(),
-                approval_webhook: None,
-            });
+            let mut record = existing
+                .clone()
+                .unwrap_or_else(|| TenantRecord::new(declared.id.clone()));
             record.grants = declared.grants.clone();
             record.quotas = declared.quotas;
             record.ingest_per_second = declared
@@ -136,19 +116,13 @@ impl AppState {
             if before.map_err(ApiError::internal)?.as_ref() == Some(&after) {
                 continue;
             }
-            self.tenants
-                .insert(
-                    record.id.as_str(),
-                    serde_json::to_vec(&record).map_err(ApiError::internal)?,
-                )
-                .map_err(storage_err)?;
+            self.control.tenants().put(&record)?;
             self.audit_change(
                 &record.id,
                 "config-file",
                 json!({"tenant": if existing.is_some() { "updated" } else { "created" }, "quotas": record.quotas, "ingest_per_second": record.ingest_per_second, "assets": record.inventory.assets.len()}),
             )?;
         }
-        self.tenants.flush().map_err(storage_err)?;
         Ok(())
     }
 
@@ -165,11 +139,12 @@ impl AppState {
             "tokens",
             self.tokens.tampered().map_err(storage_err)?,
         ));
+        let [playbooks, owners] = self.control.playbooks().sealed();
         for tree in [
-            &self.tenants,
+            self.control.tenants().sealed(),
             &self.packages,
-            &self.playbooks,
-            &self.playbook_owners,
+            playbooks,
+            owners,
         ] {
             changed.extend(named(tree.name(), tree.tampered().map_err(storage_err)?));
         }
@@ -188,40 +163,8 @@ impl AppState {
     }
 
     pub(in crate::api) async fn restore(&self) -> Result<(), ApiError> {
-        for entry in self.tenants.iter() {
-            let (_, bytes) = entry.map_err(storage_err)?;
-            let record: TenantRecord =
-                serde_json::from_slice(&bytes).map_err(ApiError::internal)?;
-            self.executor
-                .set_grants(&record.id, self.effective_grants(&record)?);
-            self.executor
-                .set_inventory(&record.id, record.inventory.clone());
-            self.executor
-                .set_identities(&record.id, record.identities.clone());
-            self.executor.set_quota(&record.id, record.quotas);
-        }
-        for entry in self.disabled_playbooks.iter() {
-            let (k, _) = entry.map_err(storage_err)?;
-            let text = String::from_utf8_lossy(&k).into_owned();
-            if let Some((tenant, name)) = text.split_once('\u{0}')
-                && let Ok(tenant) = TenantId::new(tenant)
-            {
-                self.executor.set_playbook_enabled(&tenant, name, false);
-            }
-        }
-        for entry in self.playbook_owners.iter() {
-            let (k, owner) = entry.map_err(storage_err)?;
-            let text = String::from_utf8_lossy(&k).into_owned();
-            if let Some((tenant, name)) = text.split_once('\u{0}')
-                && let Ok(tenant) = TenantId::new(tenant)
-            {
-                self.executor.set_playbook_owner(
-                    &tenant,
-                    name,
-                    Some(String::from_utf8_lossy(&owner).into_owned()),
-                );
-            }
-        }
+        // Tenants first: plugins load under their tenant's grants.
+        self.control.restore_tenants()?;
         for entry in self.packages.iter() {
             let (_, bytes) = entry.map_err(storage_err)?;
             let package: Value = serde_json::from_slice(&bytes).map_err(ApiError::internal)?;
@@ -233,22 +176,7 @@ impl AppState {
                 .map_err(ApiError::internal)?;
             self.load_plugin(&tenant, manifest, &wasm, false).await?;
         }
-        let mut stored: Vec<(TenantId, String)> = Vec::new();
-        for entry in self.playbooks.iter() {
-            let (k, yaml) = entry.map_err(storage_err)?;
-            let tenant = String::from_utf8_lossy(&k)
-                .split('\u{0}')
-                .next()
-                .unwrap_or_default()
-                .to_owned();
-            stored.push((
-                TenantId::new(tenant).map_err(ApiError::internal)?,
-                String::from_utf8_lossy(&yaml).into_owned(),
-            ));
-        }
-        for (tenant, yaml) in stored {
-            self.executor.restore_playbook(&tenant, "stored", &yaml)?;
-        }
+        self.control.restore_playbooks()?;
         self.executor.resume().await?;
         Ok(())
     }
@@ -291,42 +219,15 @@ impl AppState {
     }
 
     pub(in crate::api) fn tenant(&self, tenant: &TenantId) -> Result<TenantRecord, ApiError> {
-        let bytes = self
-            .tenants
-            .get(tenant.as_str())
-            .map_err(storage_err)?
-            .ok_or_else(|| ApiError::not_found(format!("no tenant {tenant}")))?;
-        serde_json::from_slice(&bytes).map_err(ApiError::internal)
+        Ok(self.control.tenants().get(tenant)?)
     }
 
-    /// The tenant's grants with its secrets decrypted into the grant of
-    /// the plugin each belongs to (in memory only).
+    /// The tenant's grants with its secrets unsealed (in memory only).
     pub(in crate::api) fn effective_grants(
         &self,
         record: &TenantRecord,
     ) -> Result<Grants, ApiError> {
-        let mut grants = record.grants.clone();
-        let mut prefix = record.id.as_str().as_bytes().to_vec();
-        prefix.push(0);
-        for entry in self.secrets.scan_prefix(&prefix) {
-            let (k, sealed) = entry.map_err(storage_err)?;
-            let text = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
-            let Some((plugin, name)) = text.split_once('\u{0}') else {
-                continue;
-            };
-            let secret = self
-                .secret_box
-                .unseal(&record.id, plugin, name, &sealed)
-                .map_err(ApiError::internal)?;
-            let default = grants.default.clone();
-            grants
-                .plugins
-                .entry(plugin.to_owned())
-                .or_insert(default)
-                .secrets
-                .insert(name.to_owned(), secret);
-        }
-        Ok(grants)
+        Ok(self.control.tenants().effective_grants(record)?)
     }
 
     /// The tenant's uploaded plugins that are loaded, by name.
@@ -349,29 +250,7 @@ impl AppState {
     }
 
     pub(in crate::api) fn put_tenant(&self, record: &TenantRecord) -> Result<(), ApiError> {
-        let mut stored = record.clone();
-        stored.grants.default.secrets.clear();
-        stored
-            .grants
-            .plugins
-            .values_mut()
-            .for_each(|g| g.secrets.clear());
-        let record = &stored;
-        self.tenants
-            .insert(
-                record.id.as_str(),
-                serde_json::to_vec(record).map_err(ApiError::internal)?,
-            )
-            .map_err(storage_err)?;
-        self.tenants.flush().map_err(storage_err)?;
-        self.executor
-            .set_grants(&record.id, self.effective_grants(record)?);
-        self.executor
-            .set_inventory(&record.id, record.inventory.clone());
-        self.executor
-            .set_identities(&record.id, record.identities.clone());
-        self.executor.set_quota(&record.id, record.quotas);
-        Ok(())
+        Ok(self.control.tenants().put(record)?)
     }
 
     pub(in crate::api) fn principal(&self, caller: &Caller) -> Result<Principal, ApiError> {

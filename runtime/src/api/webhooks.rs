@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use hmac::{Hmac, Mac};
 use http_body_util::{BodyExt, Full};
-use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use crate::executor::approvals::Approval;
@@ -25,16 +24,7 @@ pub const TIMESTAMP_HEADER: &str = "x-rampart-timestamp";
 const ATTEMPTS: u32 = 3;
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Where a tenant's approval requests are announced.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebhookConfig {
-    /// `http://` or `https://` URL.
-    pub url: String,
-    /// May the URL resolve to an internal address (set only by an admin).
-    #[serde(default)]
-    pub allow_private: bool,
-}
+pub use crate::control::WebhookConfig;
 
 /// Why a webhook URL is not acceptable or a delivery failed.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

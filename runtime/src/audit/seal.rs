@@ -148,6 +148,21 @@ impl SealedTree {
         Ok(())
     }
 
+    /// Stores `value` at `key`, sealed, only if `key` has no value; whether
+    /// it was stored (one compare-and-swap: of two racing callers, one wins).
+    pub fn insert_if_absent(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]>,
+    ) -> Result<bool, SealError> {
+        let key = key.as_ref();
+        let sealed = self.wrap(key, value.as_ref());
+        Ok(self
+            .tree
+            .compare_and_swap(key, None::<&[u8]>, Some(sealed))?
+            .is_ok())
+    }
+
     /// The value at `key`, if its seal holds.
     pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>, SealError> {
         let key = key.as_ref();

@@ -172,6 +172,19 @@ impl Executor {
             .collect()
     }
 
+    /// The tenant's current plugins, by name.
+    pub fn current_plugins(&self, tenant: &TenantId) -> Vec<(String, Plugin)> {
+        let names: Vec<String> = read_lock(&self.inner.current)
+            .keys()
+            .filter(|(t, _)| t == tenant)
+            .map(|(_, name)| name.clone())
+            .collect();
+        names
+            .into_iter()
+            .filter_map(|name| Some((name.clone(), self.plugin(tenant, &name)?)))
+            .collect()
+    }
+
     /// The tenant's current plugin called `name`.
     pub fn plugin(&self, tenant: &TenantId, name: &str) -> Option<Plugin> {
         let digest = read_lock(&self.inner.current)

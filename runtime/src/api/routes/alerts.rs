@@ -97,11 +97,9 @@ pub(in crate::api) fn alerts_from(bytes: &[u8]) -> Result<Vec<Alert>, ApiError> 
 
 pub(in crate::api) async fn ingest(
     State(state): State<AppState>,
-    caller: Caller,
-    Params(tenant): Params<String>,
+    Tenant { id: tenant, .. }: Tenant<need::Ingest>,
     request: axum::extract::Request,
 ) -> Result<Json<Value>, ApiError> {
-    let (_, tenant) = state.allow(&caller, &tenant, Need::Ingest)?;
     // The rate is charged before the body is read or parsed: a tenant past
     // its rate costs no parsing. The rest of a batch is charged once its
     // size is known.
@@ -140,11 +138,9 @@ pub(in crate::api) async fn ingest(
 
 pub(in crate::api) async fn ingest_events(
     State(state): State<AppState>,
-    caller: Caller,
-    Params(tenant): Params<String>,
+    Tenant { id: tenant, .. }: Tenant<need::Ingest>,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let (_, tenant) = state.allow(&caller, &tenant, Need::Ingest)?;
     let text = String::from_utf8(body.to_vec())
         .map_err(|_| ApiError::bad_request("events must be UTF-8 JSON"))?;
     if text.trim().is_empty() {

@@ -5,10 +5,8 @@ use crate::api::*;
 
 pub(in crate::api) async fn list_approvals(
     State(state): State<AppState>,
-    caller: Caller,
-    Params(tenant): Params<String>,
+    Tenant { id: tenant, .. }: Tenant<need::Read>,
 ) -> Result<Json<Value>, ApiError> {
-    let (_, tenant) = state.allow(&caller, &tenant, Need::Read)?;
     let pending = state
         .executor
         .approvals()
@@ -25,11 +23,14 @@ pub(in crate::api) struct Decision {
 
 pub(in crate::api) async fn approve(
     State(state): State<AppState>,
-    caller: Caller,
-    Params((tenant, id)): Params<(String, String)>,
+    Tenant {
+        principal,
+        id: tenant,
+        ..
+    }: Tenant<need::Decide>,
+    Params((_, id)): Params<(String, String)>,
     Body(decision): Body<Decision>,
 ) -> Result<Json<Value>, ApiError> {
-    let (principal, tenant) = state.allow(&caller, &tenant, Need::Decide)?;
     let approval = state
         .executor
         .approve(&tenant, &id, principal.approver(), &decision.reason)
@@ -39,11 +40,14 @@ pub(in crate::api) async fn approve(
 
 pub(in crate::api) async fn deny(
     State(state): State<AppState>,
-    caller: Caller,
-    Params((tenant, id)): Params<(String, String)>,
+    Tenant {
+        principal,
+        id: tenant,
+        ..
+    }: Tenant<need::Decide>,
+    Params((_, id)): Params<(String, String)>,
     Body(decision): Body<Decision>,
 ) -> Result<Json<Value>, ApiError> {
-    let (principal, tenant) = state.allow(&caller, &tenant, Need::Decide)?;
     let approval = state
         .executor
         .deny(&tenant, &id, principal.approver(), &decision.reason)

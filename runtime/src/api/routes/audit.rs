@@ -5,12 +5,10 @@ use crate::api::*;
 
 pub(in crate::api) async fn verify_audit(
     State(state): State<AppState>,
-    caller: Caller,
-    Params(tenant): Params<String>,
+    Tenant { id: tenant, .. }: Tenant<need::Read>,
 ) -> Result<Json<Value>, ApiError> {
     // Verifying never writes: a viewer's check must not sign (and so bless)
     // the current head.
-    let (_, tenant) = state.allow(&caller, &tenant, Need::Read)?;
     let report = state
         .executor
         .audit()
@@ -23,10 +21,8 @@ pub(in crate::api) async fn verify_audit(
 
 pub(in crate::api) async fn export_audit(
     State(state): State<AppState>,
-    caller: Caller,
-    Params(tenant): Params<String>,
+    Tenant { id: tenant, .. }: Tenant<need::Configure>,
 ) -> Result<Response, ApiError> {
-    let (_, tenant) = state.allow(&caller, &tenant, Need::Configure)?;
     let mut out = Vec::new();
     state
         .executor
@@ -38,11 +34,9 @@ pub(in crate::api) async fn export_audit(
 
 pub(in crate::api) async fn query_audit(
     State(state): State<AppState>,
-    caller: Caller,
-    Params(tenant): Params<String>,
+    Tenant { id: tenant, .. }: Tenant<need::Read>,
     QueryParams(filter): QueryParams<AuditFilter>,
 ) -> Result<Json<Value>, ApiError> {
-    let (_, tenant) = state.allow(&caller, &tenant, Need::Read)?;
     let limit = filter.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
     let mut records = Vec::new();
     let mut more = false;
@@ -81,10 +75,8 @@ pub(in crate::api) async fn query_audit(
 
 pub(in crate::api) async fn audit_head(
     State(state): State<AppState>,
-    caller: Caller,
-    Params(tenant): Params<String>,
+    Tenant { id: tenant, .. }: Tenant<need::Read>,
 ) -> Result<Json<Value>, ApiError> {
-    let (_, tenant) = state.allow(&caller, &tenant, Need::Read)?;
     // Sign the head as it is now, so the answer covers every record.
     let checkpoint = state
         .executor

@@ -14,11 +14,14 @@ pub(in crate::api) struct NewHunt {
 
 pub(in crate::api) async fn put_hunt(
     State(state): State<AppState>,
-    caller: Caller,
-    Params((tenant, name)): Params<(String, String)>,
+    Tenant {
+        principal,
+        id: tenant,
+        ..
+    }: Tenant<need::Configure>,
+    Params((_, name)): Params<(String, String)>,
     Body(body): Body<NewHunt>,
 ) -> Result<Json<Value>, ApiError> {
-    let (principal, tenant) = state.allow(&caller, &tenant, Need::Configure)?;
     if name.is_empty()
         || name.len() > 64
         || !name
@@ -98,10 +101,8 @@ pub(in crate::api) async fn put_hunt(
 
 pub(in crate::api) async fn list_hunts(
     State(state): State<AppState>,
-    caller: Caller,
-    Params(tenant): Params<String>,
+    Tenant { id: tenant, .. }: Tenant<need::Read>,
 ) -> Result<Json<Value>, ApiError> {
-    let (_, tenant) = state.allow(&caller, &tenant, Need::Read)?;
     let mut prefix = tenant.as_str().as_bytes().to_vec();
     prefix.push(0);
     let list: Vec<Value> = state
@@ -217,10 +218,9 @@ impl AppState {
 
 pub(in crate::api) async fn run_hunt_now(
     State(state): State<AppState>,
-    caller: Caller,
-    Params((tenant, name)): Params<(String, String)>,
+    Tenant { id: tenant, .. }: Tenant<need::Configure>,
+    Params((_, name)): Params<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let (_, tenant) = state.allow(&caller, &tenant, Need::Configure)?;
     let (record, alerts) = state.fire_hunt(&tenant, &name).await?;
     Ok(Json(json!({"hunt": record, "alerts": alerts})))
 }

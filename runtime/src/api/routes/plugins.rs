@@ -12,11 +12,9 @@ pub(in crate::api) struct Upload {
 
 pub(in crate::api) async fn upload_plugin(
     State(state): State<AppState>,
-    caller: Caller,
-    Params(tenant): Params<String>,
+    Tenant { id: tenant, .. }: Tenant<need::Configure>,
     Body(upload): Body<Upload>,
 ) -> Result<Response, ApiError> {
-    let (_, tenant) = state.allow(&caller, &tenant, Need::Configure)?;
     let wasm = base64::engine::general_purpose::STANDARD
         .decode(upload.wasm_base64.trim())
         .map_err(|err| ApiError::bad_request(format!("wasm_base64: {err}")))?;
@@ -39,10 +37,8 @@ pub(in crate::api) async fn upload_plugin(
 
 pub(in crate::api) async fn list_plugins(
     State(state): State<AppState>,
-    caller: Caller,
-    Params(tenant): Params<String>,
+    Tenant { id: tenant, .. }: Tenant<need::Read>,
 ) -> Result<Json<Value>, ApiError> {
-    let (_, tenant) = state.allow(&caller, &tenant, Need::Read)?;
     let mut list = Vec::new();
     for (_, plugin) in state.uploaded_plugins(&tenant) {
         let manifest = plugin.manifest();
@@ -53,10 +49,9 @@ pub(in crate::api) async fn list_plugins(
 
 pub(in crate::api) async fn inspect_plugin(
     State(state): State<AppState>,
-    caller: Caller,
-    Params((tenant, name)): Params<(String, String)>,
+    Tenant { id: tenant, .. }: Tenant<need::Read>,
+    Params((_, name)): Params<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let (_, tenant) = state.allow(&caller, &tenant, Need::Read)?;
     let plugin = state
         .executor
         .plugin(&tenant, &name)
@@ -86,10 +81,13 @@ pub(in crate::api) async fn inspect_plugin(
 
 pub(in crate::api) async fn delete_plugin(
     State(state): State<AppState>,
-    caller: Caller,
-    Params((tenant, name)): Params<(String, String)>,
+    Tenant {
+        principal,
+        id: tenant,
+        ..
+    }: Tenant<need::Configure>,
+    Params((_, name)): Params<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let (principal, tenant) = state.allow(&caller, &tenant, Need::Configure)?;
     let plugin_key = key(&[tenant.as_str(), &name]);
     if !state
         .packages

@@ -5,11 +5,9 @@ use crate::api::*;
 
 pub(in crate::api) async fn list_runs(
     State(state): State<AppState>,
-    caller: Caller,
-    Params(tenant): Params<String>,
+    Tenant { id: tenant, .. }: Tenant<need::Read>,
     QueryParams(filter): QueryParams<RunFilter>,
 ) -> Result<Json<Value>, ApiError> {
-    let (_, tenant) = state.allow(&caller, &tenant, Need::Read)?;
     let limit = filter.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
     let unfiltered = filter.status.is_none()
         && filter.playbook.is_none()
@@ -56,10 +54,9 @@ pub(in crate::api) async fn list_runs(
 
 pub(in crate::api) async fn get_run(
     State(state): State<AppState>,
-    caller: Caller,
-    Params((tenant, id)): Params<(String, String)>,
+    Tenant { id: tenant, .. }: Tenant<need::Read>,
+    Params((_, id)): Params<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let (_, tenant) = state.allow(&caller, &tenant, Need::Read)?;
     Ok(Json(json!(state.executor.get_run(&tenant, &id)?)))
 }
 
@@ -73,11 +70,14 @@ pub(in crate::api) struct FeedbackBody {
 
 pub(in crate::api) async fn feedback(
     State(state): State<AppState>,
-    caller: Caller,
-    Params((tenant, id)): Params<(String, String)>,
+    Tenant {
+        principal,
+        id: tenant,
+        ..
+    }: Tenant<need::Decide>,
+    Params((_, id)): Params<(String, String)>,
     Body(body): Body<FeedbackBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let (principal, tenant) = state.allow(&caller, &tenant, Need::Decide)?;
     if body.comment.len() > 4_096 {
         return Err(ApiError::bad_request("comment longer than 4096 bytes"));
     }
@@ -93,11 +93,9 @@ pub(in crate::api) async fn feedback(
 
 pub(in crate::api) async fn measurements(
     State(state): State<AppState>,
-    caller: Caller,
-    Params(tenant): Params<String>,
+    Tenant { id: tenant, .. }: Tenant<need::Read>,
     axum::extract::Query(query): axum::extract::Query<BTreeMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
-    let (_, tenant) = state.allow(&caller, &tenant, Need::Read)?;
     let baseline = match query.get("baseline_until") {
         Some(text) => Some(
             text.parse::<i64>()

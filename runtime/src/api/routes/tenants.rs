@@ -4,69 +4,22 @@
 use crate::api::*;
 
 /// Grants are stored in clear, so they may not carry secrets.
-pub(in crate::api) fn reject_secrets(grants: &Grants) -> Result<(), ApiError> {
-    if !grants.default.secrets.is_empty() || grants.plugins.values().any(|g| !g.secrets.is_empty())
-    {
-        return Err(ApiError::bad_request(
-            "grants may not carry secrets; use PUT /v1/tenants/{tenant}/plugins/{plugin}/secrets/{name}",
-        ));
-    }
-    Ok(())
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(in crate::api) struct NewTenant {
-    id: String,
-    #[serde(default)]
-    grants: Option<Grants>,
-    #[serde(default)]
-    ingest_per_second: Option<u32>,
-    #[serde(default)]
-    quotas: Option<TenantQuota>,
-}
-
 pub(in crate::api) async fn create_tenant(
     State(state): State<AppState>,
     caller: Caller,
-    Body(body): Body<NewTenant>,
+    Body(body): Body<crate::control::NewTenant>,
 ) -> Result<Response, ApiError> {
     let principal = state.principal(&caller)?;
     principal.check(None, Need::Admin)?;
-    if let Some(grants) = &body.grants {
-        reject_secrets(grants)?;
-    }
-    let id = TenantId::new(body.id).map_err(|err| ApiError::bad_request(err.to_string()))?;
-    if state
-        .tenants
-        .contains_key(id.as_str())
-        .map_err(storage_err)?
-    {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "conflict",
-            format!("tenant {id} exists"),
-        ));
-    }
-    let record = TenantRecord {
-        id: id.clone(),
-        grants: body.grants.unwrap_or_default(),
-        inventory: AssetInventory::default(),
-        identities: IdentityDirectory::default(),
-        quotas: body.quotas.unwrap_or_default(),
-        approval_webhook: None,
-        ingest_per_second: body
-            .ingest_per_second
-            .unwrap_or_else(default_ingest_rate)
-            .max(1),
-    };
-    state.put_tenant(&record)?;
-    state.audit_change(
-        &id,
-        &principal.token.principal,
-        json!({"tenant": "created"}),
-    )?;
-    Ok((StatusCode::CREATED, Json(json!({"id": id})).into_response()).into_response())
+    let record = state
+        .control
+        .tenants()
+        .create(body, &principal.token.principal)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"id": record.id})).into_response(),
+    )
+        .into_response())
 }
 
 pub(in crate::api) async fn list_tenants(
@@ -74,68 +27,23 @@ pub(in crate::api) async fn list_tenants(
     caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
     state.principal(&caller)?.check(None, Need::Admin)?;
-    let ids: Vec<String> = state
-        .tenants
-        .iter()
-        .filter_map(Result::ok)
-        .map(|(k, _)| String::from_utf8_lossy(&k).into_owned())
-        .collect();
-    Ok(Json(json!({"tenants": ids})))
+    Ok(Json(json!({"tenants": state.control.tenants().list()?})))
 }
 
 pub(in crate::api) async fn put_grants(
     State(state): State<AppState>,
-    caller: Caller,
-    Params(tenant): Params<String>,
+    Tenant {
+        principal,
+        id: tenant,
+        ..
+    }: Tenant<need::Configure>,
     Body(grants): Body<Grants>,
 ) -> Result<Json<Value>, ApiError> {
-    let (principal, tenant) = state.allow(&caller, &tenant, Need::Configure)?;
-    reject_secrets(&grants)?;
-    // Only an admin may open internal address ranges to plugins.
-    let private = grants.default.allow_private.len()
-        + grants
-            .plugins
-            .values()
-            .map(|g| g.allow_private.len())
-            .sum::<usize>();
-    if private > 0 && principal.token.role != Role::Admin {
-        return Err(ApiError::forbidden(
-            "only an admin may grant private address ranges",
-        ));
-    }
-    // Narrowing grants under a loaded plugin would leave a plugin that can
-    // no longer load at the next start: refuse, naming what it needs.
-    let mut stranded = Vec::new();
-    for (name, plugin) in state.uploaded_plugins(&tenant) {
-        let granted = &grants.for_plugin(&name).capabilities;
-        let missing: Vec<&str> = plugin
-            .manifest()
-            .capabilities
-            .iter()
-            .filter(|cap| !granted.contains(cap))
-            .map(|cap| cap.name())
-            .collect();
-        if !missing.is_empty() {
-            stranded.push(format!("`{name}` needs {}", missing.join(", ")));
-        }
-    }
-    if !stranded.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "grants_in_use",
-            format!(
-                "these grants would take capabilities from loaded plugins ({}); grant them or delete the plugins first",
-                stranded.join("; ")
-            ),
-        ));
-    }
-    let mut record = state.tenant(&tenant)?;
-    record.grants = grants;
-    state.put_tenant(&record)?;
-    state.audit_change(
+    state.control.tenants().set_grants(
         &tenant,
+        grants,
+        principal.token.role == Role::Admin,
         &principal.token.principal,
-        json!({"grants": "replaced"}),
     )?;
     Ok(Json(json!({"ok": true})))
 }
@@ -145,11 +53,13 @@ pub(in crate::api) async fn put_grants(
 /// replaced unless the whole file is good.
 pub(in crate::api) async fn put_inventory(
     State(state): State<AppState>,
-    caller: Caller,
-    Params(tenant): Params<String>,
+    Tenant {
+        principal,
+        id: tenant,
+        ..
+    }: Tenant<need::Configure>,
     table: Table,
 ) -> Result<Json<Value>, ApiError> {
-    let (principal, tenant) = state.allow(&caller, &tenant, Need::Configure)?;
     let inventory = table.parse(AssetInventory::from_csv)?;
     crate::context::check_assets(&inventory).map_err(invalid_table)?;
     let mut record = state.tenant(&tenant)?;
@@ -165,21 +75,21 @@ pub(in crate::api) async fn put_inventory(
 
 pub(in crate::api) async fn get_inventory(
     State(state): State<AppState>,
-    caller: Caller,
-    Params(tenant): Params<String>,
+    Tenant { id: tenant, .. }: Tenant<need::Read>,
 ) -> Result<Json<AssetInventory>, ApiError> {
-    let (_, tenant) = state.allow(&caller, &tenant, Need::Read)?;
     Ok(Json(state.tenant(&tenant)?.inventory))
 }
 
 /// Replaces the identity directory (JSON `{"identities": [...]}` or CSV).
 pub(in crate::api) async fn put_identities(
     State(state): State<AppState>,
-    caller: Caller,
-    Params(tenant): Params<String>,
+    Tenant {
+        principal,
+        id: tenant,
+        ..
+    }: Tenant<need::Configure>,
     table: Table,
 ) -> Result<Json<Value>, ApiError> {
-    let (principal, tenant) = state.allow(&caller, &tenant, Need::Configure)?;
     let identities = table.parse(IdentityDirectory::from_csv)?;
     let mut record = state.tenant(&tenant)?;
     record.identities = identities;
@@ -195,10 +105,8 @@ pub(in crate::api) async fn put_identities(
 
 pub(in crate::api) async fn get_identities(
     State(state): State<AppState>,
-    caller: Caller,
-    Params(tenant): Params<String>,
+    Tenant { id: tenant, .. }: Tenant<need::Read>,
 ) -> Result<Json<IdentityDirectory>, ApiError> {
-    let (_, tenant) = state.allow(&caller, &tenant, Need::Read)?;
     Ok(Json(state.tenant(&tenant)?.identities))
 }
 
@@ -241,11 +149,13 @@ pub(in crate::api) fn token_ttl_ms(secs: u64) -> Result<i64, ApiError> {
 
 pub(in crate::api) async fn create_token(
     State(state): State<AppState>,
-    caller: Caller,
-    Params(tenant): Params<String>,
+    Tenant {
+        principal,
+        id: tenant,
+        ..
+    }: Tenant<need::Configure>,
     Body(body): Body<NewToken>,
 ) -> Result<Response, ApiError> {
-    let (principal, tenant) = state.allow(&caller, &tenant, Need::Configure)?;
     if body.role == Role::Admin {
         return Err(ApiError::forbidden(
             "admin tokens are created with `rampart token create`",
@@ -273,10 +183,13 @@ pub(in crate::api) async fn create_token(
 
 pub(in crate::api) async fn revoke_token(
     State(state): State<AppState>,
-    caller: Caller,
-    Params((tenant, id)): Params<(String, String)>,
+    Tenant {
+        principal,
+        id: tenant,
+        ..
+    }: Tenant<need::Configure>,
+    Params((_, id)): Params<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let (principal, tenant) = state.allow(&caller, &tenant, Need::Configure)?;
     state.tokens.revoke(&id, Some(&tenant))?;
     state.audit_change(
         &tenant,
@@ -294,11 +207,14 @@ pub(in crate::api) struct SecretValue {
 
 pub(in crate::api) async fn put_secret(
     State(state): State<AppState>,
-    caller: Caller,
-    Params((tenant, plugin, name)): Params<(String, String, String)>,
+    Tenant {
+        principal,
+        id: tenant,
+        ..
+    }: Tenant<need::Configure>,
+    Params((_, plugin, name)): Params<(String, String, String)>,
     Body(body): Body<SecretValue>,
 ) -> Result<Response, ApiError> {
-    let (principal, tenant) = state.allow(&caller, &tenant, Need::Configure)?;
     let valid = |text: &str| {
         !text.is_empty()
             && text.len() <= 64
@@ -315,17 +231,10 @@ pub(in crate::api) async fn put_secret(
         return Err(ApiError::bad_request("a secret is 1 byte to 16 KiB"));
     }
     let secret = crate::tenant::Secret::new(body.value);
-    let sealed = state
-        .secret_box
-        .seal(&tenant, &plugin, &name, &secret)
-        .map_err(ApiError::internal)?;
     state
-        .secrets
-        .insert(key(&[tenant.as_str(), &plugin, &name]), sealed)
-        .map_err(storage_err)?;
-    state.secrets.flush().map_err(storage_err)?;
-    let record = state.tenant(&tenant)?;
-    state.put_tenant(&record)?;
+        .control
+        .tenants()
+        .put_secret(&tenant, &plugin, &name, &secret)?;
     // Loaded plugins keep the grant they were loaded with: reload this one.
     if let Some(package) = state
         .packages
@@ -355,32 +264,22 @@ pub(in crate::api) async fn put_secret(
 
 pub(in crate::api) async fn list_secrets(
     State(state): State<AppState>,
-    caller: Caller,
-    Params(tenant): Params<String>,
+    Tenant { id: tenant, .. }: Tenant<need::Configure>,
 ) -> Result<Json<Value>, ApiError> {
-    let (_, tenant) = state.allow(&caller, &tenant, Need::Configure)?;
-    let mut prefix = tenant.as_str().as_bytes().to_vec();
-    prefix.push(0);
     let names: Vec<Value> = state
-        .secrets
-        .scan_prefix(&prefix)
-        .keys()
-        .filter_map(Result::ok)
-        .filter_map(|k| {
-            let text = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
-            text.split_once('\u{0}')
-                .map(|(plugin, name)| json!({"plugin": plugin, "name": name}))
-        })
+        .control
+        .tenants()
+        .secret_names(&tenant)?
+        .into_iter()
+        .map(|(plugin, name)| json!({"plugin": plugin, "name": name}))
         .collect();
     Ok(Json(json!({"secrets": names})))
 }
 
 pub(in crate::api) async fn get_quotas(
     State(state): State<AppState>,
-    caller: Caller,
-    Params(tenant): Params<String>,
+    Tenant { id: tenant, .. }: Tenant<need::Read>,
 ) -> Result<Json<Value>, ApiError> {
-    let (_, tenant) = state.allow(&caller, &tenant, Need::Read)?;
     let record = state.tenant(&tenant)?;
     Ok(Json(
         json!({"quotas": record.quotas, "ingest_per_second": record.ingest_per_second}),

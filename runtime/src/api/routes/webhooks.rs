@@ -15,10 +15,12 @@ impl AppState {
         };
         let secret = match self.webhook_secrets.get(tenant.as_str()) {
             Ok(Some(sealed)) => {
-                match self
-                    .secret_box
-                    .unseal(&tenant, "_webhook", WEBHOOK_SECRET_NAME, &sealed)
-                {
+                match self.control.tenants().secret_box().unseal(
+                    &tenant,
+                    "_webhook",
+                    WEBHOOK_SECRET_NAME,
+                    &sealed,
+                ) {
                     Ok(secret) => secret,
                     Err(err) => {
                         tracing::error!(%tenant, "approval webhook secret: {err}");
@@ -59,11 +61,13 @@ pub(in crate::api) struct NewWebhook {
 
 pub(in crate::api) async fn put_webhook(
     State(state): State<AppState>,
-    caller: Caller,
-    Params(tenant): Params<String>,
+    Tenant {
+        principal,
+        id: tenant,
+        ..
+    }: Tenant<need::Configure>,
     Body(body): Body<NewWebhook>,
 ) -> Result<Json<Value>, ApiError> {
-    let (principal, tenant) = state.allow(&caller, &tenant, Need::Configure)?;
     let located = |field: &str, detail: String| ApiError {
         status: StatusCode::BAD_REQUEST,
         error: "invalid_webhook".to_owned(),
@@ -95,7 +99,9 @@ pub(in crate::api) async fn put_webhook(
         )));
     }
     let sealed = state
-        .secret_box
+        .control
+        .tenants()
+        .secret_box()
         .seal(
             &tenant,
             "_webhook",
@@ -124,10 +130,8 @@ pub(in crate::api) async fn put_webhook(
 
 pub(in crate::api) async fn get_webhook(
     State(state): State<AppState>,
-    caller: Caller,
-    Params(tenant): Params<String>,
+    Tenant { id: tenant, .. }: Tenant<need::Configure>,
 ) -> Result<Json<Value>, ApiError> {
-    let (_, tenant) = state.allow(&caller, &tenant, Need::Configure)?;
     let record = state.tenant(&tenant)?;
     let deliveries: BTreeMap<&str, u64> = state
         .webhook_deliveries
@@ -145,10 +149,12 @@ pub(in crate::api) async fn get_webhook(
 
 pub(in crate::api) async fn delete_webhook(
     State(state): State<AppState>,
-    caller: Caller,
-    Params(tenant): Params<String>,
+    Tenant {
+        principal,
+        id: tenant,
+        ..
+    }: Tenant<need::Configure>,
 ) -> Result<Response, ApiError> {
-    let (principal, tenant) = state.allow(&caller, &tenant, Need::Configure)?;
     let mut record = state.tenant(&tenant)?;
     if record.approval_webhook.take().is_none() {
         return Err(ApiError::not_found("no approval webhook"));

@@ -1,0 +1,178 @@
+//! The control plane as a library: tenants (grants, inventory, identities,
+//! quotas, sealed plugin secrets) and playbooks (stored, owned, enabled),
+//! persisted in the backend's keyspace, sealed against offline edits and
+//! restored into the executor at open. Transport-free: the HTTP API
+//! (`crate::api`, feature `server`) authenticates a caller and calls these;
+//! an embedder calls them directly (`examples/embed`).
+//!
+//! The integrity rules live here, so every caller gets them: grants never
+//! carry secrets, never take a capability from a plugin that is loaded, and
+//! open internal address ranges only when the caller says it may.
+
+mod playbooks;
+mod tenants;
+
+pub use playbooks::{Playbooks, StoredPlaybook};
+pub use tenants::{NewTenant, TenantRecord, Tenants, WebhookConfig, default_ingest_rate};
+
+use crate::audit::seal::SealError;
+use crate::executor::{Executor, ExecutorError};
+use crate::secrets::SecretBox;
+use crate::store::SpaceError;
+use crate::tenant::TenantId;
+
+/// Why a control-plane operation was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// No such tenant.
+    #[error("no tenant {0}")]
+    NoTenant(TenantId),
+    /// The tenant exists already.
+    #[error("tenant {0} exists")]
+    TenantExists(TenantId),
+    /// The tenant id is not acceptable.
+    #[error(transparent)]
+    InvalidTenantId(#[from] crate::tenant::TenantError),
+    /// Grants may not carry secrets (they are set one by one and sealed).
+    #[error(
+        "grants may not carry secrets; use PUT /v1/tenants/{{tenant}}/plugins/{{plugin}}/secrets/{{name}}"
+    )]
+    SecretsInGrants,
+    /// Only an admin may open internal address ranges to plugins.
+    #[error("only an admin may grant private address ranges")]
+    PrivateRanges,
+    /// The grants would take capabilities from loaded plugins.
+    #[error(
+        "these grants would take capabilities from loaded plugins ({}); grant them or delete the plugins first",
+        .0.join("; ")
+    )]
+    GrantsInUse(Vec<String>),
+    /// The playbook's own name differs from the name it is stored under.
+    #[error("the playbook is named `{found}`, not `{expected}`")]
+    PlaybookName {
+        /// The name asked for.
+        expected: String,
+        /// The name in the YAML.
+        found: String,
+    },
+    /// No such playbook.
+    #[error("no playbook {0}")]
+    NoPlaybook(String),
+    /// A stored entry was changed outside rampart.
+    #[error(transparent)]
+    Sealed(#[from] SealError),
+    /// The executor refused (an invalid playbook, an unknown plugin, ...).
+    #[error(transparent)]
+    Executor(#[from] ExecutorError),
+    /// The audit log failed.
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
+    /// A stored secret does not unseal.
+    #[error(transparent)]
+    Secret(#[from] crate::secrets::SecretError),
+    /// The storage backend failed.
+    #[error(transparent)]
+    Storage(#[from] SpaceError),
+    /// A stored record does not decode.
+    #[error("stored {what} does not decode: {source}")]
+    Decode {
+        /// Which record.
+        what: String,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// Tenants and playbooks over one executor.
+#[derive(Clone, Debug)]
+pub struct Control {
+    executor: Executor,
+    tenants: Tenants,
+    playbooks: Playbooks,
+}
+
+impl Control {
+    /// Opens the control state in the executor's keyspace. Nothing is
+    /// restored yet: call [`Control::restore_tenants`] before plugins are
+    /// loaded (they load under the tenant's grants) and
+    /// [`Control::restore_playbooks`] after.
+    pub fn open(executor: Executor, secret_box: SecretBox) -> Result<Self, ControlError> {
+        let space = executor.store().space().clone();
+        let seal = executor.seal_key().clone();
+        Ok(Control {
+            tenants: Tenants::open(&space, &seal, secret_box, executor.clone())?,
+            playbooks: Playbooks::open(&space, &seal, executor.clone())?,
+            executor,
+        })
+    }
+
+    /// Opens and restores tenants and playbooks: for an embedder whose
+    /// plugins are added after (or are not persisted by rampart).
+    pub fn open_restored(executor: Executor, secret_box: SecretBox) -> Result<Self, ControlError> {
+        let control = Self::open(executor, secret_box)?;
+        control.restore_tenants()?;
+        control.restore_playbooks()?;
+        Ok(control)
+    }
+
+    /// The executor.
+    pub fn executor(&self) -> &Executor {
+        &self.executor
+    }
+
+    /// Tenants.
+    pub fn tenants(&self) -> &Tenants {
+        &self.tenants
+    }
+
+    /// Playbooks.
+    pub fn playbooks(&self) -> &Playbooks {
+        &self.playbooks
+    }
+
+    /// Hands every stored tenant's grants, inventory, identities and quotas
+    /// to the executor.
+    pub fn restore_tenants(&self) -> Result<(), ControlError> {
+        self.tenants.restore()
+    }
+
+    /// Installs every stored playbook with its owner and enabled state.
+    pub fn restore_playbooks(&self) -> Result<(), ControlError> {
+        self.playbooks.restore()
+    }
+
+    /// Records a configuration change by `actor` in the tenant's chain.
+    pub fn audit_change(
+        &self,
+        tenant: &TenantId,
+        actor: &str,
+        detail: serde_json::Value,
+    ) -> Result<(), ControlError> {
+        audit_change(&self.executor, tenant, actor, detail)
+    }
+}
+
+fn audit_change(
+    executor: &Executor,
+    tenant: &TenantId,
+    actor: &str,
+    detail: serde_json::Value,
+) -> Result<(), ControlError> {
+    executor
+        .audit()
+        .append(
+            tenant,
+            crate::audit::AuditKind::ConfigChanged,
+            None,
+            None,
+            Some(actor),
+            detail,
+        )
+        .map(|_| ())
+        .map_err(ControlError::Audit)
+}
+
+fn key(parts: &[&str]) -> Vec<u8> {
+    parts.join("\u{0}").into_bytes()
+}
