@@ -1,8 +1,8 @@
 //! Rampart is a library first. This program embeds it the way a SOC product
-//! would, with no HTTP: open a store, create a tenant and store a playbook
-//! through the control plane, load plugins, process an alert, approve the
-//! action it waits for (two analysts), then read the run and prove the
-//! audit log intact. Reopening the store restores the tenant and playbook.
+//! would, with no HTTP: open a store, create a tenant, upload plugins and
+//! store a playbook through the control plane, process an alert, approve
+//! the action it waits for (two analysts), then read the run and prove the
+//! audit log intact. Reopening the store restores tenant, plugins, playbook.
 //!
 //! `cargo xtask plugins && cargo run -p rampart-embed-example`
 
@@ -31,14 +31,18 @@ fn open(scratch: &Path) -> anyhow::Result<Control> {
     Ok(Control::open(executor, secrets)?)
 }
 
-async fn load_plugins(control: &Control, tenant: &TenantId, root: &Path) -> anyhow::Result<()> {
+/// Uploads the plugins as packages: verified against their manifests,
+/// loaded under the tenant's grants, stored to be restored at the next open.
+async fn upload_plugins(control: &Control, tenant: &TenantId, root: &Path) -> anyhow::Result<()> {
     for name in ["ip-reputation", "risk-scorer", "edl-blocklist"] {
         let manifest = root.join(format!("target/plugins/{name}.toml"));
-        control
-            .executor()
-            .add_plugin(tenant, &manifest)
-            .await
-            .with_context(|| format!("{} (run `cargo xtask plugins`)", manifest.display()))?;
+        let read = |path: &Path| {
+            std::fs::read(path)
+                .with_context(|| format!("{} (run `cargo xtask plugins`)", path.display()))
+        };
+        let text = String::from_utf8(read(&manifest)?)?;
+        let wasm = read(&manifest.with_extension("wasm"))?;
+        control.packages().upload(tenant, &text, &wasm).await?;
     }
     Ok(())
 }
@@ -74,7 +78,7 @@ async fn main() -> anyhow::Result<()> {
 
     // 2. Plugins (verified against their manifests) and a supervised
     //    playbook, stored: `detection-eng` put it, so it may not approve it.
-    load_plugins(&control, &tenant, &root).await?;
+    upload_plugins(&control, &tenant, &root).await?;
     let yaml = std::fs::read_to_string(root.join("examples/playbooks/supervised-block.yaml"))?;
     control
         .playbooks()
@@ -126,22 +130,27 @@ async fn main() -> anyhow::Result<()> {
     println!("audit: {} records, intact: {}", report.records, report.ok());
     anyhow::ensure!(report.ok(), "audit chain broken: {:?}", report.breach);
 
-    // 5. Reopened, the tenant and its playbook come back from the store.
+    // 5. Reopened, the tenant, its plugins and playbook come back.
     drop((control, executor));
     let control = open(scratch.path())?;
-    control.restore_tenants()?;
-    load_plugins(&control, &tenant, &root).await?;
-    control.restore_playbooks()?;
+    control.restore().await?;
     let names: Vec<String> = control
         .executor()
         .playbooks(&tenant)
         .iter()
         .map(|p| p.name.clone())
         .collect();
+    let plugins: Vec<String> = control
+        .packages()
+        .list(&tenant)?
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
     println!(
-        "reopened: tenants {:?}, playbooks {names:?}",
+        "reopened: tenants {:?}, plugins {plugins:?}, playbooks {names:?}",
         control.tenants().list()?
     );
+    anyhow::ensure!(plugins.len() == 3, "plugins not restored");
     anyhow::ensure!(names == ["supervised-block"], "playbook not restored");
     Ok(())
 }

@@ -87,7 +87,18 @@ impl From<crate::control::ControlError> for ApiError {
     fn from(err: crate::control::ControlError) -> Self {
         use crate::control::ControlError as E;
         match err {
-            E::NoTenant(_) | E::NoPlaybook(_) => Self::not_found(err.to_string()),
+            E::NoTenant(_) | E::NoPlaybook(_) | E::NoPlugin(_) => Self::not_found(err.to_string()),
+            E::InvalidManifest(_) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_manifest",
+                err.to_string(),
+            ),
+            E::PluginRefused(_) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "plugin_refused",
+                err.to_string(),
+            ),
+            E::PluginInUse { .. } => Self::new(StatusCode::CONFLICT, "in_use", err.to_string()),
             E::TenantExists(_) => Self::new(StatusCode::CONFLICT, "conflict", err.to_string()),
             E::GrantsInUse(_) => Self::new(StatusCode::CONFLICT, "grants_in_use", err.to_string()),
             E::InvalidTenantId(_) | E::SecretsInGrants | E::PlaybookName { .. } => {
@@ -95,9 +106,12 @@ impl From<crate::control::ControlError> for ApiError {
             }
             E::PrivateRanges => Self::forbidden(err.to_string()),
             E::Executor(inner) => inner.into(),
-            E::Sealed(_) | E::Audit(_) | E::Secret(_) | E::Storage(_) | E::Decode { .. } => {
-                Self::internal(err)
-            }
+            E::Sealed(_)
+            | E::Audit(_)
+            | E::Secret(_)
+            | E::Storage(_)
+            | E::Decode { .. }
+            | E::Corrupt(_) => Self::internal(err),
         }
     }
 }

@@ -32,7 +32,6 @@ use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::audit::seal::SealedTree;
 use crate::context::{AssetInventory, IdentityDirectory};
 use crate::executor::Executor;
 use crate::model::Alert;
@@ -74,11 +73,9 @@ type HuntLocks = BTreeMap<Vec<u8>, Arc<tokio::sync::Mutex<()>>>;
 pub struct AppState {
     executor: Executor,
     tokens: Tokens,
-    /// Tenants and playbooks (the transport-free control plane).
+    /// Tenants, plugin packages and playbooks (the transport-free control
+    /// plane).
     control: crate::control::Control,
-    // Sealed against offline edits (`audit::seal`): packages decide what
-    // code runs with which rights.
-    packages: SealedTree,
     events: hunts::Events,
     hunts: crate::store::Tree,
     webhook_secrets: crate::store::Tree,

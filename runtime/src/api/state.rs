@@ -25,7 +25,6 @@ impl AppState {
         let state = AppState {
             tokens: Tokens::open(&db, &seal).map_err(storage_err)?,
             control: crate::control::Control::open(executor.clone(), secret_box)?,
-            packages: SealedTree::open(&db, "api-plugin-packages", &seal).map_err(storage_err)?,
             events: hunts::Events::open(&db).map_err(storage_err)?,
             hunts: db.open_tree("api-hunts").map_err(storage_err)?,
             webhook_secrets: db.open_tree("api-webhook-secrets").map_err(storage_err)?,
@@ -142,7 +141,7 @@ impl AppState {
         let [playbooks, owners] = self.control.playbooks().sealed();
         for tree in [
             self.control.tenants().sealed(),
-            &self.packages,
+            self.control.packages().sealed(),
             playbooks,
             owners,
         ] {
@@ -163,90 +162,21 @@ impl AppState {
     }
 
     pub(in crate::api) async fn restore(&self) -> Result<(), ApiError> {
-        // Tenants first: plugins load under their tenant's grants.
-        self.control.restore_tenants()?;
-        for entry in self.packages.iter() {
-            let (_, bytes) = entry.map_err(storage_err)?;
-            let package: Value = serde_json::from_slice(&bytes).map_err(ApiError::internal)?;
-            let tenant = TenantId::new(package["tenant"].as_str().unwrap_or_default())
-                .map_err(ApiError::internal)?;
-            let manifest = package["manifest"].as_str().unwrap_or_default();
-            let wasm = base64::engine::general_purpose::STANDARD
-                .decode(package["wasm"].as_str().unwrap_or_default())
-                .map_err(ApiError::internal)?;
-            self.load_plugin(&tenant, manifest, &wasm, false).await?;
-        }
-        self.control.restore_playbooks()?;
+        self.control.restore().await?;
         self.executor.resume().await?;
         Ok(())
-    }
-
-    pub(in crate::api) async fn load_plugin(
-        &self,
-        tenant: &TenantId,
-        manifest: &str,
-        wasm: &[u8],
-        audited: bool,
-    ) -> Result<Value, ApiError> {
-        let locked = crate::manifest::parse("manifest", manifest).map_err(|err| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_manifest",
-                err.to_string(),
-            )
-        })?;
-        let grants = self.effective_grants(&self.tenant(tenant)?)?;
-        let plugin = self
-            .executor
-            .runtime()
-            .load(tenant, &grants, locked, wasm)
-            .await
-            .map_err(|err| {
-                ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "plugin_refused",
-                    err.to_string(),
-                )
-            })?;
-        if audited {
-            self.executor.register(tenant, plugin.clone())?;
-        } else {
-            self.executor.restore_plugin(tenant, plugin.clone())?;
-        }
-        Ok(
-            json!({"name": plugin.manifest().name, "version": plugin.manifest().version, "kind": plugin.manifest().kind, "sha256": plugin.manifest().sha256, "capabilities": plugin.manifest().capabilities, "artifact": plugin.artifact_source()}),
-        )
     }
 
     pub(in crate::api) fn tenant(&self, tenant: &TenantId) -> Result<TenantRecord, ApiError> {
         Ok(self.control.tenants().get(tenant)?)
     }
 
-    /// The tenant's grants with its secrets unsealed (in memory only).
-    pub(in crate::api) fn effective_grants(
-        &self,
-        record: &TenantRecord,
-    ) -> Result<Grants, ApiError> {
-        Ok(self.control.tenants().effective_grants(record)?)
-    }
-
     /// The tenant's uploaded plugins that are loaded, by name.
     pub(in crate::api) fn uploaded_plugins(
         &self,
         tenant: &TenantId,
-    ) -> Vec<(String, crate::Plugin)> {
-        let mut prefix = tenant.as_str().as_bytes().to_vec();
-        prefix.push(0);
-        self.packages
-            .scan_prefix(&prefix)
-            .filter_map(Result::ok)
-            .map(|(key, _)| key)
-            .filter_map(|key| {
-                let name = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
-                let plugin = self.executor.plugin(tenant, &name)?;
-                Some((name, plugin))
-            })
-            .collect()
+    ) -> Result<Vec<(String, crate::Plugin)>, ApiError> {
+        Ok(self.control.packages().list(tenant)?)
     }
 
     pub(in crate::api) fn put_tenant(&self, record: &TenantRecord) -> Result<(), ApiError> {

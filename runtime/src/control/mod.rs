@@ -1,5 +1,6 @@
 //! The control plane as a library: tenants (grants, inventory, identities,
-//! quotas, sealed plugin secrets) and playbooks (stored, owned, enabled),
+//! quotas, sealed plugin secrets), plugin packages (uploaded, verified,
+//! loaded under the tenant's grants) and playbooks (stored, owned, enabled),
 //! persisted in the backend's keyspace, sealed against offline edits and
 //! restored into the executor at open. Transport-free: the HTTP API
 //! (`crate::api`, feature `server`) authenticates a caller and calls these;
@@ -9,9 +10,11 @@
 //! carry secrets, never take a capability from a plugin that is loaded, and
 //! open internal address ranges only when the caller says it may.
 
+mod packages;
 mod playbooks;
 mod tenants;
 
+pub use packages::Packages;
 pub use playbooks::{Playbooks, StoredPlaybook};
 pub use tenants::{NewTenant, TenantRecord, Tenants, WebhookConfig, default_ingest_rate};
 
@@ -55,6 +58,26 @@ pub enum ControlError {
         /// The name in the YAML.
         found: String,
     },
+    /// The plugin manifest is not acceptable.
+    #[error(transparent)]
+    InvalidManifest(#[from] crate::manifest::ManifestError),
+    /// The component was refused at load (digest, imports, WIT version, ...).
+    #[error(transparent)]
+    PluginRefused(#[from] crate::sandbox::LoadError),
+    /// No such uploaded plugin.
+    #[error("no plugin {0}")]
+    NoPlugin(String),
+    /// A playbook or hunt uses the plugin.
+    #[error("plugin {plugin} is used by {}; change those first", .users.join(", "))]
+    PluginInUse {
+        /// The plugin.
+        plugin: String,
+        /// `playbook <name>` or `hunt <name>`, each.
+        users: Vec<String>,
+    },
+    /// A stored record is unreadable.
+    #[error("stored state is corrupt: {0}")]
+    Corrupt(String),
     /// No such playbook.
     #[error("no playbook {0}")]
     NoPlaybook(String),
@@ -89,31 +112,33 @@ pub enum ControlError {
 pub struct Control {
     executor: Executor,
     tenants: Tenants,
+    packages: Packages,
     playbooks: Playbooks,
 }
 
 impl Control {
     /// Opens the control state in the executor's keyspace. Nothing is
-    /// restored yet: call [`Control::restore_tenants`] before plugins are
-    /// loaded (they load under the tenant's grants) and
-    /// [`Control::restore_playbooks`] after.
+    /// restored yet: [`Control::restore`] does it all; an embedder that adds
+    /// its own plugins calls [`Control::restore_tenants`] before them (they
+    /// load under the tenant's grants) and [`Control::restore_playbooks`]
+    /// after.
     pub fn open(executor: Executor, secret_box: SecretBox) -> Result<Self, ControlError> {
         let space = executor.store().space().clone();
         let seal = executor.seal_key().clone();
+        let tenants = Tenants::open(&space, &seal, secret_box, executor.clone())?;
         Ok(Control {
-            tenants: Tenants::open(&space, &seal, secret_box, executor.clone())?,
+            packages: Packages::open(&space, &seal, executor.clone(), tenants.clone())?,
             playbooks: Playbooks::open(&space, &seal, executor.clone())?,
+            tenants,
             executor,
         })
     }
 
-    /// Opens and restores tenants and playbooks: for an embedder whose
-    /// plugins are added after (or are not persisted by rampart).
-    pub fn open_restored(executor: Executor, secret_box: SecretBox) -> Result<Self, ControlError> {
-        let control = Self::open(executor, secret_box)?;
-        control.restore_tenants()?;
-        control.restore_playbooks()?;
-        Ok(control)
+    /// Restores tenants, then their uploaded plugins, then playbooks.
+    pub async fn restore(&self) -> Result<(), ControlError> {
+        self.tenants.restore()?;
+        self.packages.restore().await?;
+        self.playbooks.restore()
     }
 
     /// The executor.
@@ -124,6 +149,11 @@ impl Control {
     /// Tenants.
     pub fn tenants(&self) -> &Tenants {
         &self.tenants
+    }
+
+    /// Uploaded plugin packages.
+    pub fn packages(&self) -> &Packages {
+        &self.packages
     }
 
     /// Playbooks.

@@ -236,24 +236,7 @@ pub(in crate::api) async fn put_secret(
         .tenants()
         .put_secret(&tenant, &plugin, &name, &secret)?;
     // Loaded plugins keep the grant they were loaded with: reload this one.
-    if let Some(package) = state
-        .packages
-        .get(key(&[tenant.as_str(), &plugin]))
-        .map_err(storage_err)?
-    {
-        let package: Value = serde_json::from_slice(&package).map_err(ApiError::internal)?;
-        let wasm = base64::engine::general_purpose::STANDARD
-            .decode(package["wasm"].as_str().unwrap_or_default())
-            .map_err(ApiError::internal)?;
-        state
-            .load_plugin(
-                &tenant,
-                package["manifest"].as_str().unwrap_or_default(),
-                &wasm,
-                true,
-            )
-            .await?;
-    }
+    state.control.packages().reload(&tenant, &plugin).await?;
     state.audit_change(
         &tenant,
         &principal.token.principal,
