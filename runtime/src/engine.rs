@@ -51,13 +51,13 @@ pub struct EngineConfig {
     /// `host_call_fuel`: host work costs in proportion to its size.
     pub host_byte_fuel: u64,
     /// Caps on the number of items a call may return.
-    pub output_items: crate::sandbox::OutputItemCaps,
+    pub output_items: OutputItemCaps,
     /// Whole-session budget of a hunt (open, every push, close): wall time.
     pub max_session_time: Duration,
     /// Whole-session budget of a hunt: fuel.
     pub max_session_fuel: u64,
     /// What a component may weigh before it is compiled.
-    pub compile: crate::sandbox::bounds::CompileBounds,
+    pub compile: CompileBounds,
     /// Largest single WASI random request (`get-random-bytes` and the
     /// insecure variant), bytes; larger requests trap.
     pub max_random_bytes: u64,
@@ -76,10 +76,10 @@ impl Default for EngineConfig {
             keep_resident_bytes: 64 << 10,
             max_wasm_stack: 512 << 10,
             host_byte_fuel: 4,
-            output_items: crate::sandbox::OutputItemCaps::default(),
+            output_items: OutputItemCaps::default(),
             max_session_time: Duration::from_secs(60),
             max_session_fuel: 50_000_000_000,
-            compile: crate::sandbox::bounds::CompileBounds::default(),
+            compile: CompileBounds::default(),
             max_random_bytes: 64 << 10,
         }
     }
@@ -209,6 +209,63 @@ impl Engine {
             memory_bytes: self.config.max_memory_bytes,
             fuel: self.config.max_fuel,
             timeout: self.config.max_timeout,
+        }
+    }
+}
+
+/// Most items of each kind one call may return.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutputItemCaps {
+    /// Enrichments from one `enrich`.
+    pub enrichments: usize,
+    /// Tags of one enrichment.
+    pub tags: usize,
+    /// Reasons of one score.
+    pub reasons: usize,
+    /// Findings from one hunt push or close.
+    pub findings: usize,
+    /// Entities, techniques, event ids or references of one finding.
+    pub finding_items: usize,
+    /// JSON values (every object, array, string, number, ...) the host
+    /// builds from one call's `data`/`detail` fields together.
+    pub json_values: usize,
+}
+
+impl Default for OutputItemCaps {
+    fn default() -> Self {
+        OutputItemCaps {
+            enrichments: 1_000,
+            tags: 64,
+            reasons: 64,
+            findings: 10_000,
+            finding_items: 256,
+            json_values: 200_000,
+        }
+    }
+}
+
+/// Bounds a component must stay within to be compiled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompileBounds {
+    /// Largest component file, bytes.
+    pub max_component_bytes: usize,
+    /// Most functions with a body, over every core module inside.
+    pub max_functions: usize,
+    /// Largest function body, bytes.
+    pub max_function_bytes: usize,
+    /// Most core modules inside one component.
+    pub max_modules: usize,
+}
+
+impl Default for CompileBounds {
+    /// Room for a componentize-py or StarlingMonkey component (tens of
+    /// MB, tens of thousands of functions) and far below a compile bomb.
+    fn default() -> Self {
+        CompileBounds {
+            max_component_bytes: 64 << 20,
+            max_functions: 100_000,
+            max_function_bytes: 1 << 20,
+            max_modules: 64,
         }
     }
 }

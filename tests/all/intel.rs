@@ -42,7 +42,7 @@ fn alert_with(entities: Vec<Entity>) -> Alert {
 }
 
 /// Imports every fixture feed; returns the store and the summaries.
-fn import_fixtures(store: &SledStore) -> Vec<rampart::intel::ImportSummary> {
+fn import_fixtures(store: &SledStore) -> Vec<rampart::store::feeds::ImportSummary> {
     let feeds: [(&str, Format, PathBuf); 6] = [
         (
             "maltrail",

@@ -28,10 +28,10 @@ pub(super) struct ImportQuery {
     append: bool,
 }
 
-fn intel_error(err: crate::intel::IntelError) -> ApiError {
+fn intel_error(err: crate::store::feeds::IntelError) -> ApiError {
     match err {
-        crate::intel::IntelError::Store(detail) => ApiError::internal(detail),
-        crate::intel::IntelError::UnknownFeed(feed) => ApiError::new(
+        crate::store::feeds::IntelError::Store(detail) => ApiError::internal(detail),
+        crate::store::feeds::IntelError::UnknownFeed(feed) => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "unknown_feed",
             format!("no feed `{feed}`"),

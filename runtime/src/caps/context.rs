@@ -1,9 +1,9 @@
 //! `rampart:plugin/context`: the tenant's assets and people, read-only.
 
+use super::{CallView, Caps};
 use crate::bindings::context::{Asset, Criticality, Host, Identity};
 use crate::bindings::types::Entity;
 use crate::context::Criticality as HostCriticality;
-use crate::sandbox::state::HostState;
 
 impl From<HostCriticality> for Criticality {
     fn from(level: HostCriticality) -> Self {
@@ -16,15 +16,16 @@ impl From<HostCriticality> for Criticality {
     }
 }
 
-impl Host for HostState {
+impl<T: CallView> Host for Caps<'_, T> {
     fn lookup_asset(&mut self, entity: Entity) -> Option<Asset> {
         let entity: crate::model::Entity = entity.into();
         if let Some(problem) = entity.problem() {
-            self.host_warn(&format!("context lookup refused: {problem}"));
+            self.0
+                .host_warn(&format!("context lookup refused: {problem}"));
             return None;
         }
-        self.charge_bytes(entity.value.len());
-        let context = self.plugin.context.get(&self.plugin.tenant);
+        self.0.charge_bytes(entity.value.len());
+        let context = self.0.directory().get(self.0.tenant());
         context.assets.find(&entity).map(|asset| Asset {
             name: asset.name.clone(),
             ips: asset.ips.iter().map(ToString::to_string).collect(),
@@ -38,11 +39,12 @@ impl Host for HostState {
     fn lookup_identity(&mut self, entity: Entity) -> Option<Identity> {
         let entity: crate::model::Entity = entity.into();
         if let Some(problem) = entity.problem() {
-            self.host_warn(&format!("context lookup refused: {problem}"));
+            self.0
+                .host_warn(&format!("context lookup refused: {problem}"));
             return None;
         }
-        self.charge_bytes(entity.value.len());
-        let context = self.plugin.context.get(&self.plugin.tenant);
+        self.0.charge_bytes(entity.value.len());
+        let context = self.0.directory().get(self.0.tenant());
         context.identities.find(&entity).map(|id| Identity {
             user: id.user.clone(),
             email: id.email.clone(),

@@ -1,30 +1,32 @@
 //! `rampart:plugin/intel`: lookups in the tenant's threat-intel index.
 
+use super::{CallView, Caps};
 use crate::bindings::intel::{Host, IndicatorMatch};
 use crate::bindings::types::Entity;
-use crate::sandbox::state::HostState;
 
 /// Most matches one lookup returns.
 pub const MAX_MATCHES: usize = 100;
 
-impl Host for HostState {
+impl<T: CallView> Host for Caps<'_, T> {
     fn lookup(&mut self, entity: Entity) -> Vec<IndicatorMatch> {
         let entity: crate::model::Entity = entity.into();
         if let Some(problem) = entity.problem() {
-            self.host_warn(&format!("intel lookup refused: {problem}"));
+            self.0
+                .host_warn(&format!("intel lookup refused: {problem}"));
             return Vec::new();
         }
         // A lookup hashes each suffix of the name: charge for that work.
         let labels = entity.value.bytes().filter(|b| *b == b'.').count() + 1;
-        self.charge_bytes(entity.value.len().saturating_mul(labels));
-        let found = match self.plugin.store.intel_lookup(&self.plugin.tenant, &entity) {
+        self.0
+            .charge_bytes(entity.value.len().saturating_mul(labels));
+        let found = match self.0.store().intel_lookup(self.0.tenant(), &entity) {
             Ok(found) => found,
             Err(err) => {
-                self.host_warn(&format!("intel lookup failed: {err}"));
+                self.0.host_warn(&format!("intel lookup failed: {err}"));
                 Vec::new()
             }
         };
-        self.charge_bytes(
+        self.0.charge_bytes(
             found
                 .iter()
                 .take(MAX_MATCHES)

@@ -6,8 +6,8 @@
 
 use std::sync::Arc;
 
+use super::{CallView, Caps};
 use crate::bindings::kv::{Host, KvError};
-use crate::sandbox::state::HostState;
 use crate::store::{KvNamespace, Store, StoreError};
 
 /// Longest key, in bytes.
@@ -25,6 +25,12 @@ pub struct KvAccess {
     pub namespace: KvNamespace,
     /// The namespace's quota in bytes.
     pub quota: u64,
+}
+
+/// The capability's view: the call's kv access besides the [`CallView`].
+pub trait KvView: CallView {
+    /// Where this call's kv operations go.
+    fn kv(&self) -> &KvAccess;
 }
 
 fn convert(err: StoreError) -> KvError {
@@ -48,33 +54,37 @@ fn check_value(value: &[u8]) -> Result<(), KvError> {
     Ok(())
 }
 
-impl Host for HostState {
+impl<T: KvView> Host for Caps<'_, T> {
     fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, KvError> {
         check_key(&key)?;
         let value = self
-            .kv
+            .0
+            .kv()
             .store
-            .kv_get(&self.kv.namespace, &key)
+            .kv_get(&self.0.kv().namespace, &key)
             .map_err(convert)?;
-        self.charge_bytes(key.len() + value.as_ref().map_or(0, Vec::len));
+        self.0
+            .charge_bytes(key.len() + value.as_ref().map_or(0, Vec::len));
         Ok(value)
     }
 
     fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), KvError> {
-        self.charge_bytes(key.len() + value.len());
+        self.0.charge_bytes(key.len() + value.len());
         check_key(&key)?;
         check_value(&value)?;
-        self.kv
+        self.0
+            .kv()
             .store
-            .kv_set(&self.kv.namespace, &key, &value, self.kv.quota)
+            .kv_set(&self.0.kv().namespace, &key, &value, self.0.kv().quota)
             .map_err(convert)
     }
 
     fn delete(&mut self, key: String) -> Result<bool, KvError> {
         check_key(&key)?;
-        self.kv
+        self.0
+            .kv()
             .store
-            .kv_delete(&self.kv.namespace, &key)
+            .kv_delete(&self.0.kv().namespace, &key)
             .map_err(convert)
     }
 
@@ -86,9 +96,10 @@ impl Host for HostState {
     ) -> Result<Vec<String>, KvError> {
         check_key(&prefix)?;
         let limit = limit.min(MAX_LIST) as usize;
-        self.kv
+        self.0
+            .kv()
             .store
-            .kv_list(&self.kv.namespace, &prefix, after.as_deref(), limit)
+            .kv_list(&self.0.kv().namespace, &prefix, after.as_deref(), limit)
             .map_err(convert)
     }
 
@@ -102,14 +113,15 @@ impl Host for HostState {
         if let Some(value) = &new {
             check_value(value)?;
         }
-        self.kv
+        self.0
+            .kv()
             .store
             .kv_compare_and_swap(
-                &self.kv.namespace,
+                &self.0.kv().namespace,
                 &key,
                 expected.as_deref(),
                 new.as_deref(),
-                self.kv.quota,
+                self.0.kv().quota,
             )
             .map_err(convert)
     }

@@ -8,8 +8,8 @@
 //! plugin's text are escaped, so a newline cannot forge a record in the
 //! text log.
 
+use super::{CallView, Caps};
 use crate::bindings::log::{Host, Level};
-use crate::sandbox::state::HostState;
 use crate::tenant::TenantId;
 
 /// Most lines one call may log; later lines are counted and dropped.
@@ -71,31 +71,29 @@ pub fn sanitise(message: &str) -> String {
     out
 }
 
-impl HostState {
-    /// A host warning about this call, counted against its log budget.
-    pub(crate) fn host_warn(&mut self, message: &str) {
-        if !self.log.take() {
-            return;
-        }
-        let message = sanitise(message);
-        tracing::warn!(
-            target: "rampart::plugin",
-            tenant = self.plugin.tenant.as_str(),
-            plugin = self.plugin.name.as_str(),
-            "{message}"
-        );
+/// A host warning about the call `view` serves, counted against its budget.
+pub(super) fn host_warn(view: &mut impl CallView, message: &str) {
+    if !view.log_budget().take() {
+        return;
     }
+    let message = sanitise(message);
+    tracing::warn!(
+        target: "rampart::plugin",
+        tenant = view.tenant().as_str(),
+        plugin = view.plugin_name(),
+        "{message}"
+    );
 }
 
-impl Host for HostState {
+impl<T: CallView> Host for Caps<'_, T> {
     fn write(&mut self, level: Level, message: String) {
-        self.charge_bytes(message.len());
-        if !self.log.take() {
+        self.0.charge_bytes(message.len());
+        if !self.0.log_budget().take() {
             return;
         }
-        let tenant = self.plugin.tenant.as_str();
-        let plugin = self.plugin.name.as_str();
-        let message = sanitise(&self.plugin.redactor.text(&message));
+        let message = sanitise(&self.0.redact(&message));
+        let tenant = self.0.tenant().as_str();
+        let plugin = self.0.plugin_name();
         match level {
             Level::Trace => tracing::trace!(target: "rampart::plugin", tenant, plugin, "{message}"),
             Level::Debug => tracing::debug!(target: "rampart::plugin", tenant, plugin, "{message}"),

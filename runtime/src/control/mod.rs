@@ -3,7 +3,7 @@
 //! loaded under the tenant's grants) and playbooks (stored, owned, enabled),
 //! persisted in the backend's keyspace, sealed against offline edits and
 //! restored into the executor at open. Transport-free: the HTTP API
-//! (`crate::api`, feature `server`) authenticates a caller and calls these;
+//! (feature `server`) authenticates a caller and calls these;
 //! an embedder calls them directly (`examples/embed`).
 //!
 //! The integrity rules live here, so every caller gets them: grants never

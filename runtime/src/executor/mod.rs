@@ -125,12 +125,7 @@ impl From<crate::store::SpaceError> for ExecutorError {
     }
 }
 
-/// Unix milliseconds now.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
+pub use crate::model::now_ms;
 
 /// Concurrent runs per tenant without a `max_concurrent_runs` quota.
 pub const DEFAULT_RUN_SHARE: usize = 64;

@@ -10,31 +10,7 @@
 
 use wasmparser::{Parser, Payload};
 
-/// Bounds a component must stay within to be compiled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CompileBounds {
-    /// Largest component file, bytes.
-    pub max_component_bytes: usize,
-    /// Most functions with a body, over every core module inside.
-    pub max_functions: usize,
-    /// Largest function body, bytes.
-    pub max_function_bytes: usize,
-    /// Most core modules inside one component.
-    pub max_modules: usize,
-}
-
-impl Default for CompileBounds {
-    /// Room for a componentize-py or StarlingMonkey component (tens of
-    /// MB, tens of thousands of functions) and far below a compile bomb.
-    fn default() -> Self {
-        CompileBounds {
-            max_component_bytes: 64 << 20,
-            max_functions: 100_000,
-            max_function_bytes: 1 << 20,
-            max_modules: 64,
-        }
-    }
-}
+pub use crate::engine::CompileBounds;
 
 /// Why a component was refused before compiling.
 #[derive(Debug, Clone, thiserror::Error)]

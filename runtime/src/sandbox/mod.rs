@@ -194,8 +194,8 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(link)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(link)?;
         io_gate::gate_waits(&mut linker).map_err(link)?;
-        host::Host_::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |state| {
-            state
+        host::Host_::add_to_linker::<_, crate::caps::CapsOf<HostState>>(&mut linker, |state| {
+            crate::caps::Caps(state)
         })
         .map_err(link)?;
         Ok(Runtime {

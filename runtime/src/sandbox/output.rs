@@ -11,38 +11,8 @@
 use serde_json::Value;
 
 use crate::bindings::types as wit;
+pub use crate::engine::OutputItemCaps;
 use crate::model::OutputViolation;
-
-/// Most items of each kind one call may return.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OutputItemCaps {
-    /// Enrichments from one `enrich`.
-    pub enrichments: usize,
-    /// Tags of one enrichment.
-    pub tags: usize,
-    /// Reasons of one score.
-    pub reasons: usize,
-    /// Findings from one hunt push or close.
-    pub findings: usize,
-    /// Entities, techniques, event ids or references of one finding.
-    pub finding_items: usize,
-    /// JSON values (every object, array, string, number, ...) the host
-    /// builds from one call's `data`/`detail` fields together.
-    pub json_values: usize,
-}
-
-impl Default for OutputItemCaps {
-    fn default() -> Self {
-        OutputItemCaps {
-            enrichments: 1_000,
-            tags: 64,
-            reasons: 64,
-            findings: 10_000,
-            finding_items: 256,
-            json_values: 200_000,
-        }
-    }
-}
 
 fn over(what: &str, count: usize, max: usize) -> Result<(), OutputViolation> {
     if count > max {

@@ -11,8 +11,9 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::limits::CallLimiter;
+use crate::caps::CallView;
 use crate::caps::http::HttpPolicy;
-use crate::caps::kv::KvAccess;
+use crate::caps::kv::{KvAccess, KvView};
 use crate::caps::log::LogBudget;
 use crate::store::Store;
 use crate::tenant::{PluginGrant, TenantId};
@@ -62,6 +63,41 @@ impl HostState {
         self.host_bytes = self
             .host_bytes
             .saturating_add(u64::try_from(bytes).unwrap_or(u64::MAX));
+    }
+}
+
+// The capabilities' views of the call (see `caps`): one line per
+// capability with state of its own.
+impl CallView for HostState {
+    fn tenant(&self) -> &TenantId {
+        &self.plugin.tenant
+    }
+    fn plugin_name(&self) -> &str {
+        &self.plugin.name
+    }
+    fn grant(&self) -> &PluginGrant {
+        &self.plugin.grant
+    }
+    fn store(&self) -> &dyn Store {
+        &*self.plugin.store
+    }
+    fn directory(&self) -> &crate::context::Directory {
+        &self.plugin.context
+    }
+    fn redact(&self, text: &str) -> String {
+        self.plugin.redactor.text(text)
+    }
+    fn charge_bytes(&mut self, bytes: usize) {
+        HostState::charge_bytes(self, bytes);
+    }
+    fn log_budget(&mut self) -> &mut LogBudget {
+        &mut self.log
+    }
+}
+
+impl KvView for HostState {
+    fn kv(&self) -> &KvAccess {
+        &self.kv
     }
 }
 

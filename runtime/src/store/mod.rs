@@ -3,6 +3,7 @@
 //! engine keeps everything else in ([`space::Keyspace`]). A [`Backend`]
 //! provides both; sled (embedded, durable) and memory implement it.
 
+pub mod feeds;
 mod memory;
 mod sled;
 pub mod space;
@@ -17,7 +18,7 @@ pub trait Backend: Store {
     /// The keyspace runs, audit, approvals and control state live in.
     fn space(&self) -> &Keyspace;
     /// Shared threat-intel feeds and tenants' subscriptions.
-    fn feeds(&self) -> &crate::intel::PersistentIntel;
+    fn feeds(&self) -> &feeds::PersistentIntel;
 }
 
 use crate::model::{Entity, EntityMemory, Feedback, IndicatorMatch, PriorVerdict};

@@ -44,13 +44,13 @@ pub struct MemoryStore {
     memory: Mutex<HashMap<(TenantId, Entity), EntityMemory>>,
     intel: Mutex<HashMap<(TenantId, Entity), Vec<IndicatorMatch>>>,
     space: Keyspace,
-    feeds: crate::intel::PersistentIntel,
+    feeds: crate::store::feeds::PersistentIntel,
 }
 
 impl Default for MemoryStore {
     fn default() -> Self {
         let space = space::MemorySpace::default();
-        let feeds = crate::intel::PersistentIntel::from_trees(
+        let feeds = crate::store::feeds::PersistentIntel::from_trees(
             space.tree("intel-feeds"),
             space.tree("intel-subscriptions"),
         );
@@ -65,8 +65,8 @@ impl Default for MemoryStore {
 }
 
 impl MemoryStore {
-    /// Shared feeds (import with [`crate::intel::PersistentIntel::import`]).
-    pub fn feeds(&self) -> &crate::intel::PersistentIntel {
+    /// Shared feeds (import with [`crate::store::feeds::PersistentIntel::import`]).
+    pub fn feeds(&self) -> &crate::store::feeds::PersistentIntel {
         &self.feeds
     }
 
@@ -80,7 +80,7 @@ impl Backend for MemoryStore {
     fn space(&self) -> &Keyspace {
         &self.space
     }
-    fn feeds(&self) -> &crate::intel::PersistentIntel {
+    fn feeds(&self) -> &crate::store::feeds::PersistentIntel {
         &self.feeds
     }
 }

@@ -50,7 +50,7 @@ pub struct SledStore {
     kv_usage: sled::Tree,
     memory: sled::Tree,
     intel: sled::Tree,
-    feeds: crate::intel::PersistentIntel,
+    feeds: crate::store::feeds::PersistentIntel,
     space: Keyspace,
 }
 
@@ -150,14 +150,14 @@ impl SledStore {
             kv_usage: tree("kv-usage")?,
             memory: tree("memory")?,
             intel: tree("intel")?,
-            feeds: crate::intel::PersistentIntel::open(&space)?,
+            feeds: crate::store::feeds::PersistentIntel::open(&space)?,
             space,
             db,
         })
     }
 
     /// Shared threat-intel feeds and tenants' subscriptions.
-    pub fn feeds(&self) -> &crate::intel::PersistentIntel {
+    pub fn feeds(&self) -> &crate::store::feeds::PersistentIntel {
         &self.feeds
     }
 
@@ -239,7 +239,7 @@ impl Backend for SledStore {
     fn space(&self) -> &Keyspace {
         &self.space
     }
-    fn feeds(&self) -> &crate::intel::PersistentIntel {
+    fn feeds(&self) -> &crate::store::feeds::PersistentIntel {
         &self.feeds
     }
 }
