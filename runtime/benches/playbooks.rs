@@ -115,6 +115,8 @@ async fn playbook_throughput() -> f64 {
     for concurrency in [1usize, 64] {
         let total = if concurrency == 1 { 300 } else { 3_000 };
         if concurrency == 64 {
+            let space = executor.store().space().clone();
+            let flushes_before = space.flushes();
             let executor = executor.clone();
             let tenant = tenant.clone();
             let ips = Arc::new(ips.clone());
@@ -133,8 +135,13 @@ async fn playbook_throughput() -> f64 {
                 elapsed,
                 &latencies,
             );
+            println!(
+                "  {:.2} flushes per alert (group-committed)",
+                (space.flushes() - flushes_before) as f64 / total as f64
+            );
         }
         let started = Instant::now();
+        let flushes_before = executor.store().space().flushes();
         let mut latencies = Vec::with_capacity(total);
         let mut next = 0usize;
         while next < total {
@@ -172,13 +179,15 @@ async fn playbook_throughput() -> f64 {
             }
         }
         let elapsed = started.elapsed();
+        let flushes = executor.store().space().flushes() - flushes_before;
         latencies.sort();
         let at = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q) as usize];
         println!(
-            "4-step playbook, audit on, sled, {concurrency} in flight: {total} alerts in {elapsed:.2?} = {:.0} alerts/s; per alert p50 {:?}, p99 {:?}",
+            "4-step playbook, audit on, sled, {concurrency} in flight: {total} alerts in {elapsed:.2?} = {:.0} alerts/s; per alert p50 {:?}, p99 {:?}; {:.2} flushes per alert ({flushes} in all, group-committed)",
             total as f64 / elapsed.as_secs_f64(),
             at(0.5),
-            at(0.99)
+            at(0.99),
+            flushes as f64 / total as f64
         );
     }
     let report = executor.audit().verify(&tenant).unwrap();

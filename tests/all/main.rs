@@ -6,6 +6,7 @@
 mod abuseipdb;
 mod audit;
 mod conformance;
+mod control;
 mod executor;
 mod harness;
 mod hostile;

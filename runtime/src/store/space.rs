@@ -120,6 +120,9 @@ pub trait TreeBackend: Send + Sync + 'static {
 #[derive(Clone)]
 pub struct Keyspace {
     backend: Arc<dyn SpaceBackend>,
+    /// Durability barriers asked of the backend, keyspace and trees
+    /// together (what "flushes per alert" counts).
+    flushes: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for Keyspace {
@@ -131,14 +134,23 @@ impl std::fmt::Debug for Keyspace {
 impl Keyspace {
     /// A keyspace over `backend`.
     pub fn new(backend: Arc<dyn SpaceBackend>) -> Self {
-        Keyspace { backend }
+        Keyspace {
+            backend,
+            flushes: Arc::default(),
+        }
     }
 
     /// The tree `name`, created empty if it does not exist.
     pub fn open_tree(&self, name: impl AsRef<str>) -> Result<Tree, SpaceError> {
         Ok(Tree {
             backend: self.backend.open_tree(name.as_ref())?,
+            flushes: self.flushes.clone(),
         })
+    }
+
+    /// Flushes asked so far, of the keyspace and of its trees.
+    pub fn flushes(&self) -> u64 {
+        self.flushes.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The names of every tree that exists.
@@ -153,6 +165,8 @@ impl Keyspace {
 
     /// Returns once every write that happened before the call is durable.
     pub fn flush(&self) -> Result<(), SpaceError> {
+        self.flushes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.backend.flush()
     }
 }
@@ -161,6 +175,7 @@ impl Keyspace {
 #[derive(Clone)]
 pub struct Tree {
     backend: Arc<dyn TreeBackend>,
+    flushes: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for Tree {
@@ -225,7 +240,10 @@ fn owned(bound: Bound<&impl AsRef<[u8]>>) -> Bound<Vec<u8>> {
 impl Tree {
     /// A handle on `backend`.
     pub fn new(backend: Arc<dyn TreeBackend>) -> Self {
-        Tree { backend }
+        Tree {
+            backend,
+            flushes: Arc::default(),
+        }
     }
 
     /// The tree's name.
@@ -349,6 +367,8 @@ impl Tree {
 
     /// Returns once every write to this tree so far is durable.
     pub fn flush(&self) -> Result<(), SpaceError> {
+        self.flushes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.backend.flush()
     }
 }

@@ -1,0 +1,204 @@
+//! The control plane as a library, without HTTP: what an embedder gets.
+//! Concurrent creates, the grants rule on plugins the embedder added, the
+//! "in use" rule on packages, and restore from a reopened directory.
+
+use std::path::Path;
+
+use rampart::RuntimeConfig;
+use rampart::audit::AuditKey;
+use rampart::control::{Control, ControlError, NewTenant};
+use rampart::executor::Executor;
+use rampart::secrets::SecretBox;
+use rampart::store::SledStore;
+use rampart::tenant::{Capability, Grants};
+use rampart_e2e::{manifest, tenant};
+
+fn open(dir: &Path) -> Control {
+    let store = SledStore::open(&dir.join("data")).expect("store");
+    let executor = Executor::new(
+        RuntimeConfig::default(),
+        store,
+        AuditKey::from_bytes(vec![3u8; 32]).expect("key"),
+    )
+    .expect("executor");
+    Control::open(executor, SecretBox::from_key(&[6u8; 32]).expect("box")).expect("control")
+}
+
+fn new_tenant(id: &str) -> NewTenant {
+    NewTenant {
+        id: id.to_owned(),
+        grants: Some(Grants::allow_all_capabilities()),
+        ..NewTenant::default()
+    }
+}
+
+/// Sixteen threads create the same tenant at once, twenty times over:
+/// each time exactly one succeeds and the others are told it exists.
+#[test]
+fn concurrent_creates_of_one_tenant_make_it_once() {
+    let dir = tempfile::tempdir().expect("dir");
+    let control = open(dir.path());
+    for round in 0..20 {
+        let id = format!("t{round}");
+        let barrier = std::sync::Barrier::new(16);
+        let outcomes: Vec<Result<(), String>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..16)
+                .map(|_| {
+                    let (control, id, barrier) = (&control, id.clone(), &barrier);
+                    scope.spawn(move || {
+                        barrier.wait();
+                        match control.tenants().create(new_tenant(&id), "admin") {
+                            Ok(_) => Ok(()),
+                            Err(ControlError::TenantExists(_)) => Err("exists".to_owned()),
+                            Err(other) => Err(other.to_string()),
+                        }
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("thread"))
+                .collect()
+        });
+        let created = outcomes.iter().filter(|o| o.is_ok()).count();
+        let exists = outcomes
+            .iter()
+            .filter(|o| o.as_ref().err().is_some_and(|e| e == "exists"))
+            .count();
+        assert_eq!((created, exists), (1, 15), "round {round}: {outcomes:?}");
+    }
+    let audit = control.executor().audit();
+    let mut created_records = 0;
+    audit
+        .read(&tenant("t0"), |record, _| {
+            created_records += usize::from(record.detail["tenant"] == "created");
+            true
+        })
+        .expect("audit");
+    assert_eq!(created_records, 1, "one creation, one audit record");
+}
+
+/// Grants that would take `intel` from a plugin the embedder loaded are
+/// refused (the plugin could not load again), naming what it needs; grants
+/// with secrets and private ranges without the right are refused too.
+#[tokio::test]
+async fn grants_never_strand_a_loaded_plugin() {
+    let dir = tempfile::tempdir().expect("dir");
+    let control = open(dir.path());
+    let acme = control
+        .tenants()
+        .create(new_tenant("acme"), "admin")
+        .expect("create")
+        .id;
+    control
+        .executor()
+        .add_plugin(&acme, &manifest("threat-intel"))
+        .await
+        .expect("plugin");
+    let mut narrower = Grants::allow_all_capabilities();
+    narrower
+        .default
+        .capabilities
+        .retain(|c| *c != Capability::Intel);
+    let refused = control
+        .tenants()
+        .set_grants(&acme, narrower, true, "admin")
+        .expect_err("stranding grants");
+    assert!(
+        matches!(&refused, ControlError::GrantsInUse(why) if why.iter().any(|w| w.contains("threat-intel") && w.contains("intel"))),
+        "{refused}"
+    );
+    let mut private = Grants::allow_all_capabilities();
+    private.default.allow_private = vec!["10.0.0.0/8".parse().expect("net")];
+    assert!(matches!(
+        control
+            .tenants()
+            .set_grants(&acme, private, false, "analyst"),
+        Err(ControlError::PrivateRanges)
+    ));
+    // The refusals changed nothing.
+    let grants = control.tenants().get(&acme).expect("get").grants;
+    assert!(grants.default.capabilities.contains(&Capability::Intel));
+}
+
+fn upload_files(name: &str) -> (String, Vec<u8>) {
+    let path = manifest(name);
+    (
+        std::fs::read_to_string(&path).expect("manifest"),
+        std::fs::read(path.with_extension("wasm")).expect("wasm"),
+    )
+}
+
+/// A package a playbook uses is not deleted; once the playbook is gone
+/// from the tenant's set... it is. Everything comes back after a reopen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packages_and_playbooks_are_kept_and_restored() {
+    let dir = tempfile::tempdir().expect("dir");
+    {
+        let control = open(dir.path());
+        let acme = control
+            .tenants()
+            .create(new_tenant("acme"), "admin")
+            .expect("create")
+            .id;
+        for name in ["ip-reputation", "risk-scorer"] {
+            let (text, wasm) = upload_files(name);
+            control
+                .packages()
+                .upload(&acme, &text, &wasm)
+                .await
+                .expect("upload");
+        }
+        let yaml = "name: triage\ntrigger: { alert: 'true' }\nsteps:\n  - id: rep\n    enrich: ip-reputation\n  - id: risk\n    score: risk-scorer\n    needs: [rep]\n";
+        control
+            .playbooks()
+            .put(&acme, "triage", yaml, "prn-author")
+            .expect("playbook");
+        let wrong = control
+            .playbooks()
+            .put(&acme, "other-name", yaml, "prn-author")
+            .expect_err("name mismatch");
+        assert!(
+            matches!(wrong, ControlError::PlaybookName { .. }),
+            "{wrong}"
+        );
+        let in_use = control
+            .packages()
+            .delete(&acme, "risk-scorer", "admin")
+            .expect_err("in use");
+        assert!(
+            matches!(&in_use, ControlError::PluginInUse { users, .. } if users == &["playbook triage".to_owned()]),
+            "{in_use}"
+        );
+        control
+            .playbooks()
+            .set_enabled(&acme, "triage", false, "admin")
+            .expect("disable");
+        assert!(matches!(
+            control.packages().delete(&acme, "nope", "admin"),
+            Err(ControlError::NoPlugin(_))
+        ));
+    }
+    // Reopened: tenant, both packages, the playbook (still disabled, same owner).
+    let control = open(dir.path());
+    control.restore().await.expect("restore");
+    let acme = tenant("acme");
+    assert_eq!(
+        control.tenants().list().expect("list"),
+        vec!["acme".to_owned()]
+    );
+    let mut plugins: Vec<String> = control
+        .packages()
+        .list(&acme)
+        .expect("packages")
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    plugins.sort();
+    assert_eq!(plugins, ["ip-reputation", "risk-scorer"]);
+    let stored = control.playbooks().get(&acme, "triage").expect("playbook");
+    assert_eq!(stored.owner.as_deref(), Some("prn-author"));
+    assert!(!stored.enabled);
+    assert!(!control.executor().playbook_enabled(&acme, "triage"));
+    assert_eq!(control.executor().playbooks(&acme).len(), 1);
+}
