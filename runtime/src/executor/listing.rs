@@ -65,7 +65,7 @@ impl Executor {
     /// Indexes `run` unless it is; whether it was new.
     fn index_once(&self, run: &Run) -> Result<bool, ExecutorError> {
         let k = index_key(&run.tenant, run.created, &run.id);
-        let new = self.inner.runs_by_time.insert(k, [])?.is_none();
+        let new = !self.inner.runs_by_time.insert(k, [])?;
         if new {
             self.inner
                 .run_counts

@@ -59,7 +59,7 @@ impl Executor {
         entry.extend_from_slice(&now.to_be_bytes());
         entry.extend_from_slice(run_id.as_bytes());
         entry.extend_from_slice(step_id.as_bytes());
-        if self.inner.rates.insert(entry, [])?.is_none() {
+        if !self.inner.rates.insert(entry, [])? {
             let counts = &self.inner.rate_counts;
             add_to_counter(
                 counts,

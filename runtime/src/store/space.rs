@@ -85,10 +85,11 @@ pub trait TreeBackend: Send + Sync + 'static {
     fn name(&self) -> &str;
     /// The value of `key`.
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, SpaceError>;
-    /// Sets `key`; the value it had.
-    fn insert(&self, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>, SpaceError>;
-    /// Removes `key`; the value it had.
-    fn remove(&self, key: &[u8]) -> Result<Option<Vec<u8>>, SpaceError>;
+    /// Sets `key`; whether it had a value (the old value is not copied out:
+    /// runs are rewritten whole at every save).
+    fn insert(&self, key: &[u8], value: &[u8]) -> Result<bool, SpaceError>;
+    /// Removes `key`; whether it had a value.
+    fn remove(&self, key: &[u8]) -> Result<bool, SpaceError>;
     /// Swaps `key` from `expected` to `new` (`None`: absent) atomically.
     fn compare_and_swap(
         &self,
@@ -261,17 +262,17 @@ impl Tree {
         Ok(self.get(key)?.is_some())
     }
 
-    /// Sets `key`; the value it had.
+    /// Sets `key`; whether it had a value.
     pub fn insert(
         &self,
         key: impl AsRef<[u8]>,
         value: impl AsRef<[u8]>,
-    ) -> Result<Option<Vec<u8>>, SpaceError> {
+    ) -> Result<bool, SpaceError> {
         self.backend.insert(key.as_ref(), value.as_ref())
     }
 
-    /// Removes `key`; the value it had.
-    pub fn remove(&self, key: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>, SpaceError> {
+    /// Removes `key`; whether it had a value.
+    pub fn remove(&self, key: impl AsRef<[u8]>) -> Result<bool, SpaceError> {
         self.backend.remove(key.as_ref())
     }
 

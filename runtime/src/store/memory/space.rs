@@ -90,12 +90,14 @@ impl TreeBackend for MemoryTree {
         Ok(read(&self.map).get(key).cloned())
     }
 
-    fn insert(&self, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>, SpaceError> {
-        Ok(write(&self.map).insert(key.to_vec(), value.to_vec()))
+    fn insert(&self, key: &[u8], value: &[u8]) -> Result<bool, SpaceError> {
+        Ok(write(&self.map)
+            .insert(key.to_vec(), value.to_vec())
+            .is_some())
     }
 
-    fn remove(&self, key: &[u8]) -> Result<Option<Vec<u8>>, SpaceError> {
-        Ok(write(&self.map).remove(key))
+    fn remove(&self, key: &[u8]) -> Result<bool, SpaceError> {
+        Ok(write(&self.map).remove(key).is_some())
     }
 
     fn compare_and_swap(

@@ -60,16 +60,12 @@ impl TreeBackend for SledTree {
         Ok(self.tree.get(key).map_err(failed)?.map(|v| v.to_vec()))
     }
 
-    fn insert(&self, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>, SpaceError> {
-        Ok(self
-            .tree
-            .insert(key, value)
-            .map_err(failed)?
-            .map(|v| v.to_vec()))
+    fn insert(&self, key: &[u8], value: &[u8]) -> Result<bool, SpaceError> {
+        Ok(self.tree.insert(key, value).map_err(failed)?.is_some())
     }
 
-    fn remove(&self, key: &[u8]) -> Result<Option<Vec<u8>>, SpaceError> {
-        Ok(self.tree.remove(key).map_err(failed)?.map(|v| v.to_vec()))
+    fn remove(&self, key: &[u8]) -> Result<bool, SpaceError> {
+        Ok(self.tree.remove(key).map_err(failed)?.is_some())
     }
 
     fn compare_and_swap(
