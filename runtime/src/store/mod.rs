@@ -5,11 +5,11 @@
 
 pub mod feeds;
 mod memory;
-mod sled;
+mod sled_backend;
 pub mod space;
 
-pub use self::sled::{OpenError, SledStore};
 pub use memory::MemoryStore;
+pub use sled_backend::{OpenError, SledStore};
 pub use space::{Keyspace, SpaceError, Tree};
 
 /// A complete storage backend: plugin state, the engine's keyspace and the
