@@ -536,78 +536,92 @@ impl AuditLog {
         let mut count = 0u64;
         let mut checked = 0u64;
         let mut last_good_checkpoint = 0u64;
-        for (expected_seq, entry) in (1u64..).zip(records.iter()) {
-            let (key, bytes) = entry.map_err(store_err)?;
-            let key_seq = <[u8; 8]>::try_from(key.as_ref())
-                .map(u64::from_be_bytes)
-                .unwrap_or(0);
-            if key_seq != expected_seq {
-                let reason = if key_seq > expected_seq {
-                    format!(
-                        "record {expected_seq} is missing (the next stored record is {key_seq})"
-                    )
-                } else {
-                    format!("record {key_seq} is stored out of order")
+        // Borrowed scan: a million records are read without copying each.
+        let mut expected_seq = 0u64;
+        let mut outcome: Option<VerifyReport> = None;
+        records
+            .visit::<&[u8]>(.., |key, bytes| {
+                expected_seq += 1;
+                let key_seq = <[u8; 8]>::try_from(key)
+                    .map(u64::from_be_bytes)
+                    .unwrap_or(0);
+                if key_seq != expected_seq {
+                    let reason = if key_seq > expected_seq {
+                        format!(
+                            "record {expected_seq} is missing (the next stored record is {key_seq})"
+                        )
+                    } else {
+                        format!("record {key_seq} is stored out of order")
+                    };
+                    outcome = Some(self.report(
+                        tenant,
+                        count,
+                        checked,
+                        prev_hash,
+                        Some(Breach {
+                            seq: expected_seq,
+                            reason,
+                        }),
+                    ));
+                    return false;
+                }
+                let record: AuditRecord = match serde_json::from_slice(bytes) {
+                    Ok(record) => record,
+                    Err(err) => {
+                        let breach = Breach {
+                            seq: key_seq,
+                            reason: format!("record {key_seq} is not a valid record ({err}): altered"),
+                        };
+                        outcome = Some(self.report(tenant, count, checked, prev_hash, Some(breach)));
+                        return false;
+                    }
                 };
-                return Ok(self.report(
-                    tenant,
-                    count,
-                    checked,
-                    prev_hash,
-                    Some(Breach {
-                        seq: expected_seq,
-                        reason,
-                    }),
-                ));
-            }
-            let record: AuditRecord = match serde_json::from_slice(&bytes) {
-                Ok(record) => record,
-                Err(err) => {
+                if record.seq != key_seq || record.tenant != tenant.as_str() {
                     let breach = Breach {
                         seq: key_seq,
-                        reason: format!("record {key_seq} is not a valid record ({err}): altered"),
-                    };
-                    return Ok(self.report(tenant, count, checked, prev_hash, Some(breach)));
-                }
-            };
-            if record.seq != key_seq || record.tenant != tenant.as_str() {
-                let breach = Breach {
-                    seq: key_seq,
-                    reason: format!(
-                        "the record stored at {key_seq} says it is record {} of tenant {}: records were moved or swapped",
-                        record.seq, record.tenant
-                    ),
-                };
-                return Ok(self.report(tenant, count, checked, prev_hash, Some(breach)));
-            }
-            if hex_to_hash(&record.prev) != Some(prev_hash) {
-                // Record n-1 changed after n was written, or n's link was edited.
-                let bad = key_seq.saturating_sub(1).max(1);
-                let breach = Breach {
-                    seq: bad,
-                    reason: format!(
-                        "record {key_seq} does not link to record {bad}'s hash: record {bad} was altered (or the link in {key_seq})"
-                    ),
-                };
-                return Ok(self.report(tenant, count, checked, prev_hash, Some(breach)));
-            }
-            let hash = chain_hash(&prev_hash, &bytes);
-            if let Some(checkpoint) = by_seq.get(&key_seq) {
-                checked += 1;
-                if checkpoint.hash != hex::encode(hash) {
-                    let breach = Breach {
-                        seq: last_good_checkpoint + 1,
                         reason: format!(
-                            "the chain up to record {key_seq} does not match its signed checkpoint: records {}..={key_seq} were rewritten",
-                            last_good_checkpoint + 1
+                            "the record stored at {key_seq} says it is record {} of tenant {}: records were moved or swapped",
+                            record.seq, record.tenant
                         ),
                     };
-                    return Ok(self.report(tenant, count, checked, prev_hash, Some(breach)));
+                    outcome = Some(self.report(tenant, count, checked, prev_hash, Some(breach)));
+                    return false;
                 }
-                last_good_checkpoint = key_seq;
-            }
-            prev_hash = hash;
-            count += 1;
+                if hex_to_hash(&record.prev) != Some(prev_hash) {
+                    // Record n-1 changed after n was written, or n's link was edited.
+                    let bad = key_seq.saturating_sub(1).max(1);
+                    let breach = Breach {
+                        seq: bad,
+                        reason: format!(
+                            "record {key_seq} does not link to record {bad}'s hash: record {bad} was altered (or the link in {key_seq})"
+                        ),
+                    };
+                    outcome = Some(self.report(tenant, count, checked, prev_hash, Some(breach)));
+                    return false;
+                }
+                let hash = chain_hash(&prev_hash, bytes);
+                if let Some(checkpoint) = by_seq.get(&key_seq) {
+                    checked += 1;
+                    if checkpoint.hash != hex::encode(hash) {
+                        let breach = Breach {
+                            seq: last_good_checkpoint + 1,
+                            reason: format!(
+                                "the chain up to record {key_seq} does not match its signed checkpoint: records {}..={key_seq} were rewritten",
+                                last_good_checkpoint + 1
+                            ),
+                        };
+                        outcome = Some(self.report(tenant, count, checked, prev_hash, Some(breach)));
+                        return false;
+                    }
+                    last_good_checkpoint = key_seq;
+                }
+                prev_hash = hash;
+                count += 1;
+                true
+            })
+            .map_err(store_err)?;
+        if let Some(report) = outcome {
+            return Ok(report);
         }
         if let Some(beyond) = checkpoints
             .iter()

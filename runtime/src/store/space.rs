@@ -99,6 +99,24 @@ pub trait TreeBackend: Send + Sync + 'static {
     ) -> Result<Result<(), CasConflict>, SpaceError>;
     /// Entries between the bounds, in key order (reversible).
     fn range(&self, lower: Bound<Vec<u8>>, upper: Bound<Vec<u8>>) -> EntryIter;
+    /// Hands entries between the bounds to `visit` in key order, borrowed,
+    /// until it returns `false`. The default copies each entry through
+    /// [`TreeBackend::range`]; a backend that can lend its own buffers
+    /// overrides it (long scans such as verifying an audit chain use it).
+    fn visit(
+        &self,
+        lower: Bound<Vec<u8>>,
+        upper: Bound<Vec<u8>>,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), SpaceError> {
+        for entry in self.range(lower, upper) {
+            let (k, v) = entry?;
+            if !visit(&k, &v) {
+                break;
+            }
+        }
+        Ok(())
+    }
     /// Applies every write of `batch` atomically.
     fn apply_batch(&self, batch: Batch) -> Result<(), SpaceError>;
     /// Number of entries.
@@ -318,6 +336,21 @@ impl Tree {
                 .backend
                 .range(owned(range.start_bound()), owned(range.end_bound())),
         }
+    }
+
+    /// Hands every entry in `range` to `visit` in key order, borrowed (no
+    /// copy where the backend can lend its buffers), until it returns
+    /// `false`.
+    pub fn visit<K: AsRef<[u8]>>(
+        &self,
+        range: impl RangeBounds<K>,
+        mut visit: impl FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), SpaceError> {
+        self.backend.visit(
+            owned(range.start_bound()),
+            owned(range.end_bound()),
+            &mut visit,
+        )
     }
 
     /// Entries whose key starts with `prefix`, in key order.

@@ -87,6 +87,21 @@ impl TreeBackend for SledTree {
         Box::new(self.tree.range::<Vec<u8>, _>((lower, upper)).map(entry))
     }
 
+    fn visit(
+        &self,
+        lower: Bound<Vec<u8>>,
+        upper: Bound<Vec<u8>>,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), SpaceError> {
+        for item in self.tree.range::<Vec<u8>, _>((lower, upper)) {
+            let (k, v) = item.map_err(failed)?;
+            if !visit(&k, &v) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     fn apply_batch(&self, batch: Batch) -> Result<(), SpaceError> {
         let mut writes = sled::Batch::default();
         for (key, value) in batch.writes {
