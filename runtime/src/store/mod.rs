@@ -123,5 +123,15 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<usize, StoreError>;
 }
 
+/// The key a tenant's own indicators are looked up under: an IP without
+/// its port (both backends store them that way).
+fn intel_probe(entity: &Entity) -> Entity {
+    let mut probe = entity.clone();
+    if entity.kind == crate::model::EntityKind::Ip {
+        probe.value = crate::feeds::strip_port(&entity.value).to_owned();
+    }
+    probe
+}
+
 /// Most entries of a list kept in entity memory (verdicts, feedback).
 pub const MEMORY_LIST_CAP: usize = 50;

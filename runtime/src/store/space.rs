@@ -142,6 +142,9 @@ pub struct Keyspace {
     /// Durability barriers asked of the backend, keyspace and trees
     /// together (what "flushes per alert" counts).
     flushes: Arc<std::sync::atomic::AtomicU64>,
+    /// Trees opened so far: modules open a tree by name per operation (the
+    /// audit log per append), so a name is resolved by the backend once.
+    opened: Arc<std::sync::RwLock<std::collections::HashMap<String, Arc<dyn TreeBackend>>>>,
 }
 
 impl std::fmt::Debug for Keyspace {
@@ -156,13 +159,33 @@ impl Keyspace {
         Keyspace {
             backend,
             flushes: Arc::default(),
+            opened: Arc::default(),
         }
     }
 
     /// The tree `name`, created empty if it does not exist.
     pub fn open_tree(&self, name: impl AsRef<str>) -> Result<Tree, SpaceError> {
+        let name = name.as_ref();
+        let known = self
+            .opened
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(name)
+            .cloned();
+        let backend = match known {
+            Some(backend) => backend,
+            None => {
+                let backend = self.backend.open_tree(name)?;
+                self.opened
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .entry(name.to_owned())
+                    .or_insert(backend)
+                    .clone()
+            }
+        };
         Ok(Tree {
-            backend: self.backend.open_tree(name.as_ref())?,
+            backend,
             flushes: self.flushes.clone(),
         })
     }

@@ -46,34 +46,35 @@ pub(in crate::api) async fn list_playbooks(
     Ok(Json(json!({"playbooks": list})))
 }
 
-pub(in crate::api) async fn enable_playbook(
-    State(state): State<AppState>,
+fn set_playbook_enabled(
+    state: &AppState,
     Tenant {
         principal,
         id: tenant,
         ..
     }: Tenant<need::Configure>,
-    Params((_, name)): Params<(String, String)>,
+    name: &str,
+    enabled: bool,
 ) -> Result<Json<Value>, ApiError> {
     state
         .control
         .playbooks()
-        .set_enabled(&tenant, &name, true, &principal.token.principal)?;
-    Ok(Json(json!({"name": name, "enabled": true})))
+        .set_enabled(&tenant, name, enabled, &principal.token.principal)?;
+    Ok(Json(json!({"name": name, "enabled": enabled})))
+}
+
+pub(in crate::api) async fn enable_playbook(
+    State(state): State<AppState>,
+    tenant: Tenant<need::Configure>,
+    Params((_, name)): Params<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    set_playbook_enabled(&state, tenant, &name, true)
 }
 
 pub(in crate::api) async fn disable_playbook(
     State(state): State<AppState>,
-    Tenant {
-        principal,
-        id: tenant,
-        ..
-    }: Tenant<need::Configure>,
+    tenant: Tenant<need::Configure>,
     Params((_, name)): Params<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    state
-        .control
-        .playbooks()
-        .set_enabled(&tenant, &name, false, &principal.token.principal)?;
-    Ok(Json(json!({"name": name, "enabled": false})))
+    set_playbook_enabled(&state, tenant, &name, false)
 }

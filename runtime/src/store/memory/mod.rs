@@ -242,10 +242,7 @@ impl Store for MemoryStore {
         tenant: &TenantId,
         entity: &Entity,
     ) -> Result<Vec<IndicatorMatch>, StoreError> {
-        let mut probe = entity.clone();
-        if entity.kind == crate::model::EntityKind::Ip {
-            probe.value = crate::feeds::strip_port(&entity.value).to_owned();
-        }
+        let probe = super::intel_probe(entity);
         let mut matches = lock(&self.intel)
             .get(&key(tenant, &probe))
             .cloned()

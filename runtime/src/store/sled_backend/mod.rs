@@ -361,10 +361,7 @@ impl Store for SledStore {
         tenant: &TenantId,
         entity: &Entity,
     ) -> Result<Vec<IndicatorMatch>, StoreError> {
-        let mut probe = entity.clone();
-        if entity.kind == EntityKind::Ip {
-            probe.value = crate::feeds::strip_port(&entity.value).to_owned();
-        }
+        let probe = super::intel_probe(entity);
         let found = self
             .intel
             .get(entity_key(tenant, &probe))
