@@ -6,7 +6,9 @@
 //! `before-intent` (a responder action is decided, its intent not written),
 //! `after-call` (the plugin acted, its result is not recorded), `mid-audit`
 //! (an audit record is written but not flushed), `after-accept` (an alert
-//! was acknowledged, its runs have not started). `name:N` stops at the
+//! was acknowledged, its runs have not started), `after-decision` (an
+//! approval's decision is durable, its continuation not yet queued).
+//! `name:N` stops at the
 //! N-th time the point is reached.
 
 use std::sync::OnceLock;

@@ -139,6 +139,18 @@ impl Served {
 
     #[allow(clippy::zombie_processes)]
     fn start_with(dir: &Path, config: &Path, log: &Path, level: &str, extra: &[&str]) -> Served {
+        Served::start_env(dir, config, log, level, extra, &[])
+    }
+
+    #[allow(clippy::zombie_processes)]
+    fn start_env(
+        dir: &Path,
+        config: &Path,
+        log: &Path,
+        level: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Served {
         let log_file = std::fs::File::create(log).expect("log");
         let mut child = rampart()
             .args(["serve", "--listen", "127.0.0.1:0", "--config"])
@@ -150,6 +162,7 @@ impl Served {
             .arg("--master-key-file")
             .arg(dir.join("master.key"))
             .args(extra)
+            .envs(env.iter().copied())
             .env("RUST_LOG", level)
             .env_remove("RAMPART_LOG")
             .stdout(Stdio::null())
@@ -733,5 +746,130 @@ fn the_cli_client_speaks_tls() {
         "{}",
         String::from_utf8_lossy(&untrusted.stderr)
     );
+    served.stop();
+}
+
+/// The approval's decision is durable and the process is SIGKILLed before
+/// its continuation was queued: after a restart the approved action runs,
+/// exactly once, and the run finishes.
+#[test]
+fn killed_after_an_approval_decision_the_action_runs_once_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("rampart.yaml");
+    std::fs::write(
+        &config,
+        "tenants:\n  - id: acme\n    grants:\n      default: { capabilities: [log, kv, memory, config], kv_quota_bytes: 1048576 }\n",
+    )
+    .unwrap();
+    let admin = admin_token(dir.path());
+    let first_log = dir.path().join("first.log");
+    let mut served = Served::start_env(
+        dir.path(),
+        &config,
+        &first_log,
+        "info",
+        &[],
+        &[("RAMPART_CRASH_AT", "after-decision")],
+    );
+    let addr = served.addr.clone();
+    let plugins = fixtures().join("..");
+    let upload = json!({
+        "manifest": std::fs::read_to_string(plugins.join("edl-blocklist.toml")).unwrap(),
+        "wasm_base64": base64::engine::general_purpose::STANDARD.encode(std::fs::read(plugins.join("edl-blocklist.wasm")).unwrap()),
+    });
+    let (status, reply) = json_call(&addr, "POST", "/v1/tenants/acme/plugins", &admin, &upload);
+    assert_eq!(status, 201, "{reply}");
+    let playbook = "name: block\ntrigger: { alert: 'true' }\nmode: supervised\nsteps:\n  - id: act\n    respond: edl-blocklist\n    target: 'alert.entities.ip[0]'\n    guard: { approvers: 1, approval_timeout: 1h, external_target: true }\n";
+    let (status, reply) = call(
+        &addr,
+        "PUT",
+        "/v1/tenants/acme/playbooks/block",
+        &admin,
+        Some(playbook.as_bytes()),
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&reply));
+    let (status, reply) = json_call(
+        &addr,
+        "POST",
+        "/v1/tenants/acme/tokens",
+        &admin,
+        &json!({"principal": "alice", "role": "analyst"}),
+    );
+    assert_eq!(status, 201, "{reply}");
+    let analyst = reply["token"].as_str().unwrap().to_owned();
+    let (status, reply) = json_call(
+        &addr,
+        "POST",
+        "/v1/tenants/acme/alerts",
+        &admin,
+        &json!({"id": "a1", "source": "edr", "title": "beacon", "severity": "high",
+            "entities": [{"kind": "ip", "value": "198.51.100.7"}]}),
+    );
+    assert_eq!(status, 200, "{reply}");
+    let run = reply["results"][0]["runs"][0].as_str().unwrap().to_owned();
+    let run_path = format!("/v1/tenants/acme/runs/{run}");
+    let (_, shown) = json_call(&addr, "GET", &run_path, &admin, &Value::Null);
+    assert_eq!(shown["status"], "waiting_approval", "{shown}");
+
+    // The vote's request stops at the crash point; it never answers.
+    let approve_path = format!("/v1/tenants/acme/approvals/{run}.act/approve");
+    let voter = std::thread::spawn({
+        let addr = addr.clone();
+        move || {
+            let _ = std::panic::catch_unwind(|| {
+                json_call(
+                    &addr,
+                    "POST",
+                    &approve_path,
+                    &analyst,
+                    &json!({"reason": "beacon confirmed"}),
+                )
+            });
+        }
+    });
+    let started = Instant::now();
+    while !std::fs::read_to_string(&first_log)
+        .unwrap_or_default()
+        .contains("CRASHPOINT after-decision")
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the crash point was never reached"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    served.child.kill().unwrap(); // SIGKILL
+    let _ = served.child.wait();
+    let _ = voter.join();
+
+    let served = Served::start(dir.path(), &config, &dir.path().join("second.log"), "info");
+    let addr = served.addr.clone();
+    let started = Instant::now();
+    let shown = loop {
+        let (_, shown) = json_call(&addr, "GET", &run_path, &admin, &Value::Null);
+        if shown["status"] != "waiting_approval" && shown["status"] != "running" {
+            break shown;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the run never continued after the restart: {shown}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(shown["status"], "succeeded", "{shown}");
+    assert_eq!(shown["steps"]["act"]["status"], "succeeded", "{shown}");
+    let count = |kind: &str| {
+        let (status, body) = json_call(
+            &addr,
+            "GET",
+            &format!("/v1/tenants/acme/audit?run={run}&kind={kind}&limit=100"),
+            &admin,
+            &Value::Null,
+        );
+        assert_eq!(status, 200, "{body}");
+        body["records"].as_array().map_or(0, Vec::len)
+    };
+    assert_eq!(count("approval_granted"), 1);
+    assert_eq!(count("action_executed"), 1);
     served.stop();
 }

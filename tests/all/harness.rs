@@ -148,6 +148,23 @@ impl Server {
         body: Option<Vec<u8>>,
         content_type: Option<&str>,
     ) -> (u16, Value) {
+        let (status, _, value) = self
+            .send(method, path, token, body, content_type, &[])
+            .await;
+        (status, value)
+    }
+
+    /// A request with `headers` besides the token and content type; the
+    /// response's status, headers and body.
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Vec<u8>>,
+        content_type: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> (u16, hyper::HeaderMap, Value) {
         let stream = tokio::net::TcpStream::connect(self.addr)
             .await
             .expect("connect");
@@ -166,11 +183,15 @@ impl Server {
         if let Some(content_type) = content_type {
             request = request.header("content-type", content_type);
         }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
         let request = request
             .body(Full::new(bytes::Bytes::from(body.unwrap_or_default())))
             .expect("request");
         let response = sender.send_request(request).await.expect("send");
         let status = response.status().as_u16();
+        let response_headers = response.headers().clone();
         let bytes = response
             .into_body()
             .collect()
@@ -179,7 +200,7 @@ impl Server {
             .to_bytes();
         let value = serde_json::from_slice(&bytes)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-        (status, value)
+        (status, response_headers, value)
     }
 
     pub async fn json(&self, method: &str, path: &str, token: &str, body: &Value) -> (u16, Value) {

@@ -12,6 +12,7 @@ mod fairness;
 mod harness;
 mod principals;
 mod probes;
+mod queue;
 mod races;
 mod tampering;
 mod unauthenticated;

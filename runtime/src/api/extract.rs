@@ -2,6 +2,7 @@
 
 #[allow(unused_imports)]
 use crate::api::*;
+use std::time::Duration;
 
 /// Path parameters, with our error shape when they do not decode (bad
 /// percent-encoding, invalid UTF-8): such a path names nothing, so 404.
@@ -203,5 +204,89 @@ impl<N: need::Needs> axum::extract::FromRequestParts<AppState> for Tenant<N> {
             id,
             need: std::marker::PhantomData,
         })
+    }
+}
+
+/// How long a request that caused work (an alert, a decision) waits for
+/// it, from RFC 7240's `Prefer` header: `respond-async` answers as soon as
+/// the work is durable and queued (202), `wait=N` waits up to N seconds
+/// (at most [`MAX_WAIT`]); without one the request waits up to
+/// [`DEFAULT_WAIT`]. Work goes on after the answer either way: it runs on
+/// the executor's workers, not in the request.
+#[derive(Debug, Clone, Copy)]
+pub(in crate::api) struct Wait {
+    pub(in crate::api) wait: Duration,
+    /// Whether the client asked (so `Preference-Applied` is sent).
+    pub(in crate::api) asked: bool,
+}
+
+/// The wait of a request without a `Prefer` header.
+pub(in crate::api) const DEFAULT_WAIT: Duration = Duration::from_secs(30);
+/// The longest wait a client may ask for.
+pub(in crate::api) const MAX_WAIT: Duration = Duration::from_secs(120);
+
+impl Wait {
+    fn from_headers(headers: &axum::http::HeaderMap) -> Wait {
+        let mut wait = Wait {
+            wait: DEFAULT_WAIT,
+            asked: false,
+        };
+        for value in headers.get_all("prefer") {
+            let Ok(text) = value.to_str() else { continue };
+            for preference in text.split(',').map(str::trim) {
+                let (name, value) = preference
+                    .split_once('=')
+                    .map_or((preference, None), |(n, v)| (n.trim(), Some(v.trim())));
+                if name.eq_ignore_ascii_case("respond-async") {
+                    wait = Wait {
+                        wait: Duration::ZERO,
+                        asked: true,
+                    };
+                } else if name.eq_ignore_ascii_case("wait")
+                    && let Some(seconds) = value.and_then(|v| v.parse::<u64>().ok())
+                {
+                    wait = Wait {
+                        wait: Duration::from_secs(seconds).min(MAX_WAIT),
+                        asked: true,
+                    };
+                }
+            }
+        }
+        wait
+    }
+
+    /// The answer: 200 when the work settled in time, else 202 (the body
+    /// says `"settled": false`; poll the runs).
+    pub(in crate::api) fn answer(self, settled: bool, mut body: Value) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        body["settled"] = json!(settled);
+        let status = if settled {
+            StatusCode::OK
+        } else {
+            StatusCode::ACCEPTED
+        };
+        let mut response = (status, Json(body)).into_response();
+        if self.asked {
+            let applied = if self.wait.is_zero() {
+                "respond-async".to_owned()
+            } else {
+                format!("wait={}", self.wait.as_secs())
+            };
+            if let Ok(value) = axum::http::HeaderValue::from_str(&applied) {
+                response.headers_mut().insert("preference-applied", value);
+            }
+        }
+        response
+    }
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Wait {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Wait::from_headers(&parts.headers))
     }
 }

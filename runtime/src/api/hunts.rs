@@ -207,6 +207,7 @@ pub async fn run_hunt(
         .map_err(|err| ApiError::bad_request(format!("hunt {}: {err}", record.name)))?;
     findings.extend(closed.value);
     let mut alert_ids = Vec::new();
+    let mut runs = Vec::new();
     for finding in &findings {
         // Summary findings (no events) describe the run, not an incident.
         let Some(first) = finding.event_ids.first() else {
@@ -223,9 +224,11 @@ pub async fn run_hunt(
             tags: vec!["hunt".to_owned(), finding.rule_id.clone()],
             raw: serde_json::to_value(finding).unwrap_or(Value::Null),
         };
-        executor.ingest(&record.tenant, &alert).await?;
+        runs.extend(executor.accept(&record.tenant, &alert).await?.runs);
         alert_ids.push(alert.id);
     }
+    // Every finding is accepted before any of their runs is waited for.
+    executor.settle(&record.tenant, &runs, None).await?;
     record.watermark = watermark;
     record.last_run = Some(now);
     record.last_scanned = scanned;

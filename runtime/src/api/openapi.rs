@@ -169,7 +169,7 @@ pub const ROUTES: &[Route] = &[
     Route {
         method: "post",
         path: "/v1/tenants/{tenant}/alerts",
-        summary: "Ingest an alert, an OCSF Detection Finding, or an array of them; idempotent on id (409 on a changed body)",
+        summary: "Ingest an alert, an OCSF Detection Finding, or an array of them; idempotent on id (409 on a changed body). Answered once accepted (durable, queued) and its runs settled: `Prefer: respond-async` answers 202 at once, `Prefer: wait=N` waits up to N s (default 30, at most 120); `settled` says which",
         roles: Some("admin, tenant-admin, ingest"),
         body: Some("application/json"),
         query: &[],
@@ -225,7 +225,7 @@ pub const ROUTES: &[Route] = &[
     Route {
         method: "post",
         path: "/v1/tenants/{tenant}/approvals/{id}/approve",
-        summary: "Approve {reason}; the approver is the token's principal",
+        summary: "Approve {reason}; the approver is the token's principal. One compare-and-swap: a losing concurrent decision gets 409 with the winner. At quorum the action runs on a worker; the answer waits for it as `Prefer` asks (see alerts)",
         roles: Some("admin, tenant-admin, analyst"),
         body: Some("application/json"),
         query: &[],
@@ -233,7 +233,7 @@ pub const ROUTES: &[Route] = &[
     Route {
         method: "post",
         path: "/v1/tenants/{tenant}/approvals/{id}/deny",
-        summary: "Deny {reason}",
+        summary: "Deny {reason}; the run continues without the action on a worker (waited for as `Prefer` asks)",
         roles: Some("admin, tenant-admin, analyst"),
         body: Some("application/json"),
         query: &[],

@@ -293,6 +293,38 @@ impl Approvals {
         Ok(out)
     }
 
+    /// Approvals decided (approved, denied, expired) whose decision has not
+    /// been applied to their run yet: work left over from a crash.
+    pub fn unapplied(&self) -> Result<Vec<Approval>, ApprovalError> {
+        let mut out = Vec::new();
+        for entry in self.pending.iter() {
+            let (key, _) = entry.map_err(store_err)?;
+            let Some(split) = key.iter().position(|b| *b == 0).filter(|at| *at > 0) else {
+                continue;
+            };
+            let Some(bytes) = self.tree.get(&key[split + 1..]).map_err(store_err)? else {
+                continue;
+            };
+            if let Ok(approval) = serde_json::from_slice::<Approval>(&bytes)
+                && approval.status != ApprovalStatus::Pending
+            {
+                out.push(approval);
+            }
+        }
+        out.sort_by_key(|a| a.created);
+        Ok(out)
+    }
+
+    /// `approval`'s decision is applied to its run: it leaves the index.
+    pub fn applied(&self, approval: &Approval) -> Result<(), ApprovalError> {
+        if approval.status != ApprovalStatus::Pending {
+            self.pending
+                .remove(pending_key(&approval.tenant, &approval.id))
+                .map_err(store_err)?;
+        }
+        Ok(())
+    }
+
     /// Stores `approval`.
     pub fn put(&self, approval: &Approval) -> Result<(), ApprovalError> {
         if approval.status == ApprovalStatus::Pending {
@@ -371,14 +403,11 @@ impl Approvals {
                 .compare_and_swap(id.as_bytes(), Some(old), Some(bytes))
                 .map_err(store_err)?
             {
-                Ok(()) => {
-                    if next.status != ApprovalStatus::Pending {
-                        self.pending
-                            .remove(pending_key(&next.tenant, &next.id))
-                            .map_err(store_err)?;
-                    }
-                    return Ok(next);
-                }
+                // A decided approval stays in the pending index until its
+                // decision is applied to its run ([`Approvals::applied`]):
+                // after a crash the index says which decisions still have
+                // to be carried out.
+                Ok(()) => return Ok(next),
                 // Someone else changed it between our read and our swap:
                 // decide again on what they left.
                 Err(_) => continue,

@@ -44,10 +44,9 @@ impl Executor {
         Ok(run)
     }
 
-    /// An approver approves; at quorum the action is re-checked and executed
-    /// and the run continues. The vote is one compare-and-swap on the
-    /// approval, so of concurrent votes exactly one meets the quorum and
-    /// only that one executes the action.
+    /// An approver approves, and the caller waits until the decision's
+    /// work is done: at quorum the action is re-checked and executed and
+    /// the run continues (see [`Executor::vote`]).
     pub async fn approve(
         &self,
         tenant: &TenantId,
@@ -55,54 +54,95 @@ impl Executor {
         approver: impl Into<Approver>,
         reason: &str,
     ) -> Result<Approval, ExecutorError> {
-        let approver = approver.into();
+        let voted = self
+            .vote(
+                tenant,
+                approval_id,
+                approver.into(),
+                reason,
+                Decision::Approve,
+            )
+            .await;
+        self.settle_approval(tenant, approval_id, voted).await
+    }
+
+    /// An approver denies (one denial is enough), and the caller waits until
+    /// the run has continued without the action.
+    pub async fn deny(
+        &self,
+        tenant: &TenantId,
+        approval_id: &str,
+        approver: impl Into<Approver>,
+        reason: &str,
+    ) -> Result<Approval, ExecutorError> {
+        let voted = self
+            .vote(tenant, approval_id, approver.into(), reason, Decision::Deny)
+            .await;
+        self.settle_approval(tenant, approval_id, voted).await
+    }
+
+    /// Waits for the work of `approval_id`'s run, whatever the vote's
+    /// outcome (a refused vote may have found it expired, or decided by
+    /// someone else whose work is still running).
+    async fn settle_approval(
+        &self,
+        tenant: &TenantId,
+        approval_id: &str,
+        voted: Result<Approval, ExecutorError>,
+    ) -> Result<Approval, ExecutorError> {
+        if let Ok(approval) = self.inner.approvals.get(tenant, approval_id) {
+            self.settle(tenant, std::slice::from_ref(&approval.run_id), None)
+                .await?;
+        }
+        voted
+    }
+
+    /// Casts one vote as one compare-and-swap on the approval, so of
+    /// concurrent decisions exactly one moves it out of `pending` (the
+    /// others are refused with the winner's outcome). A decision is
+    /// recorded, made durable and its continuation queued before this
+    /// returns; the action and the rest of the run happen on a worker.
+    pub async fn vote(
+        &self,
+        tenant: &TenantId,
+        approval_id: &str,
+        approver: Approver,
+        reason: &str,
+        decision: Decision,
+    ) -> Result<Approval, ExecutorError> {
         let principal = approver.name.as_str();
         let now = now_ms();
-        let decided = self
-            .inner
-            .approvals
-            .approve(tenant, approval_id, &approver, reason, now);
+        let decided = match decision {
+            Decision::Approve => {
+                self.inner
+                    .approvals
+                    .approve(tenant, approval_id, &approver, reason, now)
+            }
+            Decision::Deny => {
+                self.inner
+                    .approvals
+                    .deny(tenant, approval_id, &approver, reason, now)
+            }
+        };
         let approval = self.closing_if_expired(tenant, decided).await?;
-        let mut run = self.get_run(tenant, &approval.run_id)?;
-        self.audit_append(&run, AuditKind::ApprovalGranted, Some(&approval.step_id), Some(principal), json!({"approval": approval.id, "reason": reason, "count": approval.approvals.len(), "required": approval.required}))?;
-        self.commit().await?;
-        if approval.status != ApprovalStatus::Approved {
-            return Ok(approval);
+        let run = self.get_run(tenant, &approval.run_id)?;
+        match decision {
+            Decision::Approve => self.audit_append(&run, AuditKind::ApprovalGranted, Some(&approval.step_id), Some(principal), json!({"approval": approval.id, "reason": reason, "count": approval.approvals.len(), "required": approval.required}))?,
+            Decision::Deny => self.audit_append(
+                &run,
+                AuditKind::ApprovalDenied,
+                Some(&approval.step_id),
+                Some(principal),
+                json!({"approval": approval.id, "reason": reason}),
+            )?,
         }
-        let playbook = self.playbook_of(&run)?;
-        let Some(step) = playbook.step(&approval.step_id).cloned() else {
-            return Err(ExecutorError::PlaybookNotFound(approval.step_id.clone()));
-        };
-        let state = run
-            .steps
-            .get(&step.id)
-            .cloned()
-            .unwrap_or_else(StepState::pending);
-        let result = StepResult {
-            id: step.id.clone(),
-            state: state.clone(),
-            audit: Vec::new(),
-            approval: None,
-            acted: None,
-            scored: false,
-        };
-        let result = self
-            .execute_approved(&run, &playbook, &step, &approval, result, state)
-            .await?;
-        // An approved action asks for no further approval.
-        let mut requested = Vec::new();
-        if self.apply(&mut run, &playbook, result, Some(principal), &mut requested)? {
-            // The approved action failed and its step does not continue:
-            // the run fails, as it would have in a wave of `drive`.
-            run.status = RunStatus::Failed;
-            self.finish(&mut run, &playbook)?;
-            self.commit().await?;
-            return Ok(approval);
-        }
-        run.status = RunStatus::Running;
-        self.save(&run)?;
         self.commit().await?;
-        self.drive(&mut run, &playbook).await?;
+        // Durable, not yet queued: a crash here leaves the decision in the
+        // pending index, and `resume` carries it out.
+        crate::crashpoint::reached("after-decision");
+        if approval.status != ApprovalStatus::Pending {
+            self.enqueue(decided_work(&approval))?;
+        }
         Ok(approval)
     }
 
@@ -123,6 +163,15 @@ impl Executor {
             .target
             .clone()
             .unwrap_or_else(|| approval.target.clone());
+        // Carried out before a crash took its step state: its intent says
+        // what happened (checked before the re-checks, which would count
+        // this very action against the rate limit).
+        let key = idempotency_key(run, step, &target);
+        if let Some(intent) = self.intent(run, &key)? {
+            return self
+                .recover_action(run, step, &loaded, target, key, intent, result, state)
+                .await;
+        }
         // Bound to exactly this action.
         if let Err(difference) = approval.covers(
             &run.id,
@@ -176,35 +225,9 @@ impl Executor {
         .await
     }
 
-    /// An approver denies (one denial is enough); the run continues without
-    /// the action.
-    pub async fn deny(
-        &self,
-        tenant: &TenantId,
-        approval_id: &str,
-        approver: impl Into<Approver>,
-        reason: &str,
-    ) -> Result<Approval, ExecutorError> {
-        let approver = approver.into();
-        let principal = approver.name.as_str();
-        let decided = self
-            .inner
-            .approvals
-            .deny(tenant, approval_id, &approver, reason, now_ms());
-        let approval = self.closing_if_expired(tenant, decided).await?;
-        self.close_denied(
-            &approval,
-            AuditKind::ApprovalDenied,
-            Some(principal),
-            reason,
-        )
-        .await?;
-        Ok(approval)
-    }
-
     /// A decision's result; when the decision found the approval expired
-    /// (and so moved it to `expired` itself), the step is closed as denied
-    /// before the error is returned.
+    /// (and so moved it to `expired` itself), the expiry is recorded and its
+    /// step closed as denied before the error is returned.
     pub(super) async fn closing_if_expired(
         &self,
         tenant: &TenantId,
@@ -214,55 +237,55 @@ impl Executor {
             Ok(approval) => Ok(approval),
             Err(ApprovalError::Expired(id)) => {
                 let approval = self.inner.approvals.get(tenant, &id)?;
-                self.close_denied(&approval, AuditKind::ApprovalExpired, None, "expired")
-                    .await?;
+                self.record_expiry(&approval)?;
+                self.commit().await?;
                 Err(ApprovalError::Expired(id).into())
             }
             Err(err) => Err(err.into()),
         }
     }
 
-    pub(super) async fn close_denied(
-        &self,
-        approval: &Approval,
-        kind: AuditKind,
-        principal: Option<&str>,
-        reason: &str,
-    ) -> Result<(), ExecutorError> {
-        let mut run = self.get_run(&approval.tenant, &approval.run_id)?;
+    /// Audits an expiry this process decided and queues its closing.
+    fn record_expiry(&self, approval: &Approval) -> Result<(), ExecutorError> {
+        let run = self.get_run(&approval.tenant, &approval.run_id)?;
         self.audit_append(
             &run,
-            kind,
+            AuditKind::ApprovalExpired,
             Some(&approval.step_id),
-            principal,
-            json!({"approval": approval.id, "reason": reason}),
+            None,
+            json!({"approval": approval.id, "reason": "approval timed out"}),
         )?;
-        if let Some(state) = run.steps.get_mut(&approval.step_id)
-            && state.status == StepStatus::WaitingApproval
-        {
-            state.status = StepStatus::Denied;
-            state.finished = Some(now_ms());
-            state.error = Some(format!("{kind:?}: {reason}"));
-        }
-        run.status = RunStatus::Running;
-        self.save(&run)?;
-        self.commit().await?;
-        let playbook = self.playbook_of(&run)?;
-        self.drive(&mut run, &playbook).await
+        self.enqueue(decided_work(approval))
     }
 
-    /// Denies every approval whose time is up (fail closed).
+    /// Denies every approval whose time is up (fail closed): each is
+    /// audited, made durable, and its step closed by a worker.
     pub async fn expire_approvals(&self, now: i64) -> Result<Vec<Approval>, ExecutorError> {
         let expired = self.inner.approvals.expire_due(now)?;
         for approval in &expired {
-            self.close_denied(
-                approval,
-                AuditKind::ApprovalExpired,
-                None,
-                "approval timed out",
-            )
-            .await?;
+            self.record_expiry(approval)?;
+        }
+        if !expired.is_empty() {
+            self.commit().await?;
         }
         Ok(expired)
     }
+}
+
+/// The continuation of a decided approval.
+pub(super) fn decided_work(approval: &Approval) -> queue::Work {
+    queue::Work::Decided {
+        tenant: approval.tenant.clone(),
+        run: approval.run_id.clone(),
+        approval: approval.id.clone(),
+    }
+}
+
+/// What a vote says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Approve the action (counts toward the quorum).
+    Approve,
+    /// Deny it (one denial is enough).
+    Deny,
 }

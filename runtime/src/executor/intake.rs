@@ -4,10 +4,24 @@
 use super::*;
 
 impl Executor {
-    /// Accepts an alert for `tenant`: records it (flushed before returning),
-    /// starts a run per matching playbook (or folds it into a recent run by
-    /// dedup), and runs them until they finish or wait for a human.
+    /// Accepts an alert for `tenant` and waits until its runs finish or
+    /// wait for a human: [`Executor::accept`], then [`Executor::settle`].
     pub async fn ingest(
+        &self,
+        tenant: &TenantId,
+        alert: &Alert,
+    ) -> Result<Ingested, ExecutorError> {
+        let ingested = self.accept(tenant, alert).await?;
+        self.settle(tenant, &ingested.runs, None).await?;
+        Ok(ingested)
+    }
+
+    /// Accepts an alert for `tenant`: records it, creates a run per
+    /// matching playbook (or folds it into a recent run by dedup), makes
+    /// all of it durable (flushed) and queues the runs for the workers.
+    /// Returns once the alert is accepted, before its runs have run; a
+    /// repeated alert (same id and body) is answered from the first.
+    pub async fn accept(
         &self,
         tenant: &TenantId,
         alert: &Alert,
@@ -109,7 +123,10 @@ impl Executor {
         self.commit().await?;
         crate::crashpoint::reached("after-accept");
         for id in &started {
-            self.execute(tenant, id).await?;
+            self.enqueue(queue::Work::Run {
+                tenant: tenant.clone(),
+                run: id.clone(),
+            })?;
         }
         Ok(Ingested {
             runs: all_runs,

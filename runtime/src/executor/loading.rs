@@ -13,6 +13,10 @@ impl Executor {
     /// memory per call in the runtime. Runs already holding a slot keep it.
     pub fn set_quota(&self, tenant: &TenantId, quota: crate::tenant::TenantQuota) {
         let mut slots = write_lock(&self.inner.run_slots);
+        let share = quota.max_concurrent_runs.map_or(DEFAULT_RUN_SHARE, |max| {
+            usize::try_from(max.max(1)).unwrap_or(usize::MAX)
+        });
+        self.inner.queue.set_share(tenant, share);
         match quota.max_concurrent_runs {
             Some(max) => {
                 let permits = usize::try_from(max.max(1)).unwrap_or(usize::MAX);

@@ -22,6 +22,9 @@
 
 pub mod approvals;
 mod decisions;
+pub mod queue;
+mod work;
+pub use decisions::Decision;
 mod intake;
 mod listing;
 mod loading;
@@ -83,6 +86,18 @@ pub enum ExecutorError {
     /// An approval operation was refused.
     #[error(transparent)]
     Approval(#[from] ApprovalError),
+    /// The work queue refused an item.
+    #[error(transparent)]
+    Queue(#[from] queue::QueueError),
+    /// A worker failed on a run this caller waited for.
+    #[error("run {run}: {failure}")]
+    Worker {
+        /// The run.
+        run: String,
+        /// What the worker ran into.
+        #[source]
+        failure: Arc<ExecutorError>,
+    },
     /// Stored state does not match its seal: it was changed offline.
     #[error(transparent)]
     Sealed(#[from] crate::audit::seal::SealError),
@@ -203,6 +218,20 @@ struct Inner {
     owners: RwLock<HashMap<(TenantId, String), String>>,
     /// Told of every approval request once it is durable.
     approval_sink: RwLock<Option<tokio::sync::mpsc::UnboundedSender<Approval>>>,
+    /// Accepted runs and decided approvals waiting for a worker.
+    queue: Arc<dyn queue::WorkQueue>,
+    /// The task that hands queued work to workers (see `work.rs`).
+    dispatcher: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Per run, work queued or in flight and who waits for it to settle.
+    outstanding: std::sync::Mutex<HashMap<(TenantId, String), work::Outstanding>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The dispatcher holds the queue, not the executor: closing it ends
+        // the dispatcher's task.
+        self.queue.close();
+    }
 }
 
 /// Runs playbooks for many tenants over one store and audit log.
@@ -286,6 +315,9 @@ impl Executor {
             disabled: RwLock::new(std::collections::HashSet::new()),
             owners: RwLock::new(HashMap::new()),
             approval_sink: RwLock::new(None),
+            queue: Arc::new(queue::LocalQueue::new(DEFAULT_RUN_SHARE)),
+            dispatcher: std::sync::Mutex::new(None),
+            outstanding: std::sync::Mutex::new(HashMap::new()),
         };
         let executor = Executor {
             inner: Arc::new(inner),

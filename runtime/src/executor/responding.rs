@@ -79,42 +79,20 @@ impl Executor {
         // Interrupted by a crash after the intent was written: reconcile.
         if state.status == StepStatus::Running
             && !run.dry_run
-            && let Some(intent) = self
-                .inner
-                .intents
-                .get(key(&[run.tenant.as_str(), &idempotency_key]))?
+            && let Some(intent) = self.intent(run, &idempotency_key)?
         {
-            let intent: Value = serde_json::from_slice(&intent).map_err(store_err)?;
-            let Some(recorded) = intent.get("result") else {
-                return self
-                    .reconcile(run, step, loaded, target, idempotency_key, result, state)
-                    .await;
-            };
-            // The action finished before the crash; only the step state was lost.
-            state.finished = Some(now);
-            match serde_json::from_value::<crate::model::ActionResult>(recorded.clone()) {
-                Ok(done) => {
-                    state.status = StepStatus::Succeeded;
-                    result.acted = Some(target_label(&target));
-                    // The crash may have taken the action's audit record with
-                    // it: record the action from its intent, marked recovered.
-                    result.audit.push((
-                        AuditKind::ActionExecuted,
-                        json!({"target": target, "action": step.action, "outcome": done.outcome, "summary": done.summary, "recovered": true}),
-                    ));
-                    state.output = Some(output::to_value(&output::RespondOutput::executed(&done)));
-                }
-                Err(_) => {
-                    state.status = StepStatus::Failed;
-                    state.error = Some(format!("action failed before the restart: {recorded}"));
-                }
-            }
-            result.audit.push((
-                AuditKind::StepFinished,
-                json!({"status": state.status, "recovered": true}),
-            ));
-            result.state = state;
-            return Ok(result);
+            return self
+                .recover_action(
+                    run,
+                    step,
+                    loaded,
+                    target,
+                    idempotency_key,
+                    intent,
+                    result,
+                    state,
+                )
+                .await;
         }
 
         let context = self.inner.runtime.context().get(&run.tenant);
@@ -245,6 +223,69 @@ impl Executor {
             &mut state,
             approved_by,
         )?;
+        result.state = state;
+        Ok(result)
+    }
+
+    /// The intent recorded for the action with `idempotency_key`, if any.
+    pub(super) fn intent(
+        &self,
+        run: &Run,
+        idempotency_key: &str,
+    ) -> Result<Option<Value>, ExecutorError> {
+        match self
+            .inner
+            .intents
+            .get(key(&[run.tenant.as_str(), idempotency_key]))?
+        {
+            Some(bytes) => Ok(Some(serde_json::from_slice(&bytes).map_err(store_err)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// An action whose intent was written before a crash: its recorded
+    /// result when it finished, else a reconciliation with the same key —
+    /// never a second effect.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn recover_action(
+        &self,
+        run: &Run,
+        step: &Step,
+        loaded: &Loaded,
+        target: Entity,
+        idempotency_key: String,
+        intent: Value,
+        mut result: StepResult,
+        mut state: StepState,
+    ) -> Result<StepResult, ExecutorError> {
+        let Some(recorded) = intent.get("result") else {
+            return self
+                .reconcile(run, step, loaded, target, idempotency_key, result, state)
+                .await;
+        };
+        // The action finished before the crash; only the step state was lost.
+        state.finished = Some(Self::now_for(run));
+        match serde_json::from_value::<crate::model::ActionResult>(recorded.clone()) {
+            Ok(done) => {
+                state.status = StepStatus::Succeeded;
+                result.acted = Some(target_label(&target));
+                // The crash may have taken the action's audit record with
+                // it: record the action from its intent, marked recovered.
+                result.audit.push((
+                    AuditKind::ActionExecuted,
+                    json!({"target": target, "action": step.action, "outcome": done.outcome, "summary": done.summary, "recovered": true}),
+                ));
+                state.output = Some(output::to_value(&output::RespondOutput::executed(&done)));
+            }
+            Err(_) => {
+                state.status = StepStatus::Failed;
+                state.error = Some(format!("action failed before the restart: {recorded}"));
+            }
+        }
+        result.audit.push((
+            AuditKind::StepFinished,
+            json!({"status": state.status, "recovered": true}),
+        ));
         result.state = state;
         Ok(result)
     }

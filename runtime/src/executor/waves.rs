@@ -14,35 +14,74 @@ impl Executor {
         alert: &Alert,
     ) -> Result<Run, ExecutorError> {
         let mut run = self.new_run(tenant, playbook, alert, true, alert.time);
+        // A dry run is worked on in the caller's task (nothing of it is
+        // kept to resume), within the tenant's share of concurrent runs.
+        let _slot = self.dry_run_slot(tenant).await?;
         self.drive(&mut run, playbook).await?;
         Ok(run)
     }
 
-    /// Continues a persisted run until it finishes or waits for a human.
-    pub async fn execute(&self, tenant: &TenantId, run_id: &str) -> Result<Run, ExecutorError> {
-        let mut run = self.get_run(tenant, run_id)?;
-        let playbook = self.playbook_of(&run)?;
-        self.drive(&mut run, &playbook).await?;
-        Ok(run)
+    /// The tenant's share of concurrent dry runs: its `max_concurrent_runs`
+    /// quota, or [`DEFAULT_RUN_SHARE`].
+    async fn dry_run_slot(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, ExecutorError> {
+        let existing = read_lock(&self.inner.run_slots).get(tenant).cloned();
+        let slots = match existing {
+            Some(slots) => slots,
+            None => write_lock(&self.inner.run_slots)
+                .entry(tenant.clone())
+                .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(DEFAULT_RUN_SHARE)))
+                .clone(),
+        };
+        slots
+            .acquire_owned()
+            .await
+            .map_err(|_| ExecutorError::Queue(queue::QueueError::Closed))
     }
 
-    /// After a restart: denies approvals that expired while down, reconciles
-    /// interrupted actions and continues every unfinished run.
+    /// Queues a persisted run to be continued until it finishes or waits
+    /// for a human, and waits for that.
+    pub async fn execute(&self, tenant: &TenantId, run_id: &str) -> Result<Run, ExecutorError> {
+        self.enqueue(queue::Work::Run {
+            tenant: tenant.clone(),
+            run: run_id.to_owned(),
+        })?;
+        self.settle(tenant, &[run_id.to_owned()], None).await?;
+        self.get_run(tenant, run_id)
+    }
+
+    /// After a restart: denies approvals that expired while down, queues
+    /// every decision not yet applied to its run (an approved action is
+    /// carried out or reconciled from its intent) and every unfinished run
+    /// (interrupted actions reconcile), and waits for all of it. The queue
+    /// holds nothing durable: this is where its work is recomputed from the
+    /// journal.
     pub async fn resume(&self) -> Result<Vec<String>, ExecutorError> {
+        self.start_workers();
         self.expire_approvals(now_ms()).await?;
+        let mut queued: Vec<(TenantId, String)> = Vec::new();
+        for approval in self.inner.approvals.unapplied()? {
+            self.enqueue(decisions::decided_work(&approval))?;
+            queued.push((approval.tenant.clone(), approval.run_id.clone()));
+        }
         let mut resumed = Vec::new();
-        let mut unfinished = Vec::new();
         for entry in self.inner.runs.iter() {
             let (_, bytes) = entry?;
             if let Ok(run) = serde_json::from_slice::<Run>(&bytes)
                 && run.status == RunStatus::Running
             {
-                unfinished.push(run);
+                self.enqueue(queue::Work::Run {
+                    tenant: run.tenant.clone(),
+                    run: run.id.clone(),
+                })?;
+                queued.push((run.tenant.clone(), run.id.clone()));
+                resumed.push(run.id);
             }
         }
-        for run in unfinished {
-            self.execute(&run.tenant, &run.id).await?;
-            resumed.push(run.id);
+        for (tenant, run) in queued {
+            self.settle(&tenant, &[run], None).await?;
         }
         Ok(resumed)
     }
@@ -60,21 +99,6 @@ impl Executor {
         run: &mut Run,
         playbook: &Playbook,
     ) -> Result<(), ExecutorError> {
-        // The tenant's share of concurrent runs (its quota, or
-        // DEFAULT_RUN_SHARE): a tenant's burst waits for its own slots and
-        // never for another tenant's.
-        let existing = read_lock(&self.inner.run_slots).get(&run.tenant).cloned();
-        let slots = match existing {
-            Some(slots) => slots,
-            None => write_lock(&self.inner.run_slots)
-                .entry(run.tenant.clone())
-                .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(DEFAULT_RUN_SHARE)))
-                .clone(),
-        };
-        let _slot = slots
-            .acquire_owned()
-            .await
-            .map_err(|_| ExecutorError::Store("run slots closed".to_owned()))?;
         let mut requested: Vec<Approval> = Vec::new();
         loop {
             // Steps interrupted by a crash run again (responders reconcile).

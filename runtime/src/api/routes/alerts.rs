@@ -98,8 +98,9 @@ pub(in crate::api) fn alerts_from(bytes: &[u8]) -> Result<Vec<Alert>, ApiError> 
 pub(in crate::api) async fn ingest(
     State(state): State<AppState>,
     Tenant { id: tenant, .. }: Tenant<need::Ingest>,
+    wait: Wait,
     request: axum::extract::Request,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     // The rate is charged before the body is read or parsed: a tenant past
     // its rate costs no parsing. The rest of a batch is charged once its
     // size is known.
@@ -129,11 +130,20 @@ pub(in crate::api) async fn ingest(
     if alerts.len() > 1 {
         state.take_ingest_tokens(&tenant, alerts.len() - 1)?;
     }
+    // Accepted (durable, queued) one by one; then the runs are waited for
+    // as the client prefers. They run on the executor's workers either way.
     let mut results = Vec::new();
+    let mut runs = Vec::new();
     for alert in &alerts {
-        results.push(json!(state.executor.ingest(&tenant, alert).await?));
+        let accepted = state.executor.accept(&tenant, alert).await?;
+        runs.extend(accepted.runs.iter().cloned());
+        results.push(json!(accepted));
     }
-    Ok(Json(json!({"results": results})))
+    let settled = state
+        .executor
+        .settle(&tenant, &runs, Some(wait.wait))
+        .await?;
+    Ok(wait.answer(settled, json!({"results": results})))
 }
 
 pub(in crate::api) async fn ingest_events(

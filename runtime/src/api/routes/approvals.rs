@@ -28,14 +28,20 @@ pub(in crate::api) async fn approve(
         id: tenant,
         ..
     }: Tenant<need::Decide>,
+    wait: Wait,
     Params((_, id)): Params<(String, String)>,
     Body(decision): Body<Decision>,
-) -> Result<Json<Value>, ApiError> {
-    let approval = state
-        .executor
-        .approve(&tenant, &id, principal.approver(), &decision.reason)
-        .await?;
-    Ok(Json(json!(approval)))
+) -> Result<Response, ApiError> {
+    decide(
+        &state,
+        &tenant,
+        &id,
+        principal.approver(),
+        &decision.reason,
+        crate::executor::Decision::Approve,
+        wait,
+    )
+    .await
 }
 
 pub(in crate::api) async fn deny(
@@ -45,12 +51,56 @@ pub(in crate::api) async fn deny(
         id: tenant,
         ..
     }: Tenant<need::Decide>,
+    wait: Wait,
     Params((_, id)): Params<(String, String)>,
     Body(decision): Body<Decision>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
+    decide(
+        &state,
+        &tenant,
+        &id,
+        principal.approver(),
+        &decision.reason,
+        crate::executor::Decision::Deny,
+        wait,
+    )
+    .await
+}
+
+/// Casts the vote (durable before this answers) and waits for its run's
+/// work as the client prefers; the approval comes back with `settled`.
+async fn decide(
+    state: &AppState,
+    tenant: &TenantId,
+    id: &str,
+    approver: crate::executor::approvals::Approver,
+    reason: &str,
+    decision: crate::executor::Decision,
+    wait: Wait,
+) -> Result<Response, ApiError> {
     let approval = state
         .executor
-        .deny(&tenant, &id, principal.approver(), &decision.reason)
-        .await?;
-    Ok(Json(json!(approval)))
+        .vote(tenant, id, approver, reason, decision)
+        .await;
+    // A refused vote (decided by someone else, expired) also waits for the
+    // work under way, so what the caller reads next is what was decided.
+    let run = match &approval {
+        Ok(approval) => Some(approval.run_id.clone()),
+        Err(_) => state
+            .executor
+            .approvals()
+            .get(tenant, id)
+            .ok()
+            .map(|found| found.run_id),
+    };
+    let settled = match run {
+        Some(run) => {
+            state
+                .executor
+                .settle(tenant, &[run], Some(wait.wait))
+                .await?
+        }
+        None => true,
+    };
+    Ok(wait.answer(settled, json!(approval?)))
 }
