@@ -207,12 +207,21 @@ impl Expr {
 
     fn eval(&self, variables: &Variables) -> Result<Value, ExprError> {
         self.check_cost(variables.list_len)?;
-        let mut context = Context::default();
-        context.add_variable_from_value("alert", variables.alert.clone());
-        context.add_variable_from_value("steps", variables.steps.clone());
         let program = self.program.clone();
-        let context = &context;
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| program.execute(context))) {
+        // The standard library's functions are registered once per thread,
+        // not per evaluation (building them was most of an evaluation's
+        // cost); each evaluation gets a scope of its own for the variables.
+        thread_local! {
+            static ROOT: Context<'static, 'static> = Context::default();
+        }
+        let executed = ROOT.with(|root| {
+            let mut context = root.new_inner_scope();
+            context.add_variable_from_value("alert", variables.alert.clone());
+            context.add_variable_from_value("steps", variables.steps.clone());
+            let context = &context;
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| program.execute(context)))
+        });
+        match executed {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(err)) => Err(ExprError::Eval {
                 source_text: self.source.clone(),
