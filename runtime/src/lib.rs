@@ -39,22 +39,30 @@ pub mod caps;
 pub mod config;
 pub mod context;
 pub mod control;
+mod convert;
 #[doc(hidden)]
 pub mod crashpoint;
 pub mod diagnostics;
 pub mod engine;
 pub mod executor;
-pub mod feeds;
-pub mod intel;
 pub mod manifest;
-pub mod model;
 pub mod net;
 pub mod ocsf;
 pub mod playbook;
 pub mod sandbox;
 pub mod secrets;
-pub mod store;
-pub mod tenant;
+
+// The data model, tenants, intel and the storage seam live in `rampart-core`
+// (no wasmtime, no sled), the sled backend in `rampart-sled`; both are
+// re-exported at the paths they had before the split.
+pub use rampart_core::{feeds, intel, model, tenant};
+
+/// What the host persists, behind one seam: the traits and the in-memory
+/// backend (`rampart-core`), the sled backend (`rampart-sled`).
+pub mod store {
+    pub use rampart_core::store::*;
+    pub use sled_backend::{OpenError, SledStore};
+}
 
 pub use engine::{Engine, EngineConfig};
 pub use sandbox::{

@@ -52,7 +52,7 @@ impl Plugin {
             .into_iter()
             .enumerate()
             .map(|(index, finding)| {
-                let finding = Finding::from_guest(index, finding)?;
+                let finding = crate::convert::finding_from_guest(index, finding)?;
                 json.charge(&finding.detail)?;
                 self.redacted(finding)
             })
@@ -99,7 +99,7 @@ impl Plugin {
                 .into_iter()
                 .enumerate()
                 .map(|(index, item)| {
-                    let item = Enrichment::from_guest(index, item)?;
+                    let item = crate::convert::enrichment_from_guest(index, item)?;
                     json.charge(&item.data)?;
                     self.redacted(item)
                 })
@@ -147,7 +147,7 @@ impl Plugin {
         self.finish(&mut sandbox, outcome, |score: wit::Score| {
             output::check_reasons(&score.reasons, self.item_caps())?;
             self.check_output_size(score.reasons.iter().map(String::len).sum())?;
-            self.redacted(Score::from_guest(score)?)
+            self.redacted(crate::convert::score_from_guest(score)?)
         })
     }
 
@@ -191,7 +191,7 @@ impl Plugin {
         .await;
         self.finish(&mut sandbox, outcome, |result: wit::ActionResult| {
             self.check_output_size(result.summary.len() + result.data.len())?;
-            let result = ActionResult::from_guest(result, dry_run)?;
+            let result = crate::convert::action_result_from_guest(result, dry_run)?;
             output::JsonBudget::new(self.item_caps()).charge(&result.data)?;
             self.redacted(result)
         })

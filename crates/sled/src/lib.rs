@@ -1,4 +1,8 @@
-//! The embedded default [`Store`]: one sled directory.
+//! # rampart-sled
+//!
+//! The embedded default backend of Rampart's storage seam
+//! (`rampart_core::store`): one sled directory. The only crate that names
+//! `sled::`.
 //!
 //! Trees: `kv` (key = tenant \0 plugin \0 key), `kv-usage` (tenant \0
 //! plugin → bytes, kept in the same transaction as every kv write, so the
@@ -10,6 +14,8 @@
 //! write (an accepted alert, an audit record, an action intent) call
 //! [`SledStore::flush`] before acknowledging it.
 
+#![deny(missing_docs)]
+
 use std::path::Path;
 
 use sled::Transactional;
@@ -17,9 +23,11 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 mod space;
 
-use super::{Backend, Keyspace, KvNamespace, MEMORY_LIST_CAP, Store, StoreError};
-use crate::model::{Entity, EntityKind, EntityMemory, Feedback, IndicatorMatch, PriorVerdict};
-use crate::tenant::TenantId;
+use rampart_core::model::{
+    Entity, EntityKind, EntityMemory, Feedback, IndicatorMatch, PriorVerdict,
+};
+use rampart_core::store::{Backend, Keyspace, KvNamespace, MEMORY_LIST_CAP, Store, StoreError};
+use rampart_core::tenant::TenantId;
 
 /// Why the store could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -50,7 +58,7 @@ pub struct SledStore {
     kv_usage: sled::Tree,
     memory: sled::Tree,
     intel: sled::Tree,
-    feeds: crate::store::feeds::PersistentIntel,
+    feeds: rampart_core::store::feeds::PersistentIntel,
     space: Keyspace,
 }
 
@@ -142,7 +150,7 @@ impl SledStore {
         })
     }
 
-    fn from_db(db: sled::Db) -> Result<Self, super::SpaceError> {
+    fn from_db(db: sled::Db) -> Result<Self, rampart_core::store::SpaceError> {
         let space = Keyspace::new(std::sync::Arc::new(space::SledSpace { db: db.clone() }));
         let tree = |name: &str| db.open_tree(name).map_err(space::failed);
         Ok(SledStore {
@@ -150,14 +158,14 @@ impl SledStore {
             kv_usage: tree("kv-usage")?,
             memory: tree("memory")?,
             intel: tree("intel")?,
-            feeds: crate::store::feeds::PersistentIntel::open(&space)?,
+            feeds: rampart_core::store::feeds::PersistentIntel::open(&space)?,
             space,
             db,
         })
     }
 
     /// Shared threat-intel feeds and tenants' subscriptions.
-    pub fn feeds(&self) -> &crate::store::feeds::PersistentIntel {
+    pub fn feeds(&self) -> &rampart_core::store::feeds::PersistentIntel {
         &self.feeds
     }
 
@@ -239,7 +247,7 @@ impl Backend for SledStore {
     fn space(&self) -> &Keyspace {
         &self.space
     }
-    fn feeds(&self) -> &crate::store::feeds::PersistentIntel {
+    fn feeds(&self) -> &rampart_core::store::feeds::PersistentIntel {
         &self.feeds
     }
 }
@@ -361,7 +369,7 @@ impl Store for SledStore {
         tenant: &TenantId,
         entity: &Entity,
     ) -> Result<Vec<IndicatorMatch>, StoreError> {
-        let probe = super::intel_probe(entity);
+        let probe = rampart_core::store::intel_probe(entity);
         let found = self
             .intel
             .get(entity_key(tenant, &probe))

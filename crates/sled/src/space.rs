@@ -3,7 +3,7 @@
 use std::ops::Bound;
 use std::sync::Arc;
 
-use crate::store::space::{
+use rampart_core::store::space::{
     Batch, CasConflict, Entry, EntryIter, SpaceBackend, SpaceError, TreeBackend,
 };
 

@@ -5,11 +5,9 @@
 
 pub mod feeds;
 mod memory;
-mod sled_backend;
 pub mod space;
 
 pub use memory::MemoryStore;
-pub use sled_backend::{OpenError, SledStore};
 pub use space::{Keyspace, SpaceError, Tree};
 
 /// A complete storage backend: plugin state, the engine's keyspace and the
@@ -125,7 +123,7 @@ pub trait Store: Send + Sync + 'static {
 
 /// The key a tenant's own indicators are looked up under: an IP without
 /// its port (both backends store them that way).
-fn intel_probe(entity: &Entity) -> Entity {
+pub fn intel_probe(entity: &Entity) -> Entity {
     let mut probe = entity.clone();
     if entity.kind == crate::model::EntityKind::Ip {
         probe.value = crate::feeds::strip_port(&entity.value).to_owned();
