@@ -202,3 +202,119 @@ async fn packages_and_playbooks_are_kept_and_restored() {
     assert!(!control.executor().playbook_enabled(&acme, "triage"));
     assert_eq!(control.executor().playbooks(&acme).len(), 1);
 }
+
+/// Hunts as a library: registered with their rules checked, fired over the
+/// events after the watermark (each event scanned once), findings turned
+/// into alerts that start a playbook, the watermark kept across a reopen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hunts_scan_each_event_once_without_http() {
+    use rampart::control::NewHunt;
+    let dir = tempfile::tempdir().expect("dir");
+    let event = |id: &str, line: &str| rampart::model::Event {
+        id: id.to_owned(),
+        time: 1,
+        data: serde_json::json!({"CommandLine": line, "Hostname": "ws-1"}),
+    };
+    let new_hunt = |plugin: &str, schedule: &str| NewHunt {
+        plugin: plugin.to_owned(),
+        schedule: schedule.to_owned(),
+        params: serde_json::Value::Null,
+    };
+    {
+        let control = open(dir.path());
+        let acme = control
+            .tenants()
+            .create(new_tenant("acme"), "admin")
+            .expect("create")
+            .id;
+        for name in ["cmdline-hunt", "risk-scorer"] {
+            let (text, wasm) = upload_files(name);
+            control
+                .packages()
+                .upload(&acme, &text, &wasm)
+                .await
+                .expect("upload");
+        }
+        let yaml = "name: hunted\ntrigger: { alert: 'alert.source == \"hunt:cmdline\"' }\nsteps:\n  - id: risk\n    score: risk-scorer\n";
+        control
+            .playbooks()
+            .put(&acme, "hunted", yaml, "prn-author")
+            .expect("playbook");
+        let hunts = control.hunts();
+        for (name, hunt, expected) in [
+            ("Bad Name", new_hunt("cmdline-hunt", "* * * * *"), "names"),
+            (
+                "cmdline",
+                new_hunt("cmdline-hunt", "every minute"),
+                "fields",
+            ),
+            (
+                "cmdline",
+                new_hunt("risk-scorer", "* * * * *"),
+                "not a hunt",
+            ),
+            ("cmdline", new_hunt("nope", "* * * * *"), "no plugin"),
+        ] {
+            let refused = hunts.put(&acme, name, hunt, "admin").expect_err(name);
+            assert!(refused.to_string().contains(expected), "{refused}");
+        }
+        assert!(hunts.list(&acme).expect("list").is_empty());
+        hunts
+            .put(
+                &acme,
+                "cmdline",
+                new_hunt("cmdline-hunt", "0 0 1 1 *"),
+                "admin",
+            )
+            .expect("put");
+        let stored = hunts
+            .events()
+            .append(
+                &acme,
+                vec![
+                    event("e1", "powershell.exe -nop -enc SQBFAFgA"),
+                    event("e2", "notepad.exe"),
+                ],
+                rampart::model::now_ms(),
+            )
+            .expect("events");
+        assert_eq!(stored, 2);
+        let (record, alerts) = hunts.fire(&acme, "cmdline").await.expect("fire");
+        assert_eq!((record.last_scanned, alerts.len()), (2, 1), "{record:?}");
+        assert_eq!(record.last_error, None);
+        let runs = control.executor().runs(&acme).expect("runs");
+        assert_eq!(runs.len(), 1, "the finding started the playbook");
+        // Nothing new: nothing scanned again.
+        let (again, alerts) = hunts.fire(&acme, "cmdline").await.expect("fire");
+        assert_eq!((again.last_scanned, alerts.len()), (0, 0));
+        assert!(matches!(
+            hunts.fire(&acme, "nope").await,
+            Err(ControlError::NoHunt(_))
+        ));
+        let in_use = control
+            .packages()
+            .delete(&acme, "cmdline-hunt", "admin")
+            .expect_err("in use");
+        assert!(in_use.to_string().contains("hunt cmdline"), "{in_use}");
+    }
+    let control = open(dir.path());
+    control.restore().await.expect("restore");
+    let acme = tenant("acme");
+    let listed = control.hunts().list(&acme).expect("list");
+    assert_eq!(listed.len(), 1);
+    assert!(
+        listed[0].watermark > 0,
+        "the watermark survives: {listed:?}"
+    );
+    control
+        .hunts()
+        .events()
+        .append(
+            &acme,
+            vec![event("e3", "powershell.exe -enc AAAA")],
+            rampart::model::now_ms(),
+        )
+        .expect("events");
+    let (record, _) = control.hunts().fire(&acme, "cmdline").await.expect("fire");
+    assert_eq!(record.last_scanned, 1, "only the new event: {record:?}");
+}

@@ -105,6 +105,17 @@ impl From<crate::control::ControlError> for ApiError {
                 Self::bad_request(err.to_string())
             }
             E::PrivateRanges => Self::forbidden(err.to_string()),
+            E::NoHunt(_) => Self::not_found(err.to_string()),
+            E::HuntName | E::NotAHunt(_) | E::NoHuntPlugin(_) | E::HuntFailed { .. } => {
+                Self::bad_request(err.to_string())
+            }
+            E::Schedule(detail) => ApiError {
+                status: StatusCode::BAD_REQUEST,
+                error: "invalid_schedule".to_owned(),
+                detail,
+                location: Some(serde_json::json!({"field": "schedule"})),
+                retry_after: None,
+            },
             E::Executor(inner) => inner.into(),
             E::Sealed(_)
             | E::Audit(_)

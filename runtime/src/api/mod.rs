@@ -11,7 +11,6 @@ pub mod error;
 mod extract;
 mod gate;
 pub mod guard;
-pub mod hunts;
 mod intel;
 mod listen;
 pub mod openapi;
@@ -65,9 +64,6 @@ use routes::webhooks::*;
 /// Largest request body (a plugin upload is the largest thing sent).
 pub const MAX_BODY_BYTES: usize = 16 << 20;
 
-/// One lock per hunt (tenant\0name): a hunt runs once at a time.
-type HuntLocks = BTreeMap<Vec<u8>, Arc<tokio::sync::Mutex<()>>>;
-
 /// Shared server state.
 #[derive(Clone)]
 pub struct AppState {
@@ -76,16 +72,7 @@ pub struct AppState {
     /// Tenants, plugin packages and playbooks (the transport-free control
     /// plane).
     control: crate::control::Control,
-    events: hunts::Events,
-    hunts: crate::store::Tree,
     webhook_secrets: crate::store::Tree,
-    /// One hunt run at a time: a scheduled run and a manual one must not
-    /// read the same watermark and scan the same events twice.
-    hunt_lock: Arc<std::sync::Mutex<HuntLocks>>,
-    /// Tenants whose scheduled hunts are running now: each tenant's hunts
-    /// run one after another on a task of its own, so one tenant's many
-    /// hunts never hold up another tenant's.
-    hunting: Arc<std::sync::Mutex<std::collections::HashSet<TenantId>>>,
     webhook_deliveries: Arc<std::sync::Mutex<BTreeMap<(TenantId, &'static str), u64>>>,
     ingest_buckets:
         Arc<std::sync::Mutex<std::collections::HashMap<TenantId, (f64, std::time::Instant)>>>,
@@ -103,10 +90,6 @@ impl std::fmt::Debug for AppState {
 }
 
 use crate::control::{TenantRecord, default_ingest_rate};
-
-fn key(parts: &[&str]) -> Vec<u8> {
-    parts.join("\u{0}").into_bytes()
-}
 
 fn storage_err(err: impl std::fmt::Display) -> ApiError {
     ApiError::internal(err)
@@ -259,8 +242,8 @@ where
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
             loop {
                 tick.tick().await;
-                if let Err(err) = state.run_due_hunts().await {
-                    tracing::warn!("hunt scheduler: {}", err.detail);
+                if let Err(err) = state.control.hunts().run_due() {
+                    tracing::warn!("hunt scheduler: {err}");
                 }
             }
         })

@@ -25,12 +25,8 @@ impl AppState {
         let state = AppState {
             tokens: Tokens::open(&db, &seal).map_err(storage_err)?,
             control: crate::control::Control::open(executor.clone(), secret_box)?,
-            events: hunts::Events::open(&db).map_err(storage_err)?,
-            hunts: db.open_tree("api-hunts").map_err(storage_err)?,
             webhook_secrets: db.open_tree("api-webhook-secrets").map_err(storage_err)?,
             webhook_deliveries: Arc::default(),
-            hunt_lock: Arc::default(),
-            hunting: Arc::default(),
             ingest_buckets: Arc::default(),
             executor,
             ready: Arc::new(std::sync::atomic::AtomicBool::new(false)),

@@ -10,10 +10,12 @@
 //! carry secrets, never take a capability from a plugin that is loaded, and
 //! open internal address ranges only when the caller says it may.
 
+pub mod hunts;
 mod packages;
 mod playbooks;
 mod tenants;
 
+pub use hunts::{Events, HuntRecord, Hunts, NewHunt};
 pub use packages::Packages;
 pub use playbooks::{Playbooks, StoredPlaybook};
 pub use tenants::{NewTenant, TenantRecord, Tenants, WebhookConfig, default_ingest_rate};
@@ -96,6 +98,30 @@ pub enum ControlError {
     /// The storage backend failed.
     #[error(transparent)]
     Storage(#[from] SpaceError),
+    /// A hunt name is not acceptable.
+    #[error("hunt names are 1-64 characters of [a-z0-9-]")]
+    HuntName,
+    /// A hunt schedule does not parse.
+    #[error("{0}")]
+    Schedule(String),
+    /// The plugin named for a hunt is not a hunt.
+    #[error("plugin {0} is not a hunt")]
+    NotAHunt(String),
+    /// The plugin named for a hunt is not loaded for the tenant.
+    #[error("no plugin {0}")]
+    NoHuntPlugin(String),
+    /// No such hunt.
+    #[error("no hunt {0}")]
+    NoHunt(String),
+    /// A hunt's session failed.
+    #[error("hunt {hunt}: {source}")]
+    HuntFailed {
+        /// The hunt.
+        hunt: String,
+        /// What the plugin call said.
+        #[source]
+        source: crate::sandbox::PluginError,
+    },
     /// A stored record does not decode.
     #[error("stored {what} does not decode: {source}")]
     Decode {
@@ -107,13 +133,14 @@ pub enum ControlError {
     },
 }
 
-/// Tenants and playbooks over one executor.
+/// Tenants, packages, playbooks and hunts over one executor.
 #[derive(Clone, Debug)]
 pub struct Control {
     executor: Executor,
     tenants: Tenants,
     packages: Packages,
     playbooks: Playbooks,
+    hunts: Hunts,
 }
 
 impl Control {
@@ -129,6 +156,7 @@ impl Control {
         Ok(Control {
             packages: Packages::open(&space, &seal, executor.clone(), tenants.clone())?,
             playbooks: Playbooks::open(&space, &seal, executor.clone())?,
+            hunts: Hunts::open(&space, executor.clone())?,
             tenants,
             executor,
         })
@@ -159,6 +187,11 @@ impl Control {
     /// Playbooks.
     pub fn playbooks(&self) -> &Playbooks {
         &self.playbooks
+    }
+
+    /// Scheduled hunts and the events they scan.
+    pub fn hunts(&self) -> &Hunts {
+        &self.hunts
     }
 
     /// Hands every stored tenant's grants, inventory, identities and quotas

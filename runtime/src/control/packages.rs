@@ -47,7 +47,7 @@ impl Packages {
     ) -> Result<Self, ControlError> {
         Ok(Packages {
             packages: SealedTree::open(space, "api-plugin-packages", seal)?,
-            hunts: space.open_tree("api-hunts")?,
+            hunts: space.open_tree(super::hunts::TREE)?,
             executor,
             tenants,
         })

@@ -198,6 +198,10 @@ pub(in crate::api) async fn ingest_events(
             }
         })
         .collect();
-    let stored = state.events.append(&tenant, events, now)?;
+    let stored = state
+        .control
+        .hunts()
+        .events()
+        .append(&tenant, events, now)?;
     Ok(Json(json!({"stored": stored})))
 }
