@@ -116,6 +116,15 @@ impl From<crate::control::ControlError> for ApiError {
                 location: Some(serde_json::json!({"field": "schedule"})),
                 retry_after: None,
             },
+            E::Webhook { field, .. } => ApiError {
+                status: StatusCode::BAD_REQUEST,
+                error: "invalid_webhook".to_owned(),
+                detail: err.to_string(),
+                location: Some(serde_json::json!({"field": field})),
+                retry_after: None,
+            },
+            E::WebhookInternal(_) => Self::forbidden(err.to_string()),
+            E::NoWebhook => Self::not_found(err.to_string()),
             E::Executor(inner) => inner.into(),
             E::Sealed(_)
             | E::Audit(_)

@@ -17,7 +17,6 @@ pub mod openapi;
 mod routes;
 mod state;
 pub mod tls;
-pub mod webhooks;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -72,8 +71,6 @@ pub struct AppState {
     /// Tenants, plugin packages and playbooks (the transport-free control
     /// plane).
     control: crate::control::Control,
-    webhook_secrets: crate::store::Tree,
-    webhook_deliveries: Arc<std::sync::Mutex<BTreeMap<(TenantId, &'static str), u64>>>,
     ingest_buckets:
         Arc<std::sync::Mutex<std::collections::HashMap<TenantId, (f64, std::time::Instant)>>>,
     ready: Arc<std::sync::atomic::AtomicBool>,
@@ -231,7 +228,7 @@ where
         tokio::spawn(async move {
             while let Some(approval) = requests.recv().await {
                 let state = state.clone();
-                tokio::spawn(async move { state.announce(approval).await });
+                tokio::spawn(async move { state.control.webhooks().announce(approval).await });
             }
         })
     };
@@ -298,5 +295,3 @@ struct AuditFilter {
 const DEFAULT_PAGE: usize = 100;
 
 const MAX_PAGE: usize = 1_000;
-
-const WEBHOOK_SECRET_NAME: &str = "approval-webhook";

@@ -25,8 +25,6 @@ impl AppState {
         let state = AppState {
             tokens: Tokens::open(&db, &seal).map_err(storage_err)?,
             control: crate::control::Control::open(executor.clone(), secret_box)?,
-            webhook_secrets: db.open_tree("api-webhook-secrets").map_err(storage_err)?,
-            webhook_deliveries: Arc::default(),
             ingest_buckets: Arc::default(),
             executor,
             ready: Arc::new(std::sync::atomic::AtomicBool::new(false)),

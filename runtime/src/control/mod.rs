@@ -14,11 +14,13 @@ pub mod hunts;
 mod packages;
 mod playbooks;
 mod tenants;
+pub mod webhooks;
 
 pub use hunts::{Events, HuntRecord, Hunts, NewHunt};
 pub use packages::Packages;
 pub use playbooks::{Playbooks, StoredPlaybook};
 pub use tenants::{NewTenant, TenantRecord, Tenants, WebhookConfig, default_ingest_rate};
+pub use webhooks::Webhooks;
 
 use crate::audit::seal::SealError;
 use crate::executor::{Executor, ExecutorError};
@@ -122,6 +124,22 @@ pub enum ControlError {
         #[source]
         source: crate::sandbox::PluginError,
     },
+    /// A webhook setting is not acceptable.
+    #[error("{source}")]
+    Webhook {
+        /// Which field (`url`, `secret`).
+        field: &'static str,
+        /// What is wrong with it.
+        #[source]
+        source: webhooks::WebhookError,
+    },
+    /// The webhook host is internal and the caller may not point the
+    /// server there.
+    #[error("{0} is an internal address; only an admin may set such a webhook")]
+    WebhookInternal(String),
+    /// The tenant has no approval webhook.
+    #[error("no approval webhook")]
+    NoWebhook,
     /// A stored record does not decode.
     #[error("stored {what} does not decode: {source}")]
     Decode {
@@ -141,6 +159,7 @@ pub struct Control {
     packages: Packages,
     playbooks: Playbooks,
     hunts: Hunts,
+    webhooks: Webhooks,
 }
 
 impl Control {
@@ -157,6 +176,7 @@ impl Control {
             packages: Packages::open(&space, &seal, executor.clone(), tenants.clone())?,
             playbooks: Playbooks::open(&space, &seal, executor.clone())?,
             hunts: Hunts::open(&space, executor.clone())?,
+            webhooks: Webhooks::open(&space, executor.clone(), tenants.clone())?,
             tenants,
             executor,
         })
@@ -192,6 +212,11 @@ impl Control {
     /// Scheduled hunts and the events they scan.
     pub fn hunts(&self) -> &Hunts {
         &self.hunts
+    }
+
+    /// Approval webhooks.
+    pub fn webhooks(&self) -> &Webhooks {
+        &self.webhooks
     }
 
     /// Hands every stored tenant's grants, inventory, identities and quotas

@@ -6,6 +6,10 @@
 //! receiver can check both origin and freshness (reject old timestamps to
 //! stop replays). Delivery is retried three times; a failure is logged and
 //! counted, never fatal to the run (the approval is in the API either way).
+//!
+//! [`Webhooks`] is the control plane's service (set with its address rule,
+//! get with delivery counts, delete, announce); the rest are the delivery
+//! primitives it uses.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -14,7 +18,11 @@ use hmac::{Hmac, Mac};
 use http_body_util::{BodyExt, Full};
 use sha2::Sha256;
 
+use super::{ControlError, Tenants, audit_change};
+use crate::executor::Executor;
 use crate::executor::approvals::Approval;
+use crate::store::{Keyspace, Tree};
+use crate::tenant::TenantId;
 
 /// Header carrying the signature.
 pub const SIGNATURE_HEADER: &str = "x-rampart-signature";
@@ -24,7 +32,7 @@ pub const TIMESTAMP_HEADER: &str = "x-rampart-timestamp";
 const ATTEMPTS: u32 = 3;
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-pub use crate::control::WebhookConfig;
+pub use super::WebhookConfig;
 
 /// Why a webhook URL is not acceptable or a delivery failed.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -38,6 +46,9 @@ pub enum WebhookError {
     /// Delivery failed.
     #[error("webhook delivery: {0}")]
     Delivery(String),
+    /// The signing secret is too short or too long.
+    #[error("the signing secret is 16 to 1024 bytes")]
+    Secret,
 }
 
 /// The addresses a webhook host names, the same way at set time and at
@@ -203,6 +214,171 @@ async fn post(
     // Drain (bounded by the timeout around this call) so the connection ends cleanly.
     let _ = response.into_body().collect().await;
     Ok(status)
+}
+
+/// The name the webhook's signing secret is sealed under.
+const SECRET_NAME: &str = "approval-webhook";
+
+/// Deliveries by tenant and outcome (`delivered`, `refused`, `failed`).
+type Deliveries = std::collections::BTreeMap<(TenantId, &'static str), u64>;
+
+/// Each tenant's approval webhook: its URL (on the tenant record), its
+/// signing secret (sealed apart) and what became of deliveries.
+#[derive(Clone)]
+pub struct Webhooks {
+    executor: Executor,
+    tenants: Tenants,
+    /// tenant → sealed signing secret.
+    secrets: Tree,
+    deliveries: std::sync::Arc<std::sync::Mutex<Deliveries>>,
+}
+
+impl std::fmt::Debug for Webhooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Webhooks").finish_non_exhaustive()
+    }
+}
+
+impl Webhooks {
+    /// Webhooks in `space`, over the tenants' records.
+    pub fn open(
+        space: &Keyspace,
+        executor: Executor,
+        tenants: Tenants,
+    ) -> Result<Self, ControlError> {
+        Ok(Webhooks {
+            executor,
+            tenants,
+            secrets: space.open_tree("api-webhook-secrets")?,
+            deliveries: std::sync::Arc::default(),
+        })
+    }
+
+    /// Sets `tenant`'s approval webhook. The URL must be http(s) with a
+    /// host, the secret 16 to 1024 bytes; a host that resolves (the way
+    /// delivery resolves it) to an internal address is refused unless
+    /// `may_reach_internal` (an admin: the webhook is a request the server
+    /// makes), and a name that does not resolve is refused.
+    pub async fn set(
+        &self,
+        tenant: &TenantId,
+        url: &str,
+        secret: String,
+        may_reach_internal: bool,
+        actor: &str,
+    ) -> Result<WebhookConfig, ControlError> {
+        let located = |field: &'static str| move |source| ControlError::Webhook { field, source };
+        let (_, host, port, _) = parse_url(url).map_err(located("url"))?;
+        if secret.len() < 16 || secret.len() > 1_024 {
+            return Err(located("secret")(WebhookError::Secret));
+        }
+        let addresses = resolve(&host, port).await.map_err(located("url"))?;
+        let internal = addresses.iter().any(|ip| crate::net::is_internal(*ip));
+        if internal && !may_reach_internal {
+            return Err(ControlError::WebhookInternal(host));
+        }
+        let sealed = self.tenants.secret_box().seal(
+            tenant,
+            "_webhook",
+            SECRET_NAME,
+            &crate::tenant::Secret::new(secret),
+        )?;
+        let mut record = self.tenants.get(tenant)?;
+        self.secrets.insert(tenant.as_str(), sealed)?;
+        self.secrets.flush()?;
+        let config = WebhookConfig {
+            url: url.to_owned(),
+            allow_private: internal,
+        };
+        record.approval_webhook = Some(config.clone());
+        self.tenants.put(&record)?;
+        audit_change(
+            &self.executor,
+            tenant,
+            actor,
+            serde_json::json!({"approval_webhook": url}),
+        )?;
+        Ok(config)
+    }
+
+    /// `tenant`'s webhook and its delivery counts by outcome.
+    pub fn get(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<(WebhookConfig, std::collections::BTreeMap<&'static str, u64>), ControlError> {
+        let record = self.tenants.get(tenant)?;
+        let config = record.approval_webhook.ok_or(ControlError::NoWebhook)?;
+        let deliveries = lock(&self.deliveries)
+            .iter()
+            .filter(|((t, _), _)| t == tenant)
+            .map(|((_, outcome), count)| (*outcome, *count))
+            .collect();
+        Ok((config, deliveries))
+    }
+
+    /// Removes `tenant`'s webhook and its secret.
+    pub fn delete(&self, tenant: &TenantId, actor: &str) -> Result<(), ControlError> {
+        let mut record = self.tenants.get(tenant)?;
+        if record.approval_webhook.take().is_none() {
+            return Err(ControlError::NoWebhook);
+        }
+        self.tenants.put(&record)?;
+        self.secrets.remove(tenant.as_str())?;
+        self.secrets.flush()?;
+        audit_change(
+            &self.executor,
+            tenant,
+            actor,
+            serde_json::json!({"approval_webhook": null}),
+        )
+    }
+
+    /// Delivers one approval request to its tenant's webhook, if it has
+    /// one (retried; the outcome is logged and counted, never an error of
+    /// the run). Wire it to [`Executor::notify_approvals`].
+    pub async fn announce(&self, approval: Approval) {
+        let tenant = approval.tenant.clone();
+        let Ok(record) = self.tenants.get(&tenant) else {
+            return;
+        };
+        let Some(config) = record.approval_webhook else {
+            return;
+        };
+        let secret = match self.secrets.get(tenant.as_str()) {
+            Ok(Some(sealed)) => {
+                match self
+                    .tenants
+                    .secret_box()
+                    .unseal(&tenant, "_webhook", SECRET_NAME, &sealed)
+                {
+                    Ok(secret) => secret,
+                    Err(err) => {
+                        tracing::error!(%tenant, "approval webhook secret: {err}");
+                        return;
+                    }
+                }
+            }
+            _ => return,
+        };
+        let outcome = match deliver(&config, secret.expose().as_bytes(), &approval).await {
+            Ok(status) if status < 300 => "delivered",
+            Ok(status) => {
+                tracing::warn!(%tenant, approval = %approval.id, status, "approval webhook refused the delivery");
+                "refused"
+            }
+            Err(err) => {
+                tracing::warn!(%tenant, approval = %approval.id, "approval webhook: {err}");
+                "failed"
+            }
+        };
+        *lock(&self.deliveries).entry((tenant, outcome)).or_default() += 1;
+    }
+}
+
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]
