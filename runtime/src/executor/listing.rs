@@ -184,9 +184,10 @@ impl Executor {
         let mut high = at(query.until.unwrap_or(i64::MAX));
         if let Some(cursor) = &query.before {
             let mut k = prefix.clone();
-            k.extend_from_slice(&hex::decode(cursor).map_err(|_| {
-                ExecutorError::Store(format!("`{cursor}` is not a cursor of this list"))
-            })?);
+            k.extend_from_slice(
+                &hex::decode(cursor)
+                    .map_err(|_| ExecutorError::InvalidCursor(cursor.to_owned()))?,
+            );
             high = high.min(k);
         }
         let limit = query.limit.max(1);

@@ -68,9 +68,27 @@ use run::{Run, RunStatus, StepState, StepStatus};
 /// Why an executor operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ExecutorError {
-    /// The store failed.
+    /// Plugin state (kv, entity memory) failed.
     #[error("store: {0}")]
-    Store(String),
+    Store(#[from] StoreError),
+    /// The keyspace failed.
+    #[error("store: {0}")]
+    Space(#[from] crate::store::SpaceError),
+    /// A record did not encode or decode.
+    #[error("record: {0}")]
+    Record(#[from] serde_json::Error),
+    /// The flush ran on a task that did not finish.
+    #[error("flush task: {0}")]
+    FlushTask(#[from] tokio::task::JoinError),
+    /// A page cursor is not one this list handed out.
+    #[error("`{0}` is not a cursor of this list")]
+    InvalidCursor(String),
+    /// A worker panicked on a work item (the run resumes at the next start).
+    #[error("a worker panicked on {0}")]
+    WorkerPanicked(String),
+    /// The call pool refused work done off the async workers.
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
     /// The audit log failed.
     #[error(transparent)]
     Audit(#[from] AuditError),
@@ -124,20 +142,8 @@ pub enum ExecutorError {
     },
 }
 
-fn store_err(err: impl std::fmt::Display) -> ExecutorError {
-    ExecutorError::Store(err.to_string())
-}
-
-impl From<StoreError> for ExecutorError {
-    fn from(err: StoreError) -> Self {
-        ExecutorError::Store(err.to_string())
-    }
-}
-
-impl From<crate::store::SpaceError> for ExecutorError {
-    fn from(err: crate::store::SpaceError) -> Self {
-        ExecutorError::Store(err.to_string())
-    }
+fn store_err(err: serde_json::Error) -> ExecutorError {
+    ExecutorError::Record(err)
 }
 
 pub use crate::model::now_ms;
@@ -381,9 +387,7 @@ impl Executor {
         }
         let covered = group.issued.load(Ordering::SeqCst);
         let db = self.inner.store.space().clone();
-        tokio::task::spawn_blocking(move || db.flush())
-            .await
-            .map_err(|err| ExecutorError::Store(format!("flush task: {err}")))??;
+        tokio::task::spawn_blocking(move || db.flush()).await??;
         group.durable.fetch_max(covered, Ordering::SeqCst);
         Ok(())
     }

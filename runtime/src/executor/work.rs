@@ -105,11 +105,7 @@ impl Executor {
         let outcome = std::panic::AssertUnwindSafe(self.work(&work))
             .catch_unwind()
             .await
-            .unwrap_or_else(|_| {
-                Err(ExecutorError::Store(format!(
-                    "a worker panicked on {work:?}"
-                )))
-            });
+            .unwrap_or_else(|_| Err(ExecutorError::WorkerPanicked(format!("{work:?}"))));
         if let Err(err) = &outcome {
             tracing::warn!(?work, error = %err, "work item failed; the run resumes at the next start");
         }

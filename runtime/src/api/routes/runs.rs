@@ -29,15 +29,13 @@ pub(in crate::api) async fn list_runs(
         .executor
         .runs_page(&tenant, &query)
         .map_err(|err| match err {
-            crate::executor::ExecutorError::Store(detail) if detail.contains("cursor") => {
-                ApiError {
-                    status: StatusCode::BAD_REQUEST,
-                    error: "invalid_query".to_owned(),
-                    detail,
-                    location: Some(json!({"query": "before"})),
-                    retry_after: None,
-                }
-            }
+            err @ crate::executor::ExecutorError::InvalidCursor(_) => ApiError {
+                status: StatusCode::BAD_REQUEST,
+                error: "invalid_query".to_owned(),
+                detail: err.to_string(),
+                location: Some(json!({"query": "before"})),
+                retry_after: None,
+            },
             other => ApiError::from(other),
         })?;
     let runs: Vec<Value> = page
