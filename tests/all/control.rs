@@ -318,3 +318,44 @@ async fn hunts_scan_each_event_once_without_http() {
     let (record, _) = control.hunts().fire(&acme, "cmdline").await.expect("fire");
     assert_eq!(record.last_scanned, 1, "only the new event: {record:?}");
 }
+
+/// The ingest rate as a library: a burst of twice the rate passes, the
+/// next alert is refused with a wait, a refused request's charge comes
+/// back, and a batch past the burst is refused as too large.
+#[test]
+fn ingest_limits_hold_without_http() {
+    let dir = tempfile::tempdir().expect("dir");
+    let control = open(dir.path());
+    let acme = control
+        .tenants()
+        .create(
+            NewTenant {
+                ingest_per_second: Some(5),
+                ..new_tenant("acme")
+            },
+            "admin",
+        )
+        .expect("create")
+        .id;
+    let limits = control.ingest();
+    limits.take(&acme, 10).expect("a burst of twice the rate");
+    match limits.take(&acme, 1) {
+        Err(ControlError::RateLimited {
+            rate,
+            retry_after_s,
+            ..
+        }) => assert_eq!((rate, retry_after_s >= 1), (5, true)),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    limits.give_back(&acme, 1);
+    limits.take(&acme, 1).expect("the charge came back");
+    assert!(matches!(
+        limits.check_batch(&acme, 11),
+        Err(ControlError::BatchTooLarge { burst: 10, .. })
+    ));
+    limits.check_batch(&acme, 10).expect("a batch of the burst");
+    assert!(matches!(
+        limits.take(&tenant("nobody"), 1),
+        Err(ControlError::NoTenant(_))
+    ));
+}

@@ -125,6 +125,18 @@ impl From<crate::control::ControlError> for ApiError {
             },
             E::WebhookInternal(_) => Self::forbidden(err.to_string()),
             E::NoWebhook => Self::not_found(err.to_string()),
+            E::RateLimited { retry_after_s, .. } => ApiError {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                error: "rate_limited".to_owned(),
+                detail: err.to_string(),
+                location: None,
+                retry_after: Some(retry_after_s),
+            },
+            E::BatchTooLarge { .. } => Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "batch_too_large",
+                err.to_string(),
+            ),
             E::Executor(inner) => inner.into(),
             E::Sealed(_)
             | E::Audit(_)

@@ -71,8 +71,6 @@ pub struct AppState {
     /// Tenants, plugin packages and playbooks (the transport-free control
     /// plane).
     control: crate::control::Control,
-    ingest_buckets:
-        Arc<std::sync::Mutex<std::collections::HashMap<TenantId, (f64, std::time::Instant)>>>,
     ready: Arc<std::sync::atomic::AtomicBool>,
     /// `/metrics` without a token (totals only, no tenant names).
     public_metrics: bool,

@@ -25,7 +25,6 @@ impl AppState {
         let state = AppState {
             tokens: Tokens::open(&db, &seal).map_err(storage_err)?,
             control: crate::control::Control::open(executor.clone(), secret_box)?,
-            ingest_buckets: Arc::default(),
             executor,
             ready: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             public_metrics: false,
@@ -179,73 +178,6 @@ impl AppState {
 
     pub(in crate::api) fn principal(&self, caller: &Caller) -> Result<Principal, ApiError> {
         caller.principal()
-    }
-
-    /// A batch larger than the tenant's burst (twice its rate) can never
-    /// pass: 413 naming the largest it may send, not a 429 forever.
-    pub(in crate::api) fn check_batch_size(
-        &self,
-        tenant: &TenantId,
-        count: usize,
-    ) -> Result<(), ApiError> {
-        let rate = u64::from(self.tenant(tenant)?.ingest_per_second.max(1));
-        let burst = rate * 2;
-        if count as u64 > burst {
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "batch_too_large",
-                format!(
-                    "tenant {tenant} may send at most {burst} alerts in one request ({rate} alerts/s, bursts of twice that); this request has {count}"
-                ),
-            ));
-        }
-        Ok(())
-    }
-
-    /// Returns `count` tokens taken for a request that was then refused.
-    pub(in crate::api) fn give_back_ingest_tokens(&self, tenant: &TenantId, count: usize) {
-        let Ok(record) = self.tenant(tenant) else {
-            return;
-        };
-        let burst = f64::from(record.ingest_per_second.max(1)) * 2.0;
-        let mut buckets = self
-            .ingest_buckets
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some((tokens, _)) = buckets.get_mut(tenant) {
-            *tokens = (*tokens + count as f64).min(burst);
-        }
-    }
-
-    /// A token bucket per tenant: `ingest_per_second`, bursts of twice that.
-    pub(in crate::api) fn take_ingest_tokens(
-        &self,
-        tenant: &TenantId,
-        count: usize,
-    ) -> Result<(), ApiError> {
-        let rate = f64::from(self.tenant(tenant)?.ingest_per_second.max(1));
-        let mut buckets = self
-            .ingest_buckets
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let now = std::time::Instant::now();
-        let (tokens, last) = buckets.entry(tenant.clone()).or_insert((rate * 2.0, now));
-        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * rate).min(rate * 2.0);
-        *last = now;
-        if *tokens < count as f64 {
-            let wait = ((count as f64 - *tokens) / rate).ceil().max(1.0);
-            return Err(ApiError {
-                status: StatusCode::TOO_MANY_REQUESTS,
-                error: "rate_limited".to_owned(),
-                detail: format!(
-                    "tenant {tenant} may send {rate} alerts/s; retry in about {wait} s"
-                ),
-                location: None,
-                retry_after: Some(wait as u64),
-            });
-        }
-        *tokens -= count as f64;
-        Ok(())
     }
 
     /// Authenticates and authorises a tenant-scoped request.

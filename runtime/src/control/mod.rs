@@ -11,12 +11,14 @@
 //! open internal address ranges only when the caller says it may.
 
 pub mod hunts;
+mod intake;
 mod packages;
 mod playbooks;
 mod tenants;
 pub mod webhooks;
 
 pub use hunts::{Events, HuntRecord, Hunts, NewHunt};
+pub use intake::IngestLimits;
 pub use packages::Packages;
 pub use playbooks::{Playbooks, StoredPlaybook};
 pub use tenants::{NewTenant, TenantRecord, Tenants, WebhookConfig, default_ingest_rate};
@@ -124,6 +126,30 @@ pub enum ControlError {
         #[source]
         source: crate::sandbox::PluginError,
     },
+    /// The tenant is past its ingest rate.
+    #[error("tenant {tenant} may send {rate} alerts/s; retry in about {retry_after_s} s")]
+    RateLimited {
+        /// The tenant.
+        tenant: TenantId,
+        /// Its rate, alerts a second.
+        rate: u32,
+        /// When a retry may pass, seconds.
+        retry_after_s: u64,
+    },
+    /// A batch larger than the tenant's burst: it could never pass.
+    #[error(
+        "tenant {tenant} may send at most {burst} alerts in one request ({rate} alerts/s, bursts of twice that); this request has {count}"
+    )]
+    BatchTooLarge {
+        /// The tenant.
+        tenant: TenantId,
+        /// Its rate, alerts a second.
+        rate: u64,
+        /// The most one request may carry.
+        burst: u64,
+        /// What this one carried.
+        count: usize,
+    },
     /// A webhook setting is not acceptable.
     #[error("{source}")]
     Webhook {
@@ -160,6 +186,7 @@ pub struct Control {
     playbooks: Playbooks,
     hunts: Hunts,
     webhooks: Webhooks,
+    ingest: IngestLimits,
 }
 
 impl Control {
@@ -177,6 +204,7 @@ impl Control {
             playbooks: Playbooks::open(&space, &seal, executor.clone())?,
             hunts: Hunts::open(&space, executor.clone())?,
             webhooks: Webhooks::open(&space, executor.clone(), tenants.clone())?,
+            ingest: IngestLimits::new(tenants.clone()),
             tenants,
             executor,
         })
@@ -217,6 +245,11 @@ impl Control {
     /// Approval webhooks.
     pub fn webhooks(&self) -> &Webhooks {
         &self.webhooks
+    }
+
+    /// Each tenant's ingest rate.
+    pub fn ingest(&self) -> &IngestLimits {
+        &self.ingest
     }
 
     /// Hands every stored tenant's grants, inventory, identities and quotas

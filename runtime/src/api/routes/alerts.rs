@@ -104,31 +104,34 @@ pub(in crate::api) async fn ingest(
     // The rate is charged before the body is read or parsed: a tenant past
     // its rate costs no parsing. The rest of a batch is charged once its
     // size is known.
-    if let Err(refused) = state.take_ingest_tokens(&tenant, 1) {
+    if let Err(refused) = state.control.ingest().take(&tenant, 1) {
         // Held for a moment before it is answered (a tarpit): a client that
         // retries at once retries at most about once a second per
         // connection, and connections per address are capped, so a flood
         // past the rate costs the server little CPU and other tenants less.
         tokio::time::sleep(REFUSAL_DELAY).await;
-        return Err(refused);
+        return Err(refused.into());
     }
     let bytes = body_bytes(request, &state).await?;
     // Every alert is checked before any is accepted: nothing half-taken.
     // A refused body gives its charge back.
     let alerts = match alerts_from(&bytes).and_then(|alerts| {
         state
-            .check_batch_size(&tenant, alerts.len())
+            .control
+            .ingest()
+            .check_batch(&tenant, alerts.len())
             .map(|()| alerts)
+            .map_err(ApiError::from)
     }) {
         Ok(alerts) => alerts,
         Err(err) => {
-            state.give_back_ingest_tokens(&tenant, 1);
+            state.control.ingest().give_back(&tenant, 1);
             return Err(err);
         }
     };
     drop(bytes);
     if alerts.len() > 1 {
-        state.take_ingest_tokens(&tenant, alerts.len() - 1)?;
+        state.control.ingest().take(&tenant, alerts.len() - 1)?;
     }
     // Accepted (durable, queued) one by one; then the runs are waited for
     // as the client prefers. They run on the executor's workers either way.
