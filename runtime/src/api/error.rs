@@ -83,6 +83,24 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl From<crate::control::principals::AuthError> for ApiError {
+    fn from(err: crate::control::principals::AuthError) -> Self {
+        use crate::control::principals::AuthError as E;
+        match err {
+            E::Unauthenticated(_) => Self::unauthorized(err.to_string()),
+            E::OtherTenant(_) | E::NoToken(_) => Self::not_found(err.to_string()),
+            E::AdminOnly | E::RoleMayNot(_) | E::HigherRole { .. } => {
+                Self::forbidden(err.to_string())
+            }
+            E::InvalidPrincipal(_) | E::TokenScope(_) => Self::bad_request(err.to_string()),
+            E::PrincipalTaken(_) => {
+                Self::new(StatusCode::CONFLICT, "principal_taken", err.to_string())
+            }
+            E::Random(_) | E::Sealed(_) | E::Storage(_) | E::Record(_) => Self::internal(err),
+        }
+    }
+}
+
 impl From<crate::control::ControlError> for ApiError {
     fn from(err: crate::control::ControlError) -> Self {
         use crate::control::ControlError as E;

@@ -92,7 +92,7 @@ pub(super) async fn authenticate(
             .and_then(|v| v.to_str().ok()),
     ) {
         Ok(principal) => principal,
-        Err(err) => return err.into_response(),
+        Err(err) => return ApiError::from(err).into_response(),
     };
     if let (Some(own), Some(asked)) = (&principal.token.tenant, path_tenant(path))
         && own.as_str() != asked

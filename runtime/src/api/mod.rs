@@ -5,7 +5,11 @@
 //! grants, inventories, plugin packages, playbooks, tokens) and restored at
 //! start; compiled plugins come back from the artifact cache.
 
-pub mod auth;
+/// Principals, tokens and roles (the control plane's
+/// [`crate::control::principals`], at the path the API had them).
+pub mod auth {
+    pub use crate::control::principals::*;
+}
 mod edl;
 pub mod error;
 mod extract;

@@ -20,11 +20,10 @@ impl AppState {
         secret_box: crate::secrets::SecretBox,
         config: Option<&crate::config::ServerConfig>,
     ) -> Result<Self, ApiError> {
-        let db = executor.store().space().clone();
-        let seal = executor.seal_key().clone();
+        let control = crate::control::Control::open(executor.clone(), secret_box)?;
         let state = AppState {
-            tokens: Tokens::open(&db, &seal).map_err(storage_err)?,
-            control: crate::control::Control::open(executor.clone(), secret_box)?,
+            tokens: control.tokens().clone(),
+            control,
             executor,
             ready: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             public_metrics: false,

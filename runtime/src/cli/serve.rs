@@ -253,7 +253,7 @@ pub fn create_token(args: TokenArgs) -> Result<(), Failure> {
     };
     let (token, record) = tokens
         .create(&args.principal, tenant, role, ttl)
-        .map_err(|err| Failure::usage(err.detail))?;
+        .map_err(|err| Failure::usage(err.to_string()))?;
     eprintln!(
         "token {} for {} ({:?}); shown once, store it now:",
         record.id, record.principal, record.role

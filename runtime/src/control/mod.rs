@@ -14,6 +14,7 @@ pub mod hunts;
 mod intake;
 mod packages;
 mod playbooks;
+pub mod principals;
 mod tenants;
 pub mod webhooks;
 
@@ -187,6 +188,7 @@ pub struct Control {
     hunts: Hunts,
     webhooks: Webhooks,
     ingest: IngestLimits,
+    tokens: principals::Tokens,
 }
 
 impl Control {
@@ -205,6 +207,7 @@ impl Control {
             hunts: Hunts::open(&space, executor.clone())?,
             webhooks: Webhooks::open(&space, executor.clone(), tenants.clone())?,
             ingest: IngestLimits::new(tenants.clone()),
+            tokens: principals::Tokens::open(&space, &seal)?,
             tenants,
             executor,
         })
@@ -250,6 +253,11 @@ impl Control {
     /// Each tenant's ingest rate.
     pub fn ingest(&self) -> &IngestLimits {
         &self.ingest
+    }
+
+    /// Principals and their tokens.
+    pub fn tokens(&self) -> &principals::Tokens {
+        &self.tokens
     }
 
     /// Hands every stored tenant's grants, inventory, identities and quotas

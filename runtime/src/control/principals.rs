@@ -6,12 +6,66 @@
 //! playbooks, tokens, audit export), `analyst` (approve, deny, read),
 //! `ingest` (alerts), `viewer` (read). A token of tenant A asking for tenant
 //! B's objects gets 404, never 403, so ids do not leak.
+//!
+//! Part of the control plane: the API authenticates with [`Tokens`] and
+//! maps [`AuthError`] to its statuses; an embedder that brings its own
+//! identities uses [`crate::executor::approvals::Approver`] directly.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::error::ApiError;
 use crate::tenant::TenantId;
+
+/// Why a caller, a principal or a token was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// No credentials, or credentials that are not valid (unknown, revoked
+    /// and expired tokens get one answer).
+    #[error("{0}")]
+    Unauthenticated(&'static str),
+    /// Another tenant's objects: "not found", so ids do not leak.
+    #[error("no tenant {0}")]
+    OtherTenant(TenantId),
+    /// Only the server admin may do this.
+    #[error("admin only")]
+    AdminOnly,
+    /// The caller's role may not do this.
+    #[error("role {0:?} may not do this")]
+    RoleMayNot(Role),
+    /// A principal name that is not acceptable.
+    #[error("{0}")]
+    InvalidPrincipal(String),
+    /// A token of a role above the caller's own.
+    #[error("a {caller:?} may not create a token of the higher role {role:?}")]
+    HigherRole {
+        /// The caller's role.
+        caller: Role,
+        /// The role asked for.
+        role: Role,
+    },
+    /// The principal name belongs to someone else, or has another role.
+    #[error("{0}")]
+    PrincipalTaken(String),
+    /// A token's tenant does not fit its role.
+    #[error("{0}")]
+    TokenScope(&'static str),
+    /// No such token (of this tenant).
+    #[error("no token {0}")]
+    NoToken(String),
+    /// The system's random source failed (`getrandom`'s error has no
+    /// `std::error::Error` without its `std` feature: kept, not a source).
+    #[error("random source: {0}")]
+    Random(getrandom::Error),
+    /// A token record was changed offline.
+    #[error(transparent)]
+    Sealed(#[from] crate::audit::seal::SealError),
+    /// The keyspace failed.
+    #[error(transparent)]
+    Storage(#[from] crate::store::SpaceError),
+    /// A stored record does not decode.
+    #[error("stored record: {0}")]
+    Record(#[from] serde_json::Error),
+}
 
 /// A role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -167,27 +221,30 @@ impl Principal {
 
     /// Checks access to `tenant` for `need`: 404 for another tenant's
     /// objects, 403 for a role that may not.
-    pub fn check(&self, tenant: Option<&TenantId>, need: Need) -> Result<(), ApiError> {
+    pub fn check(&self, tenant: Option<&TenantId>, need: Need) -> Result<(), AuthError> {
         if let (Some(own), Some(asked)) = (&self.token.tenant, tenant)
             && own != asked
         {
-            return Err(ApiError::not_found(format!("no tenant {asked}")));
+            return Err(AuthError::OtherTenant(asked.clone()));
         }
         if self.token.role != Role::Admin && tenant.is_none() {
-            return Err(ApiError::forbidden("admin only"));
+            return Err(AuthError::AdminOnly);
         }
         if !self.token.role.allows(need) {
-            return Err(ApiError::forbidden(format!(
-                "role {:?} may not do this",
-                self.token.role
-            )));
+            return Err(AuthError::RoleMayNot(self.token.role));
         }
         Ok(())
     }
 }
 
-fn invalid_token() -> ApiError {
-    ApiError::unauthorized("the token is not valid (unknown, revoked or expired)")
+impl From<getrandom::Error> for AuthError {
+    fn from(err: getrandom::Error) -> Self {
+        AuthError::Random(err)
+    }
+}
+
+fn invalid_token() -> AuthError {
+    AuthError::Unauthenticated("the token is not valid (unknown, revoked or expired)")
 }
 
 fn hash(token: &str) -> String {
@@ -233,17 +290,11 @@ impl Tokens {
         &self,
         tenant: Option<&TenantId>,
         name: &str,
-    ) -> Result<Option<PrincipalRecord>, ApiError> {
+    ) -> Result<Option<PrincipalRecord>, AuthError> {
         // An admin's name is taken in every tenant.
         for scope in [tenant, None] {
-            if let Some(bytes) = self
-                .principals
-                .get(principal_key(scope, name))
-                .map_err(ApiError::internal)?
-            {
-                return serde_json::from_slice(&bytes)
-                    .map(Some)
-                    .map_err(ApiError::internal);
+            if let Some(bytes) = self.principals.get(principal_key(scope, name))? {
+                return Ok(Some(serde_json::from_slice(&bytes)?));
             }
             if tenant.is_none() {
                 break;
@@ -261,50 +312,42 @@ impl Tokens {
         tenant: Option<&TenantId>,
         role: Role,
         by: Option<&Principal>,
-    ) -> Result<PrincipalRecord, ApiError> {
+    ) -> Result<PrincipalRecord, AuthError> {
         if let Some(problem) = principal_name_problem(name) {
-            return Err(ApiError::bad_request(problem));
+            return Err(AuthError::InvalidPrincipal(problem));
         }
         if let Some(caller) = by
             && role.rank() > caller.token.role.rank()
         {
-            return Err(ApiError::forbidden(format!(
-                "a {:?} may not create a token of the higher role {role:?}",
-                caller.token.role
-            )));
+            return Err(AuthError::HigherRole {
+                caller: caller.token.role,
+                role,
+            });
         }
         loop {
             if let Some(existing) = self.find_principal(tenant, name)? {
                 if existing.tenant.as_ref() != tenant {
-                    return Err(ApiError::new(
-                        axum::http::StatusCode::CONFLICT,
-                        "principal_taken",
-                        format!("the name {name} belongs to a server admin"),
-                    ));
+                    return Err(AuthError::PrincipalTaken(format!(
+                        "the name {name} belongs to a server admin"
+                    )));
                 }
                 if let Some(caller) = by
                     && caller.id() != existing.id
                 {
-                    return Err(ApiError::new(
-                        axum::http::StatusCode::CONFLICT,
-                        "principal_taken",
-                        format!("principal {name} exists; only {name} may mint more of its tokens"),
-                    ));
+                    return Err(AuthError::PrincipalTaken(format!(
+                        "principal {name} exists; only {name} may mint more of its tokens"
+                    )));
                 }
                 if existing.role != role {
-                    return Err(ApiError::new(
-                        axum::http::StatusCode::CONFLICT,
-                        "principal_taken",
-                        format!(
-                            "principal {name} has role {:?}; its tokens cannot have role {role:?}",
-                            existing.role
-                        ),
-                    ));
+                    return Err(AuthError::PrincipalTaken(format!(
+                        "principal {name} has role {:?}; its tokens cannot have role {role:?}",
+                        existing.role
+                    )));
                 }
                 return Ok(existing);
             }
             let mut id = [0u8; 8];
-            getrandom::fill(&mut id).map_err(ApiError::internal)?;
+            getrandom::fill(&mut id)?;
             let record = PrincipalRecord {
                 id: format!("prn-{}", hex::encode(id)),
                 name: name.to_owned(),
@@ -313,13 +356,12 @@ impl Tokens {
                 created: crate::executor::now_ms(),
                 created_by: by.map(|caller| caller.id().to_owned()),
             };
-            let bytes = serde_json::to_vec(&record).map_err(ApiError::internal)?;
+            let bytes = serde_json::to_vec(&record)?;
             // Insert-if-absent: of two concurrent creations of one name,
             // one creates it and the other sees it on the next turn.
             if self
                 .principals
-                .compare_and_swap(principal_key(tenant, name), None::<&[u8]>, Some(bytes))
-                .map_err(ApiError::internal)?
+                .compare_and_swap(principal_key(tenant, name), None::<&[u8]>, Some(bytes))?
                 .is_ok()
             {
                 return Ok(record);
@@ -335,7 +377,7 @@ impl Tokens {
         tenant: Option<TenantId>,
         role: Role,
         ttl_ms: Option<i64>,
-    ) -> Result<(String, TokenRecord), ApiError> {
+    ) -> Result<(String, TokenRecord), AuthError> {
         self.issue(principal, tenant, role, ttl_ms, None)
     }
 
@@ -348,7 +390,7 @@ impl Tokens {
         tenant: Option<TenantId>,
         role: Role,
         ttl_ms: Option<i64>,
-    ) -> Result<(String, TokenRecord), ApiError> {
+    ) -> Result<(String, TokenRecord), AuthError> {
         self.issue(principal, tenant, role, ttl_ms, Some(caller))
     }
 
@@ -359,24 +401,24 @@ impl Tokens {
         role: Role,
         ttl_ms: Option<i64>,
         by: Option<&Principal>,
-    ) -> Result<(String, TokenRecord), ApiError> {
+    ) -> Result<(String, TokenRecord), AuthError> {
         let global = matches!(role, Role::Admin | Role::Metrics);
         if !global && tenant.is_none() {
-            return Err(ApiError::bad_request(
+            return Err(AuthError::TokenScope(
                 "only admin and metrics tokens may have no tenant",
             ));
         }
         if global && tenant.is_some() {
-            return Err(ApiError::bad_request(
+            return Err(AuthError::TokenScope(
                 "admin and metrics tokens have no tenant",
             ));
         }
         let owner = self.principal_for(principal, tenant.as_ref(), role, by)?;
         let mut secret = [0u8; 32];
-        getrandom::fill(&mut secret).map_err(ApiError::internal)?;
+        getrandom::fill(&mut secret)?;
         let token = format!("rmp_{}", hex::encode(secret));
         let mut id = [0u8; 6];
-        getrandom::fill(&mut id).map_err(ApiError::internal)?;
+        getrandom::fill(&mut id)?;
         let record = TokenRecord {
             id: format!("tok-{}", hex::encode(id)),
             principal: principal.to_owned(),
@@ -387,21 +429,19 @@ impl Tokens {
             expires: ttl_ms.map(|ttl| crate::executor::now_ms() + ttl),
             revoked: false,
         };
-        let bytes = serde_json::to_vec(&record).map_err(ApiError::internal)?;
-        self.tree
-            .insert(hash(&token), bytes)
-            .map_err(ApiError::internal)?;
-        self.tree.flush().map_err(ApiError::internal)?;
+        let bytes = serde_json::to_vec(&record)?;
+        self.tree.insert(hash(&token), bytes)?;
+        self.tree.flush()?;
         Ok((token, record))
     }
 
     /// Resolves an `Authorization: Bearer` value.
-    pub fn authenticate(&self, header: Option<&str>) -> Result<Principal, ApiError> {
+    pub fn authenticate(&self, header: Option<&str>) -> Result<Principal, AuthError> {
         let Some(token) = header
             .and_then(|h| h.strip_prefix("Bearer "))
             .map(str::trim)
         else {
-            return Err(ApiError::unauthorized("missing bearer token"));
+            return Err(AuthError::Unauthenticated("missing bearer token"));
         };
         let stored = match self.tree.get(hash(token)) {
             Ok(stored) => stored,
@@ -410,7 +450,7 @@ impl Tokens {
                 tracing::error!("refused a token: {err}");
                 return Err(invalid_token());
             }
-            Err(err) => return Err(ApiError::internal(err)),
+            Err(err) => return Err(err.into()),
         };
         let record = stored
             .and_then(|bytes| serde_json::from_slice::<TokenRecord>(&bytes).ok())
@@ -428,24 +468,19 @@ impl Tokens {
     }
 
     /// Revokes the token with public id `id` (of `tenant`, if given).
-    pub fn revoke(&self, id: &str, tenant: Option<&TenantId>) -> Result<(), ApiError> {
+    pub fn revoke(&self, id: &str, tenant: Option<&TenantId>) -> Result<(), AuthError> {
         for entry in self.tree.iter() {
-            let (key, bytes) = entry.map_err(ApiError::internal)?;
+            let (key, bytes) = entry?;
             let Ok(mut record) = serde_json::from_slice::<TokenRecord>(&bytes) else {
                 continue;
             };
             if record.id == id && (tenant.is_none() || record.tenant.as_ref() == tenant) {
                 record.revoked = true;
-                self.tree
-                    .insert(
-                        key,
-                        serde_json::to_vec(&record).map_err(ApiError::internal)?,
-                    )
-                    .map_err(ApiError::internal)?;
-                self.tree.flush().map_err(ApiError::internal)?;
+                self.tree.insert(key, serde_json::to_vec(&record)?)?;
+                self.tree.flush()?;
                 return Ok(());
             }
         }
-        Err(ApiError::not_found(format!("no token {id}")))
+        Err(AuthError::NoToken(id.to_owned()))
     }
 }
