@@ -23,10 +23,10 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 mod space;
 
-use rampart_core::model::{
-    Entity, EntityKind, EntityMemory, Feedback, IndicatorMatch, PriorVerdict,
+use rampart_core::model::{Entity, EntityMemory, Feedback, IndicatorMatch, PriorVerdict};
+use rampart_core::store::{
+    Backend, Keyspace, KvNamespace, MEMORY_LIST_CAP, Store, StoreError, entity_key,
 };
-use rampart_core::store::{Backend, Keyspace, KvNamespace, MEMORY_LIST_CAP, Store, StoreError};
 use rampart_core::tenant::TenantId;
 
 /// Why the store could not be opened.
@@ -85,21 +85,6 @@ fn kv_key(ns: &KvNamespace, key: &str) -> Vec<u8> {
     let mut full = ns_prefix(ns);
     full.extend_from_slice(key.as_bytes());
     full
-}
-
-fn entity_key(tenant: &TenantId, entity: &Entity) -> Vec<u8> {
-    let kind = serde_json::to_string(&entity.kind).unwrap_or_default();
-    let mut value = entity.value.trim().trim_end_matches('.').to_owned();
-    if !matches!(entity.kind, EntityKind::Url | EntityKind::Process) {
-        value = value.to_ascii_lowercase();
-    }
-    let mut key = Vec::new();
-    key.extend_from_slice(tenant.as_str().as_bytes());
-    key.push(0);
-    key.extend_from_slice(kind.trim_matches('"').as_bytes());
-    key.push(0);
-    key.extend_from_slice(value.as_bytes());
-    key
 }
 
 fn read_u64(bytes: Option<sled::IVec>) -> u64 {
@@ -247,9 +232,6 @@ impl Backend for SledStore {
     fn space(&self) -> &Keyspace {
         &self.space
     }
-    fn feeds(&self) -> &rampart_core::store::feeds::PersistentIntel {
-        &self.feeds
-    }
 }
 
 impl Store for SledStore {
@@ -364,43 +346,32 @@ impl Store for SledStore {
         })
     }
 
-    fn intel_lookup(
-        &self,
-        tenant: &TenantId,
-        entity: &Entity,
-    ) -> Result<Vec<IndicatorMatch>, StoreError> {
-        let probe = rampart_core::store::intel_probe(entity);
-        let found = self
+    fn intel_own(&self, key: &[u8]) -> Result<Vec<IndicatorMatch>, StoreError> {
+        Ok(self
             .intel
-            .get(entity_key(tenant, &probe))
-            .map_err(backend)?;
-        let mut matches: Vec<IndicatorMatch> = found
+            .get(key)
+            .map_err(backend)?
             .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default();
-        matches.extend(self.feeds.index().lookup(tenant, entity));
-        Ok(matches)
+            .unwrap_or_default())
     }
 
-    fn intel_insert(
+    fn intel_update(
         &self,
-        tenant: &TenantId,
-        indicators: Vec<(Entity, IndicatorMatch)>,
-    ) -> Result<usize, StoreError> {
-        let count = indicators.len();
-        for (entity, indicator) in indicators {
-            self.intel
-                .update_and_fetch(entity_key(tenant, &entity), |old| {
-                    let mut list: Vec<IndicatorMatch> = old
-                        .and_then(|b| serde_json::from_slice(b).ok())
-                        .unwrap_or_default();
-                    list.retain(|existing| {
-                        existing.feed != indicator.feed || existing.indicator != indicator.indicator
-                    });
-                    list.push(indicator.clone());
-                    serde_json::to_vec(&list).ok()
-                })
-                .map_err(backend)?;
-        }
-        Ok(count)
+        key: &[u8],
+        change: &dyn Fn(Vec<IndicatorMatch>) -> Vec<IndicatorMatch>,
+    ) -> Result<(), StoreError> {
+        self.intel
+            .update_and_fetch(key, |old| {
+                let list: Vec<IndicatorMatch> = old
+                    .and_then(|b| serde_json::from_slice(b).ok())
+                    .unwrap_or_default();
+                serde_json::to_vec(&change(list)).ok()
+            })
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn intel_feeds(&self) -> &rampart_core::store::feeds::PersistentIntel {
+        &self.feeds
     }
 }

@@ -254,6 +254,36 @@ fn intel_index(store: &dyn Store) {
             .expect("other tenant")
             .is_empty()
     );
+    // The same indicator of the same feed again replaces it; one written
+    // with a port and in capitals is found by the bare address.
+    store
+        .intel_insert(&acme, vec![(bad.clone(), indicator("ipsum"))])
+        .expect("again");
+    assert_eq!(store.intel_lookup(&acme, &bad).expect("lookup").len(), 2);
+    store
+        .intel_insert(&acme, vec![(ip("198.51.100.77:443"), indicator("ipsum"))])
+        .expect("with a port");
+    assert_eq!(
+        store
+            .intel_lookup(&acme, &ip("198.51.100.77"))
+            .expect("bare")
+            .len(),
+        1
+    );
+    let host = |value: &str| Entity {
+        kind: EntityKind::Hostname,
+        value: value.to_owned(),
+    };
+    store
+        .intel_insert(&acme, vec![(host("Evil.Example."), indicator("ipsum"))])
+        .expect("host");
+    assert_eq!(
+        store
+            .intel_lookup(&acme, &host("evil.example"))
+            .expect("normalised")
+            .len(),
+        1
+    );
 }
 
 /// Every check on one fresh backend from `make`.

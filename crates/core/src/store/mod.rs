@@ -16,7 +16,9 @@ pub trait Backend: Store {
     /// The keyspace runs, audit, approvals and control state live in.
     fn space(&self) -> &Keyspace;
     /// Shared threat-intel feeds and tenants' subscriptions.
-    fn feeds(&self) -> &feeds::PersistentIntel;
+    fn feeds(&self) -> &feeds::PersistentIntel {
+        self.intel_feeds()
+    }
 }
 
 use crate::model::{Entity, EntityMemory, Feedback, IndicatorMatch, PriorVerdict};
@@ -107,18 +109,72 @@ pub trait Store: Send + Sync + 'static {
         feedback: Feedback,
     ) -> Result<(), StoreError>;
 
-    /// Indicators matching `entity` in the tenant's intel index.
+    /// The tenant's own indicators stored under `key` (an [`entity_key`]).
+    fn intel_own(&self, key: &[u8]) -> Result<Vec<IndicatorMatch>, StoreError>;
+    /// Replaces the indicators under `key` with `change` of them, as one
+    /// atomic step (concurrent changes of one key are not lost).
+    fn intel_update(
+        &self,
+        key: &[u8],
+        change: &dyn Fn(Vec<IndicatorMatch>) -> Vec<IndicatorMatch>,
+    ) -> Result<(), StoreError>;
+    /// The shared feeds this store keeps (their index and subscriptions).
+    fn intel_feeds(&self) -> &feeds::PersistentIntel;
+
+    /// Indicators matching `entity`: the tenant's own (under its probe key)
+    /// and the shared feeds it subscribes to. Merged here, once, for every
+    /// backend.
     fn intel_lookup(
         &self,
         tenant: &TenantId,
         entity: &Entity,
-    ) -> Result<Vec<IndicatorMatch>, StoreError>;
-    /// Adds indicators to the tenant's index, keyed by the entity they match.
+    ) -> Result<Vec<IndicatorMatch>, StoreError> {
+        let mut matches = self.intel_own(&entity_key(tenant, &intel_probe(entity)))?;
+        matches.extend(self.intel_feeds().index().lookup(tenant, entity));
+        Ok(matches)
+    }
+
+    /// Adds indicators to the tenant's own index under the probe key of the
+    /// entity they match; an indicator already there from the same feed is
+    /// replaced, not repeated. How many were given.
     fn intel_insert(
         &self,
         tenant: &TenantId,
         indicators: Vec<(Entity, IndicatorMatch)>,
-    ) -> Result<usize, StoreError>;
+    ) -> Result<usize, StoreError> {
+        let count = indicators.len();
+        for (entity, indicator) in indicators {
+            self.intel_update(&entity_key(tenant, &intel_probe(&entity)), &|mut list| {
+                list.retain(|existing| {
+                    existing.feed != indicator.feed || existing.indicator != indicator.indicator
+                });
+                list.push(indicator.clone());
+                list
+            })?;
+        }
+        Ok(count)
+    }
+}
+
+/// The key of an entity's record (entity memory, own intel) for every
+/// backend: `tenant \0 kind \0 value`, the value without surrounding space
+/// or a trailing dot and, except for URLs and process names, lower-cased.
+pub fn entity_key(tenant: &TenantId, entity: &Entity) -> Vec<u8> {
+    let kind = serde_json::to_string(&entity.kind).unwrap_or_default();
+    let mut value = entity.value.trim().trim_end_matches('.').to_owned();
+    if !matches!(
+        entity.kind,
+        crate::model::EntityKind::Url | crate::model::EntityKind::Process
+    ) {
+        value = value.to_ascii_lowercase();
+    }
+    let mut key = Vec::new();
+    key.extend_from_slice(tenant.as_str().as_bytes());
+    key.push(0);
+    key.extend_from_slice(kind.trim_matches('"').as_bytes());
+    key.push(0);
+    key.extend_from_slice(value.as_bytes());
+    key
 }
 
 /// The key a tenant's own indicators are looked up under: an IP without

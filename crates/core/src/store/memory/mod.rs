@@ -41,8 +41,10 @@ impl Namespace {
 /// Keeps everything in process memory; lost on exit.
 pub struct MemoryStore {
     kv: Mutex<HashMap<KvNamespace, Namespace>>,
-    memory: Mutex<HashMap<(TenantId, Entity), EntityMemory>>,
-    intel: Mutex<HashMap<(TenantId, Entity), Vec<IndicatorMatch>>>,
+    /// By [`crate::store::entity_key`].
+    memory: Mutex<HashMap<Vec<u8>, EntityMemory>>,
+    /// By [`crate::store::entity_key`].
+    intel: Mutex<HashMap<Vec<u8>, Vec<IndicatorMatch>>>,
     space: Keyspace,
     feeds: crate::store::feeds::PersistentIntel,
 }
@@ -80,9 +82,6 @@ impl Backend for MemoryStore {
     fn space(&self) -> &Keyspace {
         &self.space
     }
-    fn feeds(&self) -> &crate::store::feeds::PersistentIntel {
-        &self.feeds
-    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -93,23 +92,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Normalises an entity for exact-match keys (case, trailing dot).
-fn key(tenant: &TenantId, entity: &Entity) -> (TenantId, Entity) {
-    let mut value = entity.value.trim().trim_end_matches('.').to_owned();
-    if !matches!(
-        entity.kind,
-        crate::model::EntityKind::Url | crate::model::EntityKind::Process
-    ) {
-        value = value.to_ascii_lowercase();
-    }
-    (
-        tenant.clone(),
-        Entity {
-            kind: entity.kind,
-            value,
-        },
-    )
-}
+use crate::store::entity_key as key;
 
 impl Store for MemoryStore {
     fn kv_get(&self, ns: &KvNamespace, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -237,33 +220,22 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    fn intel_lookup(
-        &self,
-        tenant: &TenantId,
-        entity: &Entity,
-    ) -> Result<Vec<IndicatorMatch>, StoreError> {
-        let probe = super::intel_probe(entity);
-        let mut matches = lock(&self.intel)
-            .get(&key(tenant, &probe))
-            .cloned()
-            .unwrap_or_default();
-        matches.extend(self.feeds.index().lookup(tenant, entity));
-        Ok(matches)
+    fn intel_own(&self, key: &[u8]) -> Result<Vec<IndicatorMatch>, StoreError> {
+        Ok(lock(&self.intel).get(key).cloned().unwrap_or_default())
     }
 
-    fn intel_insert(
+    fn intel_update(
         &self,
-        tenant: &TenantId,
-        indicators: Vec<(Entity, IndicatorMatch)>,
-    ) -> Result<usize, StoreError> {
+        key: &[u8],
+        change: &dyn Fn(Vec<IndicatorMatch>) -> Vec<IndicatorMatch>,
+    ) -> Result<(), StoreError> {
         let mut intel = lock(&self.intel);
-        let count = indicators.len();
-        for (entity, indicator) in indicators {
-            intel
-                .entry(key(tenant, &entity))
-                .or_default()
-                .push(indicator);
-        }
-        Ok(count)
+        let list = intel.remove(key).unwrap_or_default();
+        intel.insert(key.to_vec(), change(list));
+        Ok(())
+    }
+
+    fn intel_feeds(&self) -> &crate::store::feeds::PersistentIntel {
+        &self.feeds
     }
 }
