@@ -105,6 +105,8 @@ async fn alert_to_approved_action_over_http_then_restart() {
         text.contains("rampart_mttc_seconds_count{tenant=\"acme\"} 1"),
         "{text}"
     );
+    // Every run has settled: nothing waits for a worker.
+    assert!(text.contains("\nrampart_work_queued 0\n"), "{text}");
     let (_, anonymous) = server.call("GET", "/metrics", None, None).await;
     assert!(!anonymous.as_str().unwrap_or_default().contains("acme"));
 

@@ -82,6 +82,11 @@ pub(in crate::api) async fn metrics(
     );
     let _ = writeln!(
         text,
+        "# HELP rampart_work_queued Accepted runs and decisions waiting for a worker.\n# TYPE rampart_work_queued gauge\nrampart_work_queued {}",
+        state.executor.queue_depth()
+    );
+    let _ = writeln!(
+        text,
         "# HELP rampart_dedup_folded_total Alerts folded into open runs.\n# TYPE rampart_dedup_folded_total counter"
     );
     for (tenant, count) in &folded {
