@@ -1,7 +1,13 @@
 //! What people decide: analyst feedback, approve and deny (each one compare-and-swap on the approval), expiry.
 
-#[allow(unused_imports)]
-use super::*;
+use super::approvals::{Approval, ApprovalError, ApprovalStatus, Approver};
+use super::run::{Run, StepState, StepStatus};
+use super::{Executor, ExecutorError, StepResult, approvals, guardrails, idempotency_key, queue};
+use crate::audit::AuditKind;
+use crate::model::now_ms;
+use crate::playbook::{Playbook, Step};
+use crate::tenant::TenantId;
+use serde_json::json;
 
 impl Executor {
     /// An analyst labels a run; the label goes into the tenant's entity

@@ -1,7 +1,16 @@
 //! Intake: an alert made durable once (duplicates answered from the first), triggers evaluated where they cannot stall other tenants, dedup folds, new runs.
 
-#[allow(unused_imports)]
-use super::*;
+use super::run::{Run, RunStatus, StepState};
+use super::{
+    Executor, ExecutorError, Ingested, fingerprint, key, queue, random_id, read_lock, slots,
+    store_err,
+};
+use crate::audit::AuditKind;
+use crate::model::{Alert, now_ms};
+use crate::playbook::{Expr, Mode, Playbook, Variables};
+use crate::tenant::TenantId;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
 impl Executor {
     /// Accepts an alert for `tenant` and waits until its runs finish or

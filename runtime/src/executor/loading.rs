@@ -1,7 +1,20 @@
 //! What a tenant has loaded: grants, quotas, inventories, plugins (install, restore, unregister) and playbooks (validate, install, the version a run is pinned to).
 
-#[allow(unused_imports)]
-use super::*;
+use super::approvals::Approval;
+use super::run::Run;
+use super::{
+    DEFAULT_RUN_SHARE, Executor, ExecutorError, Loaded, key, plugin_key, read_lock, write_lock,
+};
+use crate::audit::AuditKind;
+use crate::context::{AssetInventory, IdentityDirectory};
+use crate::manifest::PluginKind;
+use crate::playbook;
+use crate::playbook::Playbook;
+use crate::sandbox::Plugin;
+use crate::tenant::{Grants, TenantId};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 impl Executor {
     /// Sets a tenant's grants (used by later plugin loads).

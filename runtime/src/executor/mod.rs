@@ -39,31 +39,21 @@ pub mod guardrails;
 pub mod measure;
 pub mod run;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::audit::{AuditError, AuditKey, AuditKind, AuditLog};
-use crate::context::{AssetInventory, IdentityDirectory};
-use crate::manifest::PluginKind;
-use crate::model::{
-    ActionOutcome, ActionRequest, Alert, Enrichment, Entity, EntityKind, GuestError, PriorVerdict,
-    Verdict as EntityVerdict,
-};
-use crate::playbook::{
-    self, Expr, Mode, OnError, Playbook, PlaybookError, Step, StepKind, Variables, output,
-};
-use crate::sandbox::{
-    CallContext, LoadError, Plugin, PluginError, Runtime, RuntimeConfig, RuntimeError,
-};
+use crate::model::{Entity, EntityKind, GuestError};
+use crate::playbook::{Expr, Playbook, PlaybookError, Step, Variables};
+use crate::sandbox::{LoadError, Plugin, PluginError, Runtime, RuntimeConfig, RuntimeError};
 use crate::store::{Backend, StoreError};
 use crate::tenant::{Grants, TenantId};
-use approvals::{Approval, ApprovalError, ApprovalStatus, Approvals, Approver};
-use guardrails::{Situation, Verdict};
-use run::{Run, RunStatus, StepState, StepStatus};
+use approvals::{Approval, ApprovalError, ApprovalStatus, Approvals};
+use run::{Run, StepState};
 
 /// Why an executor operation failed.
 #[derive(Debug, thiserror::Error)]

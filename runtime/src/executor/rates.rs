@@ -13,8 +13,9 @@
 //! crash between the two writes, or a data directory from before the
 //! counters, is made whole), and both are pruned past the longest window.
 
-#[allow(unused_imports)]
-use super::*;
+use super::{Executor, ExecutorError, key};
+use crate::tenant::TenantId;
+use std::time::Duration;
 
 const MINUTE_MS: i64 = 60_000;
 const HOUR_MS: i64 = 3_600_000;
@@ -209,6 +210,7 @@ impl Executor {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use crate::sandbox::RuntimeConfig;
 
     fn executor() -> (tempfile::TempDir, Executor) {
         let dir = tempfile::tempdir().expect("dir");

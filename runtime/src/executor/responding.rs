@@ -1,7 +1,17 @@
 //! Respond steps: the guardrail situation (rate windows, blast radius), the decision, intents before the action, recovery and reconciliation after a crash.
 
-#[allow(unused_imports)]
-use super::*;
+use super::approvals::Approval;
+use super::guardrails::{Situation, Verdict};
+use super::run::{Run, StepState, StepStatus};
+use super::{
+    Executor, ExecutorError, Loaded, StepResult, entity_from_json, guardrails, idempotency_key,
+    key, new_approval, store_err, target_label,
+};
+use crate::audit::AuditKind;
+use crate::model::{ActionOutcome, ActionRequest, Entity, now_ms};
+use crate::playbook::{Expr, Playbook, Step, Variables, output};
+use crate::sandbox::{CallContext, PluginError};
+use serde_json::{Value, json};
 
 impl Executor {
     pub(super) fn situation(

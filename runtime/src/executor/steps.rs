@@ -1,7 +1,12 @@
 //! Running one enrich, score or hunt step: `when`, retries and timeouts, the plugin call, typed outputs, the deciding confidence.
 
-#[allow(unused_imports)]
-use super::*;
+use super::run::{Run, StepState, StepStatus};
+use super::{Executor, ExecutorError, StepResult, retriable, retry_delay};
+use crate::audit::AuditKind;
+use crate::model::Enrichment;
+use crate::playbook::{Expr, OnError, Playbook, Step, StepKind, Variables, output};
+use crate::sandbox::{CallContext, Plugin, PluginError};
+use serde_json::{Value, json};
 
 impl Executor {
     pub(super) async fn run_step(

@@ -1,7 +1,17 @@
 //! Driving a run: waves of ready steps, one `apply` for every step result, finishing (statuses, skipped steps, verdicts into entity memory), resuming after a restart.
 
-#[allow(unused_imports)]
-use super::*;
+use super::approvals::Approval;
+use super::run::{Run, RunStatus, StepStatus};
+use super::{
+    DEFAULT_RUN_SHARE, Executor, ExecutorError, StepResult, decisions, memory_key, queue,
+    read_lock, write_lock,
+};
+use crate::audit::AuditKind;
+use crate::model::{Alert, EntityKind, PriorVerdict, Verdict as EntityVerdict, now_ms};
+use crate::playbook::{OnError, Playbook, output};
+use crate::tenant::TenantId;
+use serde_json::{Value, json};
+use std::sync::Arc;
 
 impl Executor {
     /// Runs `playbook` on `alert` as a dry run: nothing is persisted, no

@@ -3,9 +3,15 @@
 //! request that caused it, so a client that hangs up interrupts nothing.
 //! Callers that want the outcome wait with [`Executor::settle`].
 
+use super::approvals::ApprovalStatus;
 use super::queue::{Delivery, Work, WorkQueue};
-#[allow(unused_imports)]
-use super::*;
+use super::run::{RunStatus, StepState, StepStatus};
+use super::{Executor, ExecutorError, Inner, StepResult};
+use crate::audit::AuditKind;
+use crate::model::now_ms;
+use crate::tenant::TenantId;
+use std::sync::Arc;
+use std::time::Duration;
 
 /// How often the workers deny approvals whose time ran out.
 const EXPIRY_TICK: Duration = Duration::from_secs(1);
