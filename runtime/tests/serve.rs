@@ -23,6 +23,13 @@ fn fixtures() -> PathBuf {
     dir
 }
 
+/// The upload body for plugin `name` (`name.toml` and `name.wasm` in `dir`).
+fn upload_body(dir: &Path, name: &str) -> Value {
+    let manifest = std::fs::read_to_string(dir.join(format!("{name}.toml"))).unwrap();
+    let wasm = std::fs::read(dir.join(format!("{name}.wasm"))).unwrap();
+    json!({"manifest": manifest, "wasm_base64": base64::engine::general_purpose::STANDARD.encode(wasm)})
+}
+
 fn rampart() -> Command {
     Command::new(env!("CARGO_BIN_EXE_rampart"))
 }
@@ -284,9 +291,7 @@ fn a_canary_secret_never_reaches_trace_logs_disk_audit_api_or_metrics() {
         (200, &json!(4)),
         "{quotas}"
     );
-    let manifest = std::fs::read_to_string(fixtures().join("hostile.toml")).unwrap();
-    let wasm = std::fs::read(fixtures().join("hostile.wasm")).unwrap();
-    let upload = json!({"manifest": manifest, "wasm_base64": base64::engine::general_purpose::STANDARD.encode(wasm)});
+    let upload = upload_body(&fixtures(), "hostile");
     let (status, reply) = json_call(&addr, "POST", "/v1/tenants/acme/plugins", &admin, &upload);
     assert_eq!(status, 201, "{reply}");
     served.stop();
@@ -545,9 +550,7 @@ fn a_plugin_cannot_flood_or_forge_the_server_log() {
     let log = dir.path().join("serve.log");
     let served = Served::start(dir.path(), &config, &log, "info");
     let addr = served.addr.clone();
-    let manifest = std::fs::read_to_string(fixtures().join("hostile.toml")).unwrap();
-    let wasm = std::fs::read(fixtures().join("hostile.wasm")).unwrap();
-    let upload = json!({"manifest": manifest, "wasm_base64": base64::engine::general_purpose::STANDARD.encode(wasm)});
+    let upload = upload_body(&fixtures(), "hostile");
     let (status, reply) = json_call(&addr, "POST", "/v1/tenants/acme/plugins", &admin, &upload);
     assert_eq!(status, 201, "{reply}");
     let playbook = "name: probe\ntrigger: { alert: 'true' }\nsteps:\n  - id: probe\n    enrich: hostile\n    on_error: continue\n";
@@ -633,10 +636,7 @@ fn compiles_are_bounded_in_time_and_memory_per_upload() {
         "name = \"heavy\"\nversion = \"0.1.0\"\nkind = \"enricher\"\nwit = \"0.1.0\"\ncapabilities = []\n\n[component]\nsha256 = \"{digest}\"\n"
     );
     let heavy_upload = json!({"manifest": manifest, "wasm_base64": base64::engine::general_purpose::STANDARD.encode(&heavy)});
-    let hostile_upload = json!({
-        "manifest": std::fs::read_to_string(fixtures().join("hostile.toml")).unwrap(),
-        "wasm_base64": base64::engine::general_purpose::STANDARD.encode(std::fs::read(fixtures().join("hostile.wasm")).unwrap()),
-    });
+    let hostile_upload = upload_body(&fixtures(), "hostile");
     for (flags, expect) in [
         (
             ["--compile-timeout", "1s", "--compile-memory-mib", "2048"],
@@ -772,11 +772,7 @@ fn killed_after_an_approval_decision_the_action_runs_once_after_restart() {
         &[("RAMPART_CRASH_AT", "after-decision")],
     );
     let addr = served.addr.clone();
-    let plugins = fixtures().join("..");
-    let upload = json!({
-        "manifest": std::fs::read_to_string(plugins.join("edl-blocklist.toml")).unwrap(),
-        "wasm_base64": base64::engine::general_purpose::STANDARD.encode(std::fs::read(plugins.join("edl-blocklist.wasm")).unwrap()),
-    });
+    let upload = upload_body(&fixtures().join(".."), "edl-blocklist");
     let (status, reply) = json_call(&addr, "POST", "/v1/tenants/acme/plugins", &admin, &upload);
     assert_eq!(status, 201, "{reply}");
     let playbook = "name: block\ntrigger: { alert: 'true' }\nmode: supervised\nsteps:\n  - id: act\n    respond: edl-blocklist\n    target: 'alert.entities.ip[0]'\n    guard: { approvers: 1, approval_timeout: 1h, external_target: true }\n";

@@ -129,6 +129,24 @@ fn upload_files(name: &str) -> (String, Vec<u8>) {
     )
 }
 
+/// Creates tenant `acme` and uploads `plugins` to it.
+async fn acme_with(control: &Control, plugins: &[&str]) -> rampart::tenant::TenantId {
+    let acme = control
+        .tenants()
+        .create(new_tenant("acme"), "admin")
+        .expect("create")
+        .id;
+    for name in plugins {
+        let (text, wasm) = upload_files(name);
+        control
+            .packages()
+            .upload(&acme, &text, &wasm)
+            .await
+            .expect("upload");
+    }
+    acme
+}
+
 /// A package a playbook uses is not deleted; once the playbook is gone
 /// from the tenant's set... it is. Everything comes back after a reopen.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -136,19 +154,7 @@ async fn packages_and_playbooks_are_kept_and_restored() {
     let dir = tempfile::tempdir().expect("dir");
     {
         let control = open(dir.path());
-        let acme = control
-            .tenants()
-            .create(new_tenant("acme"), "admin")
-            .expect("create")
-            .id;
-        for name in ["ip-reputation", "risk-scorer"] {
-            let (text, wasm) = upload_files(name);
-            control
-                .packages()
-                .upload(&acme, &text, &wasm)
-                .await
-                .expect("upload");
-        }
+        let acme = acme_with(&control, &["ip-reputation", "risk-scorer"]).await;
         let yaml = "name: triage\ntrigger: { alert: 'true' }\nsteps:\n  - id: rep\n    enrich: ip-reputation\n  - id: risk\n    score: risk-scorer\n    needs: [rep]\n";
         control
             .playbooks()
@@ -222,19 +228,7 @@ async fn hunts_scan_each_event_once_without_http() {
     };
     {
         let control = open(dir.path());
-        let acme = control
-            .tenants()
-            .create(new_tenant("acme"), "admin")
-            .expect("create")
-            .id;
-        for name in ["cmdline-hunt", "risk-scorer"] {
-            let (text, wasm) = upload_files(name);
-            control
-                .packages()
-                .upload(&acme, &text, &wasm)
-                .await
-                .expect("upload");
-        }
+        let acme = acme_with(&control, &["cmdline-hunt", "risk-scorer"]).await;
         let yaml = "name: hunted\ntrigger: { alert: 'alert.source == \"hunt:cmdline\"' }\nsteps:\n  - id: risk\n    score: risk-scorer\n";
         control
             .playbooks()

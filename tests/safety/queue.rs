@@ -16,7 +16,7 @@ use crate::{alert, audit_count, ingest, serial, tenant};
 /// Trials of the two-decisions race.
 const TRIALS: u32 = 40;
 
-/// Polls the run until it is neither running nor `waiting` (if given).
+/// Polls the run until it is no longer `running`.
 async fn run_when_done(server: &Server, token: &str, run: &str) -> Value {
     let started = Instant::now();
     loop {
@@ -114,7 +114,7 @@ async fn two_decisions_on_one_run_at_the_same_moment_both_take_effect() {
 }
 
 /// Tenant `acme` with the hostile fixture (it sleeps on request) and a
-/// playbook that runs it; its admin token.
+/// playbook that runs it, all put by the server admin.
 async fn slow_tenant(server: &Server) {
     let admin = server.admin.clone();
     let (status, body) = server

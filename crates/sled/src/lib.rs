@@ -23,11 +23,8 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 mod space;
 
-use rampart_core::model::{Entity, EntityMemory, Feedback, IndicatorMatch, PriorVerdict};
-use rampart_core::store::{
-    Backend, Keyspace, KvNamespace, MEMORY_LIST_CAP, Store, StoreError, entity_key,
-};
-use rampart_core::tenant::TenantId;
+use rampart_core::model::{EntityMemory, IndicatorMatch};
+use rampart_core::store::{Backend, Keyspace, KvNamespace, Store, StoreError};
 
 /// Why the store could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -207,25 +204,6 @@ impl SledStore {
             Err(TransactionError::Storage(err)) => Err(backend(err)),
         }
     }
-
-    fn update_memory(
-        &self,
-        tenant: &TenantId,
-        entity: &Entity,
-        edit: impl Fn(&mut EntityMemory),
-    ) -> Result<(), StoreError> {
-        let key = entity_key(tenant, entity);
-        self.memory
-            .update_and_fetch(&key, |old| {
-                let mut memory: EntityMemory = old
-                    .and_then(|b| serde_json::from_slice(b).ok())
-                    .unwrap_or_default();
-                edit(&mut memory);
-                serde_json::to_vec(&memory).ok()
-            })
-            .map(|_| ())
-            .map_err(backend)
-    }
 }
 
 impl Backend for SledStore {
@@ -299,51 +277,30 @@ impl Store for SledStore {
         Ok(read_u64(self.kv_usage.get(ns_prefix(ns)).map_err(backend)?))
     }
 
-    fn memory_recall(
-        &self,
-        tenant: &TenantId,
-        entity: &Entity,
-    ) -> Result<EntityMemory, StoreError> {
-        let found = self
+    fn memory_get(&self, key: &[u8]) -> Result<EntityMemory, StoreError> {
+        Ok(self
             .memory
-            .get(entity_key(tenant, entity))
-            .map_err(backend)?;
-        Ok(found
+            .get(key)
+            .map_err(backend)?
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default())
     }
 
-    fn memory_record_sighting(
+    fn memory_update(
         &self,
-        tenant: &TenantId,
-        entity: &Entity,
-        time: i64,
+        key: &[u8],
+        edit: &dyn Fn(&mut EntityMemory),
     ) -> Result<(), StoreError> {
-        self.update_memory(tenant, entity, |memory| {
-            memory.record_sighting(time);
-        })
-    }
-
-    fn memory_record_verdict(
-        &self,
-        tenant: &TenantId,
-        entity: &Entity,
-        verdict: PriorVerdict,
-    ) -> Result<(), StoreError> {
-        self.update_memory(tenant, entity, |memory| {
-            memory.push_verdict(verdict.clone(), MEMORY_LIST_CAP);
-        })
-    }
-
-    fn memory_record_feedback(
-        &self,
-        tenant: &TenantId,
-        entity: &Entity,
-        feedback: Feedback,
-    ) -> Result<(), StoreError> {
-        self.update_memory(tenant, entity, |memory| {
-            memory.push_feedback(feedback.clone(), MEMORY_LIST_CAP);
-        })
+        self.memory
+            .update_and_fetch(key, |old| {
+                let mut memory: EntityMemory = old
+                    .and_then(|b| serde_json::from_slice(b).ok())
+                    .unwrap_or_default();
+                edit(&mut memory);
+                serde_json::to_vec(&memory).ok()
+            })
+            .map(|_| ())
+            .map_err(backend)
     }
 
     fn intel_own(&self, key: &[u8]) -> Result<Vec<IndicatorMatch>, StoreError> {

@@ -8,6 +8,7 @@ use crate::model::now_ms;
 use crate::playbook::{Playbook, Step};
 use crate::tenant::TenantId;
 use serde_json::json;
+use std::time::Duration;
 
 impl Executor {
     /// An analyst labels a run; the label goes into the tenant's entity
@@ -69,7 +70,8 @@ impl Executor {
                 Decision::Approve,
             )
             .await;
-        self.settle_approval(tenant, approval_id, voted).await
+        self.settle_decision(tenant, approval_id, None).await?;
+        voted
     }
 
     /// An approver denies (one denial is enough), and the caller waits until
@@ -84,23 +86,28 @@ impl Executor {
         let voted = self
             .vote(tenant, approval_id, approver.into(), reason, Decision::Deny)
             .await;
-        self.settle_approval(tenant, approval_id, voted).await
+        self.settle_decision(tenant, approval_id, None).await?;
+        voted
     }
 
-    /// Waits for the work of `approval_id`'s run, whatever the vote's
-    /// outcome (a refused vote may have found it expired, or decided by
-    /// someone else whose work is still running).
-    async fn settle_approval(
+    /// Waits up to `deadline` (`None`: until done) for the work of
+    /// `approval_id`'s run, whatever the vote's outcome: a refused vote may
+    /// have found it expired, or decided by someone else whose work is
+    /// still running, and the caller should read what was decided. Whether
+    /// it settled (an unknown approval has nothing to wait for).
+    pub async fn settle_decision(
         &self,
         tenant: &TenantId,
         approval_id: &str,
-        voted: Result<Approval, ExecutorError>,
-    ) -> Result<Approval, ExecutorError> {
-        if let Ok(approval) = self.inner.approvals.get(tenant, approval_id) {
-            self.settle(tenant, std::slice::from_ref(&approval.run_id), None)
-                .await?;
+        deadline: Option<Duration>,
+    ) -> Result<bool, ExecutorError> {
+        match self.inner.approvals.get(tenant, approval_id) {
+            Ok(approval) => {
+                self.settle(tenant, std::slice::from_ref(&approval.run_id), deadline)
+                    .await
+            }
+            Err(_) => Ok(true),
         }
-        voted
     }
 
     /// Casts one vote as one compare-and-swap on the approval, so of

@@ -76,9 +76,6 @@ pub enum ExecutorError {
     /// A worker panicked on a work item (the run resumes at the next start).
     #[error("a worker panicked on {0}")]
     WorkerPanicked(String),
-    /// The call pool refused work done off the async workers.
-    #[error(transparent)]
-    Plugin(#[from] PluginError),
     /// The audit log failed.
     #[error(transparent)]
     Audit(#[from] AuditError),

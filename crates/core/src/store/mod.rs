@@ -84,30 +84,57 @@ pub trait Store: Send + Sync + 'static {
     /// Bytes used by the namespace.
     fn kv_usage(&self, ns: &KvNamespace) -> Result<u64, StoreError>;
 
+    /// The entity memory stored under `key` (an [`entity_key`]; empty
+    /// when there is none).
+    fn memory_get(&self, key: &[u8]) -> Result<EntityMemory, StoreError>;
+    /// Changes the entity memory under `key` with `edit`, as one atomic
+    /// step (concurrent edits of one key are not lost).
+    fn memory_update(&self, key: &[u8], edit: &dyn Fn(&mut EntityMemory))
+    -> Result<(), StoreError>;
+
     /// What the tenant remembers about `entity`.
-    fn memory_recall(&self, tenant: &TenantId, entity: &Entity)
-    -> Result<EntityMemory, StoreError>;
+    fn memory_recall(
+        &self,
+        tenant: &TenantId,
+        entity: &Entity,
+    ) -> Result<EntityMemory, StoreError> {
+        self.memory_get(&entity_key(tenant, entity))
+    }
     /// Records that an alert named `entity` at `time` (Unix ms).
     fn memory_record_sighting(
         &self,
         tenant: &TenantId,
         entity: &Entity,
         time: i64,
-    ) -> Result<(), StoreError>;
-    /// Records a run's verdict about `entity`.
+    ) -> Result<(), StoreError> {
+        self.memory_update(&entity_key(tenant, entity), &|memory| {
+            memory.record_sighting(time);
+        })
+    }
+    /// Records a run's verdict about `entity` (the newest
+    /// [`MEMORY_LIST_CAP`] are kept).
     fn memory_record_verdict(
         &self,
         tenant: &TenantId,
         entity: &Entity,
         verdict: PriorVerdict,
-    ) -> Result<(), StoreError>;
-    /// Records analyst feedback about `entity`.
+    ) -> Result<(), StoreError> {
+        self.memory_update(&entity_key(tenant, entity), &|memory| {
+            memory.push_verdict(verdict.clone(), MEMORY_LIST_CAP);
+        })
+    }
+    /// Records analyst feedback about `entity` (the newest
+    /// [`MEMORY_LIST_CAP`] are kept).
     fn memory_record_feedback(
         &self,
         tenant: &TenantId,
         entity: &Entity,
         feedback: Feedback,
-    ) -> Result<(), StoreError>;
+    ) -> Result<(), StoreError> {
+        self.memory_update(&entity_key(tenant, entity), &|memory| {
+            memory.push_feedback(feedback.clone(), MEMORY_LIST_CAP);
+        })
+    }
 
     /// The tenant's own indicators stored under `key` (an [`entity_key`]).
     fn intel_own(&self, key: &[u8]) -> Result<Vec<IndicatorMatch>, StoreError>;

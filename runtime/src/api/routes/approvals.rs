@@ -82,25 +82,9 @@ async fn decide(
         .executor
         .vote(tenant, id, approver, reason, decision)
         .await;
-    // A refused vote (decided by someone else, expired) also waits for the
-    // work under way, so what the caller reads next is what was decided.
-    let run = match &approval {
-        Ok(approval) => Some(approval.run_id.clone()),
-        Err(_) => state
-            .executor
-            .approvals()
-            .get(tenant, id)
-            .ok()
-            .map(|found| found.run_id),
-    };
-    let settled = match run {
-        Some(run) => {
-            state
-                .executor
-                .settle(tenant, &[run], Some(wait.wait))
-                .await?
-        }
-        None => true,
-    };
+    let settled = state
+        .executor
+        .settle_decision(tenant, id, Some(wait.wait))
+        .await?;
     Ok(wait.answer(settled, json!(approval?)))
 }

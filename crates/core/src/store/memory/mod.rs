@@ -5,9 +5,8 @@ mod space;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
-use super::{Backend, Keyspace, KvNamespace, MEMORY_LIST_CAP, Store, StoreError};
-use crate::model::{Entity, EntityMemory, Feedback, IndicatorMatch, PriorVerdict};
-use crate::tenant::TenantId;
+use super::{Backend, Keyspace, KvNamespace, Store, StoreError};
+use crate::model::{EntityMemory, IndicatorMatch};
 
 #[derive(Default)]
 struct Namespace {
@@ -92,8 +91,6 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-use crate::store::entity_key as key;
-
 impl Store for MemoryStore {
     fn kv_get(&self, ns: &KvNamespace, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(lock(&self.kv)
@@ -173,50 +170,16 @@ impl Store for MemoryStore {
         Ok(lock(&self.kv).get(ns).map_or(0, |space| space.bytes))
     }
 
-    fn memory_recall(
-        &self,
-        tenant: &TenantId,
-        entity: &Entity,
-    ) -> Result<EntityMemory, StoreError> {
-        Ok(lock(&self.memory)
-            .get(&key(tenant, entity))
-            .cloned()
-            .unwrap_or_default())
+    fn memory_get(&self, key: &[u8]) -> Result<EntityMemory, StoreError> {
+        Ok(lock(&self.memory).get(key).cloned().unwrap_or_default())
     }
 
-    fn memory_record_sighting(
+    fn memory_update(
         &self,
-        tenant: &TenantId,
-        entity: &Entity,
-        time: i64,
+        key: &[u8],
+        edit: &dyn Fn(&mut EntityMemory),
     ) -> Result<(), StoreError> {
-        let mut memory = lock(&self.memory);
-        let entry = memory.entry(key(tenant, entity)).or_default();
-        entry.record_sighting(time);
-        Ok(())
-    }
-
-    fn memory_record_verdict(
-        &self,
-        tenant: &TenantId,
-        entity: &Entity,
-        verdict: PriorVerdict,
-    ) -> Result<(), StoreError> {
-        let mut memory = lock(&self.memory);
-        let entry = memory.entry(key(tenant, entity)).or_default();
-        entry.push_verdict(verdict, MEMORY_LIST_CAP);
-        Ok(())
-    }
-
-    fn memory_record_feedback(
-        &self,
-        tenant: &TenantId,
-        entity: &Entity,
-        feedback: Feedback,
-    ) -> Result<(), StoreError> {
-        let mut memory = lock(&self.memory);
-        let entry = memory.entry(key(tenant, entity)).or_default();
-        entry.push_feedback(feedback, MEMORY_LIST_CAP);
+        edit(lock(&self.memory).entry(key.to_vec()).or_default());
         Ok(())
     }
 
