@@ -92,7 +92,11 @@ fn main() {
     let mut samples = Vec::new();
     for probe in &probes {
         let t = Instant::now();
-        std::hint::black_box(index.lookup(&tenant, probe));
+        std::hint::black_box(index.lookup(
+            &tenant,
+            probe,
+            rampart::intel::ReferencePage::default(),
+        ));
         samples.push(t.elapsed());
     }
     println!(

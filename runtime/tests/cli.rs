@@ -19,9 +19,15 @@ fn examples() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples")
 }
 
+/// This test binary's artifact cache (never the user's own).
+fn test_cache() -> PathBuf {
+    std::env::temp_dir().join(format!("rampart-cli-test-cache-{}", std::process::id()))
+}
+
 fn rampart(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_rampart"))
         .args(args)
+        .env("RAMPART_CACHE_DIR", test_cache())
         .output()
         .expect("run rampart")
 }
@@ -300,4 +306,88 @@ fn replay_counts_runs_by_status_and_lists_failures() {
         "{}",
         text(&out.stderr)
     );
+}
+
+/// `plugin call` keeps compiled components in the verified artifact cache:
+/// the second call loads instead of compiling; a tampered artifact is
+/// caught by its checksum and recompiled, never loaded; `--no-cache`
+/// compiles and keeps nothing.
+#[test]
+fn call_reuses_the_verified_artifact_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let manifest = plugins().join("risk-scorer.toml");
+    let alert = format!(
+        "@{}",
+        examples().join("alerts/ssh-bruteforce.json").display()
+    );
+    let call = |extra: &[&str]| {
+        let mut args = vec![
+            "plugin",
+            "call",
+            manifest.to_str().unwrap(),
+            "--input",
+            &alert,
+        ];
+        args.extend(extra);
+        let out = rampart(&args);
+        let stderr = text(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        stderr
+            .lines()
+            .find(|line| line.starts_with("load "))
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("no load line: {stderr}"))
+    };
+    let cache_arg = ["--cache-dir", cache.to_str().unwrap()];
+    assert!(call(&cache_arg).ends_with("(compiled)"));
+    assert!(call(&cache_arg).ends_with("(cache)"));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&cache).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "the cache is private: {mode:o}");
+    }
+    let artifacts: Vec<PathBuf> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "cwasm"))
+        .collect();
+    assert_eq!(artifacts.len(), 1, "{artifacts:?}");
+    let mut bytes = std::fs::read(&artifacts[0]).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&artifacts[0], bytes).unwrap();
+    assert!(
+        call(&cache_arg).ends_with("(compiled)"),
+        "tampered artifact not loaded"
+    );
+    assert!(call(&cache_arg).ends_with("(cache)"));
+    let unused = dir.path().join("unused");
+    let out = Command::new(env!("CARGO_BIN_EXE_rampart"))
+        .args([
+            "plugin",
+            "call",
+            manifest.to_str().unwrap(),
+            "--input",
+            &alert,
+            "--no-cache",
+        ])
+        .env("RAMPART_CACHE_DIR", &unused)
+        .output()
+        .expect("run rampart");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("(compiled)"));
+    assert!(!unused.exists(), "--no-cache wrote a cache");
+    let out = rampart(&[
+        "plugin",
+        "call",
+        manifest.to_str().unwrap(),
+        "--input",
+        &alert,
+        "--no-cache",
+        "--cache-dir",
+        "x",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
 }

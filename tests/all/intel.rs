@@ -51,17 +51,17 @@ fn import_fixtures(store: &SledStore) -> Vec<rampart::store::feeds::ImportSummar
         ),
         (
             "sigbase-hashes",
-            Format::Hashes,
+            Format::Loki,
             fixtures().join("signature-base/hash-iocs.txt"),
         ),
         (
             "sigbase-c2",
-            Format::Maltrail,
+            Format::Loki,
             fixtures().join("signature-base/c2-iocs.txt"),
         ),
         (
             "eset",
-            Format::Hashes,
+            Format::Eset,
             fixtures().join("eset/agrius/samples.sha256"),
         ),
         ("stix-apt1", Format::Stix, fixtures().join("stix/apt1.json")),
@@ -301,4 +301,189 @@ async fn a_benign_set_gets_no_malicious_verdict() {
         benign.len(),
         called.value.len()
     );
+}
+
+/// Maltrail as upstream writes it: `# Reference:` groups, paths with a
+/// query (`/bounce.aspx?dx11diag=`, `/malu1?`) and suffix trails
+/// (`.onion`), from `maltrail-groups-slice.tar.gz`. A match carries its
+/// own group's references, a page of them at most, and their count.
+#[test]
+fn maltrail_groups_query_paths_and_suffixes() {
+    use rampart::intel::ReferencePage;
+    use rampart::model::IndicatorMatch;
+    use rampart::store::Store;
+    let dir = tempfile::tempdir().expect("dir");
+    let store = SledStore::open(&dir.path().join("data")).expect("store");
+    let parsed = formats::read(
+        Format::Maltrail,
+        &fixtures().join("maltrail-groups-slice.tar.gz"),
+        &mut |_| {},
+    )
+    .expect("read");
+    let summary = store
+        .feeds()
+        .import("maltrail", Format::Maltrail, parsed, false)
+        .expect("import");
+    assert!(summary.by_type.contains_key("domain_suffix"), "{summary:?}");
+    let acme = tenant("acme");
+    store
+        .feeds()
+        .subscribe(&acme, ["maltrail".to_owned()].into())
+        .expect("subscribe");
+    let lookup = |kind, value: &str| {
+        store
+            .intel_lookup(&acme, &entity(kind, value))
+            .expect("lookup")
+    };
+    let only = |found: Vec<IndicatorMatch>| -> IndicatorMatch {
+        assert_eq!(found.len(), 1, "{found:?}");
+        found.into_iter().next().expect("one")
+    };
+    let bounce = only(lookup(
+        EntityKind::Url,
+        "http://gate.example/bounce.aspx?dx11diag=1a2b&x=1",
+    ));
+    assert_eq!(bounce.indicator, "/bounce.aspx?dx11diag=");
+    assert_eq!(bounce.family.as_deref(), Some("ursnif"));
+    assert_eq!(
+        bounce.references,
+        ["https://twitter.com/JAMESWT_MHT/status/1529390656824692736"],
+        "its group's reference only"
+    );
+    assert_eq!(
+        only(lookup(EntityKind::Url, "https://h.example/malu3?u=1")).indicator,
+        "/malu3?"
+    );
+    assert!(lookup(EntityKind::Url, "https://h.example/malu3").is_empty());
+    let onion = only(lookup(EntityKind::Domain, "expyuzz4wqqyqhjn.onion"));
+    assert_eq!(
+        (onion.indicator.as_str(), onion.family.as_deref()),
+        (".onion", Some("onion"))
+    );
+    assert!(
+        lookup(EntityKind::Domain, "onion").is_empty(),
+        "the suffix, not the name"
+    );
+    // cobaltstrike-1.txt: 53 reference groups in the slice (10,122
+    // upstream); an indicator carries its one report.
+    let beacon = only(lookup(EntityKind::Ip, "185.135.72.100:9887"));
+    assert_eq!(beacon.references_total, 1);
+    assert_eq!(
+        beacon.references,
+        [
+            "https://www.virustotal.com/gui/file/04c7031cb8d42ffd16700ae86b1c6d917f76c433dc479f4fd34a4446d0b27b0e/detection"
+        ]
+    );
+    // A match with many references: a page of them and the count.
+    let many: Vec<String> = (0..12).map(|i| format!("https://r.example/{i}")).collect();
+    let own = IndicatorMatch {
+        indicator: "203.0.113.99".into(),
+        feed: "acme-own".into(),
+        family: None,
+        campaign: None,
+        confidence: 80,
+        references: many.clone(),
+        references_total: 0,
+        techniques: Vec::new(),
+        first_seen: None,
+        last_seen: None,
+    };
+    let ip = entity(EntityKind::Ip, "203.0.113.99");
+    store
+        .intel_insert(&acme, vec![(ip.clone(), own)])
+        .expect("insert");
+    let first = only(store.intel_lookup(&acme, &ip).expect("lookup"));
+    assert_eq!(
+        (first.references_total, first.references.as_slice()),
+        (12, &many[..5])
+    );
+    let last = only(
+        store
+            .intel_lookup_paged(&acme, &ip, ReferencePage { from: 10, max: 5 })
+            .expect("lookup"),
+    );
+    assert_eq!(
+        (last.references_total, last.references.as_slice()),
+        (12, &many[10..])
+    );
+}
+
+/// ESET's MISP events and LOKI's IOC files, read with their own labels:
+/// the event's `info` as campaign and its threat-actor galaxy as family
+/// (context attributes left out when the publisher flags indicators);
+/// LOKI's `# group` headers and hash comments as the family, their URLs as
+/// references, never a directory name.
+#[test]
+fn misp_events_and_loki_files_carry_their_own_labels() {
+    use rampart::store::Store;
+    let dir = tempfile::tempdir().expect("dir");
+    let store = SledStore::open(&dir.path().join("data")).expect("store");
+    for (feed, format, path) in [
+        ("telebots", Format::Misp, "eset/telebots/misp-telebots.json"),
+        ("sshdoor", Format::Misp, "eset/sshdoor/mimban.json"),
+        ("sigbase-c2", Format::Loki, "signature-base/c2-iocs.txt"),
+        (
+            "sigbase-hashes",
+            Format::Loki,
+            "signature-base/hash-iocs.txt",
+        ),
+    ] {
+        let parsed = formats::read(format, &fixtures().join(path), &mut |_| {}).expect("read");
+        store
+            .feeds()
+            .import(feed, format, parsed, false)
+            .expect("import");
+    }
+    let acme = tenant("acme");
+    let all = ["telebots", "sshdoor", "sigbase-c2", "sigbase-hashes"].map(str::to_owned);
+    store
+        .feeds()
+        .subscribe(&acme, all.into())
+        .expect("subscribe");
+    let one = |kind, value: &str| {
+        let found = store
+            .intel_lookup(&acme, &entity(kind, value))
+            .expect("lookup");
+        assert_eq!(found.len(), 1, "{value}: {found:?}");
+        found.into_iter().next().expect("one")
+    };
+    let telebots = one(EntityKind::Ip, "93.190.137.212");
+    assert_eq!(
+        telebots.campaign.as_deref(),
+        Some("OSINT - The rise of TeleBots: Analyzing disruptive KillDisk attacks")
+    );
+    assert_eq!(telebots.family.as_deref(), Some("TeleBots"));
+    assert!(!telebots.references.is_empty(), "the event's links");
+    assert!(
+        store
+            .intel_lookup(&acme, &entity(EntityKind::Hostname, "api.telegram.org"))
+            .expect("lookup")
+            .is_empty(),
+        "to_ids: false is context, not an indicator"
+    );
+    let sshdoor = one(EntityKind::Ip, "69.64.47.10:1194");
+    assert_eq!(sshdoor.campaign.as_deref(), Some("SSHDoor : Mimban"));
+    assert_eq!(sshdoor.family.as_deref(), Some("SSHDoor"));
+    let snowman = one(EntityKind::Domain, "suroot.com");
+    assert_eq!(snowman.family.as_deref(), Some("FireEye Operation Snowman"));
+    assert_eq!(snowman.references, ["https://goo.gl/x1v7mT"]);
+    assert_eq!(snowman.campaign, None, "no directory name as a label");
+    let hashes =
+        std::fs::read_to_string(fixtures().join("signature-base/hash-iocs.txt")).expect("hashes");
+    let (hash, comment) = hashes
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.split_once(';').filter(|(_, c)| c.contains("https://")))
+        .expect("a hash with a link");
+    let found = one(EntityKind::FileHash, hash);
+    let family = found.family.expect("family");
+    assert!(
+        !family.contains("http"),
+        "URLs stay out of the family: {family}"
+    );
+    assert!(
+        comment.starts_with(family.split(' ').next().unwrap_or_default()),
+        "{family} / {comment}"
+    );
+    assert!(found.references.iter().all(|r| r.starts_with("http")) && !found.references.is_empty());
 }

@@ -146,7 +146,7 @@ async fn a_tenant_rule_runs_beside_the_bundle_and_levels_filter() {
         "sigma-hunt",
     )
     .await;
-    let own = "title: Acme forbids calc\nid: acme-0001\nauthor: Acme SOC\nlevel: critical\nlogsource: { product: windows, category: process_creation }\ndetection:\n  selection:\n    Image|endswith: '\\calc.exe'\n  condition: selection\n";
+    let own = "title: Acme forbids calc\nid: acme-0001\nauthor: Acme SOC\nlicense: CC-BY-4.0\nreferences:\n  - https://wiki.acme.example/soc/calc\n  - see the runbook\nlevel: critical\nlogsource: { product: windows, category: process_creation }\ndetection:\n  selection:\n    Image|endswith: '\\calc.exe'\n  condition: selection\n---\ntitle: Acme forbids calc too\nid: acme-0002\nauthor: Acme SOC\nlevel: critical\nlogsource: { product: windows, category: process_creation }\ndetection:\n  selection:\n    Image|endswith: '\\calc.exe'\n  condition: selection\n";
     let mut session = plugin
         .open_hunt(&json!({"min_level": "critical", "extra_rules": own}))
         .await
@@ -165,7 +165,16 @@ async fn a_tenant_rule_runs_beside_the_bundle_and_levels_filter() {
         .iter()
         .find(|f| f.rule_id == "acme-0001")
         .expect("own rule fired");
-    assert_eq!(own.detail["license"], "tenant rule");
+    // A tenant's rule carries its own links and licence, never SigmaHQ's.
+    assert_eq!(own.references, ["https://wiki.acme.example/soc/calc"]);
+    assert_eq!(own.detail["license"], "CC-BY-4.0");
+    let bare = found
+        .iter()
+        .find(|f| f.rule_id == "acme-0002")
+        .expect("second own rule fired");
+    assert!(bare.references.is_empty(), "{:?}", bare.references);
+    assert!(bare.detail["license"].is_null(), "{}", bare.detail);
+    assert!(bare.detail["rule_link"].is_null());
     assert!(own.entities.iter().any(|e| e.value == "wks-7"));
     // Bad params are refused with a clear error.
     let refused = plugin.open_hunt(&json!({"min_level": "severe"})).await;

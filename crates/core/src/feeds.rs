@@ -61,6 +61,7 @@ pub fn parse_ipsum(feed: &str, text: &str) -> Result<Vec<(Entity, IndicatorMatch
                 campaign: None,
                 confidence,
                 references: vec!["https://github.com/stamparm/ipsum".to_owned()],
+                references_total: 1,
                 techniques: Vec::new(),
                 first_seen: None,
                 last_seen: None,

@@ -400,8 +400,12 @@ pub struct IndicatorMatch {
     pub campaign: Option<String>,
     /// Confidence 0-100.
     pub confidence: u8,
-    /// References.
+    /// References: a page of them (see `references_total`).
     pub references: Vec<String>,
+    /// How many references the feed gives for this entry; `references`
+    /// holds at most a page of them (`intel::ReferencePage`).
+    #[serde(default)]
+    pub references_total: usize,
     /// ATT&CK ids.
     pub techniques: Vec<String>,
     /// First listed, Unix milliseconds.

@@ -236,8 +236,10 @@ impl Default for Limits {
     }
 }
 
-/// What a tenant gives one plugin.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+/// What a tenant gives one plugin. Every field has a default (nothing
+/// granted, a kv quota of [`DEFAULT_KV_QUOTA`]), and a grant read from JSON
+/// or YAML takes the same default for each field it leaves out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PluginGrant {
     /// Capabilities the plugin may use.
@@ -261,12 +263,25 @@ pub struct PluginGrant {
 /// Default kv quota of a plugin namespace: 16 MiB.
 pub const DEFAULT_KV_QUOTA: u64 = 16 << 20;
 
+impl Default for PluginGrant {
+    fn default() -> Self {
+        PluginGrant {
+            capabilities: BTreeSet::new(),
+            http_hosts: Vec::new(),
+            allow_private: Vec::new(),
+            limits: None,
+            kv_quota_bytes: DEFAULT_KV_QUOTA,
+            settings: BTreeMap::new(),
+            secrets: BTreeMap::new(),
+        }
+    }
+}
+
 impl PluginGrant {
     /// A grant of the given capabilities and nothing else.
     pub fn with_capabilities(capabilities: impl IntoIterator<Item = Capability>) -> Self {
         PluginGrant {
             capabilities: capabilities.into_iter().collect(),
-            kv_quota_bytes: DEFAULT_KV_QUOTA,
             ..PluginGrant::default()
         }
     }
@@ -295,5 +310,26 @@ impl Grants {
     /// The grant for plugin `name`.
     pub fn for_plugin(&self, name: &str) -> &PluginGrant {
         self.plugins.get(name).unwrap_or(&self.default)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_grant_that_leaves_out_the_kv_quota_gets_the_default() {
+        let parsed: Grants = serde_json::from_str(
+            r#"{"default": {"capabilities": ["kv"]}, "plugins": {"edl-blocklist": {}}}"#,
+        )
+        .expect("grants");
+        assert_eq!(parsed.default.kv_quota_bytes, DEFAULT_KV_QUOTA);
+        assert_eq!(
+            parsed.for_plugin("edl-blocklist").kv_quota_bytes,
+            DEFAULT_KV_QUOTA
+        );
+        assert_eq!(Grants::default().default.kv_quota_bytes, DEFAULT_KV_QUOTA);
+        assert_eq!(PluginGrant::default().kv_quota_bytes, 16 << 20);
     }
 }

@@ -6,15 +6,15 @@
 //! is Sysmon 1 or Security 4688, `image_load` Sysmon 7, `service: security`
 //! the Security channel, and so on (see [`Route::of`]). A rule whose log
 //! source we cannot route applies to every event of its product rather than
-//! to none. Field shapes: flat NXLog (`Image`, `EventID`, `Channel` at the
-//! top), nested `{"Event": {"System": …, "EventData": …}}` (Sigma's test
-//! events) and winlogbeat (`winlog.event_data.*`); Security 4688's
-//! `NewProcessName`/`ParentProcessName` also answer to `Image`/`ParentImage`.
+//! to none. Events of every supported shape are flattened first
+//! ([`crate::shape`]).
 
 use std::collections::BTreeMap;
 
 use serde_json::Value;
 use sigma_rust::{Event as SigmaEvent, Rule};
+
+use crate::shape::{Flat, flatten};
 
 /// The pinned SigmaHQ commit the bundled rules come from.
 pub const SIGMA_COMMIT: &str = "8eaafff1f2845a696050e05e72ba1140ee190698";
@@ -161,6 +161,27 @@ pub struct CompiledRule {
 }
 
 impl CompiledRule {
+    /// The rule's own `references`: web links only (a reference is shown
+    /// to analysts as a link, so anything else is left out).
+    pub fn references(&self) -> impl Iterator<Item = &str> {
+        self.rule
+            .references
+            .iter()
+            .flatten()
+            .map(|r| r.trim())
+            .filter(|r| r.starts_with("https://") || r.starts_with("http://"))
+    }
+
+    /// The licence a finding states: the DRL for a SigmaHQ rule, a
+    /// tenant's rule's own `license` when it gives one, else none.
+    pub fn license(&self) -> Option<String> {
+        if self.path.is_empty() {
+            self.rule.license.clone()
+        } else {
+            Some("DRL 1.1 (https://github.com/SigmaHQ/Detection-Rule-License)".to_owned())
+        }
+    }
+
     /// The rule's link at the pinned commit, if it is a SigmaHQ rule.
     pub fn link(&self) -> Option<String> {
         (!self.path.is_empty()).then(|| {
@@ -294,115 +315,6 @@ pub fn compile(path: &str, yaml: &str) -> Result<CompiledRule, String> {
         route,
         rule,
     })
-}
-
-/// An event flattened for matching, with what routing needs.
-pub struct Flat {
-    /// Field → value, as Sigma rules name fields.
-    pub fields: serde_json::Map<String, Value>,
-    /// Lower-cased channel.
-    pub channel: String,
-    /// Event id.
-    pub event_id: Option<u32>,
-}
-
-fn number(value: &Value) -> Option<u32> {
-    match value {
-        Value::Number(n) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
-        Value::String(s) => s.trim().parse().ok(),
-        Value::Object(o) => o.get("#text").and_then(number),
-        _ => None,
-    }
-}
-
-/// Flattens an event of any supported shape.
-pub fn flatten(event: &Value) -> Flat {
-    let mut fields = serde_json::Map::new();
-    let mut channel = String::new();
-    let mut event_id = None;
-    if let Some(nested) = event.get("Event").filter(|e| e.get("System").is_some()) {
-        let system = &nested["System"];
-        event_id = number(&system["EventID"]);
-        channel = system["Channel"].as_str().unwrap_or_default().to_owned();
-        if let Some(provider) = system["Provider"]["#attributes"]["Name"].as_str() {
-            fields.insert("Provider_Name".into(), Value::String(provider.to_owned()));
-        }
-        if let Some(computer) = system["Computer"].as_str() {
-            fields.insert("Computer".into(), Value::String(computer.to_owned()));
-        }
-        if let Some(data) = nested["EventData"].as_object() {
-            fields.extend(data.iter().map(|(k, v)| (k.clone(), v.clone())));
-        }
-        if let Some(data) = nested["UserData"].as_object() {
-            for inner in data.values().filter_map(Value::as_object) {
-                fields.extend(inner.iter().map(|(k, v)| (k.clone(), v.clone())));
-            }
-        }
-    } else if let Some(winlog) = event.get("winlog").and_then(Value::as_object) {
-        event_id = winlog.get("event_id").and_then(number);
-        channel = winlog
-            .get("channel")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        if let Some(data) = winlog.get("event_data").and_then(Value::as_object) {
-            fields.extend(data.iter().map(|(k, v)| (k.clone(), v.clone())));
-        }
-        if let Some(computer) = winlog.get("computer_name") {
-            fields.insert("Computer".into(), computer.clone());
-        }
-        if let Some(provider) = winlog.get("provider_name") {
-            fields.insert("Provider_Name".into(), provider.clone());
-        }
-    } else if let Some(object) = event.as_object() {
-        event_id = object.get("EventID").and_then(number);
-        channel = object
-            .get("Channel")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        fields.extend(object.iter().map(|(k, v)| (k.clone(), v.clone())));
-        if let Some(name) = object
-            .get("SourceName")
-            .or_else(|| object.get("ProviderName"))
-        {
-            fields
-                .entry("Provider_Name")
-                .or_insert_with(|| name.clone());
-        }
-        if let Some(host) = object.get("Hostname") {
-            fields.entry("Computer").or_insert_with(|| host.clone());
-        }
-    }
-    if let Some(id) = event_id {
-        fields.insert("EventID".into(), Value::from(id));
-    }
-    // Defender and a few other providers name fields with spaces
-    // ("Threat Name"); Sigma rules write them without.
-    let spaced: Vec<(String, Value)> = fields
-        .iter()
-        .filter(|(k, _)| k.contains(' '))
-        .map(|(k, v)| (k.replace(' ', ""), v.clone()))
-        .collect();
-    for (key, value) in spaced {
-        fields.entry(key).or_insert(value);
-    }
-    // Security 4688 names the process fields differently.
-    if event_id == Some(4688) {
-        for (from, to) in [
-            ("NewProcessName", "Image"),
-            ("ParentProcessName", "ParentImage"),
-        ] {
-            if let Some(value) = fields.get(from).cloned() {
-                fields.entry(to).or_insert(value);
-            }
-        }
-    }
-    Flat {
-        fields,
-        channel: channel.to_ascii_lowercase(),
-        event_id,
-    }
 }
 
 /// The rule set of a session: rules grouped by route so each event is

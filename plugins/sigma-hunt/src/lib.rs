@@ -15,6 +15,9 @@
 
 pub mod engine;
 pub mod prefilter;
+pub mod shape;
+#[cfg(test)]
+mod shape_tests;
 
 use engine::{Engine, Level, Selection};
 use rampart_sdk::{Entity, EntityKind, Event, Finding, Hunt, PluginError, Severity, log};
@@ -32,6 +35,9 @@ pub fn bundled_rules() -> Result<Vec<(String, String)>, String> {
         .map_err(|err| format!("bundled rules: {err}"))?;
     Ok(engine::bundle_rules(&text))
 }
+
+/// A rule's own `references` carried in each of its findings, at most.
+const MAX_RULE_REFERENCES: usize = 8;
 
 struct SigmaHunt {
     engine: Engine,
@@ -119,7 +125,7 @@ impl Hunt for SigmaHunt {
             if matched.is_empty() {
                 continue;
             }
-            let flat = engine::flatten(&data);
+            let flat = shape::flatten(&data);
             for index in matched {
                 let rule = &self.engine.rules()[index];
                 let mut finding = Finding::new(
@@ -135,6 +141,9 @@ impl Hunt for SigmaHunt {
                 if let Some(link) = rule.link() {
                     finding = finding.reference(link);
                 }
+                for reference in rule.references().take(MAX_RULE_REFERENCES) {
+                    finding = finding.reference(reference.to_owned());
+                }
                 for entity in finding_entities(&flat.fields) {
                     finding = finding.entity(entity);
                 }
@@ -147,7 +156,7 @@ impl Hunt for SigmaHunt {
                     "rule_path": rule.path,
                     "rule_link": rule.link(),
                     "author": rule.author,
-                    "license": if rule.path.is_empty() { "tenant rule" } else { "DRL 1.1 (https://github.com/SigmaHQ/Detection-Rule-License)" },
+                    "license": rule.license(),
                     "level": format!("{:?}", rule.level).to_ascii_lowercase(),
                     "channel": flat.channel,
                     "event_id": flat.event_id,

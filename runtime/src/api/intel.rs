@@ -16,6 +16,7 @@ use super::error::ApiError;
 use super::extract::{Tenant, need};
 use super::gate::Caller;
 use super::{AppState, Body, Params, QueryParams};
+use crate::intel::ReferencePage;
 use crate::intel::formats::{self, Format};
 use crate::model::{Entity, EntityKind};
 
@@ -131,9 +132,15 @@ pub(super) async fn get_subscriptions(
 pub(super) struct LookupQuery {
     kind: EntityKind,
     value: String,
+    /// References per match (default 5, at most 1,000).
+    references: Option<usize>,
+    /// References of each match to skip.
+    references_from: Option<usize>,
 }
 
-/// `GET /v1/tenants/{tenant}/intel/lookup?kind=ip&value=…`.
+/// `GET /v1/tenants/{tenant}/intel/lookup?kind=ip&value=…`. Each match
+/// carries a page of its references and `references_total`; when there
+/// are more, `more_references` is the link to the next page.
 pub(super) async fn lookup(
     State(state): State<AppState>,
     Tenant { id: tenant, .. }: Tenant<need::Read>,
@@ -142,6 +149,16 @@ pub(super) async fn lookup(
     if query.value.len() > 4_096 {
         return Err(ApiError::bad_request("value longer than 4096 bytes"));
     }
+    let page = ReferencePage {
+        from: query.references_from.unwrap_or(0),
+        max: query.references.unwrap_or(ReferencePage::DEFAULT_MAX),
+    };
+    if page.max > ReferencePage::LIMIT {
+        return Err(ApiError::bad_request(format!(
+            "references: at most {} per match",
+            ReferencePage::LIMIT
+        )));
+    }
     let entity = Entity {
         kind: query.kind,
         value: query.value,
@@ -149,7 +166,23 @@ pub(super) async fn lookup(
     let matches = state
         .executor
         .store()
-        .intel_lookup(&tenant, &entity)
+        .intel_lookup_paged(&tenant, &entity, page)
         .map_err(ApiError::internal)?;
-    Ok(Json(json!({"entity": entity, "matches": matches})))
+    let next = page.from.saturating_add(page.max);
+    let more = matches.iter().any(|m| m.references_total > next).then(|| {
+        let kind = serde_json::to_value(entity.kind)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let query = form_urlencoded::Serializer::new(String::new())
+            .append_pair("kind", &kind)
+            .append_pair("value", &entity.value)
+            .append_pair("references", &page.max.max(1).to_string())
+            .append_pair("references_from", &next.to_string())
+            .finish();
+        format!("/v1/tenants/{tenant}/intel/lookup?{query}")
+    });
+    Ok(Json(
+        json!({"entity": entity, "matches": matches, "more_references": more}),
+    ))
 }

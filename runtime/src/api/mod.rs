@@ -159,7 +159,18 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/tenants/{tenant}/alerts", post(ingest))
         .route("/v1/tenants/{tenant}/runs", get(list_runs))
-        .route("/v1/tenants/{tenant}/runs/{id}", get(get_run))
+        .route(
+            "/v1/tenants/{tenant}/runs/{id}",
+            get(routes::findings::get_run),
+        )
+        .route(
+            "/v1/tenants/{tenant}/alerts/{id}",
+            get(routes::findings::get_alert),
+        )
+        .route(
+            "/v1/tenants/{tenant}/ocsf/export",
+            get(routes::findings::export_ocsf),
+        )
         .route("/v1/tenants/{tenant}/runs/{id}/feedback", post(feedback))
         .route("/v1/tenants/{tenant}/approvals", get(list_approvals))
         .route("/v1/tenants/{tenant}/approvals/{id}/approve", post(approve))
@@ -177,6 +188,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tenants/{tenant}/hunts", get(list_hunts))
         .route("/v1/tenants/{tenant}/hunts/{name}", put(put_hunt))
         .route("/v1/tenants/{tenant}/hunts/{name}/run", post(run_hunt_now))
+        .route(
+            "/v1/tenants/{tenant}/hunts/{name}/findings",
+            get(routes::findings::hunt_findings),
+        )
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         // Outermost: no extractor of any route runs before the token is checked.

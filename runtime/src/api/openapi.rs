@@ -201,10 +201,49 @@ pub const ROUTES: &[Route] = &[
     Route {
         method: "get",
         path: "/v1/tenants/{tenant}/runs/{id}",
-        summary: "A run with steps, outputs and guardrail decisions",
+        summary: "A run with steps, outputs and guardrail decisions (format=ocsf: an OCSF 1.8 Detection Finding)",
+        roles: Some("admin, tenant-admin, analyst, viewer"),
+        body: None,
+        query: &[("format", "string", "json (default) | ocsf")],
+    },
+    Route {
+        method: "get",
+        path: "/v1/tenants/{tenant}/alerts/{id}",
+        summary: "An accepted alert as received, the runs it started and the runs it was folded into",
         roles: Some("admin, tenant-admin, analyst, viewer"),
         body: None,
         query: &[],
+    },
+    Route {
+        method: "get",
+        path: "/v1/tenants/{tenant}/ocsf/export",
+        summary: "NDJSON of OCSF 1.8 Detection Findings: the tenant's runs and its hunts' findings (x-rampart-truncated says whether there was more)",
+        roles: Some("admin, tenant-admin, analyst, viewer"),
+        body: None,
+        query: &[
+            (
+                "since",
+                "integer",
+                "runs created and findings received at or after (Unix ms)",
+            ),
+            (
+                "limit",
+                "integer",
+                "at most this many of each (default 1000, at most 10000)",
+            ),
+        ],
+    },
+    Route {
+        method: "get",
+        path: "/v1/tenants/{tenant}/hunts/{name}/findings",
+        summary: "A page of the findings a hunt turned into alerts (format=ocsf: OCSF 1.8 Detection Findings)",
+        roles: Some("admin, tenant-admin, analyst, viewer"),
+        body: None,
+        query: &[
+            ("limit", "integer", "page size (default 100, at most 500)"),
+            ("after", "string", "the next of the previous page"),
+            ("format", "string", "json (default) | ocsf"),
+        ],
     },
     Route {
         method: "post",
@@ -408,7 +447,11 @@ pub const ROUTES: &[Route] = &[
         roles: Some("admin"),
         body: Some("application/octet-stream"),
         query: &[
-            ("format", "string", "ipsum | maltrail | hashes | stix"),
+            (
+                "format",
+                "string",
+                "ipsum | maltrail | hashes | eset | loki | misp | stix",
+            ),
             (
                 "append",
                 "boolean",
@@ -445,6 +488,16 @@ pub const ROUTES: &[Route] = &[
                 "ip | domain | url | file_hash | email | hostname",
             ),
             ("value", "string", "the entity"),
+            (
+                "references",
+                "integer",
+                "references per match (default 5, at most 1000); each match gives references_total",
+            ),
+            (
+                "references_from",
+                "integer",
+                "references of each match to skip (the more_references link sets it)",
+            ),
         ],
     },
     Route {

@@ -35,7 +35,7 @@ pub struct ImportArgs {
     /// Feed name, e.g. `maltrail`.
     #[arg(long)]
     feed: String,
-    /// ipsum | maltrail | hashes | stix.
+    /// ipsum | maltrail | hashes | eset | loki | misp | stix.
     #[arg(long)]
     format: Format,
     /// Tenants to subscribe to the feed (comma-separated; added to theirs).

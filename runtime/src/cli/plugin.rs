@@ -52,6 +52,15 @@ pub enum PluginCommand {
         /// Responders: plan only.
         #[arg(long)]
         dry_run: bool,
+        /// Where compiled components are kept between calls (default:
+        /// $RAMPART_CACHE_DIR, else $XDG_CACHE_HOME/rampart, else
+        /// ~/.cache/rampart). Each artifact's sha256 is checked before it
+        /// is loaded.
+        #[arg(long, value_name = "DIR", conflicts_with = "no_cache")]
+        cache_dir: Option<PathBuf>,
+        /// Compile the component on this call and keep nothing.
+        #[arg(long)]
+        no_cache: bool,
     },
 }
 
@@ -68,6 +77,8 @@ pub async fn run(command: PluginCommand) -> Result<(), Failure> {
             allow_private,
             intel_ipsum,
             dry_run,
+            cache_dir,
+            no_cache,
         } => {
             let options = CallOptions {
                 tenant,
@@ -77,6 +88,11 @@ pub async fn run(command: PluginCommand) -> Result<(), Failure> {
                 allow_private,
                 intel_ipsum,
                 dry_run,
+                cache_dir: if no_cache {
+                    None
+                } else {
+                    cache_dir.or_else(default_cache_dir)
+                },
             };
             call(&manifest, &input, options).await
         }
@@ -102,6 +118,32 @@ struct CallOptions {
     allow_private: Vec<String>,
     intel_ipsum: Option<PathBuf>,
     dry_run: bool,
+    cache_dir: Option<PathBuf>,
+}
+
+/// The per-user artifact cache: `$RAMPART_CACHE_DIR`, else
+/// `$XDG_CACHE_HOME/rampart`, else `~/.cache/rampart`.
+fn default_cache_dir() -> Option<PathBuf> {
+    let set = |name: &str| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    set("RAMPART_CACHE_DIR")
+        .or_else(|| set("XDG_CACHE_HOME").map(|dir| dir.join("rampart")))
+        .or_else(|| set("HOME").map(|home| home.join(".cache").join("rampart")))
+}
+
+/// Creates the cache directory readable and writable by this user only
+/// (the cache trusts what it wrote; nobody else may write there).
+fn private_dir(dir: &Path) -> Result<(), Failure> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(dir)
+        .map_err(|err| Failure::usage(format!("cache directory {}: {err}", dir.display())))
 }
 
 fn key_value(flag: &str, entry: &str) -> Result<(String, String), Failure> {
@@ -158,12 +200,21 @@ async fn call(manifest: &Path, input: &str, options: CallOptions) -> Result<(), 
             .intel_insert(&tenant, indicators)
             .map_err(|err| Failure::usage(err.to_string()))?;
     }
-    let runtime = Runtime::new(RuntimeConfig::default(), store)
-        .map_err(|err| Failure::load(err.to_string()))?;
+    if let Some(dir) = &options.cache_dir {
+        private_dir(dir)?;
+    }
+    let config = RuntimeConfig {
+        cache_dir: options.cache_dir.clone(),
+        ..RuntimeConfig::default()
+    };
+    let runtime = Runtime::new(config, store).map_err(|err| Failure::load(err.to_string()))?;
+    let started = std::time::Instant::now();
     let plugin = runtime
         .load_file(&tenant, &grants, manifest)
         .await
         .map_err(|err| Failure::load(format!("{}: {err}", manifest.display())))?;
+    let load_ms = started.elapsed().as_millis();
+    let artifact = plugin.artifact_source();
     // A dry run is enforced by the host (no outbound HTTP, a throwaway
     // kv), not left to the plugin's reading of its `dry_run` flag.
     let context = CallContext {
@@ -225,6 +276,13 @@ async fn call(manifest: &Path, input: &str, options: CallOptions) -> Result<(), 
         }
     };
     print_json(&output);
+    eprintln!(
+        "load {load_ms} ms ({})",
+        serde_json::to_value(artifact)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    );
     if let Some(stats) = output.get("stats") {
         eprintln!(
             "duration {} µs, fuel {}, peak memory {} KiB, host calls {}",

@@ -123,7 +123,14 @@ impl Executor {
             started.push(run.id.clone());
         }
         let all_runs: Vec<String> = started.iter().chain(&planned).cloned().collect();
-        let record = json!({"sha256": body_hash, "runs": all_runs, "folded_into": folded_into, "received": now});
+        // The body as serialized above, copied verbatim (not re-encoded).
+        let record = StoredAlert {
+            alert: serde_json::from_slice(&body).map_err(store_err)?,
+            sha256: &body_hash,
+            runs: &all_runs,
+            folded_into: &folded_into,
+            received: now,
+        };
         self.inner
             .alerts
             .insert(alert_key, serde_json::to_vec(&record).map_err(store_err)?)?;
@@ -257,4 +264,15 @@ impl Executor {
             feedback: Vec::new(),
         }
     }
+}
+
+/// An alert's record as intake writes it (read back as
+/// [`super::alerts::AlertRecord`]).
+#[derive(serde::Serialize)]
+struct StoredAlert<'a> {
+    alert: &'a serde_json::value::RawValue,
+    sha256: &'a str,
+    runs: &'a [String],
+    folded_into: &'a [String],
+    received: i64,
 }

@@ -20,10 +20,12 @@
 //!   once by a plugin that honours the key (our intent record prevents a
 //!   second call except for reconciliation, which the key makes safe).
 
+mod alerts;
 pub mod approvals;
 mod decisions;
 pub mod queue;
 mod work;
+pub use alerts::{AlertPage, AlertRecord, MAX_ALERT_PAGE};
 pub use decisions::Decision;
 mod intake;
 mod listing;

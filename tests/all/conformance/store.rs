@@ -218,6 +218,7 @@ fn intel_index(store: &dyn Store) {
         campaign: None,
         confidence: 70,
         references: vec![],
+        references_total: 0,
         techniques: vec![],
         first_seen: None,
         last_seen: None,

@@ -45,27 +45,7 @@ async fn alert_to_approved_action_over_http_then_restart() {
         409
     );
 
-    let (_, pending) = server
-        .call(
-            "GET",
-            "/v1/tenants/acme/approvals",
-            Some(&tokens["viewer"]),
-            None,
-        )
-        .await;
-    let approval = pending["approvals"][0]["id"]
-        .as_str()
-        .expect("approval")
-        .to_owned();
-    let (status, body) = server
-        .json(
-            "POST",
-            &format!("/v1/tenants/acme/approvals/{approval}/approve"),
-            &tokens["analyst"],
-            &json!({"reason": "confirmed C2"}),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    let body = approve_first_pending(&server, &tokens).await;
     assert_eq!(
         body["approvals"][0]["principal"], "analyst@acme",
         "approver identity comes from the token"

@@ -26,8 +26,29 @@ fn alert(id: &str) -> Value {
 
 /// Sets up tenant `name` with plugins and the playbook; returns its tokens by role.
 async fn tenant(server: &Server, name: &str) -> std::collections::BTreeMap<&'static str, String> {
+    let grants = json!({"default": {"capabilities": ["log", "kv", "memory", "config"], "kv_quota_bytes": 1048576}});
+    tenant_granted(server, name, grants).await
+}
+
+/// [`tenant`] with these `grants`.
+async fn tenant_granted(
+    server: &Server,
+    name: &str,
+    grants: Value,
+) -> std::collections::BTreeMap<&'static str, String> {
     let admin = server.admin.clone();
-    assert_eq!(server.json("POST", "/v1/tenants", &admin, &json!({"id": name, "grants": {"default": {"capabilities": ["log", "kv", "memory", "config"], "kv_quota_bytes": 1048576}}})).await.0, 201);
+    assert_eq!(
+        server
+            .json(
+                "POST",
+                "/v1/tenants",
+                &admin,
+                &json!({"id": name, "grants": grants})
+            )
+            .await
+            .0,
+        201
+    );
     for plugin in ["risk-scorer", "edl-blocklist"] {
         let (status, body) = server
             .json(
@@ -62,6 +83,36 @@ async fn tenant(server: &Server, name: &str) -> std::collections::BTreeMap<&'sta
         tokens.insert(role, body["token"].as_str().expect("token").to_owned());
     }
     tokens
+}
+
+/// The analyst approves acme's first pending approval ("confirmed C2");
+/// the approve call's body.
+async fn approve_first_pending(
+    server: &Server,
+    tokens: &std::collections::BTreeMap<&'static str, String>,
+) -> Value {
+    let (_, pending) = server
+        .call(
+            "GET",
+            "/v1/tenants/acme/approvals",
+            Some(&tokens["viewer"]),
+            None,
+        )
+        .await;
+    let approval = pending["approvals"][0]["id"]
+        .as_str()
+        .expect("approval")
+        .to_owned();
+    let (status, body) = server
+        .json(
+            "POST",
+            &format!("/v1/tenants/acme/approvals/{approval}/approve"),
+            &tokens["analyst"],
+            &json!({"reason": "confirmed C2"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {

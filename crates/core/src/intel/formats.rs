@@ -6,7 +6,10 @@
 //! |---|---|---|
 //! | `ipsum` | `IP<TAB>count` lines | confidence by count of lists: 1 → 30, 2 → 45, 3-5 → 60, 6+ → 90 |
 //! | `maltrail` | trail files: a `.tar.gz` of `trails/static/**`, a directory, or one `.txt` | family = file name (`njrat-1.txt` → `njrat`), references from `# Reference:`; confidence by folder: malware 90, malicious 75, suspicious 40, mass scanners 20 |
-//! | `hashes` | `HASH;comment` (LOKI) or bare hashes (`samples.sha256`) | family = the comment before ` - ` or the parent directory; URLs in comments are references; confidence 80 |
+//! | `hashes` | `HASH;comment` or bare hashes | family = the comment (before ` - `, URLs left out); URLs in the comment are references; no label for a bare hash; confidence 80 |
+//! | `eset` | ESET malware-ioc `samples.sha256` / `.sha1` / `.md5` (bare hashes, one campaign per directory) | campaign and family = the campaign's directory (`agrius/samples.sha256` → `agrius`); confidence 80 |
+//! | `loki` | signature-base `iocs/c2-iocs.txt` and `hash-iocs.txt` ([`super::loki`]) | a C2 block's `# header` is the family of its C2s, a hash's comment its family; URLs in either are references; confidence 80 |
+//! | `misp` | a MISP event (`{"Event": …}` or `{"response": [{"Event": …}]}`, [`super::misp`]) | campaign = the event's `info`; family from its threat-actor / malpedia galaxy tags; ATT&CK ids from attack-pattern tags; `link` attributes are references; confidence from the threat level |
 //! | `stix` | a STIX 2.1 bundle | indicators with `[ipv4-addr|ipv6-addr|domain-name|url:value = '…']` or `[file:hashes.X = '…']` (alone or OR-ed); family/campaign from `indicates` relationships; confidence from the object (default 70); ATT&CK ids and URLs from external references |
 
 use std::collections::{BTreeMap, HashMap};
@@ -29,6 +32,12 @@ pub enum Format {
     Maltrail,
     /// Hash lists.
     Hashes,
+    /// ESET malware-ioc sample hash lists.
+    Eset,
+    /// LOKI / signature-base IOC files.
+    Loki,
+    /// MISP event JSON.
+    Misp,
     /// STIX 2.1 bundle.
     Stix,
 }
@@ -40,9 +49,12 @@ impl std::str::FromStr for Format {
             "ipsum" => Ok(Format::Ipsum),
             "maltrail" => Ok(Format::Maltrail),
             "hashes" => Ok(Format::Hashes),
+            "eset" => Ok(Format::Eset),
+            "loki" => Ok(Format::Loki),
+            "misp" => Ok(Format::Misp),
             "stix" | "stix2" | "stix21" => Ok(Format::Stix),
             other => Err(format!(
-                "unknown feed format `{other}`: ipsum, maltrail, hashes or stix"
+                "unknown feed format `{other}`: ipsum, maltrail, hashes, eset, loki, misp or stix"
             )),
         }
     }
@@ -73,12 +85,12 @@ pub struct Parsed {
 }
 
 impl Parsed {
-    fn meta(&mut self, meta: IndicatorMeta) -> u32 {
+    pub(super) fn meta(&mut self, meta: IndicatorMeta) -> u32 {
         self.metas.push(meta);
         u32::try_from(self.metas.len() - 1).unwrap_or(u32::MAX)
     }
 
-    fn skip(&mut self, reason: &str) {
+    pub(super) fn skip(&mut self, reason: &str) {
         *self.skipped.entry(reason.to_owned()).or_default() += 1;
     }
 
@@ -138,13 +150,16 @@ pub fn read(
             Ok(match format {
                 Format::Ipsum => ipsum(&text),
                 Format::Maltrail => maltrail_file(&path.to_string_lossy(), &text),
-                Format::Hashes => {
-                    let family = path
+                Format::Hashes => hashes(&text, None),
+                Format::Eset => {
+                    let campaign = path
                         .parent()
                         .and_then(Path::file_name)
                         .map(|n| n.to_string_lossy().into_owned());
-                    hashes(&text, family)
+                    hashes(&text, campaign)
                 }
+                Format::Loki => super::loki::read(&text),
+                Format::Misp => super::misp::read(&text),
                 Format::Stix => stix(&text),
             })
         }
@@ -165,6 +180,10 @@ pub fn read_bytes(format: Format, label: &str, bytes: &[u8]) -> Result<Parsed, F
         Format::Ipsum => ipsum(&text),
         Format::Maltrail => maltrail_file(label, &text),
         Format::Hashes => hashes(&text, None),
+        // An upload has no directory: the label names the campaign.
+        Format::Eset => hashes(&text, Some(label.to_owned())),
+        Format::Loki => super::loki::read(&text),
+        Format::Misp => super::misp::read(&text),
         Format::Stix => stix(&text),
     })
 }
@@ -280,17 +299,25 @@ pub fn classify(raw: &str) -> Result<Indicator, &'static str> {
             .map(Indicator::Url)
             .ok_or("URL without a host");
     }
+    // maltrail's `.cu.cc`: any name under that suffix.
+    let (suffix, value) = match value.strip_prefix('.') {
+        Some(rest) => (true, rest),
+        None => (false, value),
+    };
     let domain = value.trim_end_matches('.').to_ascii_lowercase();
+    // A suffix may be one label (`.onion`); a domain has two or more.
     let valid = !domain.is_empty()
         && domain.len() <= 253
-        && domain.contains('.')
+        && (suffix || domain.contains('.'))
         && domain
             .split('.')
             .all(|label| !label.is_empty() && label.len() <= 63)
         && domain
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_');
-    if valid {
+    if valid && suffix {
+        Ok(Indicator::DomainSuffix(domain))
+    } else if valid {
         Ok(Indicator::Domain(domain))
     } else {
         Err("not an IP, CIDR, ip:port, URL or domain")
@@ -324,36 +351,73 @@ pub fn maltrail_file(name: &str, text: &str) -> Parsed {
         _ if stem.starts_with("mass_scanner") => 20,
         _ => 50,
     };
-    let mut references = Vec::new();
-    for line in text.lines() {
-        if let Some(reference) = line.trim().strip_prefix("# Reference:") {
-            references.push(reference.trim().to_owned());
-        }
-    }
-    let meta = parsed.meta(IndicatorMeta {
-        family: (!stem.starts_with("mass_scanner")).then_some(family),
-        campaign: None,
-        confidence,
-        references,
-        techniques: Vec::new(),
-    });
+    // A trail file is groups: `# Reference:` lines, then the indicators
+    // they are about. Each group is one entry with its own references, so
+    // a match carries the reports about its indicator, not the file's
+    // thousands (cobaltstrike-1.txt has 10,122 groups).
+    let mut references: Vec<String> = Vec::new();
+    let mut group: Option<u32> = None;
     for line in text.lines() {
         let line = line.trim();
+        if let Some(reference) = line.strip_prefix("# Reference:") {
+            if group.is_some() {
+                references.clear();
+                group = None;
+            }
+            references.push(reference.trim().to_owned());
+            continue;
+        }
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
         // Some trails carry a trailing comment.
         let value = line.split_whitespace().next().unwrap_or_default();
         match classify(value) {
-            Ok(indicator) => parsed.indicators.push((indicator, meta)),
+            Ok(indicator) => {
+                let meta = *group.get_or_insert_with(|| {
+                    parsed.meta(IndicatorMeta {
+                        family: (!stem.starts_with("mass_scanner")).then(|| family.clone()),
+                        campaign: None,
+                        confidence,
+                        references: references.clone(),
+                        techniques: Vec::new(),
+                    })
+                });
+                parsed.indicators.push((indicator, meta));
+            }
             Err(reason) => parsed.skip(reason),
         }
     }
     parsed
 }
 
-/// Hash lists: `HASH;comment` or one bare hash per line.
-pub fn hashes(text: &str, family: Option<String>) -> Parsed {
+/// A free-text label (a LOKI comment or header): the words before ` - `
+/// without URLs as the family, the URLs as references.
+pub fn split_label(label: &str) -> (Option<String>, Vec<String>) {
+    let is_url = |w: &str| w.starts_with("http://") || w.starts_with("https://");
+    let references: Vec<String> = label
+        .split_whitespace()
+        .filter(|w| is_url(w))
+        .map(|w| w.trim_end_matches([',', ';', ')']).to_owned())
+        .collect();
+    let words: Vec<&str> = label.split_whitespace().filter(|w| !is_url(w)).collect();
+    let text = words.join(" ");
+    let family = text
+        .split(" - ")
+        .next()
+        .map(|f| {
+            f.trim()
+                .trim_matches(|c: char| c == '-' || c == ':' || c.is_whitespace())
+        })
+        .filter(|f| !f.is_empty())
+        .map(str::to_owned);
+    (family, references)
+}
+
+/// Hash lists: `HASH;comment` or one bare hash per line. `campaign` labels
+/// every hash (ESET's directory); without it a bare hash has no label and
+/// a commented one its comment's ([`split_label`]).
+pub fn hashes(text: &str, campaign: Option<String>) -> Parsed {
     let mut parsed = Parsed::default();
     let mut by_comment: HashMap<String, u32> = HashMap::new();
     for line in text.lines() {
@@ -373,19 +437,10 @@ pub fn hashes(text: &str, family: Option<String>) -> Parsed {
         let meta = match by_comment.get(comment) {
             Some(id) => *id,
             None => {
-                let references: Vec<String> = comment
-                    .split_whitespace()
-                    .filter(|w| w.starts_with("http://") || w.starts_with("https://"))
-                    .map(str::to_owned)
-                    .collect();
-                let named = comment
-                    .split(" - ")
-                    .next()
-                    .map(str::trim)
-                    .filter(|n| !n.is_empty() && !n.starts_with("http"));
+                let (named, references) = split_label(comment);
                 let id = parsed.meta(IndicatorMeta {
-                    family: named.map(str::to_owned).or_else(|| family.clone()),
-                    campaign: family.clone(),
+                    family: named.or_else(|| campaign.clone()),
+                    campaign: campaign.clone(),
                     confidence: 80,
                     references,
                     techniques: Vec::new(),
@@ -545,13 +600,34 @@ mod tests {
 
     #[test]
     fn maltrail_lines_are_classified_and_attributed() {
-        let text = "# Aliases: x\n# Reference: https://r.example/1\n\nevil.example\n1.2.3.4\n5.6.7.8:443\nhttp://9.9.9.1/x\nbad.example/dl.exe\n10.0.0.0/8\nnot an indicator\n";
+        let text = "# Aliases: x\n# Reference: https://r.example/1\n\nevil.example\n1.2.3.4\n5.6.7.8:443\nhttp://9.9.9.1/x\nbad.example/dl.exe\n10.0.0.0/8\nnot an indicator\n.cu.cc\n/afu.php?zoneid=\n..\n";
         let parsed = maltrail_file("trails/static/malware/njrat-1.txt", text);
-        assert_eq!(parsed.indicators.len(), 6, "{:?}", parsed.indicators);
+        assert_eq!(parsed.indicators.len(), 8, "{:?}", parsed.indicators);
+        assert_eq!(
+            parsed.indicators[6].0,
+            Indicator::DomainSuffix("cu.cc".into())
+        );
+        assert_eq!(
+            parsed.indicators[7].0,
+            Indicator::UrlPath("/afu.php?zoneid=".into())
+        );
         assert_eq!(parsed.metas[0].family.as_deref(), Some("njrat"));
         assert_eq!(parsed.metas[0].confidence, 90);
         assert_eq!(parsed.metas[0].references, ["https://r.example/1"]);
-        assert_eq!(parsed.skipped.values().sum::<usize>(), 1);
+        assert_eq!(parsed.metas.len(), 1, "one group");
+        assert_eq!(parsed.skipped.values().sum::<usize>(), 2);
+    }
+
+    #[test]
+    fn maltrail_references_belong_to_their_group() {
+        let text = "# Copyright\n\n# Reference: https://r.example/a\n# Reference: https://r.example/b\n\n1.2.3.4:443\n5.6.7.8:443\n\n# Reference: https://r.example/c\n\nevil.example\n";
+        let parsed = maltrail_file("trails/static/malware/cobaltstrike-1.txt", text);
+        assert_eq!(parsed.metas.len(), 2);
+        let refs = |i: usize| &parsed.metas[parsed.indicators[i].1 as usize].references;
+        assert_eq!(refs(0), &["https://r.example/a", "https://r.example/b"]);
+        assert_eq!(parsed.indicators[0].1, parsed.indicators[1].1);
+        assert_eq!(refs(2), &["https://r.example/c"]);
+        assert_eq!(parsed.metas[1].family.as_deref(), Some("cobaltstrike"));
     }
 
     #[test]
@@ -588,5 +664,41 @@ mod tests {
         assert_eq!(parsed.metas[0].references, ["https://goo.gl/x"]);
         let bare = hashes("d41d8cd98f00b204e9800998ecf8427e\n", Some("agrius".into()));
         assert_eq!(bare.metas[0].campaign.as_deref(), Some("agrius"));
+        // A bare list read as `hashes` takes no label from where it lies.
+        let unlabelled = hashes("d41d8cd98f00b204e9800998ecf8427e\n", None);
+        assert_eq!(
+            (
+                unlabelled.metas[0].family.clone(),
+                unlabelled.metas[0].campaign.clone()
+            ),
+            (None, None)
+        );
+    }
+
+    #[test]
+    fn labels_keep_urls_out_of_the_family() {
+        for (label, family, references) in [
+            (
+                "APT10 IOCs - Source: AlienVault OTX",
+                Some("APT10 IOCs"),
+                vec![],
+            ),
+            (
+                "Fancy Bear - Lojack Double Agents - https://a.example/x",
+                Some("Fancy Bear"),
+                vec!["https://a.example/x"],
+            ),
+            (
+                "Ocean Lotus Report by Tencent https://s.example/471.html (rastls.dll)",
+                Some("Ocean Lotus Report by Tencent (rastls.dll)"),
+                vec!["https://s.example/471.html"],
+            ),
+            ("https://goo.gl/x", None, vec!["https://goo.gl/x"]),
+            ("", None, vec![]),
+        ] {
+            let (got, refs) = split_label(label);
+            assert_eq!(got.as_deref(), family, "{label}");
+            assert_eq!(refs, references, "{label}");
+        }
     }
 }

@@ -1,15 +1,15 @@
 //! The threat-intel index behind `rampart:plugin/intel`.
 //!
 //! Feeds are imported once ([`formats`] reads ipsum, maltrail trails, hash
-//! lists and STIX 2.1 bundles) and shared, read-only, by every tenant that
+//! lists, ESET and LOKI IOC files, MISP events and STIX 2.1 bundles) and shared, read-only, by every tenant that
 //! subscribes to them. Matching semantics:
 //!
 //! | entity | matches |
 //! |---|---|
 //! | IP `a.b.c.d` | the IP; every CIDR that contains it; every `ip:port` indicator of that IP |
 //! | IP with port `a.b.c.d:p` | the IP and its CIDRs as above, and `ip:port` indicators with that port only |
-//! | domain / hostname `x.evil.example` | `x.evil.example`, `evil.example`, `example` (whole labels only: `notevil.example` never matches `evil.example`) |
-//! | URL | the normalised URL; a listed path on any host (`/gate.php`, query ignored); then its host as a domain (with its parents) or an IP |
+//! | domain / hostname `x.evil.example` | `x.evil.example`, `evil.example`, `example` (whole labels only: `notevil.example` never matches `evil.example`); a suffix trail `.evil.example` matches the names under it, not `evil.example` itself |
+//! | URL | the normalised URL; a path listed for any host: `/gate.php` matches that path with any query, `/afu.php?zoneid=` that path with a query that starts so; then its host as a domain (with its parents) or an IP |
 //! | e-mail `user@evil.example` | its domain |
 //! | file hash | MD5, SHA-1 or SHA-256, case-insensitive |
 //!
@@ -20,6 +20,8 @@
 //! keep their case.
 
 pub mod formats;
+pub mod loki;
+pub mod misp;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -58,6 +60,9 @@ pub enum Indicator {
     Cidr(IpNet),
     /// A domain; matches its subdomains.
     Domain(String),
+    /// A domain suffix (maltrail's `.cu.cc`): matches the names under it
+    /// only.
+    DomainSuffix(String),
     /// A normalised URL (see the module docs).
     Url(String),
     /// A path on any host (`/gate.php`), as maltrail lists them.
@@ -76,6 +81,7 @@ impl Indicator {
                 IpAddr::V6(_) => format!("[{ip}]:{port}"),
             },
             Indicator::Cidr(net) => net.to_string(),
+            Indicator::DomainSuffix(text) => format!(".{text}"),
             Indicator::Domain(text)
             | Indicator::Url(text)
             | Indicator::UrlPath(text)
@@ -129,8 +135,57 @@ fn url_host(normalized: &str) -> &str {
     }
 }
 
+/// Which references of each match a lookup returns: a feed entry group
+/// can carry thousands (one maltrail trail file lists 7,408), so a match
+/// carries a page of them and their count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReferencePage {
+    /// Skip this many.
+    pub from: usize,
+    /// Return at most this many.
+    pub max: usize,
+}
+
+impl ReferencePage {
+    /// References a match carries unless asked for more.
+    pub const DEFAULT_MAX: usize = 5;
+    /// The most one lookup returns per match.
+    pub const LIMIT: usize = 1_000;
+
+    /// The page of `all`.
+    pub fn of(&self, all: &[String]) -> Vec<String> {
+        all.iter()
+            .skip(self.from)
+            .take(self.max.min(Self::LIMIT))
+            .cloned()
+            .collect()
+    }
+
+    /// Cuts `found`'s references to this page (and records their count,
+    /// unless a count is already there).
+    pub fn apply(&self, found: &mut IndicatorMatch) {
+        found.references_total = found.references_total.max(found.references.len());
+        found.references = self.of(&found.references);
+    }
+}
+
+impl Default for ReferencePage {
+    fn default() -> Self {
+        ReferencePage {
+            from: 0,
+            max: Self::DEFAULT_MAX,
+        }
+    }
+}
+
 /// Ids of the metadata of one indicator (usually one).
 type Ids = Vec<u32>;
+
+/// Where one lookup puts its matches.
+struct Lookup<'a> {
+    page: ReferencePage,
+    found: &'a mut Vec<IndicatorMatch>,
+}
 
 /// One imported feed, indexed for lookups.
 #[derive(Debug, Default)]
@@ -143,6 +198,7 @@ pub struct FeedIndex {
     cidrs: HashMap<(u8, IpAddr), (IpNet, Ids)>,
     prefix_lengths: BTreeSet<(bool, u8)>,
     domains: HashMap<Box<str>, Ids>,
+    domain_suffixes: HashMap<Box<str>, Ids>,
     urls: HashMap<Box<str>, Ids>,
     url_paths: HashMap<Box<str>, Ids>,
     hashes: HashMap<Box<str>, Ids>,
@@ -188,6 +244,9 @@ impl FeedIndex {
                     .1
             }
             Indicator::Domain(domain) => self.domains.entry(domain.into()).or_default(),
+            Indicator::DomainSuffix(domain) => {
+                self.domain_suffixes.entry(domain.into()).or_default()
+            }
             Indicator::Url(url) => self.urls.entry(url.into()).or_default(),
             Indicator::UrlPath(path) => self.url_paths.entry(path.into()).or_default(),
             Indicator::Hash(hash) => self.hashes.entry(hash.into()).or_default(),
@@ -208,7 +267,8 @@ impl FeedIndex {
         self.count == 0
     }
 
-    fn push(&self, out: &mut Vec<IndicatorMatch>, indicator: String, ids: &Ids) {
+    fn push(&self, out: &mut Lookup<'_>, indicator: String, ids: &Ids) {
+        let (page, out) = (out.page, &mut *out.found);
         for id in ids {
             let Some(meta) = self.metas.get(*id as usize) else {
                 continue;
@@ -219,7 +279,8 @@ impl FeedIndex {
                 family: meta.family.clone(),
                 campaign: meta.campaign.clone(),
                 confidence: meta.confidence,
-                references: meta.references.clone(),
+                references: page.of(&meta.references),
+                references_total: meta.references.len(),
                 techniques: meta.techniques.clone(),
                 first_seen: None,
                 last_seen: None,
@@ -227,7 +288,7 @@ impl FeedIndex {
         }
     }
 
-    fn lookup_ip(&self, ip: IpAddr, port: Option<u16>, out: &mut Vec<IndicatorMatch>) {
+    fn lookup_ip(&self, ip: IpAddr, port: Option<u16>, out: &mut Lookup<'_>) {
         let ip = canonical_ip(ip);
         if let Some(ids) = self.ips.get(&ip) {
             self.push(out, ip.to_string(), ids);
@@ -254,7 +315,7 @@ impl FeedIndex {
         }
     }
 
-    fn lookup_domain(&self, domain: &str, out: &mut Vec<IndicatorMatch>) {
+    fn lookup_domain(&self, domain: &str, out: &mut Lookup<'_>) {
         // No feed lists a name that is not a DNS name; refusing it here
         // keeps the suffix walk below bounded (at most 127 labels of a
         // 253-byte name) whoever calls.
@@ -266,21 +327,65 @@ impl FeedIndex {
             self.lookup_ip(ip, None, out);
             return;
         }
-        // Whole labels only: x.evil.example, evil.example, example.
+        // Whole labels only: x.evil.example, evil.example, example; a
+        // suffix only for the names strictly under it.
         let mut rest = domain.as_str();
+        let mut under = false;
         loop {
             if let Some(ids) = self.domains.get(rest) {
                 self.push(out, rest.to_owned(), ids);
             }
+            if under && let Some(ids) = self.domain_suffixes.get(rest) {
+                self.push(out, format!(".{rest}"), ids);
+            }
             match rest.split_once('.') {
-                Some((_, parent)) if !parent.is_empty() => rest = parent,
+                Some((_, parent)) if !parent.is_empty() => {
+                    rest = parent;
+                    under = true;
+                }
                 _ => break,
             }
         }
     }
 
-    /// Every indicator of this feed matching `entity`.
-    pub fn lookup(&self, entity: &Entity, out: &mut Vec<IndicatorMatch>) {
+    /// Paths listed for any host, against a URL's path and query: the
+    /// path alone (or with a bare `?`), and the path with each prefix of the query that ends at
+    /// a parameter's `=` or before a `&` (so `/afu.php?zoneid=` matches
+    /// `/afu.php?zoneid=123&x=1`).
+    fn lookup_url_path(&self, path_and_query: &str, out: &mut Lookup<'_>) {
+        if self.url_paths.is_empty() {
+            return;
+        }
+        let (path, query) = match path_and_query.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (path_and_query, None),
+        };
+        let mut candidates = vec![path];
+        if let Some(query) = query {
+            let base = path.len() + 1;
+            // `/malu1?`: that path with any query.
+            candidates.push(&path_and_query[..base]);
+            for (i, byte) in query.bytes().enumerate() {
+                match byte {
+                    b'=' => candidates.push(&path_and_query[..=base + i]),
+                    b'&' => candidates.push(&path_and_query[..base + i]),
+                    _ => {}
+                }
+            }
+            candidates.push(path_and_query);
+        }
+        candidates.dedup();
+        for candidate in candidates {
+            if let Some(ids) = self.url_paths.get(candidate) {
+                self.push(out, candidate.to_owned(), ids);
+            }
+        }
+    }
+
+    /// Every indicator of this feed matching `entity`, each with `page` of
+    /// its references.
+    pub fn lookup(&self, entity: &Entity, page: ReferencePage, found: &mut Vec<IndicatorMatch>) {
+        let out = &mut Lookup { page, found };
         match entity.kind {
             EntityKind::Ip => {
                 if let Some((ip, port)) = parse_ip_port(&entity.value) {
@@ -300,12 +405,8 @@ impl FeedIndex {
                 if let Some(ids) = self.urls.get(url.as_str()) {
                     self.push(out, url.clone(), ids);
                 }
-                // A path listed for any host: the path without the query.
-                if let Some(start) = url.find('/') {
-                    let path = url[start..].split('?').next().unwrap_or_default();
-                    if let Some(ids) = self.url_paths.get(path) {
-                        self.push(out, path.to_owned(), ids);
-                    }
+                if let Some(start) = url.find(['/', '?']) {
+                    self.lookup_url_path(&url[start..], out);
                 }
                 let host = url_host(&url);
                 match parse_ip_port(host) {
@@ -398,8 +499,14 @@ impl IntelIndex {
             .unwrap_or_default()
     }
 
-    /// Every match for `entity` in the feeds `tenant` subscribes to.
-    pub fn lookup(&self, tenant: &TenantId, entity: &Entity) -> Vec<IndicatorMatch> {
+    /// Every match for `entity` in the feeds `tenant` subscribes to, each
+    /// with `page` of its references.
+    pub fn lookup(
+        &self,
+        tenant: &TenantId,
+        entity: &Entity,
+        page: ReferencePage,
+    ) -> Vec<IndicatorMatch> {
         let mut out = Vec::new();
         let subscriptions = self
             .subscriptions
@@ -414,7 +521,7 @@ impl IntelIndex {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         for name in names {
             if let Some(feed) = feeds.get(name) {
-                feed.lookup(entity, &mut out);
+                feed.lookup(entity, page, &mut out);
             }
         }
         out
@@ -461,6 +568,9 @@ mod tests {
                     0,
                 ),
                 (Indicator::UrlPath("/gate.php".into()), 0),
+                (Indicator::UrlPath("/afu.php?zoneid=".into()), 0),
+                (Indicator::UrlPath("/malu1?".into()), 0),
+                (Indicator::DomainSuffix("cu.example".into()), 0),
             ],
         );
         let intel = IntelIndex::default();
@@ -475,7 +585,7 @@ mod tests {
         let (intel, acme) = index();
         let hits = |kind, value: &str| -> Vec<String> {
             intel
-                .lookup(&acme, &entity(kind, value))
+                .lookup(&acme, &entity(kind, value), ReferencePage::default())
                 .into_iter()
                 .map(|m| m.indicator)
                 .collect()
@@ -514,13 +624,35 @@ mod tests {
             ["/gate.php"]
         );
         assert!(hits(Url, "https://any.example/x/gate.php").is_empty());
+        // A listed path with a query: that path with a query starting so.
+        assert_eq!(
+            hits(Url, "http://ads.example/afu.php?zoneid=2849&var=7"),
+            ["/afu.php?zoneid="]
+        );
+        assert_eq!(
+            hits(Url, "ads.example/afu.php?zoneid="),
+            ["/afu.php?zoneid="]
+        );
+        assert!(hits(Url, "http://ads.example/afu.php").is_empty());
+        assert!(hits(Url, "http://ads.example/afu.php?zone=1").is_empty());
+        assert_eq!(hits(Url, "http://x.example/malu1?a=b"), ["/malu1?"]);
+        assert!(hits(Url, "http://x.example/malu1").is_empty());
+        // A suffix trail: names under it, not the name itself.
+        assert_eq!(hits(Domain, "x.cu.example"), [".cu.example"]);
+        assert_eq!(hits(Url, "http://a.b.cu.example/x"), [".cu.example"]);
+        assert!(hits(Domain, "cu.example").is_empty());
+        assert!(hits(Domain, "xcu.example").is_empty());
         assert_eq!(
             hits(FileHash, "D41D8CD98F00B204E9800998ECF8427E"),
             ["d41d8cd98f00b204e9800998ecf8427e"]
         );
         // Another tenant subscribes to nothing.
         let other = TenantId::new("other").unwrap_or_else(|_| unreachable!());
-        assert!(intel.lookup(&other, &entity(Ip, "203.0.113.9")).is_empty());
+        assert!(
+            intel
+                .lookup(&other, &entity(Ip, "203.0.113.9"), ReferencePage::default())
+                .is_empty()
+        );
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub trait Backend: Store {
     }
 }
 
+use crate::intel::ReferencePage;
 use crate::model::{Entity, EntityMemory, Feedback, IndicatorMatch, PriorVerdict};
 use crate::tenant::TenantId;
 
@@ -156,8 +157,21 @@ pub trait Store: Send + Sync + 'static {
         tenant: &TenantId,
         entity: &Entity,
     ) -> Result<Vec<IndicatorMatch>, StoreError> {
+        self.intel_lookup_paged(tenant, entity, ReferencePage::default())
+    }
+
+    /// [`Store::intel_lookup`] with `page` of each match's references.
+    fn intel_lookup_paged(
+        &self,
+        tenant: &TenantId,
+        entity: &Entity,
+        page: ReferencePage,
+    ) -> Result<Vec<IndicatorMatch>, StoreError> {
         let mut matches = self.intel_own(&entity_key(tenant, &intel_probe(entity)))?;
-        matches.extend(self.intel_feeds().index().lookup(tenant, entity));
+        for own in &mut matches {
+            page.apply(own);
+        }
+        matches.extend(self.intel_feeds().index().lookup(tenant, entity, page));
         Ok(matches)
     }
 

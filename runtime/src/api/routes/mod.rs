@@ -3,6 +3,7 @@
 pub(in crate::api) mod alerts;
 pub(in crate::api) mod approvals;
 pub(in crate::api) mod audit;
+pub(in crate::api) mod findings;
 pub(in crate::api) mod hunts;
 pub(in crate::api) mod metrics;
 pub(in crate::api) mod playbooks;

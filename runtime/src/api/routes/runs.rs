@@ -50,14 +50,6 @@ pub(in crate::api) async fn list_runs(
     Ok(Json(body))
 }
 
-pub(in crate::api) async fn get_run(
-    State(state): State<AppState>,
-    Tenant { id: tenant, .. }: Tenant<need::Read>,
-    Params((_, id)): Params<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!(state.executor.get_run(&tenant, &id)?)))
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(in crate::api) struct FeedbackBody {

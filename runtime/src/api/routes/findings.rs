@@ -1,0 +1,228 @@
+//! Reading back what came in and what was found: one alert, a hunt's
+//! findings (paged), a run or a finding as OCSF 1.8 Detection Findings, and
+//! an NDJSON export of both for a SIEM.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::api::error::ApiError;
+use crate::api::extract::{Tenant, need};
+use crate::api::{AppState, Params, QueryParams};
+use crate::executor::{AlertRecord, MAX_ALERT_PAGE, RunQuery};
+use crate::model::Finding;
+use crate::tenant::TenantId;
+
+/// `format=` of the routes that can answer in OCSF.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(in crate::api) enum Format {
+    /// Rampart's own JSON.
+    #[default]
+    Json,
+    /// OCSF 1.8 Detection Finding (class 2004).
+    Ocsf,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(in crate::api) struct FormatQuery {
+    #[serde(default)]
+    format: Format,
+}
+
+/// `GET …/alerts/{id}`: the alert as received, its runs and where it was
+/// folded.
+pub(in crate::api) async fn get_alert(
+    State(state): State<AppState>,
+    Tenant { id: tenant, .. }: Tenant<need::Read>,
+    Params((_, id)): Params<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let record = state
+        .executor
+        .alert(&tenant, &id)?
+        .ok_or_else(|| ApiError::not_found(format!("no alert {id}")))?;
+    Ok(Json(json!(record)))
+}
+
+/// `GET …/runs/{id}?format=ocsf`.
+pub(in crate::api) async fn get_run(
+    State(state): State<AppState>,
+    Tenant { id: tenant, .. }: Tenant<need::Read>,
+    Params((_, id)): Params<(String, String)>,
+    QueryParams(query): QueryParams<FormatQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let run = state.executor.get_run(&tenant, &id)?;
+    Ok(Json(match query.format {
+        Format::Json => json!(run),
+        Format::Ocsf => crate::ocsf::run_to_ocsf(&run),
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(in crate::api) struct FindingsQuery {
+    limit: Option<usize>,
+    after: Option<String>,
+    #[serde(default)]
+    format: Format,
+}
+
+/// The finding a hunt's alert was made from (its `raw`).
+fn finding_of(record: &AlertRecord) -> Option<Finding> {
+    serde_json::from_value(record.alert.as_ref()?.raw.clone()).ok()
+}
+
+/// `GET …/hunts/{name}/findings?limit=&after=&format=`: the findings the
+/// hunt turned into alerts, in alert-id order; `next` is the `after` of
+/// the next page.
+pub(in crate::api) async fn hunt_findings(
+    State(state): State<AppState>,
+    Tenant { id: tenant, .. }: Tenant<need::Read>,
+    Params((_, name)): Params<(String, String)>,
+    QueryParams(query): QueryParams<FindingsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    if !state
+        .control
+        .hunts()
+        .list(&tenant)?
+        .iter()
+        .any(|h| h.name == name)
+    {
+        return Err(ApiError::not_found(format!("no hunt {name}")));
+    }
+    let limit = query.limit.unwrap_or(100).clamp(1, MAX_ALERT_PAGE);
+    let page = state.executor.alerts_page(
+        &tenant,
+        &format!("hunt:{name}:"),
+        query.after.as_deref(),
+        limit,
+    )?;
+    let findings: Vec<Value> = page
+        .alerts
+        .iter()
+        .filter_map(|record| {
+            let finding = finding_of(record)?;
+            let alert = record.alert.as_ref()?;
+            Some(match query.format {
+                Format::Json => json!({"alert_id": alert.id, "received": record.received, "runs": record.runs, "folded_into": record.folded_into, "finding": finding}),
+                Format::Ocsf => crate::ocsf::finding_to_ocsf(&tenant, &name, &finding),
+            })
+        })
+        .collect();
+    Ok(Json(json!({"findings": findings, "next": page.next})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(in crate::api) struct ExportQuery {
+    /// Runs created and findings received at or after (Unix ms).
+    since: Option<i64>,
+    /// At most this many runs and this many findings (default 1,000).
+    limit: Option<usize>,
+}
+
+/// The most documents of each kind one export holds.
+const MAX_EXPORT: usize = 10_000;
+
+/// `GET …/ocsf/export?since=&limit=`: NDJSON, one OCSF Detection Finding
+/// per line — the tenant's runs (newest first) and its hunts' findings —
+/// for a SIEM to pull. Bounded by `limit` per kind; the `x-rampart-truncated`
+/// header says whether there was more.
+pub(in crate::api) async fn export_ocsf(
+    State(state): State<AppState>,
+    Tenant { id: tenant, .. }: Tenant<need::Read>,
+    QueryParams(query): QueryParams<ExportQuery>,
+) -> Result<Response, ApiError> {
+    let limit = query.limit.unwrap_or(1_000).clamp(1, MAX_EXPORT);
+    let since = query.since.unwrap_or(0);
+    let mut out = String::new();
+    let mut truncated = false;
+    let mut runs = 0usize;
+    let mut before = None;
+    while runs < limit {
+        let page = state.executor.runs_page(
+            &tenant,
+            &RunQuery {
+                since: Some(since),
+                before: before.take(),
+                limit: (limit - runs).min(1_000),
+                ..RunQuery::default()
+            },
+        )?;
+        for run in &page.runs {
+            line(&mut out, &crate::ocsf::run_to_ocsf(run));
+            runs += 1;
+        }
+        match page.next {
+            Some(next) if runs < limit => before = Some(next),
+            Some(_) => {
+                truncated = true;
+                break;
+            }
+            None => break,
+        }
+    }
+    let findings = hunt_findings_since(&state, &tenant, since, limit, &mut out)?;
+    truncated |= findings;
+    Ok((
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "application/x-ndjson"),
+            (
+                header::HeaderName::from_static("x-rampart-truncated"),
+                if truncated { "true" } else { "false" },
+            ),
+        ],
+        out,
+    )
+        .into_response())
+}
+
+fn line(out: &mut String, doc: &Value) {
+    out.push_str(&doc.to_string());
+    out.push('\n');
+}
+
+/// Appends the findings of every hunt received at or after `since`, at most
+/// `limit`; whether some were left out.
+fn hunt_findings_since(
+    state: &AppState,
+    tenant: &TenantId,
+    since: i64,
+    limit: usize,
+    out: &mut String,
+) -> Result<bool, ApiError> {
+    let mut written = 0usize;
+    for hunt in state.control.hunts().list(tenant)? {
+        let mut after: Option<String> = None;
+        loop {
+            let page = state.executor.alerts_page(
+                tenant,
+                &format!("hunt:{}:", hunt.name),
+                after.as_deref(),
+                MAX_ALERT_PAGE,
+            )?;
+            for record in page.alerts.iter().filter(|r| r.received >= since) {
+                if written == limit {
+                    return Ok(true);
+                }
+                if let Some(finding) = finding_of(record) {
+                    line(
+                        out,
+                        &crate::ocsf::finding_to_ocsf(tenant, &hunt.name, &finding),
+                    );
+                    written += 1;
+                }
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+    }
+    Ok(false)
+}
