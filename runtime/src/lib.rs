@@ -55,7 +55,7 @@ pub mod secrets;
 // The data model, tenants, intel and the storage seam live in `rampart-core`
 // (no wasmtime, no sled), the sled backend in `rampart-sled`; both are
 // re-exported at the paths they had before the split.
-pub use rampart_core::{feeds, intel, model, tenant};
+pub use rampart_core::{attack, feeds, intel, model, tenant};
 
 /// What the host persists, behind one seam: the traits and the in-memory
 /// backend (`rampart-core`), the sled backend (`rampart-sled`).

@@ -178,9 +178,18 @@ fn observables(entities: &[Entity]) -> Vec<Value> {
 fn attacks(techniques: &[String]) -> Vec<Value> {
     techniques
         .iter()
-        .map(|id| match id.split_once('.') {
-            Some((parent, _)) => serde_json::json!({"technique": {"uid": parent}, "sub_technique": {"uid": id}, "version": "18.1"}),
-            None => serde_json::json!({"technique": {"uid": id}, "version": "18.1"}),
+        .map(|id| {
+            let mut attack = match id.split_once('.') {
+                Some((parent, _)) => {
+                    serde_json::json!({"technique": {"uid": parent}, "sub_technique": {"uid": id}})
+                }
+                None => serde_json::json!({"technique": {"uid": id}}),
+            };
+            // Only a release that holds the id is stamped on it.
+            if let Some(release) = crate::attack::release_of(id) {
+                attack["version"] = Value::from(release);
+            }
+            attack
         })
         .collect()
 }

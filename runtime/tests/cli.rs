@@ -391,3 +391,78 @@ fn call_reuses_the_verified_artifact_cache() {
     ]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
 }
+
+/// `rampart intel lookup`: one entity, or a file of them as JSON lines in
+/// and out, against only the tenant's feeds; a bad line is reported with
+/// its number, the others still answered.
+#[test]
+fn intel_lookup_one_and_in_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let ipsum = examples().join("data/ipsum/ipsum.txt");
+    let listed = std::fs::read_to_string(&ipsum)
+        .unwrap()
+        .lines()
+        .find(|l| !l.starts_with('#'))
+        .and_then(|l| l.split('\t').next())
+        .unwrap()
+        .to_owned();
+    let out = rampart(&[
+        "intel",
+        "import",
+        "--data",
+        data.to_str().unwrap(),
+        "--feed",
+        "ipsum",
+        "--format",
+        "ipsum",
+        "--subscribe",
+        "acme",
+        ipsum.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let base = [
+        "intel",
+        "lookup",
+        "--data",
+        data.to_str().unwrap(),
+        "--tenant",
+        "acme",
+    ];
+    let mut one = base.to_vec();
+    one.extend(["--kind", "ip", &listed]);
+    let out = rampart(&one);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let found: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(found["matches"][0]["feed"], "ipsum", "{found}");
+    let file = dir.path().join("lookups.jsonl");
+    std::fs::write(
+        &file,
+        format!("{{\"kind\": \"ip\", \"value\": \"{listed}\"}}\n{{\"kind\": \"domain\", \"value\": \"example.com\"}}\n{{\"kind\": \"planet\", \"value\": \"mars\"}}\n"),
+    )
+    .unwrap();
+    let mut batch = base.to_vec();
+    batch.extend(["--file", file.to_str().unwrap()]);
+    let out = rampart(&batch);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "one bad line: {stderr}");
+    let lines: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert_eq!(lines[0]["matches"][0]["indicator"], listed.as_str());
+    assert!(lines[1]["matches"].as_array().is_some_and(Vec::is_empty));
+    assert_eq!(lines[2]["line"], 3);
+    assert!(
+        lines[2]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("planet")),
+        "{}",
+        lines[2]
+    );
+    assert!(
+        stderr.contains("2 lookups (1 with matches, 1 bad lines)"),
+        "{stderr}"
+    );
+}

@@ -535,6 +535,18 @@ fn the_example_config_and_the_cli_run_a_soc_day() {
         "{summary}"
     );
     assert!(summary.contains("MTTD p50"), "{summary}");
+    // A capture larger than one request may be (16 MiB): sent in chunks.
+    let capture = dir.path().join("capture.jsonl");
+    let padding = "x".repeat(300);
+    let lines: Vec<String> = (0..60_000)
+        .map(|i| format!("{{\"id\": \"e{i}\", \"time\": {i}, \"data\": {{\"CommandLine\": \"cmd /c echo {padding}\"}}}}"))
+        .collect();
+    std::fs::write(&capture, lines.join("\n")).unwrap();
+    assert!(std::fs::metadata(&capture).unwrap().len() > 16 << 20);
+    let sent: Value =
+        serde_json::from_str(&api(&["send-events", capture.to_str().unwrap()])).unwrap();
+    assert_eq!(sent["stored"], 60_000, "{sent}");
+    assert!(sent["requests"].as_u64().unwrap() >= 3, "{sent}");
     served.stop();
 }
 

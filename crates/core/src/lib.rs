@@ -8,6 +8,7 @@
 //! the engine (`rampart`) build on it; it builds on neither.
 #![deny(missing_docs)]
 
+pub mod attack;
 pub mod feeds;
 pub mod intel;
 pub mod model;

@@ -16,7 +16,8 @@
 //! `weight.<name>` (0–100), e.g. a bank that cares about identity more than
 //! about assets. A bad setting is a `misconfigured` error naming it.
 //!
-//! Tactics (ATT&CK v18.1 Enterprise, `attack/tactics.tsv`): impact,
+//! Tactics (ATT&CK v18.1 Enterprise, `crates/core/attack/tactics.tsv`,
+//! the one table the runtime uses too): impact,
 //! exfiltration 1.0; credential-access, lateral-movement .9;
 //! command-and-control .8; privilege-escalation .7; initial-access,
 //! persistence, defense-evasion .6; execution, collection .5; discovery .3;
@@ -39,7 +40,7 @@ use rampart_sdk::{
 };
 
 /// ATT&CK technique → tactics, one technique per line.
-const TACTICS: &str = include_str!("../attack/tactics.tsv");
+const TACTICS: &str = include_str!("../../../crates/core/attack/tactics.tsv");
 
 struct RiskScorer;
 
@@ -140,7 +141,11 @@ fn tactic_gravity(tactic: &str) -> f64 {
         "credential-access" | "lateral-movement" => 0.9,
         "command-and-control" => 0.8,
         "privilege-escalation" => 0.7,
-        "initial-access" | "persistence" | "defense-evasion" => 0.6,
+        // `stealth` and `defense-impairment` are what later ATT&CK
+        // releases split defense-evasion into.
+        "initial-access" | "persistence" | "defense-evasion" | "stealth" | "defense-impairment" => {
+            0.6
+        }
         "execution" | "collection" => 0.5,
         "discovery" => 0.3,
         _ => 0.2,
@@ -286,7 +291,17 @@ fn assess(
         ));
     }
 
-    // ATT&CK tactic: the gravest of the alert's techniques.
+    // ATT&CK tactic: the gravest of the alert's techniques, and of the
+    // tactics its tags name (`attack.stealth`: a hunt's alert keeps its
+    // rule's tactic tags, which name the tactic even when the technique id
+    // is newer than the table).
+    let tagged = alert
+        .tags
+        .iter()
+        .filter_map(|tag| tag.strip_prefix("attack."))
+        .filter(|name| !name.chars().nth(1).is_some_and(|c| c.is_ascii_digit()))
+        .filter(|name| tactic_gravity(name) > 0.2)
+        .map(|name| (tactic_gravity(name), "tagged", name));
     let tactic = alert
         .techniques
         .iter()
@@ -294,6 +309,7 @@ fn assess(
             Some((tactic, gravity)) => (gravity, technique.as_str(), tactic),
             None => (0.3_f64, technique.as_str(), "unknown tactic"),
         })
+        .chain(tagged)
         .max_by(|a, b| a.0.total_cmp(&b.0));
     if let Some((gravity, technique, name)) = tactic {
         let add = points(weights.tactic, gravity);
@@ -458,6 +474,25 @@ mod tests {
         );
         assert_eq!(gravest_tactic("attack.t1486").map(|t| t.0), Some("impact"));
         assert_eq!(gravest_tactic("T9999"), None);
+    }
+
+    #[test]
+    fn a_tactic_tag_names_the_tactic_of_a_technique_newer_than_the_table() {
+        let mut newer = alert(Severity::Medium, &["T1685.001"]);
+        let unknown = assess(&newer, &[], &Weights::default(), &|_| History::default());
+        newer.tags = vec!["attack.stealth".into(), "attack.t1685.001".into()];
+        let tagged = assess(&newer, &[], &Weights::default(), &|_| History::default());
+        assert!(
+            tagged.reasons.iter().any(|r| r.contains("(stealth)")),
+            "{:?}",
+            tagged.reasons
+        );
+        assert!(
+            tagged.risk > unknown.risk,
+            "{} vs {}",
+            tagged.risk,
+            unknown.risk
+        );
     }
 
     #[test]

@@ -149,6 +149,10 @@ pub struct CompiledRule {
     pub level: Level,
     /// ATT&CK technique ids from the tags (`attack.t1059.001` → `T1059.001`).
     pub techniques: Vec<String>,
+    /// ATT&CK tactics from the tags (`attack.stealth` → `stealth`): they
+    /// name the tactic even when a technique id is newer than a reader's
+    /// ATT&CK table.
+    pub tactics: Vec<String>,
     /// Author (the DRL asks to keep it in every finding).
     pub author: String,
     /// Path in the SigmaHQ repository (empty for a tenant's own rule).
@@ -299,6 +303,19 @@ pub fn compile(path: &str, yaml: &str) -> Result<CompiledRule, String> {
         .filter(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
         .map(|rest| format!("T{}", rest.to_ascii_uppercase()))
         .collect();
+    let tactics = rule
+        .tags
+        .iter()
+        .flatten()
+        .filter_map(|tag| tag.strip_prefix("attack."))
+        .filter(|name| {
+            let mut chars = name.chars();
+            let coded = matches!(chars.next(), Some('t' | 'g' | 's'))
+                && chars.next().is_some_and(|c| c.is_ascii_digit());
+            !coded && !name.is_empty()
+        })
+        .map(|name| name.replace('_', "-"))
+        .collect();
     let route = Route::of(
         rule.logsource.product.as_deref(),
         rule.logsource.category.as_deref(),
@@ -310,6 +327,7 @@ pub fn compile(path: &str, yaml: &str) -> Result<CompiledRule, String> {
         title: rule.title.clone(),
         level,
         techniques,
+        tactics,
         author: rule.author.clone().unwrap_or_default(),
         path: path.to_owned(),
         route,
@@ -519,6 +537,7 @@ detection:
         );
         assert_eq!(engine.rules().len(), 1);
         assert_eq!(engine.rules()[0].techniques, ["T1059.001"]);
+        assert_eq!(engine.rules()[0].tactics, ["execution"]);
         let flat = json!({"Channel": "Microsoft-Windows-Sysmon/Operational", "EventID": 1,
             "Image": "C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe",
             "CommandLine": "powershell.exe /enc SQBFAFgA"});

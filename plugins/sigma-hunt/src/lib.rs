@@ -158,6 +158,7 @@ impl Hunt for SigmaHunt {
                     "author": rule.author,
                     "license": rule.license(),
                     "level": format!("{:?}", rule.level).to_ascii_lowercase(),
+                    "tactics": rule.tactics,
                     "channel": flat.channel,
                     "event_id": flat.event_id,
                     "fields": shown,

@@ -124,9 +124,11 @@ impl From<crate::control::ControlError> for ApiError {
             }
             E::PrivateRanges => Self::forbidden(err.to_string()),
             E::NoHunt(_) => Self::not_found(err.to_string()),
-            E::HuntName | E::NotAHunt(_) | E::NoHuntPlugin(_) | E::HuntFailed { .. } => {
-                Self::bad_request(err.to_string())
-            }
+            E::HuntName
+            | E::NotAHunt(_)
+            | E::NoHuntPlugin(_)
+            | E::HuntFailed { .. }
+            | E::InvalidRuleId(_) => Self::bad_request(err.to_string()),
             E::Schedule(detail) => ApiError {
                 status: StatusCode::BAD_REQUEST,
                 error: "invalid_schedule".to_owned(),

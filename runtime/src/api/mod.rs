@@ -192,6 +192,14 @@ pub fn router(state: AppState) -> Router {
             "/v1/tenants/{tenant}/hunts/{name}/findings",
             get(routes::findings::hunt_findings),
         )
+        .route(
+            "/v1/tenants/{tenant}/detections",
+            get(routes::findings::detections),
+        )
+        .route(
+            "/v1/tenants/{tenant}/detections/{rule}/mute",
+            put(routes::findings::mute).delete(routes::findings::unmute),
+        )
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         // Outermost: no extractor of any route runs before the token is checked.

@@ -288,6 +288,100 @@ fn table_type(path: &std::path::Path) -> &'static str {
 /// Largest file `rampart api` sends (the server's body limit is lower).
 const MAX_UPLOAD_FILE_BYTES: usize = 256 << 20;
 
+/// Bytes of one `send-events` request: well under the server's 16 MiB body
+/// limit.
+const EVENT_CHUNK_BYTES: usize = 8 << 20;
+/// Events in one `send-events` request (the server takes at most 100,000).
+const EVENT_CHUNK_EVENTS: usize = 50_000;
+
+/// The events of `text` (a JSON array, one object, or JSON lines) as JSON
+/// lines with their line numbers in the file (1 for an array's items).
+fn event_lines(text: &str) -> Result<Vec<(usize, String)>, Failure> {
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Array(items)) => Ok(items.iter().map(|item| (1, item.to_string())).collect()),
+        Ok(single @ Value::Object(_)) => Ok(vec![(1, single.to_string())]),
+        Ok(_) => Err(Failure::usage(
+            "events must be a JSON array, an object or JSON lines",
+        )),
+        Err(_) => Ok(text
+            .lines()
+            .enumerate()
+            .filter(|(_, line)| !line.trim().is_empty())
+            .map(|(n, line)| (n + 1, line.to_owned()))
+            .collect()),
+    }
+}
+
+/// `send-events`: the file in requests of at most [`EVENT_CHUNK_BYTES`] and
+/// [`EVENT_CHUNK_EVENTS`] events, with a progress bar; stops at the first
+/// refused request and says which lines it held.
+async fn send_events(
+    client: &Client,
+    tenant: &str,
+    file: &std::path::Path,
+) -> Result<(u16, Value), Failure> {
+    let bytes = read(file)?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| Failure::usage(format!("{}: not UTF-8", file.display())))?;
+    let lines = event_lines(&text)?;
+    if let Some((n, _)) = lines
+        .iter()
+        .find(|(_, line)| line.len() > EVENT_CHUNK_BYTES)
+    {
+        return Err(Failure::usage(format!(
+            "{}: line {n} is one event larger than {} MiB",
+            file.display(),
+            EVENT_CHUNK_BYTES >> 20
+        )));
+    }
+    let bar = indicatif::ProgressBar::new(lines.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} events {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let (mut stored, mut requests, mut start) = (0u64, 0usize, 0usize);
+    while start < lines.len() {
+        let (mut end, mut size) = (start, 0usize);
+        while end < lines.len()
+            && end - start < EVENT_CHUNK_EVENTS
+            && size + lines[end].1.len() < EVENT_CHUNK_BYTES
+        {
+            size += lines[end].1.len() + 1;
+            end += 1;
+        }
+        let mut body = String::with_capacity(size);
+        for (_, line) in &lines[start..end] {
+            body.push_str(line);
+            body.push('\n');
+        }
+        let (status, reply) = client
+            .call_as(
+                "POST",
+                &format!("/v1/tenants/{tenant}/events"),
+                Some(body.into_bytes()),
+                "application/x-ndjson",
+            )
+            .await?;
+        if !(200..300).contains(&status) {
+            bar.abandon();
+            let (first, last) = (lines[start].0, lines[end - 1].0);
+            return Ok((
+                status,
+                json!({"error": reply, "stored_before": stored, "lines": format!("{first}-{last}")}),
+            ));
+        }
+        stored += reply["stored"].as_u64().unwrap_or(0);
+        requests += 1;
+        bar.set_position(end as u64);
+        start = end;
+    }
+    bar.finish_and_clear();
+    Ok((
+        200,
+        json!({"stored": stored, "events": lines.len(), "requests": requests}),
+    ))
+}
+
 fn read(path: &std::path::Path) -> Result<Vec<u8>, Failure> {
     rampart::sandbox::read_regular_file(path, MAX_UPLOAD_FILE_BYTES)
         .map_err(|err| Failure::usage(err.to_string()))
@@ -469,15 +563,7 @@ pub async fn run(args: ApiArgs) -> Result<(), Failure> {
                 )
                 .await?
         }
-        ApiCommand::SendEvents { file } => {
-            client
-                .call(
-                    "POST",
-                    &format!("/v1/tenants/{t}/events"),
-                    Some(read(&file)?),
-                )
-                .await?
-        }
+        ApiCommand::SendEvents { file } => send_events(&client, t, &file).await?,
         ApiCommand::PutHunt {
             name,
             plugin,

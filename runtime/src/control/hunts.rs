@@ -56,6 +56,9 @@ pub struct HuntRecord {
     /// Findings of the last run.
     #[serde(default)]
     pub last_findings: u64,
+    /// Of those, findings of muted rules (dropped, not alerts).
+    #[serde(default)]
+    pub last_muted: u64,
     /// Error of the last run, if any.
     #[serde(default)]
     pub last_error: Option<String>,
@@ -177,6 +180,7 @@ impl Events {
 async fn run_hunt(
     executor: &Executor,
     events: &Events,
+    mutes: &Tree,
     record: &mut HuntRecord,
     now: i64,
 ) -> Result<Vec<String>, ControlError> {
@@ -205,11 +209,16 @@ async fn run_hunt(
     findings.extend(closed.value);
     let mut alert_ids = Vec::new();
     let mut runs = Vec::new();
+    let mut muted = 0u64;
     for finding in &findings {
         // Summary findings (no events) describe the run, not an incident.
         let Some(first) = finding.event_ids.first() else {
             continue;
         };
+        if super::detections::is_muted(mutes, &record.tenant, &finding.rule_id)? {
+            muted += 1;
+            continue;
+        }
         let alert = Alert {
             id: format!("hunt:{}:{}:{first}", record.name, finding.rule_id),
             source: format!("hunt:{}", record.name),
@@ -218,7 +227,7 @@ async fn run_hunt(
             time: finding.time,
             entities: finding.entities.clone(),
             techniques: finding.techniques.clone(),
-            tags: vec!["hunt".to_owned(), finding.rule_id.clone()],
+            tags: hunt_alert_tags(finding),
             raw: serde_json::to_value(finding).unwrap_or(Value::Null),
         };
         runs.extend(executor.accept(&record.tenant, &alert).await?.runs);
@@ -230,6 +239,7 @@ async fn run_hunt(
     record.last_run = Some(now);
     record.last_scanned = scanned;
     record.last_findings = findings.len() as u64;
+    record.last_muted = muted;
     record.last_error = None;
     Ok(alert_ids)
 }
@@ -271,6 +281,8 @@ pub struct Hunts {
     events: Events,
     /// `tenant\0name` → `{record, registered}`.
     tree: Tree,
+    /// Muted rules (`detections`): their findings are dropped.
+    mutes: Tree,
     /// A hunt runs once at a time: a scheduled run and a manual one must
     /// not read the same watermark.
     locks: Arc<Mutex<HuntLocks>>,
@@ -297,6 +309,7 @@ impl Hunts {
         Ok(Hunts {
             events: Events::open(space)?,
             tree: space.open_tree(TREE)?,
+            mutes: space.open_tree(super::detections::MUTES)?,
             executor,
             locks: Arc::default(),
             hunting: Arc::default(),
@@ -351,6 +364,7 @@ impl Hunts {
                 last_run: None,
                 last_scanned: 0,
                 last_findings: 0,
+                last_muted: 0,
                 last_error: None,
             });
         record.plugin = hunt.plugin;
@@ -417,14 +431,15 @@ impl Hunts {
                 }
             })?;
         let now = crate::model::now_ms();
-        let alerts = match run_hunt(&self.executor, &self.events, &mut record, now).await {
-            Ok(alerts) => alerts,
-            Err(err) => {
-                record.last_run = Some(now);
-                record.last_error = Some(err.to_string());
-                Vec::new()
-            }
-        };
+        let alerts =
+            match run_hunt(&self.executor, &self.events, &self.mutes, &mut record, now).await {
+                Ok(alerts) => alerts,
+                Err(err) => {
+                    record.last_run = Some(now);
+                    record.last_error = Some(err.to_string());
+                    Vec::new()
+                }
+            };
         self.tree.insert(
             hunt_key,
             encode(
@@ -480,3 +495,18 @@ impl Hunts {
 /// The tree hunt definitions are kept in (the packages service reads it
 /// too: a plugin a hunt uses is not deleted).
 pub(super) const TREE: &str = "api-hunts";
+
+/// A hunt alert's tags: `hunt`, the rule id, and `attack.<tactic>` for each
+/// tactic the finding's rule names (`detail.tactics`), which the scorer reads
+/// when a technique id is newer than its ATT&CK table.
+fn hunt_alert_tags(finding: &crate::model::Finding) -> Vec<String> {
+    let mut tags = vec!["hunt".to_owned(), finding.rule_id.clone()];
+    let tactics = finding.detail["tactics"].as_array().into_iter().flatten();
+    tags.extend(
+        tactics
+            .filter_map(Value::as_str)
+            .take(16)
+            .map(|tactic| format!("attack.{}", tactic.chars().take(64).collect::<String>())),
+    );
+    tags
+}

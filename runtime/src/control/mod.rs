@@ -10,6 +10,7 @@
 //! carry secrets, never take a capability from a plugin that is loaded, and
 //! open internal address ranges only when the caller says it may.
 
+pub mod detections;
 pub mod hunts;
 mod intake;
 mod packages;
@@ -18,6 +19,7 @@ pub mod principals;
 mod tenants;
 pub mod webhooks;
 
+pub use detections::{Detections, Mute, RulePerformance};
 pub use hunts::{Events, HuntRecord, Hunts, NewHunt};
 pub use intake::IngestLimits;
 pub use packages::Packages;
@@ -34,6 +36,9 @@ use crate::tenant::TenantId;
 /// Why a control-plane operation was refused or failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
+    /// A rule id that cannot be muted (empty, over 256 bytes, or with NUL).
+    #[error("`{0}` is not a rule id")]
+    InvalidRuleId(String),
     /// No such tenant.
     #[error("no tenant {0}")]
     NoTenant(TenantId),
@@ -186,6 +191,7 @@ pub struct Control {
     packages: Packages,
     playbooks: Playbooks,
     hunts: Hunts,
+    detections: Detections,
     webhooks: Webhooks,
     ingest: IngestLimits,
     tokens: principals::Tokens,
@@ -205,6 +211,7 @@ impl Control {
             packages: Packages::open(&space, &seal, executor.clone(), tenants.clone())?,
             playbooks: Playbooks::open(&space, &seal, executor.clone())?,
             hunts: Hunts::open(&space, executor.clone())?,
+            detections: Detections::open(&space, executor.clone())?,
             webhooks: Webhooks::open(&space, executor.clone(), tenants.clone())?,
             ingest: IngestLimits::new(tenants.clone()),
             tokens: principals::Tokens::open(&space, &seal)?,
@@ -243,6 +250,11 @@ impl Control {
     /// Scheduled hunts and the events they scan.
     pub fn hunts(&self) -> &Hunts {
         &self.hunts
+    }
+
+    /// Per-rule detection performance and mutes.
+    pub fn detections(&self) -> &Detections {
+        &self.detections
     }
 
     /// Approval webhooks.

@@ -135,6 +135,7 @@ fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
 }
 
 mod authorisation;
+mod detections;
 mod hostile_input;
 mod hunts;
 mod ingest;

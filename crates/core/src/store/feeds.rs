@@ -104,6 +104,20 @@ fn decode_line(line: &str) -> Option<(Indicator, u32)> {
     Some((indicator, meta))
 }
 
+/// A stored feed (its metadata line, then one indicator per line) indexed.
+fn restore_feed(name: &str, bytes: &[u8]) -> Option<FeedIndex> {
+    let text = String::from_utf8_lossy(bytes);
+    let mut lines = text.lines();
+    let Some(metas) = lines
+        .next()
+        .and_then(|l| serde_json::from_str::<Vec<IndicatorMeta>>(l).ok())
+    else {
+        tracing::error!(feed = %name, "stored feed is unreadable; skipped");
+        return None;
+    };
+    Some(FeedIndex::build(name, metas, lines.filter_map(decode_line)))
+}
+
 fn valid_feed_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
@@ -136,20 +150,9 @@ impl PersistentIntel {
             let index = IntelIndex::default();
             for (name, bytes) in self.feeds.iter().filter_map(Result::ok) {
                 let name = String::from_utf8_lossy(&name).into_owned();
-                let text = String::from_utf8_lossy(&bytes);
-                let mut lines = text.lines();
-                let Some(metas) = lines
-                    .next()
-                    .and_then(|l| serde_json::from_str::<Vec<IndicatorMeta>>(l).ok())
-                else {
-                    tracing::error!(feed = %name, "stored feed is unreadable; skipped");
-                    continue;
-                };
-                index.put_feed(FeedIndex::build(
-                    &name,
-                    metas,
-                    lines.filter_map(decode_line),
-                ));
+                if let Some(feed) = restore_feed(&name, &bytes) {
+                    index.put_feed(feed);
+                }
             }
             for (tenant, bytes) in self.subscriptions.iter().filter_map(Result::ok) {
                 let Ok(tenant) = TenantId::new(String::from_utf8_lossy(&tenant).into_owned())
@@ -162,6 +165,30 @@ impl PersistentIntel {
             }
             index
         })
+    }
+
+    /// An index of only the feeds `tenant` subscribes to, built now from
+    /// the database (a one-off lookup need not build every feed; the
+    /// shared [`PersistentIntel::index`] is left as it is).
+    pub fn index_of(&self, tenant: &TenantId) -> Result<IntelIndex, IntelError> {
+        let index = IntelIndex::default();
+        let Some(bytes) = self
+            .subscriptions
+            .get(tenant.as_str().as_bytes())
+            .map_err(store_err)?
+        else {
+            return Ok(index);
+        };
+        let feeds: BTreeSet<String> = serde_json::from_slice(&bytes).map_err(store_err)?;
+        for name in &feeds {
+            if let Some(stored) = self.feeds.get(name.as_bytes()).map_err(store_err)?
+                && let Some(feed) = restore_feed(name, &stored)
+            {
+                index.put_feed(feed);
+            }
+        }
+        index.subscribe(tenant, feeds);
+        Ok(index)
     }
 
     /// Stores and indexes feed `name`, replacing an older import, or with

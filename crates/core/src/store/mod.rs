@@ -167,11 +167,23 @@ pub trait Store: Send + Sync + 'static {
         entity: &Entity,
         page: ReferencePage,
     ) -> Result<Vec<IndicatorMatch>, StoreError> {
+        self.intel_lookup_in(self.intel_feeds().index(), tenant, entity, page)
+    }
+
+    /// [`Store::intel_lookup_paged`] against the feeds of `index` (for
+    /// example [`feeds::PersistentIntel::index_of`] one tenant's).
+    fn intel_lookup_in(
+        &self,
+        index: &crate::intel::IntelIndex,
+        tenant: &TenantId,
+        entity: &Entity,
+        page: ReferencePage,
+    ) -> Result<Vec<IndicatorMatch>, StoreError> {
         let mut matches = self.intel_own(&entity_key(tenant, &intel_probe(entity)))?;
         for own in &mut matches {
             page.apply(own);
         }
-        matches.extend(self.intel_feeds().index().lookup(tenant, entity, page));
+        matches.extend(index.lookup(tenant, entity, page));
         Ok(matches)
     }
 

@@ -1,6 +1,7 @@
 //! Reading back what came in and what was found: one alert, a hunt's
-//! findings (paged), a run or a finding as OCSF 1.8 Detection Findings, and
-//! an NDJSON export of both for a SIEM.
+//! findings (paged), a run or a finding as OCSF 1.8 Detection Findings, an
+//! NDJSON export of both for a SIEM, and per-rule precision from analyst
+//! feedback with muting (`control::detections`).
 
 use axum::Json;
 use axum::extract::State;
@@ -11,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::api::error::ApiError;
 use crate::api::extract::{Tenant, need};
-use crate::api::{AppState, Params, QueryParams};
+use crate::api::{AppState, Body, Params, QueryParams};
 use crate::executor::{AlertRecord, MAX_ALERT_PAGE, RunQuery};
 use crate::model::Finding;
 use crate::tenant::TenantId;
@@ -225,4 +226,76 @@ fn hunt_findings_since(
         }
     }
     Ok(false)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(in crate::api) struct DetectionsQuery {
+    hunt: Option<String>,
+}
+
+/// `GET …/detections?hunt=`: per rule and hunt, findings, labels,
+/// precision, the values false positives share and a filter to review.
+pub(in crate::api) async fn detections(
+    State(state): State<AppState>,
+    Tenant { id: tenant, .. }: Tenant<need::Read>,
+    QueryParams(query): QueryParams<DetectionsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let (rules, truncated) = state
+        .control
+        .detections()
+        .report(&tenant, query.hunt.as_deref())?;
+    Ok(Json(json!({"detections": rules, "truncated": truncated})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(in crate::api) struct MuteBody {
+    reason: String,
+}
+
+/// `PUT …/detections/{rule}/mute {"reason": …}`: the rule's findings are
+/// dropped by this tenant's hunts until it is unmuted (audited).
+pub(in crate::api) async fn mute(
+    State(state): State<AppState>,
+    Tenant {
+        principal,
+        id: tenant,
+        ..
+    }: Tenant<need::Configure>,
+    Params((_, rule)): Params<(String, String)>,
+    Body(body): Body<MuteBody>,
+) -> Result<Json<Value>, ApiError> {
+    let reason = body.reason.trim();
+    if reason.is_empty() || reason.len() > 1_024 {
+        return Err(ApiError::bad_request(
+            "reason: say why the rule is muted (1 to 1024 bytes)",
+        ));
+    }
+    let mute =
+        state
+            .control
+            .detections()
+            .mute(&tenant, &rule, reason, &principal.token.principal)?;
+    Ok(Json(json!({"rule_id": rule, "muted": mute})))
+}
+
+/// `DELETE …/detections/{rule}/mute`.
+pub(in crate::api) async fn unmute(
+    State(state): State<AppState>,
+    Tenant {
+        principal,
+        id: tenant,
+        ..
+    }: Tenant<need::Configure>,
+    Params((_, rule)): Params<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let was = state
+        .control
+        .detections()
+        .unmute(&tenant, &rule, &principal.token.principal)?;
+    if !was {
+        return Err(ApiError::not_found(format!("rule {rule} is not muted")));
+    }
+    Ok(Json(json!({"rule_id": rule, "muted": null})))
 }
