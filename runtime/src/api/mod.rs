@@ -179,6 +179,10 @@ pub fn router(state: AppState) -> Router {
             "/v1/tenants/{tenant}/webhooks/approvals",
             put(put_webhook).get(get_webhook).delete(delete_webhook),
         )
+        .route(
+            "/v1/tenants/{tenant}/sinks/findings",
+            put(put_sink).get(get_sink).delete(delete_sink),
+        )
         .route("/v1/tenants/{tenant}/audit", get(query_audit))
         .route("/v1/tenants/{tenant}/audit/head", get(audit_head))
         .route("/v1/tenants/{tenant}/audit/verify", get(verify_audit))
@@ -257,6 +261,19 @@ where
             }
         })
     };
+    // The findings sink: each finished run's verdict pushed on its own
+    // task (a tenant without a sink costs one lookup).
+    let exporter = {
+        let (sink, mut finished) = tokio::sync::mpsc::unbounded_channel();
+        executor.notify_finished(sink);
+        let state = state.clone();
+        tokio::spawn(async move {
+            while let Some((tenant, run)) = finished.recv().await {
+                let state = state.clone();
+                tokio::spawn(async move { state.control.sinks().export_run(&tenant, &run).await });
+            }
+        })
+    };
     // The hunt scheduler: checks every second which hunts are due.
     let scheduler = {
         let state = state.clone();
@@ -280,10 +297,12 @@ where
     .await;
     scheduler.abort();
     notifier.abort();
+    exporter.abort();
     // Wait until the tasks are gone: they hold the store, whose directory
     // lock must be free when this returns (a restart reopens it).
     let _ = scheduler.await;
     let _ = notifier.await;
+    let _ = exporter.await;
     if let Err(err) = executor.audit().checkpoint_all() {
         tracing::error!("signing audit heads at shutdown: {err}");
     }

@@ -67,6 +67,9 @@ pub enum AuditKind {
     FeedbackGiven,
     /// Configuration changed (playbook, plugin, tenant).
     ConfigChanged,
+    /// Findings were pushed to the tenant's findings sink (or the push
+    /// failed after its retries).
+    FindingsExported,
 }
 
 /// One record, as hashed.

@@ -181,6 +181,7 @@ async fn run_hunt(
     executor: &Executor,
     events: &Events,
     mutes: &Tree,
+    sinks: &super::sinks::FindingSinks,
     record: &mut HuntRecord,
     now: i64,
 ) -> Result<Vec<String>, ControlError> {
@@ -210,6 +211,7 @@ async fn run_hunt(
     let mut alert_ids = Vec::new();
     let mut runs = Vec::new();
     let mut muted = 0u64;
+    let mut exported = Vec::new();
     for finding in &findings {
         // Summary findings (no events) describe the run, not an incident.
         let Some(first) = finding.event_ids.first() else {
@@ -232,6 +234,13 @@ async fn run_hunt(
         };
         runs.extend(executor.accept(&record.tenant, &alert).await?.runs);
         alert_ids.push(alert.id);
+        exported.push(finding.clone());
+    }
+    // Pushed to the tenant's SIEM, if it has a sink, without holding up
+    // the hunt (a delivery retries for seconds).
+    if !exported.is_empty() {
+        let (sinks, tenant, hunt) = (sinks.clone(), record.tenant.clone(), record.name.clone());
+        tokio::spawn(async move { sinks.export_findings(&tenant, &hunt, &exported).await });
     }
     // Every finding is accepted before any of their runs is waited for.
     executor.settle(&record.tenant, &runs, None).await?;
@@ -283,6 +292,8 @@ pub struct Hunts {
     tree: Tree,
     /// Muted rules (`detections`): their findings are dropped.
     mutes: Tree,
+    /// Where accepted findings are pushed.
+    sinks: super::sinks::FindingSinks,
     /// A hunt runs once at a time: a scheduled run and a manual one must
     /// not read the same watermark.
     locks: Arc<Mutex<HuntLocks>>,
@@ -305,8 +316,13 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Hunts {
     /// Hunts and events in `space`.
-    pub fn open(space: &Keyspace, executor: Executor) -> Result<Self, ControlError> {
+    pub fn open(
+        space: &Keyspace,
+        executor: Executor,
+        sinks: super::sinks::FindingSinks,
+    ) -> Result<Self, ControlError> {
         Ok(Hunts {
+            sinks,
             events: Events::open(space)?,
             tree: space.open_tree(TREE)?,
             mutes: space.open_tree(super::detections::MUTES)?,
@@ -431,15 +447,23 @@ impl Hunts {
                 }
             })?;
         let now = crate::model::now_ms();
-        let alerts =
-            match run_hunt(&self.executor, &self.events, &self.mutes, &mut record, now).await {
-                Ok(alerts) => alerts,
-                Err(err) => {
-                    record.last_run = Some(now);
-                    record.last_error = Some(err.to_string());
-                    Vec::new()
-                }
-            };
+        let alerts = match run_hunt(
+            &self.executor,
+            &self.events,
+            &self.mutes,
+            &self.sinks,
+            &mut record,
+            now,
+        )
+        .await
+        {
+            Ok(alerts) => alerts,
+            Err(err) => {
+                record.last_run = Some(now);
+                record.last_error = Some(err.to_string());
+                Vec::new()
+            }
+        };
         self.tree.insert(
             hunt_key,
             encode(

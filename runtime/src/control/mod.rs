@@ -16,6 +16,7 @@ mod intake;
 mod packages;
 mod playbooks;
 pub mod principals;
+pub mod sinks;
 mod tenants;
 pub mod webhooks;
 
@@ -24,6 +25,7 @@ pub use hunts::{Events, HuntRecord, Hunts, NewHunt};
 pub use intake::IngestLimits;
 pub use packages::Packages;
 pub use playbooks::{Playbooks, StoredPlaybook};
+pub use sinks::{FindingSinks, SinkConfig, SinkFormat};
 pub use tenants::{NewTenant, TenantRecord, Tenants, WebhookConfig, default_ingest_rate};
 pub use webhooks::Webhooks;
 
@@ -192,6 +194,7 @@ pub struct Control {
     playbooks: Playbooks,
     hunts: Hunts,
     detections: Detections,
+    sinks: FindingSinks,
     webhooks: Webhooks,
     ingest: IngestLimits,
     tokens: principals::Tokens,
@@ -207,10 +210,12 @@ impl Control {
         let space = executor.store().space().clone();
         let seal = executor.seal_key().clone();
         let tenants = Tenants::open(&space, &seal, secret_box, executor.clone())?;
+        let sinks = FindingSinks::open(&space, executor.clone(), tenants.clone())?;
         Ok(Control {
             packages: Packages::open(&space, &seal, executor.clone(), tenants.clone())?,
             playbooks: Playbooks::open(&space, &seal, executor.clone())?,
-            hunts: Hunts::open(&space, executor.clone())?,
+            hunts: Hunts::open(&space, executor.clone(), sinks.clone())?,
+            sinks,
             detections: Detections::open(&space, executor.clone())?,
             webhooks: Webhooks::open(&space, executor.clone(), tenants.clone())?,
             ingest: IngestLimits::new(tenants.clone()),
@@ -255,6 +260,11 @@ impl Control {
     /// Per-rule detection performance and mutes.
     pub fn detections(&self) -> &Detections {
         &self.detections
+    }
+
+    /// The tenants' findings sinks (OCSF pushed to a SIEM).
+    pub fn sinks(&self) -> &FindingSinks {
+        &self.sinks
     }
 
     /// Approval webhooks.

@@ -165,6 +165,23 @@ async fn post(
     signature: &str,
     body: &[u8],
 ) -> Result<u16, WebhookError> {
+    let headers = [
+        (TIMESTAMP_HEADER, timestamp.to_string()),
+        (SIGNATURE_HEADER, signature.to_owned()),
+        ("x-rampart-delivery", delivery.to_owned()),
+    ];
+    post_to(config, &headers, "application/json", body).await
+}
+
+/// POSTs `body` to `config`'s URL with `headers`, connecting only to an
+/// address the config allows (checked at connect time, not only when the
+/// URL was set); the response status.
+pub(super) async fn post_to(
+    config: &WebhookConfig,
+    headers: &[(&'static str, String)],
+    content_type: &str,
+    body: &[u8],
+) -> Result<u16, WebhookError> {
     let (https, host, port, uri) = parse_url(&config.url)?;
     let addresses = resolve(&host, port).await?;
     // Connect to a checked address, not whatever the name resolves to next.
@@ -180,13 +197,14 @@ async fn post(
         .map_err(|err| WebhookError::Delivery(format!("connecting to {host}: {err}")))?;
     let delivery_error = |err: hyper::Error| WebhookError::Delivery(err.to_string());
     let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
-    let request = hyper::Request::post(path)
+    let mut request = hyper::Request::post(path)
         .header(http::header::HOST, host.as_str())
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .header(http::header::USER_AGENT, "rampart-webhook/1")
-        .header(TIMESTAMP_HEADER, timestamp.to_string())
-        .header(SIGNATURE_HEADER, signature)
-        .header("x-rampart-delivery", delivery)
+        .header(http::header::CONTENT_TYPE, content_type)
+        .header(http::header::USER_AGENT, "rampart-webhook/1");
+    for (name, value) in headers {
+        request = request.header(*name, value.as_str());
+    }
+    let request = request
         .body(Full::new(bytes::Bytes::copy_from_slice(body)))
         .map_err(|err| WebhookError::InvalidUrl(err.to_string()))?;
     let response = if https {

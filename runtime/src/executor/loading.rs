@@ -51,6 +51,12 @@ impl Executor {
         *write_lock(&self.inner.approval_sink) = Some(sink);
     }
 
+    /// Sends (tenant, run id) of every run that finishes (not dry runs) to
+    /// `sink`, after the finished run is saved.
+    pub fn notify_finished(&self, sink: tokio::sync::mpsc::UnboundedSender<(TenantId, String)>) {
+        *write_lock(&self.inner.finished_sink) = Some(sink);
+    }
+
     /// Enables or disables a playbook: a disabled one starts no runs (runs
     /// already started go on).
     pub fn set_playbook_enabled(&self, tenant: &TenantId, name: &str, enabled: bool) {

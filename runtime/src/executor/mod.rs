@@ -213,6 +213,8 @@ struct Inner {
     owners: RwLock<HashMap<(TenantId, String), String>>,
     /// Told of every approval request once it is durable.
     approval_sink: RwLock<Option<tokio::sync::mpsc::UnboundedSender<Approval>>>,
+    /// Told (tenant, run id) of every run that finished, once it is saved.
+    finished_sink: RwLock<Option<tokio::sync::mpsc::UnboundedSender<(TenantId, String)>>>,
     /// Accepted runs and decided approvals waiting for a worker.
     queue: Arc<dyn queue::WorkQueue>,
     /// The task that hands queued work to workers (see `work.rs`).
@@ -310,6 +312,7 @@ impl Executor {
             disabled: RwLock::new(std::collections::HashSet::new()),
             owners: RwLock::new(HashMap::new()),
             approval_sink: RwLock::new(None),
+            finished_sink: RwLock::new(None),
             queue: Arc::new(queue::LocalQueue::new(DEFAULT_RUN_SHARE)),
             dispatcher: std::sync::Mutex::new(None),
             outstanding: std::sync::Mutex::new(HashMap::new()),

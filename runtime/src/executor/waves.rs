@@ -282,6 +282,12 @@ impl Executor {
             }
         }
         self.save(run)?;
+        if run.status.is_finished()
+            && !run.dry_run
+            && let Some(sink) = read_lock(&self.inner.finished_sink).as_ref()
+        {
+            let _ = sink.send((run.tenant.clone(), run.id.clone()));
+        }
         Ok(())
     }
 

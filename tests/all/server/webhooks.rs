@@ -185,3 +185,186 @@ async fn a_pending_approval_is_announced_to_a_signed_webhook() {
     );
     server.stop().await;
 }
+
+/// Run verdicts pushed as OCSF to a Splunk HEC-shaped receiver: only an
+/// admin may point the server at a loopback receiver, the token is sent
+/// and never shown, every delivery (and a failed one, after its retries) is
+/// an audit record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_verdicts_are_pushed_as_ocsf_to_a_hec_receiver_and_audited() {
+    let dir = tempfile::tempdir().expect("dir");
+    let server = Server::start(dir.path(), None).await;
+    let tokens = tenant(&server, "acme").await;
+    let admin = server.admin.clone();
+    let cheap =
+        "name: cheap\ntrigger: { alert: 'true' }\nsteps:\n  - id: risk\n    score: risk-scorer\n";
+    let (status, body) = server
+        .call(
+            "PUT",
+            "/v1/tenants/acme/playbooks/cheap",
+            Some(&admin),
+            Some(cheap.as_bytes().to_vec()),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (port, mut received) = webhook_receiver().await;
+    let sink = json!({"url": format!("http://127.0.0.1:{port}/services/collector/event"), "format": "hec", "token": "hec-0123456789"});
+    let path = "/v1/tenants/acme/sinks/findings";
+    assert_eq!(
+        server
+            .json("PUT", path, &tokens["tenant-admin"], &sink)
+            .await
+            .0,
+        403,
+        "loopback needs an admin"
+    );
+    let (status, config) = server.json("PUT", path, &admin, &sink).await;
+    assert_eq!(status, 200, "{config}");
+    let (_, shown) = server
+        .call("GET", path, Some(&tokens["tenant-admin"]), None)
+        .await;
+    assert_eq!(shown["has_token"], true);
+    assert!(!shown.to_string().contains("hec-0123456789"), "{shown}");
+
+    let (_, reply) = server
+        .json(
+            "POST",
+            "/v1/tenants/acme/alerts",
+            &tokens["ingest"],
+            &alert("sink-1"),
+        )
+        .await;
+    let runs: Vec<String> = reply["results"][0]["runs"]
+        .as_array()
+        .expect("runs")
+        .iter()
+        .filter_map(|r| r.as_str().map(str::to_owned))
+        .collect();
+    let (head, body) = tokio::time::timeout(std::time::Duration::from_secs(10), received.recv())
+        .await
+        .expect("a delivery within 10 s")
+        .expect("delivery");
+    assert!(head.starts_with("post /services/collector/event"), "{head}");
+    assert!(
+        head.contains("authorization: splunk hec-0123456789"),
+        "{head}"
+    );
+    let event: Value = serde_json::from_slice(&body).expect("one HEC event");
+    assert_eq!(event["sourcetype"], "ocsf:detection_finding");
+    assert_eq!(event["event"]["class_uid"], 2004);
+    let uid = event["event"]["finding_info"]["uid"]
+        .as_str()
+        .expect("uid")
+        .to_owned();
+    assert!(runs.contains(&uid), "the finished run {uid} of {runs:?}");
+    let audited = |needle: &'static str| {
+        let server = &server;
+        let token = tokens["viewer"].clone();
+        async move {
+            for _ in 0..100 {
+                let (_, audit) = server
+                    .call(
+                        "GET",
+                        "/v1/tenants/acme/audit?kind=findings_exported",
+                        Some(&token),
+                        None,
+                    )
+                    .await;
+                if audit.to_string().contains(needle) {
+                    return audit;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            panic!("no findings_exported record with {needle}");
+        }
+    };
+    audited("\"status\":204").await;
+
+    // A hunt's new findings go the same way.
+    let (status, body) = server
+        .json(
+            "POST",
+            "/v1/tenants/acme/plugins",
+            &admin,
+            &upload("cmdline-hunt"),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let event = "{\"id\": \"e1\", \"time\": 1, \"data\": {\"CommandLine\": \"powershell.exe -nop -enc SQBFAFgA\"}}\n";
+    server
+        .call(
+            "POST",
+            "/v1/tenants/acme/events",
+            Some(&tokens["ingest"]),
+            Some(event.as_bytes().to_vec()),
+        )
+        .await;
+    let hunt = json!({"plugin": "cmdline-hunt", "schedule": "0 0 1 1 *"});
+    assert_eq!(
+        server
+            .json("PUT", "/v1/tenants/acme/hunts/cmdline", &admin, &hunt)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        server
+            .call(
+                "POST",
+                "/v1/tenants/acme/hunts/cmdline/run",
+                Some(&admin),
+                None
+            )
+            .await
+            .0,
+        200
+    );
+    let finding = loop {
+        let (_, body) = tokio::time::timeout(std::time::Duration::from_secs(10), received.recv())
+            .await
+            .expect("the hunt's findings within 10 s")
+            .expect("delivery");
+        let event: Value = serde_json::from_slice(&body).expect("one HEC event");
+        if event["event"]["finding_info"]["types"][0] == "hunt" {
+            break event;
+        }
+    };
+    assert_eq!(
+        finding["event"]["finding_info"]["uid"], "cmdline:encoded-powershell:e1",
+        "{finding}"
+    );
+    audited("\"hunt\":\"cmdline\"").await;
+
+    // A receiver that is gone: retried, then audited as failed.
+    let gone = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let gone_port = gone.local_addr().expect("addr").port();
+    drop(gone);
+    let sink = json!({"url": format!("http://127.0.0.1:{gone_port}/bulk"), "format": "opensearch"});
+    assert_eq!(server.json("PUT", path, &admin, &sink).await.0, 200);
+    server
+        .json(
+            "POST",
+            "/v1/tenants/acme/alerts",
+            &tokens["ingest"],
+            &alert("sink-2"),
+        )
+        .await;
+    audited("\"error\"").await;
+    assert_eq!(
+        server
+            .call("DELETE", path, Some(&tokens["tenant-admin"]), None)
+            .await
+            .0,
+        204
+    );
+    assert_eq!(
+        server
+            .call("GET", path, Some(&tokens["tenant-admin"]), None)
+            .await
+            .0,
+        404
+    );
+    server.stop().await;
+}

@@ -59,3 +59,68 @@ pub(in crate::api) async fn delete_webhook(
         .delete(&tenant, &principal.token.principal)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(in crate::api) struct NewSink {
+    url: String,
+    format: crate::control::SinkFormat,
+    /// HEC or bearer token (write-only).
+    token: Option<String>,
+}
+
+/// `PUT …/sinks/findings`: push run verdicts and hunt findings as OCSF to
+/// this receiver (`control::sinks`).
+pub(in crate::api) async fn put_sink(
+    State(state): State<AppState>,
+    Tenant {
+        principal,
+        id: tenant,
+        ..
+    }: Tenant<need::Configure>,
+    Body(body): Body<NewSink>,
+) -> Result<Json<Value>, ApiError> {
+    let config = state
+        .control
+        .sinks()
+        .set(
+            &tenant,
+            &body.url,
+            body.format,
+            body.token,
+            principal.token.role == Role::Admin,
+            &principal.token.principal,
+        )
+        .await?;
+    Ok(Json(json!(config)))
+}
+
+pub(in crate::api) async fn get_sink(
+    State(state): State<AppState>,
+    Tenant { id: tenant, .. }: Tenant<need::Configure>,
+) -> Result<Json<Value>, ApiError> {
+    let config = state
+        .control
+        .sinks()
+        .get(&tenant)?
+        .ok_or_else(|| ApiError::not_found("no findings sink"))?;
+    Ok(Json(json!(config)))
+}
+
+pub(in crate::api) async fn delete_sink(
+    State(state): State<AppState>,
+    Tenant {
+        principal,
+        id: tenant,
+        ..
+    }: Tenant<need::Configure>,
+) -> Result<Response, ApiError> {
+    if !state
+        .control
+        .sinks()
+        .delete(&tenant, &principal.token.principal)?
+    {
+        return Err(ApiError::not_found("no findings sink"));
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
