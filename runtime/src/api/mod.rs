@@ -269,6 +269,9 @@ where
         let state = state.clone();
         tokio::spawn(async move {
             while let Some((tenant, run)) = finished.recv().await {
+                if !state.control.sinks().has(&tenant) {
+                    continue;
+                }
                 let state = state.clone();
                 tokio::spawn(async move { state.control.sinks().export_run(&tenant, &run).await });
             }

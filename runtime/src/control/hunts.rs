@@ -212,6 +212,7 @@ async fn run_hunt(
     let mut runs = Vec::new();
     let mut muted = 0u64;
     let mut exported = Vec::new();
+    let exporting = sinks.has(&record.tenant);
     for finding in &findings {
         // Summary findings (no events) describe the run, not an incident.
         let Some(first) = finding.event_ids.first() else {
@@ -234,7 +235,9 @@ async fn run_hunt(
         };
         runs.extend(executor.accept(&record.tenant, &alert).await?.runs);
         alert_ids.push(alert.id);
-        exported.push(finding.clone());
+        if exporting {
+            exported.push(finding.clone());
+        }
     }
     // Pushed to the tenant's SIEM, if it has a sink, without holding up
     // the hunt (a delivery retries for seconds).

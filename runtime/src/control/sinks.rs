@@ -13,6 +13,8 @@
 //! record (`findings_exported`) with the run or hunt, the count and the
 //! outcome — what left the system is on the chain.
 
+use std::collections::HashSet;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -62,6 +64,9 @@ pub struct FindingSinks {
     tenants: Tenants,
     configs: Tree,
     tokens: Tree,
+    /// Tenants that have a sink: a finished run of any other costs no
+    /// store read and no task.
+    configured: Arc<RwLock<HashSet<TenantId>>>,
 }
 
 impl std::fmt::Debug for FindingSinks {
@@ -84,12 +89,41 @@ impl FindingSinks {
         executor: Executor,
         tenants: Tenants,
     ) -> Result<Self, ControlError> {
+        let configs = space.open_tree("findings-sinks")?;
+        let mut configured = HashSet::new();
+        for entry in configs.iter() {
+            let (tenant, _) = entry?;
+            if let Ok(tenant) = TenantId::new(String::from_utf8_lossy(&tenant).into_owned()) {
+                configured.insert(tenant);
+            }
+        }
         Ok(FindingSinks {
             executor,
             tenants,
-            configs: space.open_tree("findings-sinks")?,
+            configs,
             tokens: space.open_tree("findings-sink-tokens")?,
+            configured: Arc::new(RwLock::new(configured)),
         })
+    }
+
+    /// Whether `tenant` has a sink (in memory, no store read).
+    pub fn has(&self, tenant: &TenantId) -> bool {
+        self.configured
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(tenant)
+    }
+
+    fn mark(&self, tenant: &TenantId, configured: bool) {
+        let mut set = self
+            .configured
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if configured {
+            set.insert(tenant.clone());
+        } else {
+            set.remove(tenant);
+        }
     }
 
     /// Sets `tenant`'s sink (audited). The URL must be http(s) and resolve;
@@ -142,6 +176,7 @@ impl FindingSinks {
         let bytes = serde_json::to_vec(&config).map_err(decode_err)?;
         self.configs.insert(tenant.as_str(), bytes)?;
         self.configs.flush()?;
+        self.mark(tenant, true);
         audit_change(
             &self.executor,
             tenant,
@@ -167,6 +202,7 @@ impl FindingSinks {
         self.configs.remove(tenant.as_str())?;
         self.tokens.remove(tenant.as_str())?;
         self.configs.flush()?;
+        self.mark(tenant, false);
         audit_change(
             &self.executor,
             tenant,
@@ -178,6 +214,9 @@ impl FindingSinks {
 
     /// Pushes run `run_id`'s verdict, if its tenant has a sink.
     pub async fn export_run(&self, tenant: &TenantId, run_id: &str) {
+        if !self.has(tenant) {
+            return;
+        }
         let Ok(Some(config)) = self.get(tenant) else {
             return;
         };
@@ -196,7 +235,7 @@ impl FindingSinks {
         hunt: &str,
         findings: &[crate::model::Finding],
     ) {
-        if findings.is_empty() {
+        if findings.is_empty() || !self.has(tenant) {
             return;
         }
         let Ok(Some(config)) = self.get(tenant) else {
