@@ -1,7 +1,17 @@
 //! Extractors that answer bad input with the API's own JSON errors: path and query parameters, JSON bodies, CSV/JSON tables.
 
-#[allow(unused_imports)]
-use crate::api::*;
+use axum::Json;
+use axum::extract::Path;
+use axum::http::{StatusCode, header};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::api::AppState;
+use crate::api::auth::{Need, Principal};
+use crate::api::error::ApiError;
+use crate::api::gate::Caller;
+use crate::api::routes::tenants::invalid_table;
+use crate::tenant::TenantId;
 use std::time::Duration;
 
 /// Path parameters, with our error shape when they do not decode (bad

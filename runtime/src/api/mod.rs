@@ -22,27 +22,21 @@ mod routes;
 mod state;
 pub mod tls;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{StatusCode, header};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use base64::Engine as _;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::context::{AssetInventory, IdentityDirectory};
 use crate::executor::Executor;
-use crate::model::Alert;
-use crate::tenant::{Grants, TenantId, TenantQuota};
-use auth::{Need, Principal, Role, Tokens};
+use auth::Tokens;
 use error::ApiError;
 #[allow(unused_imports)]
 use extract::*;
-use gate::Caller;
 #[allow(unused_imports)]
 use routes::alerts::*;
 #[allow(unused_imports)]
@@ -87,8 +81,6 @@ impl std::fmt::Debug for AppState {
         f.debug_struct("AppState").finish_non_exhaustive()
     }
 }
-
-use crate::control::{TenantRecord, default_ingest_rate};
 
 fn storage_err(err: impl std::fmt::Display) -> ApiError {
     ApiError::internal(err)
@@ -316,7 +308,7 @@ where
 /// Filters of `GET /runs`; times are Unix milliseconds.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RunFilter {
+pub(in crate::api) struct RunFilter {
     status: Option<crate::executor::run::RunStatus>,
     playbook: Option<String>,
     alert: Option<String>,
@@ -330,7 +322,7 @@ struct RunFilter {
 /// Filters of `GET /audit`; times are Unix milliseconds.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct AuditFilter {
+pub(in crate::api) struct AuditFilter {
     kind: Option<crate::audit::AuditKind>,
     run: Option<String>,
     since: Option<i64>,

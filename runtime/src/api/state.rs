@@ -1,7 +1,17 @@
 //! AppState: opening and restoring state, authorisation, tenants, plugins and playbooks as the handlers use them.
 
-#[allow(unused_imports)]
-use crate::api::*;
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use crate::api::auth::{Need, Principal, Tokens};
+use crate::api::error::ApiError;
+use crate::api::gate::Caller;
+use crate::api::{AppState, guard, storage_err};
+use crate::control::{TenantRecord, default_ingest_rate};
+use crate::executor::Executor;
+use crate::tenant::TenantId;
 
 impl AppState {
     /// State over an executor; restores tenants, plugins and playbooks.

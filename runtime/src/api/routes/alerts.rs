@@ -1,7 +1,18 @@
 //! Ingest: alerts (native and OCSF) and telemetry events.
 
-#[allow(unused_imports)]
-use crate::api::*;
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::api::AppState;
+use crate::api::error::ApiError;
+use crate::api::extract::{Tenant, Wait, need};
+use crate::api::extract::{body_bytes, parse_json};
+use crate::api::{MAX_ALERTS_PER_REQUEST, REFUSAL_DELAY};
+use crate::model::Alert;
 
 /// A JSON array of raw items, refused past [`MAX_ALERTS_PER_REQUEST`]
 /// items while it is scanned (a 16 MiB array of tiny items never becomes

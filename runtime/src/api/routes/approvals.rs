@@ -1,7 +1,15 @@
 //! Approvals: the inbox, approve, deny.
 
-#[allow(unused_imports)]
-use crate::api::*;
+use axum::Json;
+use axum::extract::State;
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::api::error::ApiError;
+use crate::api::extract::{Tenant, Wait, need};
+use crate::api::{AppState, Body, Params};
+use crate::tenant::TenantId;
 
 pub(in crate::api) async fn list_approvals(
     State(state): State<AppState>,

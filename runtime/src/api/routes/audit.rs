@@ -1,7 +1,15 @@
 //! The audit log: verify, export, query by cursor, the head.
 
-#[allow(unused_imports)]
-use crate::api::*;
+use axum::Json;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::api::AuditFilter;
+use crate::api::error::ApiError;
+use crate::api::extract::{Tenant, need};
+use crate::api::{AppState, DEFAULT_PAGE, MAX_PAGE, QueryParams};
 
 pub(in crate::api) async fn verify_audit(
     State(state): State<AppState>,

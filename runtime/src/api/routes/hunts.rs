@@ -1,8 +1,13 @@
 //! Scheduled hunts: put, list, run now (the control plane's `Hunts` does
 //! the work; the scheduler's tick is in `serve`).
 
-#[allow(unused_imports)]
-use crate::api::*;
+use axum::Json;
+use axum::extract::State;
+use serde_json::{Value, json};
+
+use crate::api::error::ApiError;
+use crate::api::extract::{Tenant, need};
+use crate::api::{AppState, Body, Params};
 
 pub(in crate::api) async fn put_hunt(
     State(state): State<AppState>,

@@ -1,7 +1,16 @@
 //! `/metrics`: Prometheus text from counters.
 
-#[allow(unused_imports)]
-use crate::api::*;
+use std::collections::BTreeMap;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+
+use crate::api::AppState;
+use crate::api::auth::Role;
+use crate::api::error::ApiError;
+use crate::api::gate::Caller;
+use crate::tenant::TenantId;
 
 pub(in crate::api) async fn metrics(
     State(state): State<AppState>,

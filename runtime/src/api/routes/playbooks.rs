@@ -1,7 +1,14 @@
 //! Playbooks: put, get, list, enable, disable.
 
-#[allow(unused_imports)]
-use crate::api::*;
+use axum::Json;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::api::error::ApiError;
+use crate::api::extract::{Tenant, need};
+use crate::api::{AppState, Params};
 
 pub(in crate::api) async fn put_playbook(
     State(state): State<AppState>,

@@ -1,7 +1,16 @@
 //! Plugin packages: upload, list, inspect, delete.
 
-#[allow(unused_imports)]
-use crate::api::*;
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::api::error::ApiError;
+use crate::api::extract::{Tenant, need};
+use crate::api::{AppState, Body, Params};
+use base64::Engine as _;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

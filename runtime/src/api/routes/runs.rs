@@ -1,7 +1,17 @@
 //! Runs: pages, one run, analyst feedback, measurements.
 
-#[allow(unused_imports)]
-use crate::api::*;
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::api::RunFilter;
+use crate::api::error::ApiError;
+use crate::api::extract::{Tenant, need};
+use crate::api::{AppState, Body, DEFAULT_PAGE, MAX_PAGE, Params, QueryParams};
 
 pub(in crate::api) async fn list_runs(
     State(state): State<AppState>,

@@ -1,7 +1,21 @@
 //! Tenants, grants, inventories and identities, tokens, secrets and quotas.
 
-#[allow(unused_imports)]
-use crate::api::*;
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::api::MAX_TOKEN_TTL_SECS;
+use crate::api::auth::{Need, Role};
+use crate::api::error::ApiError;
+use crate::api::extract::Table;
+use crate::api::extract::{Tenant, need};
+use crate::api::gate::Caller;
+use crate::api::{AppState, Body, Params};
+use crate::context::{AssetInventory, IdentityDirectory};
+use crate::tenant::{Grants, TenantId, TenantQuota};
 
 /// Grants are stored in clear, so they may not carry secrets.
 pub(in crate::api) async fn create_tenant(

@@ -1,8 +1,17 @@
 //! The approval webhook: set, get, delete (the control plane's `Webhooks`
 //! does the work and the announcing).
 
-#[allow(unused_imports)]
-use crate::api::*;
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::api::auth::Role;
+use crate::api::error::ApiError;
+use crate::api::extract::{Tenant, need};
+use crate::api::{AppState, Body};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
