@@ -39,23 +39,6 @@ pub fn release_of(id: &str) -> Option<&'static str> {
     tactics_of(id).map(|_| RELEASE)
 }
 
-/// The tactic names among Sigma-style tags (`attack.credential-access`,
-/// `attack.stealth`): every `attack.<name>` tag that is not a technique
-/// (`attack.t1003`), group (`attack.g0007`) or software (`attack.s0002`).
-pub fn tactic_tags<'a>(tags: impl IntoIterator<Item = &'a str>) -> Vec<String> {
-    tags.into_iter()
-        .filter_map(|tag| tag.trim().strip_prefix("attack."))
-        .filter(|name| {
-            let mut chars = name.chars();
-            let first = chars.next();
-            let coded = matches!(first, Some('t' | 'g' | 's' | 'T' | 'G' | 'S'))
-                && chars.next().is_some_and(|c| c.is_ascii_digit());
-            !coded && !name.is_empty()
-        })
-        .map(|name| name.to_ascii_lowercase().replace('_', "-"))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,22 +51,5 @@ mod tests {
         // SigmaHQ's rules of a later release.
         assert_eq!(release_of("T1685.001"), None);
         assert_eq!(release_of("T1689"), None);
-    }
-
-    #[test]
-    fn tactic_tags_leave_out_techniques_groups_and_software() {
-        let tags = [
-            "attack.stealth",
-            "attack.t1685.001",
-            "attack.defense-impairment",
-            "attack.g0007",
-            "attack.s0002",
-            "cve.2021-44228",
-            "attack.command_and_control",
-        ];
-        assert_eq!(
-            tactic_tags(tags),
-            ["stealth", "defense-impairment", "command-and-control"]
-        );
     }
 }

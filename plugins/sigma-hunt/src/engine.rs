@@ -281,6 +281,22 @@ fn with_flags(value: &str, flags: &str) -> String {
     format!("'(?{flags}){}'", value.replace('\'', "''"))
 }
 
+/// The ATT&CK tactics among a rule's tags (`attack.stealth` → `stealth`):
+/// every `attack.<name>` tag that is not a technique (`attack.t1003`),
+/// group (`attack.g0007`) or software (`attack.s0002`).
+fn tactic_tags<'a>(tags: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    tags.into_iter()
+        .filter_map(|tag| tag.trim().strip_prefix("attack."))
+        .filter(|name| {
+            let mut chars = name.chars();
+            let coded = matches!(chars.next(), Some('t' | 'g' | 's' | 'T' | 'G' | 'S'))
+                && chars.next().is_some_and(|c| c.is_ascii_digit());
+            !coded && !name.is_empty()
+        })
+        .map(|name| name.to_ascii_lowercase().replace('_', "-"))
+        .collect()
+}
+
 /// Compiles one rule (`path` empty for a tenant's own).
 pub fn compile(path: &str, yaml: &str) -> Result<CompiledRule, String> {
     let yaml = &inline_regex_flags(yaml);
@@ -303,19 +319,7 @@ pub fn compile(path: &str, yaml: &str) -> Result<CompiledRule, String> {
         .filter(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
         .map(|rest| format!("T{}", rest.to_ascii_uppercase()))
         .collect();
-    let tactics = rule
-        .tags
-        .iter()
-        .flatten()
-        .filter_map(|tag| tag.strip_prefix("attack."))
-        .filter(|name| {
-            let mut chars = name.chars();
-            let coded = matches!(chars.next(), Some('t' | 'g' | 's'))
-                && chars.next().is_some_and(|c| c.is_ascii_digit());
-            !coded && !name.is_empty()
-        })
-        .map(|name| name.replace('_', "-"))
-        .collect();
+    let tactics = tactic_tags(rule.tags.iter().flatten().map(String::as_str));
     let route = Route::of(
         rule.logsource.product.as_deref(),
         rule.logsource.category.as_deref(),
@@ -552,6 +556,23 @@ detection:
         let image_load = json!({"Channel": "Microsoft-Windows-Sysmon/Operational", "EventID": 7,
             "Image": "C:\\x\\powershell.exe", "CommandLine": "powershell -enc AAAA"});
         assert!(engine.matches(&image_load).is_empty());
+    }
+
+    #[test]
+    fn tactic_tags_leave_out_techniques_groups_and_software() {
+        let tags = [
+            "attack.stealth",
+            "attack.t1685.001",
+            "attack.defense-impairment",
+            "attack.g0007",
+            "attack.s0002",
+            "cve.2021-44228",
+            "attack.command_and_control",
+        ];
+        assert_eq!(
+            tactic_tags(tags),
+            ["stealth", "defense-impairment", "command-and-control"]
+        );
     }
 
     #[test]

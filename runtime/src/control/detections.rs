@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use super::{ControlError, audit_change, key};
 use crate::executor::{AlertRecord, Executor, ExecutorError, MAX_ALERT_PAGE};
-use crate::model::{FeedbackLabel, Finding};
+use crate::model::FeedbackLabel;
 use crate::store::{Keyspace, Tree};
 use crate::tenant::TenantId;
 
@@ -165,10 +165,7 @@ impl Detections {
         tenant: &TenantId,
         hunt: Option<&str>,
     ) -> Result<(Vec<RulePerformance>, bool), ControlError> {
-        let prefix = match hunt {
-            Some(hunt) => format!("hunt:{hunt}:"),
-            None => "hunt:".to_owned(),
-        };
+        let prefix = super::alert_prefix(hunt.unwrap_or_default());
         let mutes = self.mutes(tenant)?;
         let mut rules: BTreeMap<(String, String), (RulePerformance, Labelled)> = BTreeMap::new();
         let (mut after, mut read) = (None::<String>, 0usize);
@@ -181,7 +178,7 @@ impl Detections {
                     return Ok((finish(rules, &mutes), true));
                 }
                 read += 1;
-                let Some((hunt, finding)) = finding_of(record) else {
+                let Some((hunt, finding)) = super::hunt_finding(record) else {
                     continue;
                 };
                 let label = self.label(tenant, record)?;
@@ -238,19 +235,6 @@ impl Detections {
         }
         Ok(latest.map(|(_, label)| label))
     }
-}
-
-/// The hunt and finding a hunt's alert was made from.
-fn finding_of(record: &AlertRecord) -> Option<(String, Finding)> {
-    let alert = record.alert.as_ref()?;
-    let hunt = alert
-        .id
-        .strip_prefix("hunt:")?
-        .split(':')
-        .next()?
-        .to_owned();
-    let finding = serde_json::from_value(alert.raw.clone()).ok()?;
-    Some((hunt, finding))
 }
 
 /// How many findings of one label have each (field, value).

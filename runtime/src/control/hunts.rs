@@ -223,7 +223,7 @@ async fn run_hunt(
             continue;
         }
         let alert = Alert {
-            id: format!("hunt:{}:{}:{first}", record.name, finding.rule_id),
+            id: format!("{}{}:{first}", alert_prefix(&record.name), finding.rule_id),
             source: format!("hunt:{}", record.name),
             title: finding.title.clone(),
             severity: finding.severity,
@@ -536,4 +536,30 @@ fn hunt_alert_tags(finding: &crate::model::Finding) -> Vec<String> {
             .map(|tactic| format!("attack.{}", tactic.chars().take(64).collect::<String>())),
     );
     tags
+}
+
+/// The id prefix of every alert hunt `hunt` makes: its alerts are
+/// `hunt:<hunt>:<rule>:<event>`. `""` gives the prefix of every hunt's.
+pub fn alert_prefix(hunt: &str) -> String {
+    if hunt.is_empty() {
+        "hunt:".to_owned()
+    } else {
+        format!("hunt:{hunt}:")
+    }
+}
+
+/// The hunt and the finding an accepted hunt alert was made from (the
+/// finding is the alert's `raw`); `None` for any other alert.
+pub fn hunt_finding(
+    record: &crate::executor::AlertRecord,
+) -> Option<(String, crate::model::Finding)> {
+    let alert = record.alert.as_ref()?;
+    let hunt = alert
+        .id
+        .strip_prefix("hunt:")?
+        .split(':')
+        .next()?
+        .to_owned();
+    let finding = serde_json::from_value(alert.raw.clone()).ok()?;
+    Some((hunt, finding))
 }

@@ -21,7 +21,7 @@ mod tenants;
 pub mod webhooks;
 
 pub use detections::{Detections, Mute, RulePerformance};
-pub use hunts::{Events, HuntRecord, Hunts, NewHunt};
+pub use hunts::{Events, HuntRecord, Hunts, NewHunt, alert_prefix, hunt_finding};
 pub use intake::IngestLimits;
 pub use packages::Packages;
 pub use playbooks::{Playbooks, StoredPlaybook};

@@ -8,27 +8,25 @@
 //! (one document per line; `Authorization: Bearer <token>` when a token is
 //! set). The URL follows the approval webhook's address rule (an internal
 //! address only when an admin allows it, checked again at every delivery);
-//! the token is sealed apart from the config. A delivery is tried three
-//! times (1 s, 4 s apart); every delivery, delivered or failed, is an audit
+//! the token is sealed apart from the config. A delivery is tried as the
+//! approval webhook's is (three times, 1 s and 4 s apart; a 4xx is final);
+//! every delivery, delivered or failed, is an audit
 //! record (`findings_exported`) with the run or hunt, the count and the
 //! outcome — what left the system is on the chain.
 
 use std::collections::HashSet;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::webhooks::{WebhookError, parse_url, post_to, resolve};
+use super::webhooks::{WebhookError, parse_url, post_retrying, resolve};
 use super::{ControlError, Tenants, WebhookConfig, audit_change};
 use crate::audit::AuditKind;
 use crate::executor::Executor;
 use crate::store::{Keyspace, Tree};
 use crate::tenant::TenantId;
 
-const ATTEMPTS: u32 = 3;
-const TIMEOUT: Duration = Duration::from_secs(10);
 /// The name the sink's token is sealed under.
 const TOKEN_NAME: &str = "findings-sink";
 
@@ -268,30 +266,12 @@ impl FindingSinks {
             };
             headers.push(("authorization", format!("{scheme} {token}")));
         }
-        let mut outcome = Err("not attempted".to_owned());
-        for attempt in 0..ATTEMPTS {
-            if attempt > 0 {
-                tokio::time::sleep(Duration::from_secs(1 << (2 * (attempt - 1)))).await;
-            }
-            match tokio::time::timeout(
-                TIMEOUT,
-                post_to(&config.target, &headers, content_type, &body),
-            )
-            .await
-            {
-                Ok(Ok(status)) if (200..300).contains(&status) => {
-                    outcome = Ok(status);
-                    break;
-                }
-                Ok(Ok(status)) => outcome = Err(format!("answered {status}")),
-                Ok(Err(err @ (WebhookError::Internal(_) | WebhookError::InvalidUrl(_)))) => {
-                    outcome = Err(err.to_string());
-                    break;
-                }
-                Ok(Err(err)) => outcome = Err(err.to_string()),
-                Err(_) => outcome = Err(format!("no answer within {TIMEOUT:?}")),
-            }
-        }
+        let outcome =
+            match post_retrying(&config.target, || headers.clone(), content_type, &body).await {
+                Ok(status) if (200..300).contains(&status) => Ok(status),
+                Ok(status) => Err(format!("answered {status}")),
+                Err(err) => Err(err.to_string()),
+            };
         let mut detail = json!({"url": config.target.url, "format": config.format, "findings": docs.len(), "export": what});
         match &outcome {
             Ok(status) => detail["status"] = json!(status),

@@ -133,19 +133,35 @@ pub async fn deliver(
     approval: &Approval,
 ) -> Result<u16, WebhookError> {
     let body = body(approval);
+    // Signed afresh at each try: the timestamp is part of the signature.
+    let headers = || {
+        let timestamp = crate::executor::now_ms() / 1000;
+        vec![
+            (TIMESTAMP_HEADER, timestamp.to_string()),
+            (SIGNATURE_HEADER, sign(secret, timestamp, &body)),
+            ("x-rampart-delivery", approval.id.clone()),
+        ]
+    };
+    post_retrying(config, headers, "application/json", &body).await
+}
+
+/// POSTs `body` to `config` up to [`ATTEMPTS`] times (1 s, then 4 s apart,
+/// each try bounded by [`TIMEOUT`]), with the headers `headers` makes for
+/// each try. An answer below 500 is final (a 4xx will not change on a
+/// retry), as is a URL or address that may not be used; the last failure
+/// otherwise.
+pub(super) async fn post_retrying(
+    config: &WebhookConfig,
+    headers: impl Fn() -> Vec<(&'static str, String)>,
+    content_type: &str,
+    body: &[u8],
+) -> Result<u16, WebhookError> {
     let mut last = WebhookError::Delivery("not attempted".to_owned());
     for attempt in 0..ATTEMPTS {
         if attempt > 0 {
             tokio::time::sleep(Duration::from_secs(1 << (2 * (attempt - 1)))).await;
         }
-        let timestamp = crate::executor::now_ms() / 1000;
-        let signature = sign(secret, timestamp, &body);
-        match tokio::time::timeout(
-            TIMEOUT,
-            post(config, &approval.id, timestamp, &signature, &body),
-        )
-        .await
-        {
+        match tokio::time::timeout(TIMEOUT, post_to(config, &headers(), content_type, body)).await {
             Ok(Ok(status)) if status < 500 => return Ok(status),
             Ok(Ok(status)) => last = WebhookError::Delivery(format!("answered {status}")),
             Ok(Err(err @ (WebhookError::Internal(_) | WebhookError::InvalidUrl(_)))) => {
@@ -158,25 +174,10 @@ pub async fn deliver(
     Err(last)
 }
 
-async fn post(
-    config: &WebhookConfig,
-    delivery: &str,
-    timestamp: i64,
-    signature: &str,
-    body: &[u8],
-) -> Result<u16, WebhookError> {
-    let headers = [
-        (TIMESTAMP_HEADER, timestamp.to_string()),
-        (SIGNATURE_HEADER, signature.to_owned()),
-        ("x-rampart-delivery", delivery.to_owned()),
-    ];
-    post_to(config, &headers, "application/json", body).await
-}
-
-/// POSTs `body` to `config`'s URL with `headers`, connecting only to an
+/// POSTs `body` to `config`'s URL with `headers` once, connecting only to an
 /// address the config allows (checked at connect time, not only when the
 /// URL was set); the response status.
-pub(super) async fn post_to(
+async fn post_to(
     config: &WebhookConfig,
     headers: &[(&'static str, String)],
     content_type: &str,

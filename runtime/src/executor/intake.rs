@@ -123,9 +123,7 @@ impl Executor {
             started.push(run.id.clone());
         }
         let all_runs: Vec<String> = started.iter().chain(&planned).cloned().collect();
-        // The body as serialized above, copied verbatim (not re-encoded).
         let record = StoredAlert {
-            alert: serde_json::from_slice(&body).map_err(store_err)?,
             sha256: &body_hash,
             runs: &all_runs,
             folded_into: &folded_into,
@@ -133,7 +131,7 @@ impl Executor {
         };
         self.inner
             .alerts
-            .insert(alert_key, serde_json::to_vec(&record).map_err(store_err)?)?;
+            .insert(alert_key, record.with_alert(&body).map_err(store_err)?)?;
         drop(intake);
         // Accepted: flushed before anything acts on it.
         self.commit().await?;
@@ -270,9 +268,24 @@ impl Executor {
 /// [`super::alerts::AlertRecord`]).
 #[derive(serde::Serialize)]
 struct StoredAlert<'a> {
-    alert: &'a serde_json::value::RawValue,
     sha256: &'a str,
     runs: &'a [String],
     folded_into: &'a [String],
     received: i64,
+}
+
+impl StoredAlert<'_> {
+    /// The record's JSON with `"alert"` set to `body` — the alert as
+    /// serialized for its hash, spliced in as it is: neither parsed nor
+    /// encoded a second time for every accepted alert.
+    fn with_alert(&self, body: &[u8]) -> Result<Vec<u8>, serde_json::Error> {
+        let rest = serde_json::to_vec(self)?;
+        let mut record = Vec::with_capacity(body.len() + rest.len() + 10);
+        record.extend_from_slice(b"{\"alert\":");
+        record.extend_from_slice(body);
+        record.push(b',');
+        // `rest` is `{"sha256":…}`: its fields follow the alert's.
+        record.extend_from_slice(rest.get(1..).unwrap_or(b"}"));
+        Ok(record)
+    }
 }

@@ -429,11 +429,10 @@ pub fn hashes(text: &str, campaign: Option<String>) -> Parsed {
             Some((hash, comment)) => (hash.trim(), comment.trim()),
             None => (line.split_whitespace().next().unwrap_or_default(), ""),
         };
-        let hash = hash.to_ascii_lowercase();
-        if !matches!(hash.len(), 32 | 40 | 64) || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let Some(hash) = file_hash(hash) else {
             parsed.skip("not an MD5, SHA-1 or SHA-256");
             continue;
-        }
+        };
         let meta = match by_comment.get(comment) {
             Some(id) => *id,
             None => {
@@ -449,9 +448,17 @@ pub fn hashes(text: &str, campaign: Option<String>) -> Parsed {
                 id
             }
         };
-        parsed.indicators.push((Indicator::Hash(hash), meta));
+        parsed.indicators.push((hash, meta));
     }
     parsed
+}
+
+/// An MD5, SHA-1 or SHA-256 in hex (any case, surrounding space ignored)
+/// as an indicator; `None` for anything else.
+pub fn file_hash(text: &str) -> Option<Indicator> {
+    let hash = text.trim().to_ascii_lowercase();
+    (matches!(hash.len(), 32 | 40 | 64) && hash.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then_some(Indicator::Hash(hash))
 }
 
 /// A STIX 2.1 bundle.
@@ -580,13 +587,7 @@ fn simple_pattern(pattern: &str) -> Option<Vec<Result<Indicator, &'static str>>>
                 .map(Indicator::Url)
                 .ok_or("URL pattern without a host"),
             path if path.starts_with("file:hashes.") => {
-                let hash = value.to_ascii_lowercase();
-                if matches!(hash.len(), 32 | 40 | 64) && hash.bytes().all(|b| b.is_ascii_hexdigit())
-                {
-                    Ok(Indicator::Hash(hash))
-                } else {
-                    Err("hash pattern with an invalid hash")
-                }
+                file_hash(&value).ok_or("hash pattern with an invalid hash")
             }
             _ => return None,
         });

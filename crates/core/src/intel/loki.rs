@@ -12,8 +12,7 @@
 use std::collections::HashMap;
 
 use super::IndicatorMeta;
-use super::formats::{Parsed, classify, split_label};
-use crate::intel::Indicator;
+use super::formats::{Parsed, classify, file_hash, split_label};
 
 /// Confidence of a signature-base indicator (hand-curated by analysts).
 const CONFIDENCE: u8 = 80;
@@ -53,12 +52,12 @@ pub fn read(text: &str) -> Parsed {
         }
         preamble = false;
         if let Some((value, comment)) = line.split_once(';') {
-            let hash = value.trim().to_ascii_lowercase();
-            if matches!(hash.len(), 32 | 40 | 64) && hash.bytes().all(|b| b.is_ascii_hexdigit()) {
-                let meta = meta_for(&mut parsed, comment.trim());
-                parsed.indicators.push((Indicator::Hash(hash), meta));
-            } else {
-                parsed.skip("not an MD5, SHA-1 or SHA-256 (a filename regex?)");
+            match file_hash(value) {
+                Some(hash) => {
+                    let meta = meta_for(&mut parsed, comment.trim());
+                    parsed.indicators.push((hash, meta));
+                }
+                None => parsed.skip("not an MD5, SHA-1 or SHA-256 (a filename regex?)"),
             }
             continue;
         }

@@ -18,7 +18,7 @@
 use serde_json::Value;
 
 use super::IndicatorMeta;
-use super::formats::{Parsed, classify};
+use super::formats::{Parsed, classify, file_hash};
 use crate::intel::Indicator;
 
 /// One MISP JSON document.
@@ -151,14 +151,8 @@ fn read_event(event: &Value, parsed: &mut Parsed) {
 
 /// The indicators of one attribute.
 fn indicators(kind: &str, value: &str) -> Vec<Result<Indicator, &'static str>> {
-    let hash = |h: &str| {
-        let h = h.trim().to_ascii_lowercase();
-        if matches!(h.len(), 32 | 40 | 64) && h.bytes().all(|b| b.is_ascii_hexdigit()) {
-            Ok(Indicator::Hash(h))
-        } else {
-            Err("MISP hash attribute that is not an MD5, SHA-1 or SHA-256")
-        }
-    };
+    let hash =
+        |h: &str| file_hash(h).ok_or("MISP hash attribute that is not an MD5, SHA-1 or SHA-256");
     match kind {
         "ip-src" | "ip-dst" | "domain" | "hostname" | "url" => vec![classify(value)],
         "ip-src|port" | "ip-dst|port" => match value.rsplit_once('|') {

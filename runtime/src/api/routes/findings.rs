@@ -72,9 +72,9 @@ pub(in crate::api) struct FindingsQuery {
     format: Format,
 }
 
-/// The finding a hunt's alert was made from (its `raw`).
+/// The finding a hunt's alert was made from.
 fn finding_of(record: &AlertRecord) -> Option<Finding> {
-    serde_json::from_value(record.alert.as_ref()?.raw.clone()).ok()
+    crate::control::hunt_finding(record).map(|(_, finding)| finding)
 }
 
 /// `GET …/hunts/{name}/findings?limit=&after=&format=`: the findings the
@@ -98,7 +98,7 @@ pub(in crate::api) async fn hunt_findings(
     let limit = query.limit.unwrap_or(100).clamp(1, MAX_ALERT_PAGE);
     let page = state.executor.alerts_page(
         &tenant,
-        &format!("hunt:{name}:"),
+        &crate::control::alert_prefix(&name),
         query.after.as_deref(),
         limit,
     )?;
@@ -203,7 +203,7 @@ fn hunt_findings_since(
         loop {
             let page = state.executor.alerts_page(
                 tenant,
-                &format!("hunt:{}:", hunt.name),
+                &crate::control::alert_prefix(&hunt.name),
                 after.as_deref(),
                 MAX_ALERT_PAGE,
             )?;
