@@ -58,9 +58,12 @@ pub mod secrets;
 pub use rampart_core::{attack, feeds, intel, model, tenant};
 
 /// What the host persists, behind one seam: the traits and the in-memory
-/// backend (`rampart-core`), the sled backend (`rampart-sled`).
+/// backend (`rampart-core`), the sled backend (`rampart-sled`) and, with the
+/// server, the PostgreSQL backend (`rampart-postgres`).
 pub mod store {
     pub use rampart_core::store::*;
+    #[cfg(feature = "server")]
+    pub use rampart_postgres::{OpenError as PgOpenError, PgStore};
     pub use sled_backend::{OpenError, SledStore};
 }
 

@@ -11,8 +11,11 @@
 //!   prints what happened and keeps serving (Ctrl-C stops it) unless
 //!   `--exit`, which stops the server and verifies the audit log offline.
 //! - `test`: `plugins`, then formatting, clippy (host and guests) and every
-//!   test of the workspace, then checks that `examples/embed` compiles no
+//!   test of the workspace (with a PostgreSQL server it starts, see
+//!   `services.rs`), then checks that `examples/embed` compiles no
 //!   server crate and runs it. This is what CI runs.
+
+mod services;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -209,8 +212,14 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
         guest_clippy.args(["--package", &guest.package]);
     }
     run(guest_clippy.args(["--package", "rampart-sdk", "--", "-D", "warnings"]))?;
+    // Started before the tests and stopped when this returns, also on a
+    // failure.
+    let postgres = services::Postgres::for_tests()?;
     let mut tests = cargo();
-    tests.current_dir(root).arg("test");
+    tests
+        .current_dir(root)
+        .arg("test")
+        .env("RAMPART_TEST_PG_URL", &postgres.url);
     tests.args(extra);
     run(&mut tests)?;
     // The SDK's rustdoc examples (one per plugin kind) compile on the host too.

@@ -24,6 +24,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 mod space;
 
 use rampart_core::model::{EntityMemory, IndicatorMatch};
+use rampart_core::store::kept::{JsonTrees, kv_key, kv_prefix, read_usage};
 use rampart_core::store::{Backend, Keyspace, KvNamespace, Store, StoreError};
 
 /// Why the store could not be opened.
@@ -53,8 +54,7 @@ pub struct SledStore {
     db: sled::Db,
     kv: sled::Tree,
     kv_usage: sled::Tree,
-    memory: sled::Tree,
-    intel: sled::Tree,
+    trees: JsonTrees,
     feeds: rampart_core::store::feeds::PersistentIntel,
     space: Keyspace,
 }
@@ -69,25 +69,8 @@ fn backend(err: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(err.to_string())
 }
 
-fn ns_prefix(ns: &KvNamespace) -> Vec<u8> {
-    let mut key = Vec::with_capacity(ns.tenant.as_str().len() + ns.plugin.len() + 2);
-    key.extend_from_slice(ns.tenant.as_str().as_bytes());
-    key.push(0);
-    key.extend_from_slice(ns.plugin.as_bytes());
-    key.push(0);
-    key
-}
-
-fn kv_key(ns: &KvNamespace, key: &str) -> Vec<u8> {
-    let mut full = ns_prefix(ns);
-    full.extend_from_slice(key.as_bytes());
-    full
-}
-
 fn read_u64(bytes: Option<sled::IVec>) -> u64 {
-    bytes
-        .and_then(|b| <[u8; 8]>::try_from(b.as_ref()).ok())
-        .map_or(0, u64::from_be_bytes)
+    read_usage(bytes.as_deref())
 }
 
 impl SledStore {
@@ -138,8 +121,7 @@ impl SledStore {
         Ok(SledStore {
             kv: tree("kv")?,
             kv_usage: tree("kv-usage")?,
-            memory: tree("memory")?,
-            intel: tree("intel")?,
+            trees: JsonTrees::open(&space)?,
             feeds: rampart_core::store::feeds::PersistentIntel::open(&space)?,
             space,
             db,
@@ -170,7 +152,7 @@ impl SledStore {
         quota: u64,
     ) -> Result<bool, StoreError> {
         let full = kv_key(ns, key);
-        let usage_key = ns_prefix(ns);
+        let usage_key = kv_prefix(ns);
         let result = (&self.kv, &self.kv_usage).transaction(|(kv, usage)| {
             let current = kv.get(&full)?;
             if let Some(expected) = expected
@@ -246,7 +228,7 @@ impl Store for SledStore {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<String>, StoreError> {
-        let base = ns_prefix(ns);
+        let base = kv_prefix(ns);
         let mut out = Vec::new();
         for entry in self.kv.scan_prefix(kv_key(ns, prefix)) {
             let (key, _) = entry.map_err(backend)?;
@@ -274,16 +256,11 @@ impl Store for SledStore {
     }
 
     fn kv_usage(&self, ns: &KvNamespace) -> Result<u64, StoreError> {
-        Ok(read_u64(self.kv_usage.get(ns_prefix(ns)).map_err(backend)?))
+        Ok(read_u64(self.kv_usage.get(kv_prefix(ns)).map_err(backend)?))
     }
 
     fn memory_get(&self, key: &[u8]) -> Result<EntityMemory, StoreError> {
-        Ok(self
-            .memory
-            .get(key)
-            .map_err(backend)?
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default())
+        self.trees.memory_get(key)
     }
 
     fn memory_update(
@@ -291,25 +268,11 @@ impl Store for SledStore {
         key: &[u8],
         edit: &dyn Fn(&mut EntityMemory),
     ) -> Result<(), StoreError> {
-        self.memory
-            .update_and_fetch(key, |old| {
-                let mut memory: EntityMemory = old
-                    .and_then(|b| serde_json::from_slice(b).ok())
-                    .unwrap_or_default();
-                edit(&mut memory);
-                serde_json::to_vec(&memory).ok()
-            })
-            .map(|_| ())
-            .map_err(backend)
+        self.trees.memory_update(key, edit)
     }
 
     fn intel_own(&self, key: &[u8]) -> Result<Vec<IndicatorMatch>, StoreError> {
-        Ok(self
-            .intel
-            .get(key)
-            .map_err(backend)?
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default())
+        self.trees.intel_own(key)
     }
 
     fn intel_update(
@@ -317,15 +280,7 @@ impl Store for SledStore {
         key: &[u8],
         change: &dyn Fn(Vec<IndicatorMatch>) -> Vec<IndicatorMatch>,
     ) -> Result<(), StoreError> {
-        self.intel
-            .update_and_fetch(key, |old| {
-                let list: Vec<IndicatorMatch> = old
-                    .and_then(|b| serde_json::from_slice(b).ok())
-                    .unwrap_or_default();
-                serde_json::to_vec(&change(list)).ok()
-            })
-            .map_err(backend)?;
-        Ok(())
+        self.trees.intel_update(key, change)
     }
 
     fn intel_feeds(&self) -> &rampart_core::store::feeds::PersistentIntel {

@@ -9,16 +9,77 @@ use rampart::api::auth::{Role, Tokens};
 use rampart::api::{AppState, serve};
 use rampart::audit::AuditKey;
 use rampart::executor::Executor;
-use rampart::store::SledStore;
+use rampart::store::{Keyspace, PgStore, SledStore};
 use rampart::tenant::TenantId;
 
 use super::Failure;
 
+/// Where the server keeps its state: `--store`.
+#[derive(Debug, Clone)]
+pub enum StoreChoice {
+    /// sled in `--data` (the default).
+    Sled,
+    /// A PostgreSQL database (`postgres://user:password@host:port/db`).
+    Postgres(String),
+}
+
+fn parse_store(value: &str) -> Result<StoreChoice, String> {
+    if value == "sled" {
+        Ok(StoreChoice::Sled)
+    } else if value.starts_with("postgres://") || value.starts_with("postgresql://") {
+        Ok(StoreChoice::Postgres(value.to_owned()))
+    } else {
+        Err(format!(
+            "`{value}` is neither `sled` nor a postgres:// connection URL"
+        ))
+    }
+}
+
+/// The store `choice` names, opened; with the connections a PostgreSQL
+/// pool may hold.
+enum Opened {
+    Sled(SledStore),
+    Postgres(Box<PgStore>),
+}
+
+impl Opened {
+    fn open(
+        choice: &StoreChoice,
+        data: &std::path::Path,
+        connections: u32,
+    ) -> Result<Self, Failure> {
+        match choice {
+            StoreChoice::Sled => SledStore::open(data)
+                .map(Opened::Sled)
+                .map_err(|err| Failure::load(err.to_string())),
+            StoreChoice::Postgres(url) => PgStore::connect(url, connections)
+                .map(|store| Opened::Postgres(Box::new(store)))
+                .map_err(|err| Failure::load(err.to_string())),
+        }
+    }
+
+    fn space(&self) -> &Keyspace {
+        match self {
+            Opened::Sled(store) => store.space(),
+            Opened::Postgres(store) => store.space(),
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Data directory (sled; locked while the server runs).
+    /// Local directory: the sled store (locked while the server runs) when
+    /// `--store sled`, and the default place of the plugin cache.
     #[arg(long, default_value = "rampart-data")]
     data: PathBuf,
+    /// Where state lives: `sled` (in `--data`) or a PostgreSQL URL
+    /// `postgres://user:password@host:port/db` (schema applied at start;
+    /// one server per database for now).
+    #[arg(long, env = "RAMPART_STORE", default_value = "sled", value_parser = parse_store)]
+    store: StoreChoice,
+    /// Most PostgreSQL connections this server holds.
+    #[arg(long, default_value_t = 16)]
+    store_connections: u32,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
@@ -103,6 +164,9 @@ pub struct TokenArgs {
     /// Data directory (must not be in use by a running server).
     #[arg(long, default_value = "rampart-data")]
     data: PathBuf,
+    /// The server's store: `sled` (in `--data`) or its PostgreSQL URL.
+    #[arg(long, env = "RAMPART_STORE", default_value = "sled", value_parser = parse_store)]
+    store: StoreChoice,
     /// The server's audit key (tokens are sealed under a key derived from
     /// it; give the same `--audit-key` as `rampart serve`).
     #[arg(long, env = "RAMPART_AUDIT_KEY", default_value = "rampart-audit.key")]
@@ -149,7 +213,16 @@ pub async fn run_server(args: ServeArgs) -> Result<(), Failure> {
     };
     let key = AuditKey::load_or_create(&args.audit_key, Some(&args.data))
         .map_err(|err| Failure::usage(err.to_string()))?;
-    let store = SledStore::open(&args.data).map_err(|err| Failure::load(err.to_string()))?;
+    let store = Opened::open(&args.store, &args.data, args.store_connections)?;
+    // Held for as long as the server runs: one server per database.
+    let _claimed = match &store {
+        Opened::Postgres(store) => Some(
+            store
+                .claim()
+                .map_err(|err| Failure::load(err.to_string()))?,
+        ),
+        Opened::Sled(_) => None,
+    };
     let cache = args
         .cache_dir
         .unwrap_or_else(|| PathBuf::from(format!("{}.cache", args.data.display())));
@@ -166,8 +239,11 @@ pub async fn run_server(args: ServeArgs) -> Result<(), Failure> {
         compiler,
         ..RuntimeConfig::default()
     };
-    let executor =
-        Executor::new(config, store, key).map_err(|err| Failure::load(err.to_string()))?;
+    let executor = match store {
+        Opened::Sled(store) => Executor::new(config, store, key),
+        Opened::Postgres(store) => Executor::new(config, *store, key),
+    }
+    .map_err(|err| Failure::load(err.to_string()))?;
     let secret_box = rampart::secrets::SecretBox::open(&args.master_key_file, Some(&args.data))
         .map_err(|err| Failure::usage(err.to_string()))?;
     let state = AppState::open_with(executor, secret_box, server_config.as_ref())
@@ -206,20 +282,32 @@ pub async fn run_server(args: ServeArgs) -> Result<(), Failure> {
             let listener = rampart::api::tls::TlsListener::new(listener, config)
                 .map_err(|err| Failure::usage(err.to_string()))?;
             eprintln!(
-                "rampart listening on https://{bound} (data {})",
-                args.data.display()
+                "rampart listening on https://{bound} ({})",
+                shown_store(&args.store, &args.data)
             );
             serve(state, listener, shutdown).await
         }
         _ => {
             eprintln!(
-                "rampart listening on http://{bound} (data {})",
-                args.data.display()
+                "rampart listening on http://{bound} ({})",
+                shown_store(&args.store, &args.data)
             );
             serve(state, listener, shutdown).await
         }
     };
     served.map_err(|err| Failure::call(err.to_string()))
+}
+
+/// The store for the start-up line, a URL's password left out.
+fn shown_store(choice: &StoreChoice, data: &std::path::Path) -> String {
+    match choice {
+        StoreChoice::Sled => format!("data {}", data.display()),
+        StoreChoice::Postgres(url) => {
+            let (scheme, rest) = url.split_once("://").unwrap_or(("postgres", url));
+            let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+            format!("store {scheme}://…@{host}")
+        }
+    }
 }
 
 pub fn create_token(args: TokenArgs) -> Result<(), Failure> {
@@ -235,7 +323,7 @@ pub fn create_token(args: TokenArgs) -> Result<(), Failure> {
         .map(TenantId::new)
         .transpose()
         .map_err(|err| Failure::usage(err.to_string()))?;
-    let store = SledStore::open(&args.data).map_err(|err| Failure::load(err.to_string()))?;
+    let store = Opened::open(&args.store, &args.data, 2)?;
     let key = AuditKey::load_or_create(&args.audit_key, Some(&args.data))
         .map_err(|err| Failure::usage(err.to_string()))?;
     let seal = rampart::audit::seal::SealKey::derive(&key);

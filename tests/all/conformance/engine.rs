@@ -173,3 +173,9 @@ async fn the_engine_on_sled_conforms() {
     ingest_is_idempotent_and_tenants_apart(executor_on(SledStore::temporary().expect("sled")))
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_engine_on_postgres_conforms() {
+    racing_decisions_decide_once(executor_on(super::fresh_pg())).await;
+    ingest_is_idempotent_and_tenants_apart(executor_on(super::fresh_pg())).await;
+}

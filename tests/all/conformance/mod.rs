@@ -11,3 +11,43 @@
 mod engine;
 mod space;
 mod store;
+
+/// A fresh, empty PostgreSQL database on the server `RAMPART_TEST_PG_URL`
+/// names (`cargo xtask test` starts one), as a store. Fails, saying what is
+/// missing, when there is no server: never skipped.
+pub(crate) fn fresh_pg() -> rampart::store::PgStore {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let url = std::env::var("RAMPART_TEST_PG_URL").unwrap_or_else(|_| {
+        panic!(
+            "RAMPART_TEST_PG_URL is not set: the PostgreSQL conformance tests need a server. \
+             `cargo xtask test` starts one (initdb from Debian's postgresql package); or set it \
+             to postgres://user@host:port/db of a server you run"
+        )
+    });
+    let name = format!(
+        "rampart_t_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let (base, query) = url.split_once('?').unwrap_or((url.as_str(), ""));
+    let server = base.rsplit_once('/').map_or(base, |(server, _)| server);
+    let fresh = if query.is_empty() {
+        format!("{server}/{name}")
+    } else {
+        format!("{server}/{name}?{query}")
+    };
+    // The admin statements block: run them on a plain thread, so a caller
+    // inside a runtime is fine too.
+    let admin = url.clone();
+    let created = name.clone();
+    std::thread::spawn(move || {
+        let mut client = postgres::Client::connect(&admin, postgres::NoTls)
+            .unwrap_or_else(|err| panic!("cannot reach PostgreSQL at RAMPART_TEST_PG_URL: {err}"));
+        client
+            .batch_execute(&format!("CREATE DATABASE {created}"))
+            .expect("create database");
+    })
+    .join()
+    .expect("admin thread");
+    rampart::store::PgStore::connect(&fresh, 8).expect("connect to the fresh database")
+}

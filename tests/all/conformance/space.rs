@@ -203,3 +203,8 @@ fn memory_keyspace_conforms() {
 fn sled_keyspace_conforms() {
     keyspace_conforms(|| Arc::new(SledStore::temporary().expect("sled")));
 }
+
+#[test]
+fn postgres_keyspace_conforms() {
+    keyspace_conforms(|| Arc::new(super::fresh_pg()));
+}

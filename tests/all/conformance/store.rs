@@ -307,3 +307,8 @@ fn memory_store_conforms() {
 fn sled_store_conforms() {
     conformance(|| Arc::new(SledStore::temporary().expect("sled")));
 }
+
+#[test]
+fn postgres_store_conforms() {
+    conformance(|| Arc::new(super::fresh_pg()));
+}

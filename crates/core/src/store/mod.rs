@@ -4,6 +4,7 @@
 //! provides both; sled (embedded, durable) and memory implement it.
 
 pub mod feeds;
+pub mod kept;
 mod memory;
 pub mod space;
 
