@@ -85,15 +85,39 @@ fn report(label: &str, total: usize, elapsed: Duration, latencies: &[Duration]) 
     rate
 }
 
+/// The engine on sled in `dir`, or, with `RAMPART_BENCH_PG_URL` set, on a
+/// fresh database of that PostgreSQL server.
+fn bench_executor(dir: &std::path::Path) -> Executor {
+    let key = AuditKey::from_bytes(vec![1; 32]).unwrap();
+    match std::env::var("RAMPART_BENCH_PG_URL") {
+        Ok(url) => {
+            let name = format!("rampart_bench_{}", std::process::id());
+            let admin = url.clone();
+            let created = name.clone();
+            std::thread::spawn(move || {
+                let mut client = postgres::Client::connect(&admin, postgres::NoTls).unwrap();
+                client
+                    .batch_execute(&format!("CREATE DATABASE {created}"))
+                    .unwrap();
+            })
+            .join()
+            .unwrap();
+            let server = url.rsplit_once('/').map_or(url.as_str(), |(s, _)| s);
+            println!("store: PostgreSQL ({server}/{name})");
+            let store = rampart::store::PgStore::connect(&format!("{server}/{name}"), 32).unwrap();
+            Executor::new(RuntimeConfig::default(), store, key).unwrap()
+        }
+        Err(_) => {
+            println!("store: sled");
+            let store = SledStore::open(&dir.join("data")).unwrap();
+            Executor::new(RuntimeConfig::default(), store, key).unwrap()
+        }
+    }
+}
+
 async fn playbook_throughput() -> f64 {
     let dir = tempfile::tempdir().unwrap();
-    let store = SledStore::open(&dir.path().join("data")).unwrap();
-    let executor = Executor::new(
-        RuntimeConfig::default(),
-        store,
-        AuditKey::from_bytes(vec![1; 32]).unwrap(),
-    )
-    .unwrap();
+    let executor = bench_executor(dir.path());
     let tenant = TenantId::new("bench").unwrap();
     executor.set_grants(&tenant, Grants::allow_all_capabilities());
     for name in ["ip-reputation", "risk-scorer", "edl-blocklist"] {

@@ -86,6 +86,16 @@ impl Postgres {
             eprintln!("PostgreSQL: using RAMPART_TEST_PG_URL");
             return Ok(Postgres { url, started: None });
         }
+        if postgres_bin().is_none() && is_root() {
+            // A fresh machine of this kind: Debian's package, as the test
+            // command installs what it needs.
+            eprintln!("PostgreSQL not found: installing Debian's postgresql package");
+            let _ = Command::new("apt-get").arg("update").status();
+            let _ = Command::new("apt-get")
+                .args(["install", "-y", "--no-install-recommends", "postgresql"])
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .status();
+        }
         let Some(bin) = postgres_bin() else {
             bail!(
                 "the tests need PostgreSQL and found none: no /usr/lib/postgresql/<version>/bin/initdb. \

@@ -16,9 +16,16 @@
 //! row locked (`SELECT … FOR UPDATE`), so concurrent writers of one
 //! namespace can neither lose an update nor pass the quota together;
 //! entity memory and a tenant's own intel are compare-and-swap loops over
-//! their trees. Every statement commits durably before it returns
-//! (`synchronous_commit = on`, PostgreSQL's default), so `flush` has
-//! nothing left to do.
+//! their trees.
+//!
+//! Durability follows the keyspace's contract, not a commit per statement:
+//! the pool's sessions commit with `synchronous_commit = off` (a write is
+//! visible to every reader at once, and on disk within PostgreSQL's WAL
+//! writer delay), and `flush` is one commit with `synchronous_commit = on`,
+//! which returns once the WAL is on disk up to it — and so every commit
+//! before it, of any session. The engine's group commit then shares one
+//! WAL flush among the alerts it acknowledges together, as it shares one
+//! fsync on sled.
 //!
 //! Why synchronous, over a pool of blocking clients: the seam is
 //! synchronous (sled and memory never block), and the engine calls it
@@ -32,6 +39,7 @@
 
 mod space;
 
+use postgres::types::Type;
 use rampart_core::model::{EntityMemory, IndicatorMatch};
 use rampart_core::store::kept::{JsonTrees, kv_key, kv_prefix, read_usage};
 use rampart_core::store::{Backend, Keyspace, KvNamespace, Store, StoreError};
@@ -104,9 +112,10 @@ pub enum OpenError {
 
 /// The schema, one migration per entry: never edit one that has shipped,
 /// add the next.
-const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
-    "CREATE TABLE rampart_trees (name text PRIMARY KEY);
+const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        "CREATE TABLE rampart_trees (name text PRIMARY KEY);
      CREATE TABLE rampart_entries (
          tree text NOT NULL,
          key bytea NOT NULL,
@@ -114,7 +123,13 @@ const MIGRATIONS: &[(i32, &str)] = &[(
          PRIMARY KEY (tree, key)
      );
      CREATE SEQUENCE rampart_ids;",
-)];
+    ),
+    (
+        2,
+        "CREATE TABLE rampart_flushes (id integer PRIMARY KEY, n bigint NOT NULL);
+     INSERT INTO rampart_flushes VALUES (1, 0);",
+    ),
+];
 
 /// Any number, the same in every node: the lock migrations are applied
 /// under.
@@ -231,13 +246,18 @@ impl PgStore {
     /// bounds the pool.
     pub fn connect(url: &str, connections: u32) -> Result<Self, OpenError> {
         let config: postgres::Config = url.parse().map_err(OpenError::InvalidUrl)?;
-        let manager =
-            r2d2_postgres::PostgresConnectionManager::new(config.clone(), postgres::NoTls);
+        let mut pooled = config.clone();
+        pooled.options("-c synchronous_commit=off");
+        let manager = r2d2_postgres::PostgresConnectionManager::new(pooled, postgres::NoTls);
         let pool = off_worker(|| {
             r2d2::Pool::builder()
                 .max_size(connections.max(1))
                 .min_idle(Some(1))
                 .connection_timeout(std::time::Duration::from_secs(10))
+                // No test query per checkout (a round trip per operation): a
+                // connection that broke fails its next operation and is
+                // dropped by the pool.
+                .test_on_check_out(false)
                 .build(manager)
         })
         .map_err(OpenError::Connect)?;
@@ -319,22 +339,22 @@ impl PgStore {
         let zero = 0u64.to_be_bytes().to_vec();
         self.with_client(|client| {
             let mut transaction = client.transaction()?;
-            transaction.execute(
+            transaction.execute_typed(
                 "INSERT INTO rampart_entries (tree, key, value) VALUES ('kv-usage', $1, $2) \
                  ON CONFLICT DO NOTHING",
-                &[&usage_key, &zero],
+                &[(&usage_key, Type::BYTEA), (&zero, Type::BYTEA)],
             )?;
             let used: Vec<u8> = transaction
-                .query_one(
+                .query_typed_one(
                     "SELECT value FROM rampart_entries WHERE tree = 'kv-usage' AND key = $1 \
                      FOR UPDATE",
-                    &[&usage_key],
+                    &[(&usage_key, Type::BYTEA)],
                 )?
                 .get(0);
             let current: Option<Vec<u8>> = transaction
-                .query_opt(
+                .query_typed_opt(
                     "SELECT value FROM rampart_entries WHERE tree = 'kv' AND key = $1",
-                    &[&full],
+                    &[(&full, Type::BYTEA)],
                 )?
                 .map(|row| row.get(0));
             if let Some(expected) = expected
@@ -350,19 +370,22 @@ impl PgStore {
                 return Ok(Err(StoreError::QuotaExceeded { quota }));
             }
             match new {
-                Some(value) => transaction.execute(
+                Some(value) => transaction.execute_typed(
                     "INSERT INTO rampart_entries (tree, key, value) VALUES ('kv', $1, $2) \
                      ON CONFLICT (tree, key) DO UPDATE SET value = EXCLUDED.value",
-                    &[&full, &value],
+                    &[(&full, Type::BYTEA), (&value, Type::BYTEA)],
                 )?,
-                None => transaction.execute(
+                None => transaction.execute_typed(
                     "DELETE FROM rampart_entries WHERE tree = 'kv' AND key = $1",
-                    &[&full],
+                    &[(&full, Type::BYTEA)],
                 )?,
             };
-            transaction.execute(
+            transaction.execute_typed(
                 "UPDATE rampart_entries SET value = $2 WHERE tree = 'kv-usage' AND key = $1",
-                &[&usage_key, &after.to_be_bytes().to_vec()],
+                &[
+                    (&usage_key, Type::BYTEA),
+                    (&after.to_be_bytes().to_vec(), Type::BYTEA),
+                ],
             )?;
             transaction.commit()?;
             Ok(Ok(true))
@@ -381,9 +404,9 @@ impl Store for PgStore {
         let full = kv_key(ns, key);
         self.with_client(|client| {
             Ok(client
-                .query_opt(
+                .query_typed_opt(
                     "SELECT value FROM rampart_entries WHERE tree = 'kv' AND key = $1",
-                    &[&full],
+                    &[(&full, Type::BYTEA)],
                 )?
                 .map(|row| row.get(0)))
         })
@@ -424,10 +447,15 @@ impl Store for PgStore {
         };
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = self.with_client(|client| {
-            client.query(
+            client.query_typed(
                 "SELECT key FROM rampart_entries WHERE tree = 'kv' AND key >= $1 \
                  AND ($2::bytea IS NULL OR key < $2) AND key > $3 ORDER BY key LIMIT $4",
-                &[&start, &end, &from, &limit],
+                &[
+                    (&start, Type::BYTEA),
+                    (&end, Type::BYTEA),
+                    (&from, Type::BYTEA),
+                    (&limit, Type::INT8),
+                ],
             )
         })?;
         Ok(rows
@@ -454,9 +482,9 @@ impl Store for PgStore {
         let usage_key = kv_prefix(ns);
         let used: Option<Vec<u8>> = self.with_client(|client| {
             Ok(client
-                .query_opt(
+                .query_typed_opt(
                     "SELECT value FROM rampart_entries WHERE tree = 'kv-usage' AND key = $1",
-                    &[&usage_key],
+                    &[(&usage_key, Type::BYTEA)],
                 )?
                 .map(|row| row.get(0)))
         })?;

@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use std::ops::Bound;
 use std::sync::Arc;
 
-use postgres::types::ToSql;
+use postgres::types::{ToSql, Type};
 use rampart_core::store::space::{
     Batch, CasConflict, Entry, EntryIter, SpaceBackend, SpaceError, TreeBackend,
 };
@@ -67,18 +67,31 @@ impl SpaceBackend for PgSpace {
     fn generate_id(&self) -> Result<u64, SpaceError> {
         with_client(&self.pool, |client| {
             let row = client
-                .query_one("SELECT nextval('rampart_ids')", &[])
+                .query_typed_one("SELECT nextval('rampart_ids')", &[])
                 .map_err(failed)?;
             let id: i64 = row.get(0);
             Ok(id.unsigned_abs())
         })
     }
 
-    /// Every statement commits durably before it returns (PostgreSQL's
-    /// default `synchronous_commit = on`): there is nothing left to flush.
     fn flush(&self) -> Result<(), SpaceError> {
-        Ok(())
+        durable(&self.pool)
     }
+}
+
+/// One commit that waits for the WAL to be on disk up to it, and so for
+/// every commit before it (the pool's sessions commit asynchronously).
+pub(crate) fn durable(pool: &Pool) -> Result<(), SpaceError> {
+    with_client(pool, |client| {
+        let mut transaction = client.transaction().map_err(failed)?;
+        transaction
+            .batch_execute(
+                "SET LOCAL synchronous_commit = on;
+                 UPDATE rampart_flushes SET n = n + 1 WHERE id = 1;",
+            )
+            .map_err(failed)?;
+        transaction.commit().map_err(failed)
+    })
 }
 
 /// Rows fetched per page of a scan: small at first (most scans want the
@@ -90,7 +103,7 @@ const MAX_PAGE: i64 = 1024;
 fn window<'a>(
     lower: &'a Bound<Vec<u8>>,
     upper: &'a Bound<Vec<u8>>,
-    params: &mut Vec<&'a (dyn ToSql + Sync)>,
+    params: &mut Vec<(&'a (dyn ToSql + Sync), Type)>,
 ) -> String {
     let mut sql = String::from("tree = $1");
     for (bound, included, excluded) in [(lower, ">=", ">"), (upper, "<=", "<")] {
@@ -99,7 +112,7 @@ fn window<'a>(
             Bound::Excluded(key) => (excluded, key),
             Bound::Unbounded => continue,
         };
-        params.push(key);
+        params.push((key, Type::BYTEA));
         sql.push_str(&format!(" AND key {op} ${}", params.len()));
     }
     sql
@@ -125,15 +138,15 @@ impl PgRange {
     fn fetch(&mut self, descending: bool) -> Result<Vec<Entry>, SpaceError> {
         let (tree, lower, upper, page) = (&self.tree, &self.lower, &self.upper, self.page);
         let rows = with_client(&self.pool, |client| {
-            let mut params: Vec<&(dyn ToSql + Sync)> = vec![tree];
+            let mut params: Vec<(&(dyn ToSql + Sync), Type)> = vec![(tree, Type::TEXT)];
             let clause = window(lower, upper, &mut params);
-            params.push(&page);
+            params.push((&page, Type::INT8));
             let sql = format!(
                 "SELECT key, value FROM rampart_entries WHERE {clause} ORDER BY key {} LIMIT ${}",
                 if descending { "DESC" } else { "ASC" },
                 params.len()
             );
-            client.query(&sql, &params).map_err(failed)
+            client.query_typed(&sql, &params).map_err(failed)
         })?;
         self.page = (self.page * 4).min(MAX_PAGE);
         Ok(rows
@@ -214,9 +227,9 @@ impl TreeBackend for PgTree {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, SpaceError> {
         self.client(|client, tree| {
             Ok(client
-                .query_opt(
+                .query_typed_opt(
                     "SELECT value FROM rampart_entries WHERE tree = $1 AND key = $2",
-                    &[&tree, &key],
+                    &[(&tree, Type::TEXT), (&key, Type::BYTEA)],
                 )?
                 .map(|row| row.get(0)))
         })
@@ -224,12 +237,16 @@ impl TreeBackend for PgTree {
 
     fn insert(&self, key: &[u8], value: &[u8]) -> Result<bool, SpaceError> {
         self.client(|client, tree| {
-            let row = client.query_one(
+            let row = client.query_typed_one(
                 "WITH old AS (SELECT 1 FROM rampart_entries WHERE tree = $1 AND key = $2) \
                  INSERT INTO rampart_entries (tree, key, value) VALUES ($1, $2, $3) \
                  ON CONFLICT (tree, key) DO UPDATE SET value = EXCLUDED.value \
                  RETURNING EXISTS (SELECT 1 FROM old)",
-                &[&tree, &key, &value],
+                &[
+                    (&tree, Type::TEXT),
+                    (&key, Type::BYTEA),
+                    (&value, Type::BYTEA),
+                ],
             )?;
             Ok(row.get(0))
         })
@@ -237,9 +254,9 @@ impl TreeBackend for PgTree {
 
     fn remove(&self, key: &[u8]) -> Result<bool, SpaceError> {
         self.client(|client, tree| {
-            Ok(client.execute(
+            Ok(client.execute_typed(
                 "DELETE FROM rampart_entries WHERE tree = $1 AND key = $2",
-                &[&tree, &key],
+                &[(&tree, Type::TEXT), (&key, Type::BYTEA)],
             )? > 0)
         })
     }
@@ -254,29 +271,42 @@ impl TreeBackend for PgTree {
             let swapped =
                 self.client(|client, tree| {
                     Ok(match (expected, new) {
-                        (None, Some(new)) => client.execute(
+                        (None, Some(new)) => client.execute_typed(
                             "INSERT INTO rampart_entries (tree, key, value) VALUES ($1, $2, $3) \
                              ON CONFLICT DO NOTHING",
-                            &[&tree, &key, &new],
+                            &[
+                                (&tree, Type::TEXT),
+                                (&key, Type::BYTEA),
+                                (&new, Type::BYTEA),
+                            ],
                         )? == 1,
                         (Some(old), Some(new)) => {
-                            client.execute(
+                            client.execute_typed(
                                 "UPDATE rampart_entries SET value = $4 \
                              WHERE tree = $1 AND key = $2 AND value = $3",
-                                &[&tree, &key, &old, &new],
+                                &[
+                                    (&tree, Type::TEXT),
+                                    (&key, Type::BYTEA),
+                                    (&old, Type::BYTEA),
+                                    (&new, Type::BYTEA),
+                                ],
                             )? == 1
                         }
                         (Some(old), None) => {
-                            client.execute(
+                            client.execute_typed(
                                 "DELETE FROM rampart_entries \
                              WHERE tree = $1 AND key = $2 AND value = $3",
-                                &[&tree, &key, &old],
+                                &[
+                                    (&tree, Type::TEXT),
+                                    (&key, Type::BYTEA),
+                                    (&old, Type::BYTEA),
+                                ],
                             )? == 1
                         }
                         (None, None) => client
-                            .query_opt(
+                            .query_typed_opt(
                                 "SELECT 1 FROM rampart_entries WHERE tree = $1 AND key = $2",
-                                &[&tree, &key],
+                                &[(&tree, Type::TEXT), (&key, Type::BYTEA)],
                             )?
                             .is_none(),
                     })
@@ -327,9 +357,9 @@ impl TreeBackend for PgTree {
 
     fn len(&self) -> Result<usize, SpaceError> {
         self.client(|client, tree| {
-            let row = client.query_one(
+            let row = client.query_typed_one(
                 "SELECT count(*) FROM rampart_entries WHERE tree = $1",
-                &[&tree],
+                &[(&tree, Type::TEXT)],
             )?;
             let count: i64 = row.get(0);
             Ok(usize::try_from(count).unwrap_or(usize::MAX))
@@ -344,6 +374,6 @@ impl TreeBackend for PgTree {
     }
 
     fn flush(&self) -> Result<(), SpaceError> {
-        Ok(())
+        durable(&self.pool)
     }
 }
