@@ -31,8 +31,6 @@
 //! ```
 #![deny(missing_docs)]
 
-#[cfg(feature = "server")]
-pub mod api;
 pub mod audit;
 mod bindings;
 pub mod caps;
@@ -58,12 +56,10 @@ pub mod secrets;
 pub use rampart_core::{attack, feeds, intel, model, tenant};
 
 /// What the host persists, behind one seam: the traits and the in-memory
-/// backend (`rampart-core`), the sled backend (`rampart-sled`) and, with the
-/// server, the PostgreSQL backend (`rampart-postgres`).
+/// backend (`rampart-core`) and the sled backend (`rampart-sled`). The
+/// PostgreSQL backend is the crate `rampart-postgres`.
 pub mod store {
     pub use rampart_core::store::*;
-    #[cfg(feature = "server")]
-    pub use rampart_postgres::{OpenError as PgOpenError, PgStore};
     pub use sled_backend::{OpenError, SledStore};
 }
 

@@ -9,11 +9,11 @@ use std::path::Path;
 use base64::Engine as _;
 use http_body_util::{BodyExt, Full};
 use rampart::RuntimeConfig;
-use rampart::api::auth::Role;
-use rampart::api::{AppState, serve};
 use rampart::audit::AuditKey;
 use rampart::executor::Executor;
 use rampart::store::SledStore;
+use rampart_server::auth::Role;
+use rampart_server::{AppState, serve};
 use serde_json::{Value, json};
 
 use rampart_e2e::plugins_dir;
@@ -55,7 +55,7 @@ impl Server {
         admin: Option<String>,
         tls: Option<std::sync::Arc<rustls::ServerConfig>>,
         config: RuntimeConfig,
-        limits: rampart::api::guard::ConnectionLimits,
+        limits: rampart_server::guard::ConnectionLimits,
     ) -> Server {
         let store = SledStore::open(&dir.join("data")).expect("store");
         let config = RuntimeConfig {
@@ -95,7 +95,7 @@ impl Server {
             match tls {
                 Some(config) => {
                     let listener =
-                        rampart::api::tls::TlsListener::new(listener, config).expect("tls");
+                        rampart_server::tls::TlsListener::new(listener, config).expect("tls");
                     serve(state, listener, shutdown).await
                 }
                 None => serve(state, listener, shutdown).await,

@@ -275,7 +275,7 @@ async fn closed_within(stream: &mut tokio::net::TcpStream, wait: std::time::Dura
 async fn idle_and_excess_connections_are_closed() {
     let _serial = serial().await;
     let dir = tempfile::tempdir().expect("dir");
-    let limits = rampart::api::guard::ConnectionLimits {
+    let limits = rampart_server::guard::ConnectionLimits {
         per_address: 8,
         idle: std::time::Duration::from_secs(1),
         header: std::time::Duration::from_secs(2),

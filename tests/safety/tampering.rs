@@ -3,10 +3,10 @@
 //! rewritten, a tenant's grants widened.
 
 use rampart::RuntimeConfig;
-use rampart::api::AppState;
 use rampart::audit::AuditKey;
 use rampart::executor::Executor;
 use rampart::store::SledStore;
+use rampart_server::AppState;
 
 use crate::harness::Server;
 use crate::{alert, ingest, serial, supervised, tenant};

@@ -300,7 +300,7 @@ fn demo(root: &Path, exit: bool) -> Result<()> {
         "build",
         "--quiet",
         "--package",
-        "rampart-runtime",
+        "rampart-server",
         "--bin",
         "rampart",
     ]))?;

@@ -15,7 +15,7 @@ mod store;
 /// A fresh, empty PostgreSQL database on the server `RAMPART_TEST_PG_URL`
 /// names (`cargo xtask test` starts one), as a store. Fails, saying what is
 /// missing, when there is no server: never skipped.
-pub(crate) fn fresh_pg() -> rampart::store::PgStore {
+pub(crate) fn fresh_pg() -> rampart_postgres::PgStore {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let url = std::env::var("RAMPART_TEST_PG_URL").unwrap_or_else(|_| {
         panic!(
@@ -49,5 +49,5 @@ pub(crate) fn fresh_pg() -> rampart::store::PgStore {
     })
     .join()
     .expect("admin thread");
-    rampart::store::PgStore::connect(&fresh, 8).expect("connect to the fresh database")
+    rampart_postgres::PgStore::connect(&fresh, 8).expect("connect to the fresh database")
 }

@@ -123,7 +123,7 @@ async fn openapi_matches_the_router_and_hostile_requests_never_get_a_5xx() {
     let (status, doc) = server.call("GET", "/v1/openapi.json", None, None).await;
     assert_eq!(status, 200);
     assert_eq!(doc["openapi"], "3.1.0");
-    let routes = rampart::api::openapi::ROUTES;
+    let routes = rampart_server::openapi::ROUTES;
     assert_eq!(
         doc["paths"].as_object().map(|p| p
             .values()
@@ -211,7 +211,7 @@ async fn schema_driven_fuzz(server: &Server, doc: &Value, viewer: &str, cases: u
             .collect();
         operations.push((method.as_str().to_owned(), path.clone(), query));
     }
-    assert_eq!(operations.len(), rampart::api::openapi::ROUTES.len());
+    assert_eq!(operations.len(), rampart_server::openapi::ROUTES.len());
 
     let segment = prop_oneof![
         Just("acme".to_owned()),

@@ -7,7 +7,7 @@ async fn the_api_is_served_over_tls() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/tls");
     let missing =
-        rampart::api::tls::server_config(&fixtures.join("nope.pem"), &fixtures.join("key.pem"));
+        rampart_server::tls::server_config(&fixtures.join("nope.pem"), &fixtures.join("key.pem"));
     assert!(
         missing
             .as_ref()
@@ -15,10 +15,10 @@ async fn the_api_is_served_over_tls() {
         "{missing:?}"
     );
     let swapped =
-        rampart::api::tls::server_config(&fixtures.join("key.pem"), &fixtures.join("cert.pem"));
+        rampart_server::tls::server_config(&fixtures.join("key.pem"), &fixtures.join("cert.pem"));
     assert!(swapped.is_err(), "a key file is not a certificate");
     let config =
-        rampart::api::tls::server_config(&fixtures.join("cert.pem"), &fixtures.join("key.pem"))
+        rampart_server::tls::server_config(&fixtures.join("cert.pem"), &fixtures.join("key.pem"))
             .expect("fixture cert");
     let dir = tempfile::tempdir().expect("dir");
     let server = Server::start_with(dir.path(), None, Some(config)).await;

@@ -1,14 +1,20 @@
+//! # rampart-server
+//!
 //! The HTTP control API (`rampart serve`): JSON under `/v1`, bearer tokens,
-//! one tenant's objects invisible to another's tokens.
+//! one tenant's objects invisible to another's tokens. A layer over the
+//! engine library (`rampart`, package `rampart-runtime`), which knows
+//! nothing of HTTP; the `rampart` binary (`src/main.rs`, `src/cli/`) lives
+//! here too.
 //!
 //! Everything the API changes is persisted in the data directory (tenants,
 //! grants, inventories, plugin packages, playbooks, tokens) and restored at
 //! start; compiled plugins come back from the artifact cache.
+#![deny(missing_docs)]
 
 /// Principals, tokens and roles (the control plane's
-/// [`crate::control::principals`], at the path the API had them).
+/// [`rampart::control::principals`], at the path the API had them).
 pub mod auth {
-    pub use crate::control::principals::*;
+    pub use rampart::control::principals::*;
 }
 mod edl;
 pub mod error;
@@ -32,11 +38,11 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::executor::Executor;
 use auth::Tokens;
 use error::ApiError;
 #[allow(unused_imports)]
 use extract::*;
+use rampart::executor::Executor;
 #[allow(unused_imports)]
 use routes::alerts::*;
 #[allow(unused_imports)]
@@ -68,7 +74,7 @@ pub struct AppState {
     tokens: Tokens,
     /// Tenants, plugin packages and playbooks (the transport-free control
     /// plane).
-    control: crate::control::Control,
+    control: rampart::control::Control,
     ready: Arc<std::sync::atomic::AtomicBool>,
     /// `/metrics` without a token (totals only, no tenant names).
     public_metrics: bool,
@@ -308,8 +314,8 @@ where
 /// Filters of `GET /runs`; times are Unix milliseconds.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(in crate::api) struct RunFilter {
-    status: Option<crate::executor::run::RunStatus>,
+pub(crate) struct RunFilter {
+    status: Option<rampart::executor::run::RunStatus>,
     playbook: Option<String>,
     alert: Option<String>,
     since: Option<i64>,
@@ -322,8 +328,8 @@ pub(in crate::api) struct RunFilter {
 /// Filters of `GET /audit`; times are Unix milliseconds.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(in crate::api) struct AuditFilter {
-    kind: Option<crate::audit::AuditKind>,
+pub(crate) struct AuditFilter {
+    kind: Option<rampart::audit::AuditKind>,
     run: Option<String>,
     since: Option<i64>,
     until: Option<i64>,

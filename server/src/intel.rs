@@ -16,9 +16,9 @@ use super::error::ApiError;
 use super::extract::{Tenant, need};
 use super::gate::Caller;
 use super::{AppState, Body, Params, QueryParams};
-use crate::intel::ReferencePage;
-use crate::intel::formats::{self, Format};
-use crate::model::{Entity, EntityKind};
+use rampart::intel::ReferencePage;
+use rampart::intel::formats::{self, Format};
+use rampart::model::{Entity, EntityKind};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -29,10 +29,10 @@ pub(super) struct ImportQuery {
     append: bool,
 }
 
-fn intel_error(err: crate::store::feeds::IntelError) -> ApiError {
+fn intel_error(err: rampart::store::feeds::IntelError) -> ApiError {
     match err {
-        crate::store::feeds::IntelError::Store(detail) => ApiError::internal(detail),
-        crate::store::feeds::IntelError::UnknownFeed(feed) => ApiError::new(
+        rampart::store::feeds::IntelError::Store(detail) => ApiError::internal(detail),
+        rampart::store::feeds::IntelError::UnknownFeed(feed) => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "unknown_feed",
             format!("no feed `{feed}`"),

@@ -7,19 +7,19 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::api::error::ApiError;
-use crate::api::extract::{Tenant, need};
-use crate::api::{AppState, Body, Params};
+use crate::error::ApiError;
+use crate::extract::{Tenant, need};
+use crate::{AppState, Body, Params};
 use base64::Engine as _;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(in crate::api) struct Upload {
+pub(crate) struct Upload {
     manifest: String,
     wasm_base64: String,
 }
 
-pub(in crate::api) async fn upload_plugin(
+pub(crate) async fn upload_plugin(
     State(state): State<AppState>,
     Tenant { id: tenant, .. }: Tenant<need::Configure>,
     Body(upload): Body<Upload>,
@@ -37,7 +37,7 @@ pub(in crate::api) async fn upload_plugin(
     Ok((StatusCode::CREATED, Json(loaded)).into_response())
 }
 
-pub(in crate::api) async fn list_plugins(
+pub(crate) async fn list_plugins(
     State(state): State<AppState>,
     Tenant { id: tenant, .. }: Tenant<need::Read>,
 ) -> Result<Json<Value>, ApiError> {
@@ -49,7 +49,7 @@ pub(in crate::api) async fn list_plugins(
     Ok(Json(json!({"plugins": list})))
 }
 
-pub(in crate::api) async fn inspect_plugin(
+pub(crate) async fn inspect_plugin(
     State(state): State<AppState>,
     Tenant { id: tenant, .. }: Tenant<need::Read>,
     Params((_, name)): Params<(String, String)>,
@@ -81,7 +81,7 @@ pub(in crate::api) async fn inspect_plugin(
     })))
 }
 
-pub(in crate::api) async fn delete_plugin(
+pub(crate) async fn delete_plugin(
     State(state): State<AppState>,
     Tenant {
         principal,

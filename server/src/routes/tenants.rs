@@ -7,21 +7,21 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::api::MAX_TOKEN_TTL_SECS;
-use crate::api::auth::{Need, Role};
-use crate::api::error::ApiError;
-use crate::api::extract::Table;
-use crate::api::extract::{Tenant, need};
-use crate::api::gate::Caller;
-use crate::api::{AppState, Body, Params};
-use crate::context::{AssetInventory, IdentityDirectory};
-use crate::tenant::{Grants, TenantId, TenantQuota};
+use crate::MAX_TOKEN_TTL_SECS;
+use crate::auth::{Need, Role};
+use crate::error::ApiError;
+use crate::extract::Table;
+use crate::extract::{Tenant, need};
+use crate::gate::Caller;
+use crate::{AppState, Body, Params};
+use rampart::context::{AssetInventory, IdentityDirectory};
+use rampart::tenant::{Grants, TenantId, TenantQuota};
 
 /// Grants are stored in clear, so they may not carry secrets.
-pub(in crate::api) async fn create_tenant(
+pub(crate) async fn create_tenant(
     State(state): State<AppState>,
     caller: Caller,
-    Body(body): Body<crate::control::NewTenant>,
+    Body(body): Body<rampart::control::NewTenant>,
 ) -> Result<Response, ApiError> {
     let principal = state.principal(&caller)?;
     principal.check(None, Need::Admin)?;
@@ -36,7 +36,7 @@ pub(in crate::api) async fn create_tenant(
         .into_response())
 }
 
-pub(in crate::api) async fn list_tenants(
+pub(crate) async fn list_tenants(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
@@ -44,7 +44,7 @@ pub(in crate::api) async fn list_tenants(
     Ok(Json(json!({"tenants": state.control.tenants().list()?})))
 }
 
-pub(in crate::api) async fn put_grants(
+pub(crate) async fn put_grants(
     State(state): State<AppState>,
     Tenant {
         principal,
@@ -65,7 +65,7 @@ pub(in crate::api) async fn put_grants(
 /// Replaces the asset inventory: JSON `{"assets": [...]}`, or a CSV table
 /// with `Content-Type: text/csv`. Every problem is reported; nothing is
 /// replaced unless the whole file is good.
-pub(in crate::api) async fn put_inventory(
+pub(crate) async fn put_inventory(
     State(state): State<AppState>,
     Tenant {
         principal,
@@ -75,7 +75,7 @@ pub(in crate::api) async fn put_inventory(
     table: Table,
 ) -> Result<Json<Value>, ApiError> {
     let inventory = table.parse(AssetInventory::from_csv)?;
-    crate::context::check_assets(&inventory).map_err(invalid_table)?;
+    rampart::context::check_assets(&inventory).map_err(invalid_table)?;
     let mut record = state.tenant(&tenant)?;
     record.inventory = inventory;
     state.put_tenant(&record)?;
@@ -87,7 +87,7 @@ pub(in crate::api) async fn put_inventory(
     Ok(Json(json!({"assets": record.inventory.assets.len()})))
 }
 
-pub(in crate::api) async fn get_inventory(
+pub(crate) async fn get_inventory(
     State(state): State<AppState>,
     Tenant { id: tenant, .. }: Tenant<need::Read>,
 ) -> Result<Json<AssetInventory>, ApiError> {
@@ -95,7 +95,7 @@ pub(in crate::api) async fn get_inventory(
 }
 
 /// Replaces the identity directory (JSON `{"identities": [...]}` or CSV).
-pub(in crate::api) async fn put_identities(
+pub(crate) async fn put_identities(
     State(state): State<AppState>,
     Tenant {
         principal,
@@ -117,15 +117,15 @@ pub(in crate::api) async fn put_identities(
     Ok(Json(json!({"identities": count})))
 }
 
-pub(in crate::api) async fn get_identities(
+pub(crate) async fn get_identities(
     State(state): State<AppState>,
     Tenant { id: tenant, .. }: Tenant<need::Read>,
 ) -> Result<Json<IdentityDirectory>, ApiError> {
     Ok(Json(state.tenant(&tenant)?.identities))
 }
 
-pub(in crate::api) fn invalid_table(err: crate::context::ContextError) -> ApiError {
-    let crate::context::ContextError::Invalid(problems) = &err;
+pub(crate) fn invalid_table(err: rampart::context::ContextError) -> ApiError {
+    let rampart::context::ContextError::Invalid(problems) = &err;
     ApiError {
         status: StatusCode::BAD_REQUEST,
         error: "invalid_table".to_owned(),
@@ -137,7 +137,7 @@ pub(in crate::api) fn invalid_table(err: crate::context::ContextError) -> ApiErr
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(in crate::api) struct NewToken {
+pub(crate) struct NewToken {
     principal: String,
     role: Role,
     #[serde(default)]
@@ -145,7 +145,7 @@ pub(in crate::api) struct NewToken {
 }
 
 /// A token lifetime in ms, refused when 0 or beyond ten years.
-pub(in crate::api) fn token_ttl_ms(secs: u64) -> Result<i64, ApiError> {
+pub(crate) fn token_ttl_ms(secs: u64) -> Result<i64, ApiError> {
     if secs == 0 || secs > MAX_TOKEN_TTL_SECS {
         return Err(ApiError {
             status: StatusCode::BAD_REQUEST,
@@ -161,7 +161,7 @@ pub(in crate::api) fn token_ttl_ms(secs: u64) -> Result<i64, ApiError> {
     Ok(i64::try_from(secs * 1000).unwrap_or(i64::MAX))
 }
 
-pub(in crate::api) async fn create_token(
+pub(crate) async fn create_token(
     State(state): State<AppState>,
     Tenant {
         principal,
@@ -195,7 +195,7 @@ pub(in crate::api) async fn create_token(
         .into_response())
 }
 
-pub(in crate::api) async fn revoke_token(
+pub(crate) async fn revoke_token(
     State(state): State<AppState>,
     Tenant {
         principal,
@@ -215,11 +215,11 @@ pub(in crate::api) async fn revoke_token(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(in crate::api) struct SecretValue {
+pub(crate) struct SecretValue {
     value: String,
 }
 
-pub(in crate::api) async fn put_secret(
+pub(crate) async fn put_secret(
     State(state): State<AppState>,
     Tenant {
         principal,
@@ -244,7 +244,7 @@ pub(in crate::api) async fn put_secret(
     if body.value.is_empty() || body.value.len() > 16 << 10 {
         return Err(ApiError::bad_request("a secret is 1 byte to 16 KiB"));
     }
-    let secret = crate::tenant::Secret::new(body.value);
+    let secret = rampart::tenant::Secret::new(body.value);
     state
         .control
         .tenants()
@@ -259,7 +259,7 @@ pub(in crate::api) async fn put_secret(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-pub(in crate::api) async fn list_secrets(
+pub(crate) async fn list_secrets(
     State(state): State<AppState>,
     Tenant { id: tenant, .. }: Tenant<need::Configure>,
 ) -> Result<Json<Value>, ApiError> {
@@ -273,7 +273,7 @@ pub(in crate::api) async fn list_secrets(
     Ok(Json(json!({"secrets": names})))
 }
 
-pub(in crate::api) async fn get_quotas(
+pub(crate) async fn get_quotas(
     State(state): State<AppState>,
     Tenant { id: tenant, .. }: Tenant<need::Read>,
 ) -> Result<Json<Value>, ApiError> {
@@ -285,7 +285,7 @@ pub(in crate::api) async fn get_quotas(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(in crate::api) struct QuotaUpdate {
+pub(crate) struct QuotaUpdate {
     #[serde(flatten)]
     quotas: TenantQuota,
     #[serde(default)]
@@ -293,7 +293,7 @@ pub(in crate::api) struct QuotaUpdate {
 }
 
 /// Quotas are the operator's: a tenant may not raise its own.
-pub(in crate::api) async fn put_quotas(
+pub(crate) async fn put_quotas(
     State(state): State<AppState>,
     caller: Caller,
     Params(tenant): Params<String>,

@@ -6,12 +6,12 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use crate::api::AuditFilter;
-use crate::api::error::ApiError;
-use crate::api::extract::{Tenant, need};
-use crate::api::{AppState, DEFAULT_PAGE, MAX_PAGE, QueryParams};
+use crate::AuditFilter;
+use crate::error::ApiError;
+use crate::extract::{Tenant, need};
+use crate::{AppState, DEFAULT_PAGE, MAX_PAGE, QueryParams};
 
-pub(in crate::api) async fn verify_audit(
+pub(crate) async fn verify_audit(
     State(state): State<AppState>,
     Tenant { id: tenant, .. }: Tenant<need::Read>,
 ) -> Result<Json<Value>, ApiError> {
@@ -27,7 +27,7 @@ pub(in crate::api) async fn verify_audit(
     ))
 }
 
-pub(in crate::api) async fn export_audit(
+pub(crate) async fn export_audit(
     State(state): State<AppState>,
     Tenant { id: tenant, .. }: Tenant<need::Configure>,
 ) -> Result<Response, ApiError> {
@@ -40,7 +40,7 @@ pub(in crate::api) async fn export_audit(
     Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], out).into_response())
 }
 
-pub(in crate::api) async fn query_audit(
+pub(crate) async fn query_audit(
     State(state): State<AppState>,
     Tenant { id: tenant, .. }: Tenant<need::Read>,
     QueryParams(filter): QueryParams<AuditFilter>,
@@ -81,7 +81,7 @@ pub(in crate::api) async fn query_audit(
     Ok(Json(json!({"records": records, "next_after_seq": next})))
 }
 
-pub(in crate::api) async fn audit_head(
+pub(crate) async fn audit_head(
     State(state): State<AppState>,
     Tenant { id: tenant, .. }: Tenant<need::Read>,
 ) -> Result<Json<Value>, ApiError> {

@@ -7,17 +7,17 @@ use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::api::AppState;
-use crate::api::error::ApiError;
-use crate::api::extract::{Tenant, Wait, need};
-use crate::api::extract::{body_bytes, parse_json};
-use crate::api::{MAX_ALERTS_PER_REQUEST, REFUSAL_DELAY};
-use crate::model::Alert;
+use crate::AppState;
+use crate::error::ApiError;
+use crate::extract::{Tenant, Wait, need};
+use crate::extract::{body_bytes, parse_json};
+use crate::{MAX_ALERTS_PER_REQUEST, REFUSAL_DELAY};
+use rampart::model::Alert;
 
 /// A JSON array of raw items, refused past [`MAX_ALERTS_PER_REQUEST`]
 /// items while it is scanned (a 16 MiB array of tiny items never becomes
 /// millions of entries).
-pub(in crate::api) struct RawBatch<'a>(Vec<&'a serde_json::value::RawValue>);
+pub(crate) struct RawBatch<'a>(Vec<&'a serde_json::value::RawValue>);
 
 impl<'de: 'a, 'a> Deserialize<'de> for RawBatch<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -52,7 +52,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for RawBatch<'a> {
 
 /// Whether a raw item is OCSF, read without building it as a tree.
 #[derive(Deserialize)]
-pub(in crate::api) struct OcsfProbe {
+pub(crate) struct OcsfProbe {
     #[serde(default)]
     class_uid: Option<serde::de::IgnoredAny>,
 }
@@ -61,7 +61,7 @@ pub(in crate::api) struct OcsfProbe {
 /// parsed straight into typed alerts: the body is never held as a JSON tree
 /// (an OCSF item is, one item at a time), so peak memory stays a small
 /// multiple of the body.
-pub(in crate::api) fn alerts_from(bytes: &[u8]) -> Result<Vec<Alert>, ApiError> {
+pub(crate) fn alerts_from(bytes: &[u8]) -> Result<Vec<Alert>, ApiError> {
     let text = std::str::from_utf8(bytes)
         .map_err(|err| ApiError::bad_request(format!("the body is not UTF-8: {err}")))?;
     if text.trim().is_empty() {
@@ -90,7 +90,7 @@ pub(in crate::api) fn alerts_from(bytes: &[u8]) -> Result<Vec<Alert>, ApiError> 
             let alert = if probe.class_uid.is_some() {
                 let doc: Value =
                     serde_json::from_str(item.get()).map_err(|err| located(err.to_string()))?;
-                crate::ocsf::alert_from_ocsf(&doc).map_err(|err| located(err.to_string()))?
+                rampart::ocsf::alert_from_ocsf(&doc).map_err(|err| located(err.to_string()))?
             } else {
                 serde_json::from_str::<Alert>(item.get()).map_err(|err| located(err.to_string()))?
             };
@@ -106,7 +106,7 @@ pub(in crate::api) fn alerts_from(bytes: &[u8]) -> Result<Vec<Alert>, ApiError> 
         .collect()
 }
 
-pub(in crate::api) async fn ingest(
+pub(crate) async fn ingest(
     State(state): State<AppState>,
     Tenant { id: tenant, .. }: Tenant<need::Ingest>,
     wait: Wait,
@@ -160,7 +160,7 @@ pub(in crate::api) async fn ingest(
     Ok(wait.answer(settled, json!({"results": results})))
 }
 
-pub(in crate::api) async fn ingest_events(
+pub(crate) async fn ingest_events(
     State(state): State<AppState>,
     Tenant { id: tenant, .. }: Tenant<need::Ingest>,
     body: axum::body::Bytes,
@@ -193,15 +193,15 @@ pub(in crate::api) async fn ingest_events(
     if items.len() > 100_000 {
         return Err(ApiError::bad_request("at most 100000 events per request"));
     }
-    let now = crate::executor::now_ms();
-    let events: Vec<crate::model::Event> = items
+    let now = rampart::executor::now_ms();
+    let events: Vec<rampart::model::Event> = items
         .into_iter()
         .enumerate()
         .map(|(index, item)| {
             // Our {id, time, data} shape, or a raw telemetry document.
-            match serde_json::from_value::<crate::model::Event>(item.clone()) {
+            match serde_json::from_value::<rampart::model::Event>(item.clone()) {
                 Ok(event) => event,
-                Err(_) => crate::model::Event {
+                Err(_) => rampart::model::Event {
                     id: item
                         .get("id")
                         .and_then(Value::as_str)

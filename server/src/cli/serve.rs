@@ -5,12 +5,13 @@ use std::path::PathBuf;
 
 use clap::Args;
 use rampart::RuntimeConfig;
-use rampart::api::auth::{Role, Tokens};
-use rampart::api::{AppState, serve};
 use rampart::audit::AuditKey;
 use rampart::executor::Executor;
-use rampart::store::{Keyspace, PgStore, SledStore};
+use rampart::store::{Keyspace, SledStore};
 use rampart::tenant::TenantId;
+use rampart_postgres::PgStore;
+use rampart_server::auth::{Role, Tokens};
+use rampart_server::{AppState, serve};
 
 use super::Failure;
 
@@ -206,7 +207,7 @@ pub async fn run_server(args: ServeArgs) -> Result<(), Failure> {
     // Bad TLS files fail before anything is opened.
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(
-            rampart::api::tls::server_config(cert, key)
+            rampart_server::tls::server_config(cert, key)
                 .map_err(|err| Failure::usage(err.to_string()))?,
         ),
         _ => None,
@@ -250,7 +251,7 @@ pub async fn run_server(args: ServeArgs) -> Result<(), Failure> {
         .await
         .map_err(|err| Failure::load(format!("restoring state: {}", err.detail)))?
         .with_public_metrics(args.public_metrics)
-        .with_connection_limits(rampart::api::guard::ConnectionLimits {
+        .with_connection_limits(rampart_server::guard::ConnectionLimits {
             per_address: args.max_connections_per_address.max(1),
             idle: args.idle_timeout,
             header: args.header_timeout,
@@ -279,7 +280,7 @@ pub async fn run_server(args: ServeArgs) -> Result<(), Failure> {
     };
     let served = match tls {
         Some(config) => {
-            let listener = rampart::api::tls::TlsListener::new(listener, config)
+            let listener = rampart_server::tls::TlsListener::new(listener, config)
                 .map_err(|err| Failure::usage(err.to_string()))?;
             eprintln!(
                 "rampart listening on https://{bound} ({})",
@@ -330,10 +331,10 @@ pub fn create_token(args: TokenArgs) -> Result<(), Failure> {
     let tokens =
         Tokens::open(store.space(), &seal).map_err(|err| Failure::load(err.to_string()))?;
     let ttl = match args.ttl_secs {
-        Some(secs) if secs == 0 || secs > rampart::api::MAX_TOKEN_TTL_SECS => {
+        Some(secs) if secs == 0 || secs > rampart_server::MAX_TOKEN_TTL_SECS => {
             return Err(Failure::usage(format!(
                 "--ttl-secs must be between 1 and {} (ten years); got {secs}",
-                rampart::api::MAX_TOKEN_TTL_SECS
+                rampart_server::MAX_TOKEN_TTL_SECS
             )));
         }
         Some(secs) => Some(i64::try_from(secs * 1000).unwrap_or(i64::MAX)),

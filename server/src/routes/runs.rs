@@ -8,12 +8,12 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::api::RunFilter;
-use crate::api::error::ApiError;
-use crate::api::extract::{Tenant, need};
-use crate::api::{AppState, Body, DEFAULT_PAGE, MAX_PAGE, Params, QueryParams};
+use crate::RunFilter;
+use crate::error::ApiError;
+use crate::extract::{Tenant, need};
+use crate::{AppState, Body, DEFAULT_PAGE, MAX_PAGE, Params, QueryParams};
 
-pub(in crate::api) async fn list_runs(
+pub(crate) async fn list_runs(
     State(state): State<AppState>,
     Tenant { id: tenant, .. }: Tenant<need::Read>,
     QueryParams(filter): QueryParams<RunFilter>,
@@ -26,7 +26,7 @@ pub(in crate::api) async fn list_runs(
         && filter.until.is_none();
     // A page costs its size: walked newest first from the cursor by the
     // creation-time index (`executor/listing.rs`), never every run.
-    let query = crate::executor::RunQuery {
+    let query = rampart::executor::RunQuery {
         status: filter.status,
         playbook: filter.playbook,
         alert: filter.alert,
@@ -39,7 +39,7 @@ pub(in crate::api) async fn list_runs(
         .executor
         .runs_page(&tenant, &query)
         .map_err(|err| match err {
-            err @ crate::executor::ExecutorError::InvalidCursor(_) => ApiError {
+            err @ rampart::executor::ExecutorError::InvalidCursor(_) => ApiError {
                 status: StatusCode::BAD_REQUEST,
                 error: "invalid_query".to_owned(),
                 detail: err.to_string(),
@@ -62,13 +62,13 @@ pub(in crate::api) async fn list_runs(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(in crate::api) struct FeedbackBody {
-    label: crate::model::FeedbackLabel,
+pub(crate) struct FeedbackBody {
+    label: rampart::model::FeedbackLabel,
     #[serde(default)]
     comment: String,
 }
 
-pub(in crate::api) async fn feedback(
+pub(crate) async fn feedback(
     State(state): State<AppState>,
     Tenant {
         principal,
@@ -91,7 +91,7 @@ pub(in crate::api) async fn feedback(
     Ok(Json(json!({"run": run.id, "feedback": run.feedback})))
 }
 
-pub(in crate::api) async fn measurements(
+pub(crate) async fn measurements(
     State(state): State<AppState>,
     Tenant { id: tenant, .. }: Tenant<need::Read>,
     axum::extract::Query(query): axum::extract::Query<BTreeMap<String, String>>,

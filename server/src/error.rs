@@ -83,9 +83,9 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<crate::control::principals::AuthError> for ApiError {
-    fn from(err: crate::control::principals::AuthError) -> Self {
-        use crate::control::principals::AuthError as E;
+impl From<rampart::control::principals::AuthError> for ApiError {
+    fn from(err: rampart::control::principals::AuthError) -> Self {
+        use rampart::control::principals::AuthError as E;
         match err {
             E::Unauthenticated(_) => Self::unauthorized(err.to_string()),
             E::OtherTenant(_) | E::NoToken(_) => Self::not_found(err.to_string()),
@@ -101,9 +101,9 @@ impl From<crate::control::principals::AuthError> for ApiError {
     }
 }
 
-impl From<crate::control::ControlError> for ApiError {
-    fn from(err: crate::control::ControlError) -> Self {
-        use crate::control::ControlError as E;
+impl From<rampart::control::ControlError> for ApiError {
+    fn from(err: rampart::control::ControlError) -> Self {
+        use rampart::control::ControlError as E;
         match err {
             E::NoTenant(_) | E::NoPlaybook(_) | E::NoPlugin(_) => Self::not_found(err.to_string()),
             E::InvalidManifest(_) => Self::new(
@@ -168,31 +168,31 @@ impl From<crate::control::ControlError> for ApiError {
     }
 }
 
-impl From<crate::executor::ExecutorError> for ApiError {
-    fn from(err: crate::executor::ExecutorError) -> Self {
-        use crate::executor::ExecutorError as E;
+impl From<rampart::executor::ExecutorError> for ApiError {
+    fn from(err: rampart::executor::ExecutorError) -> Self {
+        use rampart::executor::ExecutorError as E;
         match err {
             E::AlertConflict { .. } => Self::new(StatusCode::CONFLICT, "conflict", err.to_string()),
             E::InvalidAlert { .. } => {
                 Self::new(StatusCode::BAD_REQUEST, "invalid_alert", err.to_string())
             }
             E::RunNotFound(_) | E::PlaybookNotFound(_) => Self::not_found(err.to_string()),
-            E::Approval(crate::executor::approvals::ApprovalError::NotFound(_)) => {
+            E::Approval(rampart::executor::approvals::ApprovalError::NotFound(_)) => {
                 Self::not_found(err.to_string())
             }
             E::Approval(
-                crate::executor::approvals::ApprovalError::Requester { .. }
-                | crate::executor::approvals::ApprovalError::TooNew { .. },
+                rampart::executor::approvals::ApprovalError::Requester { .. }
+                | rampart::executor::approvals::ApprovalError::TooNew { .. },
             ) => Self::new(
                 StatusCode::FORBIDDEN,
                 "approver_ineligible",
                 err.to_string(),
             ),
-            E::Approval(crate::executor::approvals::ApprovalError::Decided { .. }) => {
+            E::Approval(rampart::executor::approvals::ApprovalError::Decided { .. }) => {
                 Self::new(StatusCode::CONFLICT, "approval_decided", err.to_string())
             }
             E::Approval(_) => Self::new(StatusCode::CONFLICT, "approval_refused", err.to_string()),
-            E::Sealed(crate::audit::seal::SealError::Tampered { .. }) => {
+            E::Sealed(rampart::audit::seal::SealError::Tampered { .. }) => {
                 tracing::error!("{err}");
                 Self::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -201,7 +201,7 @@ impl From<crate::executor::ExecutorError> for ApiError {
                 )
             }
             E::Playbook(playbook) => {
-                let issues: Vec<&crate::diagnostics::Issue> = playbook.issues();
+                let issues: Vec<&rampart::diagnostics::Issue> = playbook.issues();
                 let location = serde_json::to_value(&issues).ok();
                 ApiError {
                     status: StatusCode::UNPROCESSABLE_ENTITY,

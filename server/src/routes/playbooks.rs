@@ -6,11 +6,11 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use crate::api::error::ApiError;
-use crate::api::extract::{Tenant, need};
-use crate::api::{AppState, Params};
+use crate::error::ApiError;
+use crate::extract::{Tenant, need};
+use crate::{AppState, Params};
 
-pub(in crate::api) async fn put_playbook(
+pub(crate) async fn put_playbook(
     State(state): State<AppState>,
     Tenant {
         principal,
@@ -31,7 +31,7 @@ pub(in crate::api) async fn put_playbook(
     ))
 }
 
-pub(in crate::api) async fn get_playbook(
+pub(crate) async fn get_playbook(
     State(state): State<AppState>,
     Tenant { id: tenant, .. }: Tenant<need::Read>,
     Params((_, name)): Params<(String, String)>,
@@ -40,7 +40,7 @@ pub(in crate::api) async fn get_playbook(
     Ok(([(header::CONTENT_TYPE, "application/yaml")], yaml).into_response())
 }
 
-pub(in crate::api) async fn list_playbooks(
+pub(crate) async fn list_playbooks(
     State(state): State<AppState>,
     Tenant { id: tenant, .. }: Tenant<need::Read>,
 ) -> Result<Json<Value>, ApiError> {
@@ -70,7 +70,7 @@ fn set_playbook_enabled(
     Ok(Json(json!({"name": name, "enabled": enabled})))
 }
 
-pub(in crate::api) async fn enable_playbook(
+pub(crate) async fn enable_playbook(
     State(state): State<AppState>,
     tenant: Tenant<need::Configure>,
     Params((_, name)): Params<(String, String)>,
@@ -78,7 +78,7 @@ pub(in crate::api) async fn enable_playbook(
     set_playbook_enabled(&state, tenant, &name, true)
 }
 
-pub(in crate::api) async fn disable_playbook(
+pub(crate) async fn disable_playbook(
     State(state): State<AppState>,
     tenant: Tenant<need::Configure>,
     Params((_, name)): Params<(String, String)>,

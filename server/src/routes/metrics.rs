@@ -6,13 +6,13 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
-use crate::api::AppState;
-use crate::api::auth::Role;
-use crate::api::error::ApiError;
-use crate::api::gate::Caller;
-use crate::tenant::TenantId;
+use crate::AppState;
+use crate::auth::Role;
+use crate::error::ApiError;
+use crate::gate::Caller;
+use rampart::tenant::TenantId;
 
-pub(in crate::api) async fn metrics(
+pub(crate) async fn metrics(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Response, ApiError> {
@@ -41,7 +41,7 @@ pub(in crate::api) async fn metrics(
     };
     // From counters kept as runs change (`executor/tally.rs`): a scrape
     // costs the tenants and statuses, not the runs.
-    use crate::executor::tally::{BUCKETS_SECS, Histogram};
+    use rampart::executor::tally::{BUCKETS_SECS, Histogram};
     let mut runs_by_status: BTreeMap<(String, String), u64> = BTreeMap::new();
     let mut folded: BTreeMap<String, u64> = BTreeMap::new();
     let mut mttd: BTreeMap<String, Histogram> = BTreeMap::new();
@@ -138,8 +138,9 @@ pub(in crate::api) async fn metrics(
             );
         }
     }
-    let mut calls: BTreeMap<(String, String, &str), crate::sandbox::CallCounter> = BTreeMap::new();
-    let mut latency: BTreeMap<(String, String), crate::sandbox::CallCounter> = BTreeMap::new();
+    let mut calls: BTreeMap<(String, String, &str), rampart::sandbox::CallCounter> =
+        BTreeMap::new();
+    let mut latency: BTreeMap<(String, String), rampart::sandbox::CallCounter> = BTreeMap::new();
     for (tenant, plugin, outcome, counter) in state.executor.runtime().call_counters() {
         latency
             .entry((label(&tenant), plugin.clone()))
@@ -158,7 +159,7 @@ pub(in crate::api) async fn metrics(
         for (count, bound) in counter
             .buckets
             .iter()
-            .zip(crate::sandbox::CallCounter::BUCKETS_US)
+            .zip(rampart::sandbox::CallCounter::BUCKETS_US)
         {
             let _ = writeln!(
                 text,

@@ -1,5 +1,5 @@
 //! Playbook and audit benchmarks (`cargo xtask plugins` first, then
-//! `cargo bench -p rampart-runtime --bench playbooks`). Prints figures; not
+//! `cargo bench -p rampart-server --bench playbooks`; `RAMPART_BENCH_PG_URL=postgres://…` runs the in-process part on PostgreSQL). Prints figures; not
 //! a criterion harness because each measurement is one long run.
 //!
 //! - a 4-step playbook (2 enrichers in parallel, 1 scorer, 1 guarded
@@ -11,6 +11,7 @@
 //! - `verify` of a 1,000,000-record audit chain.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+#[path = "../../runtime/benches/common/mod.rs"]
 mod common;
 
 use common::{PLAYBOOK, bench_alert, plugins};
@@ -104,7 +105,8 @@ fn bench_executor(dir: &std::path::Path) -> Executor {
             .unwrap();
             let server = url.rsplit_once('/').map_or(url.as_str(), |(s, _)| s);
             println!("store: PostgreSQL ({server}/{name})");
-            let store = rampart::store::PgStore::connect(&format!("{server}/{name}"), 32).unwrap();
+            let store =
+                rampart_postgres::PgStore::connect(&format!("{server}/{name}"), 32).unwrap();
             Executor::new(RuntimeConfig::default(), store, key).unwrap()
         }
         Err(_) => {
@@ -230,7 +232,7 @@ async fn connect(
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     stream.set_nodelay(true).unwrap();
     let (sender, connection) =
-        hyper::client::conn::http1::handshake(wasmtime_wasi_http::io::TokioIo::new(stream))
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await
             .unwrap();
     tokio::spawn(connection);
@@ -269,7 +271,7 @@ async fn http_throughput(in_process: f64) {
         AuditKey::from_bytes(vec![1; 32]).unwrap(),
     )
     .unwrap();
-    let state = rampart::api::AppState::open(
+    let state = rampart_server::AppState::open(
         executor.clone(),
         rampart::secrets::SecretBox::from_key(&[3u8; 32]).unwrap(),
     )
@@ -277,12 +279,12 @@ async fn http_throughput(in_process: f64) {
     .unwrap();
     let (admin, _) = state
         .tokens()
-        .create("bench", None, rampart::api::auth::Role::Admin, None)
+        .create("bench", None, rampart_server::auth::Role::Admin, None)
         .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(rampart::api::serve(state, listener, async {
+    let server = tokio::spawn(rampart_server::serve(state, listener, async {
         let _ = stopped.await;
     }));
     let mut setup = connect(addr).await;

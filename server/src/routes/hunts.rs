@@ -5,11 +5,11 @@ use axum::Json;
 use axum::extract::State;
 use serde_json::{Value, json};
 
-use crate::api::error::ApiError;
-use crate::api::extract::{Tenant, need};
-use crate::api::{AppState, Body, Params};
+use crate::error::ApiError;
+use crate::extract::{Tenant, need};
+use crate::{AppState, Body, Params};
 
-pub(in crate::api) async fn put_hunt(
+pub(crate) async fn put_hunt(
     State(state): State<AppState>,
     Tenant {
         principal,
@@ -17,7 +17,7 @@ pub(in crate::api) async fn put_hunt(
         ..
     }: Tenant<need::Configure>,
     Params((_, name)): Params<(String, String)>,
-    Body(body): Body<crate::control::NewHunt>,
+    Body(body): Body<rampart::control::NewHunt>,
 ) -> Result<Json<Value>, ApiError> {
     let record = state
         .control
@@ -26,14 +26,14 @@ pub(in crate::api) async fn put_hunt(
     Ok(Json(json!(record)))
 }
 
-pub(in crate::api) async fn list_hunts(
+pub(crate) async fn list_hunts(
     State(state): State<AppState>,
     Tenant { id: tenant, .. }: Tenant<need::Read>,
 ) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!({"hunts": state.control.hunts().list(&tenant)?})))
 }
 
-pub(in crate::api) async fn run_hunt_now(
+pub(crate) async fn run_hunt_now(
     State(state): State<AppState>,
     Tenant { id: tenant, .. }: Tenant<need::Configure>,
     Params((_, name)): Params<(String, String)>,

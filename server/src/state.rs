@@ -5,20 +5,20 @@ use std::sync::Arc;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-use crate::api::auth::{Need, Principal, Tokens};
-use crate::api::error::ApiError;
-use crate::api::gate::Caller;
-use crate::api::{AppState, guard, storage_err};
-use crate::control::{TenantRecord, default_ingest_rate};
-use crate::executor::Executor;
-use crate::tenant::TenantId;
+use crate::auth::{Need, Principal, Tokens};
+use crate::error::ApiError;
+use crate::gate::Caller;
+use crate::{AppState, guard, storage_err};
+use rampart::control::{TenantRecord, default_ingest_rate};
+use rampart::executor::Executor;
+use rampart::tenant::TenantId;
 
 impl AppState {
     /// State over an executor; restores tenants, plugins and playbooks.
     /// Secrets are sealed with `secret_box` (the master key).
     pub async fn open(
         executor: Executor,
-        secret_box: crate::secrets::SecretBox,
+        secret_box: rampart::secrets::SecretBox,
     ) -> Result<Self, ApiError> {
         Self::open_with(executor, secret_box, None).await
     }
@@ -27,10 +27,10 @@ impl AppState {
     /// authoritative for the tenants it names.
     pub async fn open_with(
         executor: Executor,
-        secret_box: crate::secrets::SecretBox,
-        config: Option<&crate::config::ServerConfig>,
+        secret_box: rampart::secrets::SecretBox,
+        config: Option<&rampart::config::ServerConfig>,
     ) -> Result<Self, ApiError> {
-        let control = crate::control::Control::open(executor.clone(), secret_box)?;
+        let control = rampart::control::Control::open(executor.clone(), secret_box)?;
         let state = AppState {
             tokens: control.tokens().clone(),
             control,
@@ -76,7 +76,7 @@ impl AppState {
     }
 
     /// Records a configuration change by `actor` in the tenant's audit chain.
-    pub(in crate::api) fn audit_change(
+    pub(crate) fn audit_change(
         &self,
         tenant: &TenantId,
         actor: &str,
@@ -86,15 +86,15 @@ impl AppState {
     }
 
     /// The control plane (tenants, playbooks).
-    pub fn control(&self) -> &crate::control::Control {
+    pub fn control(&self) -> &rampart::control::Control {
         &self.control
     }
 
     /// Writes the config file's tenants (before restore loads anything, so
     /// plugins load under the file's grants).
-    pub(in crate::api) fn apply_config(
+    pub(crate) fn apply_config(
         &self,
-        config: &crate::config::ServerConfig,
+        config: &rampart::config::ServerConfig,
     ) -> Result<(), ApiError> {
         for declared in &config.tenants {
             let existing = self.tenant(&declared.id).ok();
@@ -129,7 +129,7 @@ impl AppState {
 
     /// Refuses to start when any sealed entry was changed outside rampart,
     /// naming every one.
-    pub(in crate::api) fn refuse_tampered_state(&self) -> Result<(), ApiError> {
+    pub(crate) fn refuse_tampered_state(&self) -> Result<(), ApiError> {
         let mut changed = Vec::new();
         let named = |tree: &str, keys: Vec<String>| {
             keys.into_iter()
@@ -163,34 +163,34 @@ impl AppState {
         ))
     }
 
-    pub(in crate::api) async fn restore(&self) -> Result<(), ApiError> {
+    pub(crate) async fn restore(&self) -> Result<(), ApiError> {
         self.control.restore().await?;
         self.executor.resume().await?;
         Ok(())
     }
 
-    pub(in crate::api) fn tenant(&self, tenant: &TenantId) -> Result<TenantRecord, ApiError> {
+    pub(crate) fn tenant(&self, tenant: &TenantId) -> Result<TenantRecord, ApiError> {
         Ok(self.control.tenants().get(tenant)?)
     }
 
     /// The tenant's uploaded plugins that are loaded, by name.
-    pub(in crate::api) fn uploaded_plugins(
+    pub(crate) fn uploaded_plugins(
         &self,
         tenant: &TenantId,
-    ) -> Result<Vec<(String, crate::Plugin)>, ApiError> {
+    ) -> Result<Vec<(String, rampart::Plugin)>, ApiError> {
         Ok(self.control.packages().list(tenant)?)
     }
 
-    pub(in crate::api) fn put_tenant(&self, record: &TenantRecord) -> Result<(), ApiError> {
+    pub(crate) fn put_tenant(&self, record: &TenantRecord) -> Result<(), ApiError> {
         Ok(self.control.tenants().put(record)?)
     }
 
-    pub(in crate::api) fn principal(&self, caller: &Caller) -> Result<Principal, ApiError> {
+    pub(crate) fn principal(&self, caller: &Caller) -> Result<Principal, ApiError> {
         caller.principal()
     }
 
     /// Authenticates and authorises a tenant-scoped request.
-    pub(in crate::api) fn allow(
+    pub(crate) fn allow(
         &self,
         caller: &Caller,
         tenant: &str,

@@ -6,12 +6,12 @@ use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::api::error::ApiError;
-use crate::api::extract::{Tenant, Wait, need};
-use crate::api::{AppState, Body, Params};
-use crate::tenant::TenantId;
+use crate::error::ApiError;
+use crate::extract::{Tenant, Wait, need};
+use crate::{AppState, Body, Params};
+use rampart::tenant::TenantId;
 
-pub(in crate::api) async fn list_approvals(
+pub(crate) async fn list_approvals(
     State(state): State<AppState>,
     Tenant { id: tenant, .. }: Tenant<need::Read>,
 ) -> Result<Json<Value>, ApiError> {
@@ -25,11 +25,11 @@ pub(in crate::api) async fn list_approvals(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(in crate::api) struct Decision {
+pub(crate) struct Decision {
     reason: String,
 }
 
-pub(in crate::api) async fn approve(
+pub(crate) async fn approve(
     State(state): State<AppState>,
     Tenant {
         principal,
@@ -46,13 +46,13 @@ pub(in crate::api) async fn approve(
         &id,
         principal.approver(),
         &decision.reason,
-        crate::executor::Decision::Approve,
+        rampart::executor::Decision::Approve,
         wait,
     )
     .await
 }
 
-pub(in crate::api) async fn deny(
+pub(crate) async fn deny(
     State(state): State<AppState>,
     Tenant {
         principal,
@@ -69,7 +69,7 @@ pub(in crate::api) async fn deny(
         &id,
         principal.approver(),
         &decision.reason,
-        crate::executor::Decision::Deny,
+        rampart::executor::Decision::Deny,
         wait,
     )
     .await
@@ -81,9 +81,9 @@ async fn decide(
     state: &AppState,
     tenant: &TenantId,
     id: &str,
-    approver: crate::executor::approvals::Approver,
+    approver: rampart::executor::approvals::Approver,
     reason: &str,
-    decision: crate::executor::Decision,
+    decision: rampart::executor::Decision,
     wait: Wait,
 ) -> Result<Response, ApiError> {
     let approval = state

@@ -622,7 +622,7 @@ pub fn document() -> Value {
                     "required": ["error", "detail"],
                     "properties": {"error": {"type": "string"}, "detail": {"type": "string"}, "location": {}}
                 },
-                "Playbook": crate::playbook::json_schema()
+                "Playbook": rampart::playbook::json_schema()
             },
             "responses": {
                 "Error": {"description": "An error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}

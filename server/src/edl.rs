@@ -13,8 +13,8 @@ use base64::Engine as _;
 
 use super::error::ApiError;
 use super::{AppState, Params};
-use crate::store::KvNamespace;
-use crate::tenant::TenantId;
+use rampart::store::KvNamespace;
+use rampart::tenant::TenantId;
 
 /// The plugin whose kv holds the lists.
 const EDL_PLUGIN: &str = "edl-blocklist";
@@ -68,7 +68,7 @@ pub(super) async fn serve_list(
     };
     let store = state.executor.store();
     let prefix = format!("edl/{list}/");
-    let now = crate::executor::now_ms() / 1000;
+    let now = rampart::executor::now_ms() / 1000;
     let mut lines = Vec::new();
     let mut after: Option<String> = None;
     loop {

@@ -6,17 +6,17 @@ use axum::http::{StatusCode, header};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::api::AppState;
-use crate::api::auth::{Need, Principal};
-use crate::api::error::ApiError;
-use crate::api::gate::Caller;
-use crate::api::routes::tenants::invalid_table;
-use crate::tenant::TenantId;
+use crate::AppState;
+use crate::auth::{Need, Principal};
+use crate::error::ApiError;
+use crate::gate::Caller;
+use crate::routes::tenants::invalid_table;
+use rampart::tenant::TenantId;
 use std::time::Duration;
 
 /// Path parameters, with our error shape when they do not decode (bad
 /// percent-encoding, invalid UTF-8): such a path names nothing, so 404.
-pub(in crate::api) struct Params<T>(pub(in crate::api) T);
+pub(crate) struct Params<T>(pub(crate) T);
 
 impl<T, S> axum::extract::FromRequestParts<S> for Params<T>
 where
@@ -40,7 +40,7 @@ where
 }
 
 /// Query parameters, with our error shape when they do not decode.
-pub(in crate::api) struct QueryParams<T>(pub(in crate::api) T);
+pub(crate) struct QueryParams<T>(pub(crate) T);
 
 impl<T, S> axum::extract::FromRequestParts<S> for QueryParams<T>
 where
@@ -69,7 +69,7 @@ where
 }
 
 /// A JSON body, with our error shape for malformed input.
-pub(in crate::api) struct Body<T>(pub(in crate::api) T);
+pub(crate) struct Body<T>(pub(crate) T);
 
 impl<T, S> axum::extract::FromRequest<S> for Body<T>
 where
@@ -88,7 +88,7 @@ where
 }
 
 /// The whole request body, within the server's size limit.
-pub(in crate::api) async fn body_bytes<S: Send + Sync>(
+pub(crate) async fn body_bytes<S: Send + Sync>(
     request: axum::extract::Request,
     state: &S,
 ) -> Result<axum::body::Bytes, ApiError> {
@@ -104,7 +104,7 @@ pub(in crate::api) async fn body_bytes<S: Send + Sync>(
 }
 
 /// Deserialises JSON, naming the path, line and column of the first error.
-pub(in crate::api) fn parse_json<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, ApiError> {
+pub(crate) fn parse_json<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, ApiError> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
         let path = err.path().to_string();
@@ -121,15 +121,15 @@ pub(in crate::api) fn parse_json<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Res
 
 /// A body that is JSON, or a CSV table when sent as `text/csv` (inventory
 /// and identity exports come from spreadsheets and CMDBs as CSV).
-pub(in crate::api) struct Table {
+pub(crate) struct Table {
     bytes: axum::body::Bytes,
     csv: bool,
 }
 
 impl Table {
-    pub(in crate::api) fn parse<T: serde::de::DeserializeOwned>(
+    pub(crate) fn parse<T: serde::de::DeserializeOwned>(
         self,
-        from_csv: fn(&str) -> Result<T, crate::context::ContextError>,
+        from_csv: fn(&str) -> Result<T, rampart::context::ContextError>,
     ) -> Result<T, ApiError> {
         if !self.csv {
             return parse_json(&self.bytes);
@@ -159,9 +159,9 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for Table {
 
 /// What a tenant-scoped handler needs of its caller, as a type for
 /// [`Tenant`].
-pub(in crate::api) mod need {
+pub(crate) mod need {
     /// A [`super::Need`] as a type.
-    pub(in crate::api) trait Needs {
+    pub(crate) trait Needs {
         /// The need.
         const NEED: super::Need;
     }
@@ -169,7 +169,7 @@ pub(in crate::api) mod need {
     macro_rules! needs {
         ($($name:ident),*) => {$(
             #[doc = concat!("`Need::", stringify!($name), "`.")]
-            pub(in crate::api) struct $name;
+            pub(crate) struct $name;
             impl Needs for $name {
                 const NEED: super::Need = super::Need::$name;
             }
@@ -182,11 +182,11 @@ pub(in crate::api) mod need {
 /// The tenant a `/v1/tenants/{tenant}/…` path names, once its caller (whom
 /// the gate authenticated) is known to be allowed `N` on it and the tenant
 /// exists. Authorisation runs here, before any body is read.
-pub(in crate::api) struct Tenant<N> {
+pub(crate) struct Tenant<N> {
     /// Who asks.
-    pub(in crate::api) principal: Principal,
+    pub(crate) principal: Principal,
     /// The tenant.
-    pub(in crate::api) id: TenantId,
+    pub(crate) id: TenantId,
     need: std::marker::PhantomData<N>,
 }
 
@@ -224,16 +224,16 @@ impl<N: need::Needs> axum::extract::FromRequestParts<AppState> for Tenant<N> {
 /// [`DEFAULT_WAIT`]. Work goes on after the answer either way: it runs on
 /// the executor's workers, not in the request.
 #[derive(Debug, Clone, Copy)]
-pub(in crate::api) struct Wait {
-    pub(in crate::api) wait: Duration,
+pub(crate) struct Wait {
+    pub(crate) wait: Duration,
     /// Whether the client asked (so `Preference-Applied` is sent).
-    pub(in crate::api) asked: bool,
+    pub(crate) asked: bool,
 }
 
 /// The wait of a request without a `Prefer` header.
-pub(in crate::api) const DEFAULT_WAIT: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_WAIT: Duration = Duration::from_secs(30);
 /// The longest wait a client may ask for.
-pub(in crate::api) const MAX_WAIT: Duration = Duration::from_secs(120);
+pub(crate) const MAX_WAIT: Duration = Duration::from_secs(120);
 
 impl Wait {
     fn from_headers(headers: &axum::http::HeaderMap) -> Wait {
@@ -267,7 +267,7 @@ impl Wait {
 
     /// The answer: 200 when the work settled in time, else 202 (the body
     /// says `"settled": false`; poll the runs).
-    pub(in crate::api) fn answer(self, settled: bool, mut body: Value) -> axum::response::Response {
+    pub(crate) fn answer(self, settled: bool, mut body: Value) -> axum::response::Response {
         use axum::response::IntoResponse;
         body["settled"] = json!(settled);
         let status = if settled {

@@ -10,17 +10,17 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::api::error::ApiError;
-use crate::api::extract::{Tenant, need};
-use crate::api::{AppState, Body, Params, QueryParams};
-use crate::executor::{AlertRecord, MAX_ALERT_PAGE, RunQuery};
-use crate::model::Finding;
-use crate::tenant::TenantId;
+use crate::error::ApiError;
+use crate::extract::{Tenant, need};
+use crate::{AppState, Body, Params, QueryParams};
+use rampart::executor::{AlertRecord, MAX_ALERT_PAGE, RunQuery};
+use rampart::model::Finding;
+use rampart::tenant::TenantId;
 
 /// `format=` of the routes that can answer in OCSF.
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
-pub(in crate::api) enum Format {
+pub(crate) enum Format {
     /// Rampart's own JSON.
     #[default]
     Json,
@@ -30,14 +30,14 @@ pub(in crate::api) enum Format {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(in crate::api) struct FormatQuery {
+pub(crate) struct FormatQuery {
     #[serde(default)]
     format: Format,
 }
 
 /// `GET …/alerts/{id}`: the alert as received, its runs and where it was
 /// folded.
-pub(in crate::api) async fn get_alert(
+pub(crate) async fn get_alert(
     State(state): State<AppState>,
     Tenant { id: tenant, .. }: Tenant<need::Read>,
     Params((_, id)): Params<(String, String)>,
@@ -50,7 +50,7 @@ pub(in crate::api) async fn get_alert(
 }
 
 /// `GET …/runs/{id}?format=ocsf`.
-pub(in crate::api) async fn get_run(
+pub(crate) async fn get_run(
     State(state): State<AppState>,
     Tenant { id: tenant, .. }: Tenant<need::Read>,
     Params((_, id)): Params<(String, String)>,
@@ -59,13 +59,13 @@ pub(in crate::api) async fn get_run(
     let run = state.executor.get_run(&tenant, &id)?;
     Ok(Json(match query.format {
         Format::Json => json!(run),
-        Format::Ocsf => crate::ocsf::run_to_ocsf(&run),
+        Format::Ocsf => rampart::ocsf::run_to_ocsf(&run),
     }))
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(in crate::api) struct FindingsQuery {
+pub(crate) struct FindingsQuery {
     limit: Option<usize>,
     after: Option<String>,
     #[serde(default)]
@@ -74,13 +74,13 @@ pub(in crate::api) struct FindingsQuery {
 
 /// The finding a hunt's alert was made from.
 fn finding_of(record: &AlertRecord) -> Option<Finding> {
-    crate::control::hunt_finding(record).map(|(_, finding)| finding)
+    rampart::control::hunt_finding(record).map(|(_, finding)| finding)
 }
 
 /// `GET …/hunts/{name}/findings?limit=&after=&format=`: the findings the
 /// hunt turned into alerts, in alert-id order; `next` is the `after` of
 /// the next page.
-pub(in crate::api) async fn hunt_findings(
+pub(crate) async fn hunt_findings(
     State(state): State<AppState>,
     Tenant { id: tenant, .. }: Tenant<need::Read>,
     Params((_, name)): Params<(String, String)>,
@@ -98,7 +98,7 @@ pub(in crate::api) async fn hunt_findings(
     let limit = query.limit.unwrap_or(100).clamp(1, MAX_ALERT_PAGE);
     let page = state.executor.alerts_page(
         &tenant,
-        &crate::control::alert_prefix(&name),
+        &rampart::control::alert_prefix(&name),
         query.after.as_deref(),
         limit,
     )?;
@@ -110,7 +110,7 @@ pub(in crate::api) async fn hunt_findings(
             let alert = record.alert.as_ref()?;
             Some(match query.format {
                 Format::Json => json!({"alert_id": alert.id, "received": record.received, "runs": record.runs, "folded_into": record.folded_into, "finding": finding}),
-                Format::Ocsf => crate::ocsf::finding_to_ocsf(&tenant, &name, &finding),
+                Format::Ocsf => rampart::ocsf::finding_to_ocsf(&tenant, &name, &finding),
             })
         })
         .collect();
@@ -119,7 +119,7 @@ pub(in crate::api) async fn hunt_findings(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(in crate::api) struct ExportQuery {
+pub(crate) struct ExportQuery {
     /// Runs created and findings received at or after (Unix ms).
     since: Option<i64>,
     /// At most this many runs and this many findings (default 1,000).
@@ -133,7 +133,7 @@ const MAX_EXPORT: usize = 10_000;
 /// per line — the tenant's runs (newest first) and its hunts' findings —
 /// for a SIEM to pull. Bounded by `limit` per kind; the `x-rampart-truncated`
 /// header says whether there was more.
-pub(in crate::api) async fn export_ocsf(
+pub(crate) async fn export_ocsf(
     State(state): State<AppState>,
     Tenant { id: tenant, .. }: Tenant<need::Read>,
     QueryParams(query): QueryParams<ExportQuery>,
@@ -155,7 +155,7 @@ pub(in crate::api) async fn export_ocsf(
             },
         )?;
         for run in &page.runs {
-            line(&mut out, &crate::ocsf::run_to_ocsf(run));
+            line(&mut out, &rampart::ocsf::run_to_ocsf(run));
             runs += 1;
         }
         match page.next {
@@ -203,7 +203,7 @@ fn hunt_findings_since(
         loop {
             let page = state.executor.alerts_page(
                 tenant,
-                &crate::control::alert_prefix(&hunt.name),
+                &rampart::control::alert_prefix(&hunt.name),
                 after.as_deref(),
                 MAX_ALERT_PAGE,
             )?;
@@ -214,7 +214,7 @@ fn hunt_findings_since(
                 if let Some(finding) = finding_of(record) {
                     line(
                         out,
-                        &crate::ocsf::finding_to_ocsf(tenant, &hunt.name, &finding),
+                        &rampart::ocsf::finding_to_ocsf(tenant, &hunt.name, &finding),
                     );
                     written += 1;
                 }
@@ -230,13 +230,13 @@ fn hunt_findings_since(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(in crate::api) struct DetectionsQuery {
+pub(crate) struct DetectionsQuery {
     hunt: Option<String>,
 }
 
 /// `GET …/detections?hunt=`: per rule and hunt, findings, labels,
 /// precision, the values false positives share and a filter to review.
-pub(in crate::api) async fn detections(
+pub(crate) async fn detections(
     State(state): State<AppState>,
     Tenant { id: tenant, .. }: Tenant<need::Read>,
     QueryParams(query): QueryParams<DetectionsQuery>,
@@ -250,13 +250,13 @@ pub(in crate::api) async fn detections(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(in crate::api) struct MuteBody {
+pub(crate) struct MuteBody {
     reason: String,
 }
 
 /// `PUT …/detections/{rule}/mute {"reason": …}`: the rule's findings are
 /// dropped by this tenant's hunts until it is unmuted (audited).
-pub(in crate::api) async fn mute(
+pub(crate) async fn mute(
     State(state): State<AppState>,
     Tenant {
         principal,
@@ -281,7 +281,7 @@ pub(in crate::api) async fn mute(
 }
 
 /// `DELETE …/detections/{rule}/mute`.
-pub(in crate::api) async fn unmute(
+pub(crate) async fn unmute(
     State(state): State<AppState>,
     Tenant {
         principal,

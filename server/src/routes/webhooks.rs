@@ -8,20 +8,20 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::api::auth::Role;
-use crate::api::error::ApiError;
-use crate::api::extract::{Tenant, need};
-use crate::api::{AppState, Body};
+use crate::auth::Role;
+use crate::error::ApiError;
+use crate::extract::{Tenant, need};
+use crate::{AppState, Body};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(in crate::api) struct NewWebhook {
+pub(crate) struct NewWebhook {
     url: String,
     /// Signing secret (write-only): at least 16 bytes.
     secret: String,
 }
 
-pub(in crate::api) async fn put_webhook(
+pub(crate) async fn put_webhook(
     State(state): State<AppState>,
     Tenant {
         principal,
@@ -46,7 +46,7 @@ pub(in crate::api) async fn put_webhook(
     Ok(Json(json!({"url": config.url})))
 }
 
-pub(in crate::api) async fn get_webhook(
+pub(crate) async fn get_webhook(
     State(state): State<AppState>,
     Tenant { id: tenant, .. }: Tenant<need::Configure>,
 ) -> Result<Json<Value>, ApiError> {
@@ -54,7 +54,7 @@ pub(in crate::api) async fn get_webhook(
     Ok(Json(json!({"url": config.url, "deliveries": deliveries})))
 }
 
-pub(in crate::api) async fn delete_webhook(
+pub(crate) async fn delete_webhook(
     State(state): State<AppState>,
     Tenant {
         principal,
@@ -71,16 +71,16 @@ pub(in crate::api) async fn delete_webhook(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(in crate::api) struct NewSink {
+pub(crate) struct NewSink {
     url: String,
-    format: crate::control::SinkFormat,
+    format: rampart::control::SinkFormat,
     /// HEC or bearer token (write-only).
     token: Option<String>,
 }
 
 /// `PUT …/sinks/findings`: push run verdicts and hunt findings as OCSF to
 /// this receiver (`control::sinks`).
-pub(in crate::api) async fn put_sink(
+pub(crate) async fn put_sink(
     State(state): State<AppState>,
     Tenant {
         principal,
@@ -104,7 +104,7 @@ pub(in crate::api) async fn put_sink(
     Ok(Json(json!(config)))
 }
 
-pub(in crate::api) async fn get_sink(
+pub(crate) async fn get_sink(
     State(state): State<AppState>,
     Tenant { id: tenant, .. }: Tenant<need::Configure>,
 ) -> Result<Json<Value>, ApiError> {
@@ -116,7 +116,7 @@ pub(in crate::api) async fn get_sink(
     Ok(Json(json!(config)))
 }
 
-pub(in crate::api) async fn delete_sink(
+pub(crate) async fn delete_sink(
     State(state): State<AppState>,
     Tenant {
         principal,
