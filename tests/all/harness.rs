@@ -58,6 +58,18 @@ impl Server {
         limits: rampart_server::guard::ConnectionLimits,
     ) -> Server {
         let store = SledStore::open(&dir.join("data")).expect("store");
+        Server::start_on(dir, admin, tls, config, limits, store).await
+    }
+
+    /// A server on `store` (any backend) instead of sled in `dir`.
+    pub async fn start_on(
+        dir: &Path,
+        admin: Option<String>,
+        tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+        config: RuntimeConfig,
+        limits: rampart_server::guard::ConnectionLimits,
+        store: impl rampart::store::Backend,
+    ) -> Server {
         let config = RuntimeConfig {
             cache_dir: Some(dir.join("cache")),
             ..config

@@ -5,7 +5,27 @@ use super::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn authorisation_matrix_and_tenant_isolation() {
     let dir = tempfile::tempdir().expect("dir");
-    let server = Server::start(dir.path(), None).await;
+    matrix(Server::start(dir.path(), None).await).await;
+}
+
+/// The same matrix, unchanged, on a server whose state is in PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authorisation_matrix_and_tenant_isolation_on_postgres() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = crate::conformance::fresh_pg();
+    let server = Server::start_on(
+        dir.path(),
+        None,
+        None,
+        rampart::RuntimeConfig::default(),
+        Default::default(),
+        store,
+    )
+    .await;
+    matrix(server).await;
+}
+
+async fn matrix(server: Server) {
     let acme = tenant(&server, "acme").await;
     let globex = tenant(&server, "globex").await;
     let (_, body) = server
