@@ -11,8 +11,9 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 
+use super::AppState;
 use super::error::ApiError;
-use super::{AppState, Params};
+use crate::extract::Params;
 use rampart::store::KvNamespace;
 use rampart::tenant::TenantId;
 

@@ -11,11 +11,12 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::AppState;
 use super::auth::Need;
 use super::error::ApiError;
 use super::extract::{Tenant, need};
 use super::gate::Caller;
-use super::{AppState, Body, Params, QueryParams};
+use crate::extract::{Body, Params, QueryParams};
 use rampart::intel::ReferencePage;
 use rampart::intel::formats::{self, Format};
 use rampart::model::{Entity, EntityKind};

@@ -40,29 +40,22 @@ use serde_json::json;
 
 use auth::Tokens;
 use error::ApiError;
-#[allow(unused_imports)]
-use extract::*;
 use rampart::executor::Executor;
-#[allow(unused_imports)]
-use routes::alerts::*;
-#[allow(unused_imports)]
-use routes::approvals::*;
-#[allow(unused_imports)]
-use routes::audit::*;
-#[allow(unused_imports)]
-use routes::hunts::*;
-#[allow(unused_imports)]
-use routes::metrics::*;
-#[allow(unused_imports)]
-use routes::playbooks::*;
-#[allow(unused_imports)]
-use routes::plugins::*;
-#[allow(unused_imports)]
-use routes::runs::*;
-#[allow(unused_imports)]
-use routes::tenants::*;
-#[allow(unused_imports)]
-use routes::webhooks::*;
+use routes::alerts::{ingest, ingest_events};
+use routes::approvals::{approve, deny, list_approvals};
+use routes::audit::{audit_head, export_audit, query_audit, verify_audit};
+use routes::hunts::{list_hunts, put_hunt, run_hunt_now};
+use routes::metrics::metrics;
+use routes::playbooks::{
+    disable_playbook, enable_playbook, get_playbook, list_playbooks, put_playbook,
+};
+use routes::plugins::{delete_plugin, inspect_plugin, list_plugins, upload_plugin};
+use routes::runs::{feedback, list_runs, measurements};
+use routes::tenants::{
+    create_tenant, create_token, get_identities, get_inventory, get_quotas, list_secrets,
+    list_tenants, put_grants, put_identities, put_inventory, put_quotas, put_secret, revoke_token,
+};
+use routes::webhooks::{delete_sink, delete_webhook, get_sink, get_webhook, put_sink, put_webhook};
 
 /// Largest request body (a plugin upload is the largest thing sent).
 pub const MAX_BODY_BYTES: usize = 16 << 20;

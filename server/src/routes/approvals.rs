@@ -6,9 +6,10 @@ use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::AppState;
 use crate::error::ApiError;
+use crate::extract::{Body, Params};
 use crate::extract::{Tenant, Wait, need};
-use crate::{AppState, Body, Params};
 use rampart::tenant::TenantId;
 
 pub(crate) async fn list_approvals(

@@ -8,8 +8,9 @@ use serde_json::{Value, json};
 
 use crate::AuditFilter;
 use crate::error::ApiError;
+use crate::extract::QueryParams;
 use crate::extract::{Tenant, need};
-use crate::{AppState, DEFAULT_PAGE, MAX_PAGE, QueryParams};
+use crate::{AppState, DEFAULT_PAGE, MAX_PAGE};
 
 pub(crate) async fn verify_audit(
     State(state): State<AppState>,

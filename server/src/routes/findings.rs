@@ -10,9 +10,10 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::AppState;
 use crate::error::ApiError;
+use crate::extract::{Body, Params, QueryParams};
 use crate::extract::{Tenant, need};
-use crate::{AppState, Body, Params, QueryParams};
 use rampart::executor::{AlertRecord, MAX_ALERT_PAGE, RunQuery};
 use rampart::model::Finding;
 use rampart::tenant::TenantId;

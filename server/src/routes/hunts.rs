@@ -5,9 +5,10 @@ use axum::Json;
 use axum::extract::State;
 use serde_json::{Value, json};
 
+use crate::AppState;
 use crate::error::ApiError;
+use crate::extract::{Body, Params};
 use crate::extract::{Tenant, need};
-use crate::{AppState, Body, Params};
 
 pub(crate) async fn put_hunt(
     State(state): State<AppState>,

@@ -6,9 +6,10 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use crate::AppState;
 use crate::error::ApiError;
+use crate::extract::Params;
 use crate::extract::{Tenant, need};
-use crate::{AppState, Params};
 
 pub(crate) async fn put_playbook(
     State(state): State<AppState>,

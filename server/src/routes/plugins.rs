@@ -7,9 +7,10 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::AppState;
 use crate::error::ApiError;
+use crate::extract::{Body, Params};
 use crate::extract::{Tenant, need};
-use crate::{AppState, Body, Params};
 use base64::Engine as _;
 
 #[derive(Deserialize)]

@@ -10,8 +10,9 @@ use serde_json::{Value, json};
 
 use crate::RunFilter;
 use crate::error::ApiError;
+use crate::extract::{Body, Params, QueryParams};
 use crate::extract::{Tenant, need};
-use crate::{AppState, Body, DEFAULT_PAGE, MAX_PAGE, Params, QueryParams};
+use crate::{AppState, DEFAULT_PAGE, MAX_PAGE};
 
 pub(crate) async fn list_runs(
     State(state): State<AppState>,

@@ -7,13 +7,14 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::AppState;
 use crate::MAX_TOKEN_TTL_SECS;
 use crate::auth::{Need, Role};
 use crate::error::ApiError;
 use crate::extract::Table;
+use crate::extract::{Body, Params};
 use crate::extract::{Tenant, need};
 use crate::gate::Caller;
-use crate::{AppState, Body, Params};
 use rampart::context::{AssetInventory, IdentityDirectory};
 use rampart::tenant::{Grants, TenantId, TenantQuota};
 

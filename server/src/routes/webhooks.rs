@@ -8,10 +8,11 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::AppState;
 use crate::auth::Role;
 use crate::error::ApiError;
+use crate::extract::Body;
 use crate::extract::{Tenant, need};
-use crate::{AppState, Body};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
