@@ -88,38 +88,32 @@ fn report(label: &str, total: usize, elapsed: Duration, latencies: &[Duration]) 
 
 /// The engine on sled in `dir`, or, with `RAMPART_BENCH_PG_URL` set, on a
 /// fresh database of that PostgreSQL server.
-fn bench_executor(dir: &std::path::Path) -> Executor {
+/// Also the store's name, for the figures' labels.
+fn bench_executor(dir: &std::path::Path) -> (Executor, &'static str) {
     let key = AuditKey::from_bytes(vec![1; 32]).unwrap();
     match std::env::var("RAMPART_BENCH_PG_URL") {
         Ok(url) => {
             let name = format!("rampart_bench_{}", std::process::id());
-            let admin = url.clone();
-            let created = name.clone();
-            std::thread::spawn(move || {
-                let mut client = postgres::Client::connect(&admin, postgres::NoTls).unwrap();
-                client
-                    .batch_execute(&format!("CREATE DATABASE {created}"))
-                    .unwrap();
-            })
-            .join()
-            .unwrap();
-            let server = url.rsplit_once('/').map_or(url.as_str(), |(s, _)| s);
-            println!("store: PostgreSQL ({server}/{name})");
-            let store =
-                rampart_postgres::PgStore::connect(&format!("{server}/{name}"), 32).unwrap();
-            Executor::new(RuntimeConfig::default(), store, key).unwrap()
+            let fresh = rampart_postgres::create_database(&url, &name).unwrap();
+            let store = rampart_postgres::PgStore::connect(&fresh, 32).unwrap();
+            (
+                Executor::new(RuntimeConfig::default(), store, key).unwrap(),
+                "PostgreSQL",
+            )
         }
         Err(_) => {
-            println!("store: sled");
             let store = SledStore::open(&dir.join("data")).unwrap();
-            Executor::new(RuntimeConfig::default(), store, key).unwrap()
+            (
+                Executor::new(RuntimeConfig::default(), store, key).unwrap(),
+                "sled",
+            )
         }
     }
 }
 
 async fn playbook_throughput() -> f64 {
     let dir = tempfile::tempdir().unwrap();
-    let executor = bench_executor(dir.path());
+    let (executor, store) = bench_executor(dir.path());
     let tenant = TenantId::new("bench").unwrap();
     executor.set_grants(&tenant, Grants::allow_all_capabilities());
     for name in ["ip-reputation", "risk-scorer", "edl-blocklist"] {
@@ -156,7 +150,9 @@ async fn playbook_throughput() -> f64 {
             })
             .await;
             rate_64 = report(
-                "4-step playbook, audit on, sled, in process, 64 workers (closed loop)",
+                &format!(
+                    "4-step playbook, audit on, {store}, in process, 64 workers (closed loop)"
+                ),
                 total,
                 elapsed,
                 &latencies,
@@ -209,7 +205,7 @@ async fn playbook_throughput() -> f64 {
         latencies.sort();
         let at = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q) as usize];
         println!(
-            "4-step playbook, audit on, sled, {concurrency} in flight: {total} alerts in {elapsed:.2?} = {:.0} alerts/s; per alert p50 {:?}, p99 {:?}; {:.2} flushes per alert ({flushes} in all, group-committed)",
+            "4-step playbook, audit on, {store}, {concurrency} in flight: {total} alerts in {elapsed:.2?} = {:.0} alerts/s; per alert p50 {:?}, p99 {:?}; {:.2} flushes per alert ({flushes} in all, group-committed)",
             total as f64 / elapsed.as_secs_f64(),
             at(0.5),
             at(0.99),

@@ -21,18 +21,15 @@ fn fresh_database() -> String {
              starts one; or set it to postgres://user@host:port/db of a server you run"
         )
     });
-    let name = format!("rampart_serve_{}", std::process::id());
-    let mut client = postgres::Client::connect(&url, postgres::NoTls)
-        .unwrap_or_else(|err| panic!("cannot reach PostgreSQL at RAMPART_TEST_PG_URL: {err}"));
-    for statement in [
-        format!("DROP DATABASE IF EXISTS {name}"),
-        format!("CREATE DATABASE {name}"),
-    ] {
-        client.batch_execute(&statement).unwrap();
-    }
-    let (base, _) = url.split_once('?').unwrap_or((url.as_str(), ""));
-    let server = base.rsplit_once('/').map_or(base, |(server, _)| server);
-    format!("{server}/{name}")
+    let name = format!(
+        "rampart_serve_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis())
+    );
+    rampart_postgres::create_database(&url, &name)
+        .unwrap_or_else(|err| panic!("PostgreSQL at RAMPART_TEST_PG_URL: {err}"))
 }
 
 #[test]

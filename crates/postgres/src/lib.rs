@@ -108,6 +108,64 @@ pub enum OpenError {
     /// The server lock could not be asked for.
     #[error("cannot take the server lock: {0}")]
     Lock(#[source] postgres::Error),
+    /// [`create_database`] was given a name that is not a plain identifier.
+    #[error("database name `{0}` must be 1-63 of a-z, 0-9 and _")]
+    InvalidDatabaseName(String),
+    /// [`create_database`] failed.
+    #[error("cannot create database `{name}`: {source}")]
+    CreateDatabase {
+        /// The database.
+        name: String,
+        /// What PostgreSQL said.
+        #[source]
+        source: postgres::Error,
+    },
+}
+
+/// `url` with its database replaced by `name` (a query string is kept).
+pub fn database_url(url: &str, name: &str) -> String {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let server = match base.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('/') {
+            Some((host, _)) => format!("{scheme}://{host}"),
+            None => base.to_owned(),
+        },
+        None => base.to_owned(),
+    };
+    if query.is_empty() {
+        format!("{server}/{name}")
+    } else {
+        format!("{server}/{name}?{query}")
+    }
+}
+
+/// Creates database `name` on the server `url` names (connecting to
+/// `url`'s own database) and returns the new database's URL: a fresh
+/// database per test run or benchmark.
+pub fn create_database(url: &str, name: &str) -> Result<String, OpenError> {
+    if name.is_empty()
+        || name.len() > 63
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    {
+        return Err(OpenError::InvalidDatabaseName(name.to_owned()));
+    }
+    let config: postgres::Config = url.parse().map_err(OpenError::InvalidUrl)?;
+    let failed = |source| OpenError::CreateDatabase {
+        name: name.to_owned(),
+        source,
+    };
+    off_worker(|| {
+        let mut client = config.connect(postgres::NoTls).map_err(failed)?;
+        let created = client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .map_err(failed);
+        // Closing blocks: not on a thread that drives tasks.
+        std::thread::spawn(move || drop(client));
+        created
+    })?;
+    Ok(database_url(url, name))
 }
 
 /// The schema, one migration per entry: never edit one that has shipped,
@@ -523,6 +581,28 @@ impl Store for PgStore {
 #[cfg(test)]
 mod tests {
     use super::prefix_end;
+
+    #[test]
+    fn a_database_name_must_be_an_identifier() {
+        assert!(matches!(
+            super::create_database("postgres://h/db", "x; DROP"),
+            Err(super::OpenError::InvalidDatabaseName(_))
+        ));
+    }
+
+    #[test]
+    fn a_database_url_keeps_the_server_and_the_query() {
+        use super::database_url;
+        assert_eq!(
+            database_url("postgres://u:p@h:5/postgres", "t1"),
+            "postgres://u:p@h:5/t1"
+        );
+        assert_eq!(database_url("postgres://h", "t1"), "postgres://h/t1");
+        assert_eq!(
+            database_url("postgresql://h/db?sslmode=disable", "t1"),
+            "postgresql://h/t1?sslmode=disable"
+        );
+    }
 
     #[test]
     fn the_end_of_a_prefix_is_the_next_key_after_all_it_starts() {

@@ -304,7 +304,10 @@ fn shown_store(choice: &StoreChoice, data: &std::path::Path) -> String {
     match choice {
         StoreChoice::Sled => format!("data {}", data.display()),
         StoreChoice::Postgres(url) => {
+            // Neither the user info nor the query (which may carry a
+            // `password=`) is shown.
             let (scheme, rest) = url.split_once("://").unwrap_or(("postgres", url));
+            let rest = rest.split_once('?').map_or(rest, |(before, _)| before);
             let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
             format!("store {scheme}://…@{host}")
         }

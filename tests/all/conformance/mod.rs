@@ -29,25 +29,7 @@ pub(crate) fn fresh_pg() -> rampart_postgres::PgStore {
         std::process::id(),
         NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     );
-    let (base, query) = url.split_once('?').unwrap_or((url.as_str(), ""));
-    let server = base.rsplit_once('/').map_or(base, |(server, _)| server);
-    let fresh = if query.is_empty() {
-        format!("{server}/{name}")
-    } else {
-        format!("{server}/{name}?{query}")
-    };
-    // The admin statements block: run them on a plain thread, so a caller
-    // inside a runtime is fine too.
-    let admin = url.clone();
-    let created = name.clone();
-    std::thread::spawn(move || {
-        let mut client = postgres::Client::connect(&admin, postgres::NoTls)
-            .unwrap_or_else(|err| panic!("cannot reach PostgreSQL at RAMPART_TEST_PG_URL: {err}"));
-        client
-            .batch_execute(&format!("CREATE DATABASE {created}"))
-            .expect("create database");
-    })
-    .join()
-    .expect("admin thread");
+    let fresh = rampart_postgres::create_database(&url, &name)
+        .unwrap_or_else(|err| panic!("PostgreSQL at RAMPART_TEST_PG_URL: {err}"));
     rampart_postgres::PgStore::connect(&fresh, 8).expect("connect to the fresh database")
 }
