@@ -233,6 +233,13 @@ impl Case {
 }
 
 fn kill_at_point(point: &str) {
+    kill_at_point_after(point, Duration::ZERO);
+}
+
+/// Stops at `point`, waits `linger` (other threads go on: sled's
+/// background flush writes what was written before the point), then
+/// SIGKILLs.
+fn kill_at_point_after(point: &str, linger: Duration) {
     let case = Case::new(3);
     let mut child = case
         .command(false)
@@ -250,6 +257,7 @@ fn kill_at_point(point: &str) {
     });
     let reached = rx.recv_timeout(Duration::from_secs(120));
     assert!(reached.is_ok(), "{point}: crash point never reached");
+    std::thread::sleep(linger);
     child.kill().unwrap(); // SIGKILL
     let _ = child.wait();
     let accepted = Case::accepted(&mut child);
@@ -269,6 +277,16 @@ fn killed_after_the_remote_call_before_its_result_is_recorded() {
 #[test]
 fn killed_in_the_middle_of_an_audit_append() {
     kill_at_point("mid-audit:14");
+}
+
+/// The fifth audit record is the second alert's `run_started` (after the
+/// intake's records of `rampart run` and of the first alert): the run is
+/// saved, its alert's record not yet written. A run whose alert was never
+/// accepted must not run after the restart (the alert, sent again, gets
+/// its own run): before, both ran and the alert's action happened twice.
+#[test]
+fn killed_between_saving_a_run_and_accepting_its_alert() {
+    kill_at_point_after("mid-audit:5", Duration::from_millis(1500));
 }
 
 #[test]

@@ -3,8 +3,8 @@
 use super::approvals::Approval;
 use super::run::{Run, RunStatus, StepStatus};
 use super::{
-    DEFAULT_RUN_SHARE, Executor, ExecutorError, StepResult, decisions, memory_key, queue,
-    read_lock, write_lock,
+    DEFAULT_RUN_SHARE, Executor, ExecutorError, StepResult, decisions, key, memory_key, queue,
+    read_lock, store_err, write_lock,
 };
 use crate::audit::AuditKind;
 use crate::model::{Alert, EntityKind, PriorVerdict, Verdict as EntityVerdict, now_ms};
@@ -79,9 +79,13 @@ impl Executor {
         let mut resumed = Vec::new();
         for entry in self.inner.runs.iter() {
             let (_, bytes) = entry?;
-            if let Ok(run) = serde_json::from_slice::<Run>(&bytes)
+            if let Ok(mut run) = serde_json::from_slice::<Run>(&bytes)
                 && run.status == RunStatus::Running
             {
+                if !self.accepted(&run)? {
+                    self.abandon(&mut run)?;
+                    continue;
+                }
                 self.enqueue(queue::Work::Run {
                     tenant: run.tenant.clone(),
                     run: run.id.clone(),
@@ -94,6 +98,34 @@ impl Executor {
             self.settle(&tenant, &[run], None).await?;
         }
         Ok(resumed)
+    }
+
+    /// Whether `run`'s alert was accepted with it: the alert's record,
+    /// written and flushed after its runs, lists it. A run saved by an
+    /// intake that stopped before that (a crash, a failed write) was never
+    /// acknowledged; the alert, sent again, gets runs of its own.
+    fn accepted(&self, run: &Run) -> Result<bool, ExecutorError> {
+        let Some(bytes) = self
+            .inner
+            .alerts
+            .get(key(&[run.tenant.as_str(), &run.alert.id]))?
+        else {
+            return Ok(false);
+        };
+        let record: Value = serde_json::from_slice(&bytes).map_err(store_err)?;
+        Ok(record["runs"]
+            .as_array()
+            .is_some_and(|runs| runs.iter().any(|id| id.as_str() == Some(run.id.as_str()))))
+    }
+
+    /// Ends a run that was never accepted as failed, without running a step
+    /// of it (it stays listed, with the reason in the audit chain).
+    fn abandon(&self, run: &mut Run) -> Result<(), ExecutorError> {
+        run.status = RunStatus::Failed;
+        run.finished = Some(now_ms());
+        self.save(run)?;
+        self.audit_append(run, AuditKind::RunFinished, None, None, json!({"status": run.status, "abandoned": "its alert was never accepted: the intake stopped before the alert's record was written; the alert gets new runs when sent again"}))?;
+        Ok(())
     }
 
     pub(super) fn now_for(run: &Run) -> i64 {
