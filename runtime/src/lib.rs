@@ -34,6 +34,7 @@
 pub mod audit;
 mod bindings;
 pub mod caps;
+pub mod cluster;
 pub mod config;
 pub mod context;
 pub mod control;

@@ -224,6 +224,9 @@ pub const MAX_TOKEN_TTL_SECS: u64 = 10 * 365 * 24 * 3600;
 /// 429 is sent.
 pub const REFUSAL_DELAY: std::time::Duration = std::time::Duration::from_millis(500);
 
+/// The lease of the hunt scheduler on a cluster.
+const HUNT_LEASE: &str = "timer\0hunts";
+
 /// The most alerts one request may carry.
 pub const MAX_ALERTS_PER_REQUEST: usize = 1_000;
 
@@ -268,19 +271,55 @@ where
             }
         })
     };
-    // The hunt scheduler: checks every second which hunts are due.
+    // The hunt scheduler: checks every second which hunts are due — on a
+    // cluster only on the node that holds its lease, so a hunt runs once
+    // per tick whichever nodes are up.
     let scheduler = {
         let state = state.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
             loop {
                 tick.tick().await;
+                if let Some(leases) = state.executor.leases() {
+                    match leases.take(HUNT_LEASE, rampart::cluster::TIMER_LEASE) {
+                        Ok(true) => {}
+                        Ok(false) => continue,
+                        Err(err) => {
+                            tracing::warn!("hunt scheduler lease: {err}");
+                            continue;
+                        }
+                    }
+                }
                 if let Err(err) = state.control.hunts().run_due() {
                     tracing::warn!("hunt scheduler: {err}");
                 }
             }
         })
     };
+    // On a cluster: workers bring the control state up to date before an
+    // item another node may have queued, and a watcher does it every second
+    // for the API (hunts, plugins, grants changed through another node).
+    let watcher = state.executor.leases().is_some().then(|| {
+        let control = state.control.clone();
+        state.executor.set_refresh(std::sync::Arc::new(move || {
+            let control = control.clone();
+            Box::pin(async move {
+                if let Err(err) = control.sync().await {
+                    tracing::warn!("refreshing the control state: {err}");
+                }
+            })
+        }));
+        let control = state.control.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                if let Err(err) = control.sync().await {
+                    tracing::warn!("refreshing the control state: {err}");
+                }
+            }
+        })
+    });
     let app = router(state);
     listen::serve_connections(
         guard::Guarded::new(listener, limits),
@@ -292,6 +331,10 @@ where
     scheduler.abort();
     notifier.abort();
     exporter.abort();
+    if let Some(watcher) = watcher {
+        watcher.abort();
+        let _ = watcher.await;
+    }
     // Wait until the tasks are gone: they hold the store, whose directory
     // lock must be free when this returns (a restart reopens it).
     let _ = scheduler.await;

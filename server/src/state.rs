@@ -163,6 +163,17 @@ impl AppState {
         ))
     }
 
+    /// On a node of a cluster: this node's copy of the control state
+    /// (playbooks, plugins, grants) brought up to date with changes made
+    /// through other nodes, before an alert is matched against it. One
+    /// store read when nothing changed; nothing on a server of its own.
+    pub(crate) async fn up_to_date(&self) -> Result<(), ApiError> {
+        if self.executor.leases().is_some() {
+            self.control.sync().await?;
+        }
+        Ok(())
+    }
+
     pub(crate) async fn restore(&self) -> Result<(), ApiError> {
         self.control.restore().await?;
         self.executor.resume().await?;

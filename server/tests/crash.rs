@@ -5,9 +5,10 @@
 //! effect (POST) per idempotency key. Needs `cargo xtask plugins` first.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
+use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -15,61 +16,6 @@ use std::time::{Duration, Instant};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// An API that applies each idempotency key once and counts POSTs per key.
-fn api() -> (u16, Arc<Mutex<HashMap<String, u32>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let posts: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
-    let seen = posts.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let seen = seen.clone();
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut request_line = String::new();
-                if reader.read_line(&mut request_line).is_err() {
-                    return;
-                }
-                let mut length = 0usize;
-                loop {
-                    let mut header = String::new();
-                    if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
-                        break;
-                    }
-                    if let Some(value) = header.to_ascii_lowercase().strip_prefix("content-length:")
-                    {
-                        length = value.trim().parse().unwrap_or(0);
-                    }
-                }
-                let mut body = vec![0u8; length];
-                let _ = reader.read_exact(&mut body);
-                let mut parts = request_line.split_whitespace();
-                let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-                let status = if let Some(key) = path.strip_prefix("/status/") {
-                    if seen.lock().unwrap().contains_key(key) {
-                        200
-                    } else {
-                        404
-                    }
-                } else if let Some(key) = path.strip_prefix("/act/") {
-                    if method == "POST" {
-                        *seen.lock().unwrap().entry(key.to_owned()).or_default() += 1;
-                    }
-                    200
-                } else {
-                    404
-                };
-                let mut stream = stream;
-                let _ = write!(
-                    stream,
-                    "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-                );
-            });
-        }
-    });
-    (port, posts)
 }
 
 struct Case {
@@ -109,7 +55,7 @@ impl Case {
             alerts.push(id);
         }
         std::fs::write(dir.path().join("alerts.jsonl"), lines).unwrap();
-        let (port, posts) = api();
+        let (port, posts) = common::counting_api();
         Case {
             dir,
             port,

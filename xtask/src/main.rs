@@ -215,11 +215,13 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
     // Started before the tests and stopped when this returns, also on a
     // failure.
     let postgres = services::Postgres::for_tests()?;
+    let nats = services::Nats::for_tests()?;
     let mut tests = cargo();
     tests
         .current_dir(root)
         .arg("test")
-        .env("RAMPART_TEST_PG_URL", &postgres.url);
+        .env("RAMPART_TEST_PG_URL", &postgres.url)
+        .env("RAMPART_TEST_NATS_URL", &nats.url);
     tests.args(extra);
     run(&mut tests)?;
     // The SDK's rustdoc examples (one per plugin kind) compile on the host too.

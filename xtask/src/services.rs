@@ -1,10 +1,12 @@
 //! Services the test suite needs, started for the run and stopped after
 //! it: PostgreSQL (a throw-away cluster from Debian's `postgresql`
-//! package, initdb into a temporary directory, on a free loopback port).
+//! package, initdb into a temporary directory, on a free loopback port)
+//! and NATS with JetStream (Debian's `nats-server -js`, its store in a
+//! temporary directory, on a free loopback port).
 //!
-//! `RAMPART_TEST_PG_URL`, when set, names a server to use instead. When
-//! neither is possible the run fails saying what is missing: the tests
-//! that need the service are never skipped.
+//! `RAMPART_TEST_PG_URL` / `RAMPART_TEST_NATS_URL`, when set, name servers
+//! to use instead. When neither is possible the run fails saying what is
+//! missing: the tests that need the services are never skipped.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -163,6 +165,87 @@ impl Drop for Postgres {
                 .args(["stop", "-m", "fast", "-w"])
                 .output();
             let _ = std::fs::remove_dir_all(&started.dir);
+        }
+    }
+}
+
+/// A NATS server with JetStream for the run; stopped (if this run started
+/// it) when dropped.
+pub struct Nats {
+    /// `nats://127.0.0.1:<port>`.
+    pub url: String,
+    started: Option<(std::process::Child, PathBuf)>,
+}
+
+fn nats_server() -> Option<PathBuf> {
+    ["/usr/sbin/nats-server", "/usr/bin/nats-server"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|path| path.is_file())
+}
+
+impl Nats {
+    /// The server `RAMPART_TEST_NATS_URL` names, or one started now.
+    pub fn for_tests() -> Result<Self> {
+        if let Ok(url) = std::env::var("RAMPART_TEST_NATS_URL") {
+            eprintln!("NATS: using RAMPART_TEST_NATS_URL");
+            return Ok(Nats { url, started: None });
+        }
+        if nats_server().is_none() && is_root() {
+            eprintln!("nats-server not found: installing Debian's nats-server package");
+            let _ = Command::new("apt-get").arg("update").status();
+            let _ = Command::new("apt-get")
+                .args(["install", "-y", "--no-install-recommends", "nats-server"])
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .status();
+        }
+        let Some(program) = nats_server() else {
+            bail!(
+                "the tests need NATS with JetStream and found no nats-server: install Debian's \
+                 package (`apt-get install nats-server`) or set RAMPART_TEST_NATS_URL to a \
+                 server you run with -js"
+            );
+        };
+        let dir = std::env::temp_dir().join(format!("rampart-test-nats-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let port = free_port()?;
+        let log = std::fs::File::create(dir.join("server.log"))?;
+        let child = Command::new(&program)
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(dir.join("store"))
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", program.display()))?;
+        let nats = Nats {
+            url: format!("nats://127.0.0.1:{port}"),
+            started: Some((child, dir.clone())),
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            ensure!(
+                std::time::Instant::now() < deadline,
+                "nats-server did not listen on 127.0.0.1:{port} within 20 s (log: {})",
+                dir.join("server.log").display()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        eprintln!(
+            "NATS {} -js started on 127.0.0.1:{port} for this run (log: {})",
+            program.display(),
+            dir.join("server.log").display()
+        );
+        Ok(nats)
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        if let Some((child, dir)) = &mut self.started {
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = std::fs::remove_dir_all(dir);
         }
     }
 }

@@ -12,5 +12,6 @@ pub mod attack;
 pub mod feeds;
 pub mod intel;
 pub mod model;
+pub mod queue;
 pub mod store;
 pub mod tenant;

@@ -100,9 +100,9 @@ pub enum OpenError {
     Space(#[from] rampart_core::store::SpaceError),
     /// Another server holds the database ([`PgStore::claim`]).
     #[error(
-        "the PostgreSQL database is in use by another rampart server (it holds the server lock); \
-         several servers on one database are not supported yet: stop that server or give this \
-         one another database"
+        "the PostgreSQL database is in use by another rampart server (it holds the server lock): \
+         servers share a database only as nodes of a cluster, all with the same shared queue \
+         (--queue nats://…); stop that server, give this one another database, or run both as nodes"
     )]
     InUse,
     /// The server lock could not be asked for.
@@ -343,12 +343,27 @@ impl PgStore {
     /// held until the lock is dropped: a second server on the same database
     /// is refused ([`OpenError::InUse`]) rather than left to run hunts and
     /// timers twice and to serve from caches the first one does not see.
+    /// Nodes of a cluster (sharing a work queue) claim it together instead:
+    /// see [`PgStore::claim_as_node`].
     pub fn claim(&self) -> Result<ServerLock, OpenError> {
+        self.claim_with("SELECT pg_try_advisory_lock($1)")
+    }
+
+    /// Claims the database for one node of a cluster: any number of nodes
+    /// hold it together (they share the work queue, take leases for what
+    /// runs once and refresh their caches from the store), and a server of
+    /// its own ([`PgStore::claim`]) is refused while they do — as they are
+    /// while it runs.
+    pub fn claim_as_node(&self) -> Result<ServerLock, OpenError> {
+        self.claim_with("SELECT pg_try_advisory_lock_shared($1)")
+    }
+
+    fn claim_with(&self, statement: &'static str) -> Result<ServerLock, OpenError> {
         let config = self.config.clone();
         off_worker(move || {
             let mut client = config.connect(postgres::NoTls).map_err(OpenError::Lock)?;
             let held: bool = client
-                .query_one("SELECT pg_try_advisory_lock($1)", &[&SERVER_LOCK])
+                .query_one(statement, &[&SERVER_LOCK])
                 .map_err(OpenError::Lock)?
                 .get(0);
             let lock = ServerLock(Some(client));

@@ -95,6 +95,9 @@ pub struct AuditRecord {
     pub actor: Option<String>,
     /// Details (redacted).
     pub detail: serde_json::Value,
+    /// The node that wrote it (when nodes share the chain).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
     /// Hex sha256 of the previous record (64 zeros for the first).
     pub prev: String,
 }
@@ -220,6 +223,8 @@ pub struct AuditLog {
     heads: Arc<Mutex<HashMap<TenantId, Head>>>,
     /// The latest signed heads, beside the key (outside the data directory).
     outside: Option<Arc<heads::HeadFile>>,
+    /// The node id written into each record, if any.
+    node: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -248,7 +253,14 @@ impl AuditLog {
             key: Arc::new(key),
             heads: Arc::new(Mutex::new(HashMap::new())),
             outside,
+            node: None,
         }
+    }
+
+    /// The same log, naming `node` in every record it appends.
+    pub fn on_node(mut self, node: &str) -> Self {
+        self.node = Some(Arc::from(node));
+        self
     }
 
     fn records(&self, tenant: &TenantId) -> Result<crate::store::Tree, AuditError> {
@@ -301,26 +313,42 @@ impl AuditLog {
             .heads
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let head = match heads.get(tenant) {
+        let records = self.records(tenant)?;
+        let mut head = match heads.get(tenant) {
             Some(head) => *head,
             None => self.load_head(tenant)?,
         };
-        let record = AuditRecord {
-            seq: head.seq + 1,
-            time: now_ms(),
-            tenant: tenant.to_string(),
-            kind,
-            run_id: run_id.map(str::to_owned),
-            step_id: step_id.map(str::to_owned),
-            actor: actor.map(str::to_owned),
-            detail,
-            prev: hex::encode(head.hash),
+        // The record goes in only where the chain's next slot is empty: when
+        // nodes share the store, another node may have appended since this
+        // one read the head; the database then says so, and the record is
+        // chained after the new head instead (the store serialises appends).
+        let (record, hash) = loop {
+            let record = AuditRecord {
+                seq: head.seq + 1,
+                time: now_ms(),
+                tenant: tenant.to_string(),
+                kind,
+                run_id: run_id.map(str::to_owned),
+                step_id: step_id.map(str::to_owned),
+                actor: actor.map(str::to_owned),
+                detail: std::mem::take(&mut detail),
+                node: self.node.as_deref().map(str::to_owned),
+                prev: hex::encode(head.hash),
+            };
+            let bytes =
+                serde_json::to_vec(&record).map_err(|e| AuditError::Encode(e.to_string()))?;
+            let hash = chain_hash(&head.hash, &bytes);
+            match records
+                .compare_and_swap(seq_key(record.seq), None::<&[u8]>, Some(&bytes))
+                .map_err(store_err)?
+            {
+                Ok(()) => break (record, hash),
+                Err(_) => {
+                    detail = record.detail;
+                    head = self.load_head(tenant)?;
+                }
+            }
         };
-        let bytes = serde_json::to_vec(&record).map_err(|e| AuditError::Encode(e.to_string()))?;
-        let hash = chain_hash(&head.hash, &bytes);
-        self.records(tenant)?
-            .insert(seq_key(record.seq), bytes)
-            .map_err(store_err)?;
         crate::crashpoint::reached("mid-audit");
         let new_head = Head {
             seq: record.seq,

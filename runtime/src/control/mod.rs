@@ -32,8 +32,9 @@ pub use webhooks::Webhooks;
 use crate::audit::seal::SealError;
 use crate::executor::{Executor, ExecutorError};
 use crate::secrets::SecretBox;
-use crate::store::SpaceError;
+use crate::store::{Keyspace, SpaceError};
 use crate::tenant::TenantId;
+use std::sync::Arc;
 
 /// Why a control-plane operation was refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -198,6 +199,39 @@ pub struct Control {
     webhooks: Webhooks,
     ingest: IngestLimits,
     tokens: principals::Tokens,
+    /// The control epoch this node's copy was restored at.
+    seen: Arc<std::sync::atomic::AtomicU64>,
+    /// One refresh at a time.
+    syncing: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// Where the control epoch is kept: a counter every change of control
+/// state moves, so that nodes sharing the store see that their copy
+/// (tenants, grants, plugins, playbooks, sinks) is stale.
+const EPOCH_TREE: &str = "control-epoch";
+const EPOCH_KEY: &[u8] = b"epoch";
+
+fn decode_epoch(bytes: Option<&[u8]>) -> u64 {
+    bytes
+        .and_then(|bytes| <[u8; 8]>::try_from(bytes).ok())
+        .map_or(0, u64::from_be_bytes)
+}
+
+/// Moves the control epoch (before the change's flush, so both are durable
+/// together).
+pub(crate) fn bump_epoch(space: &Keyspace) -> Result<(), ControlError> {
+    space
+        .open_tree(EPOCH_TREE)?
+        .update_and_fetch(EPOCH_KEY, |current| {
+            Some((decode_epoch(current) + 1).to_be_bytes().to_vec())
+        })?;
+    Ok(())
+}
+
+fn read_epoch(space: &Keyspace) -> Result<u64, ControlError> {
+    Ok(decode_epoch(
+        space.open_tree(EPOCH_TREE)?.get(EPOCH_KEY)?.as_deref(),
+    ))
 }
 
 impl Control {
@@ -222,14 +256,44 @@ impl Control {
             tokens: principals::Tokens::open(&space, &seal)?,
             tenants,
             executor,
+            seen: Arc::default(),
+            syncing: Arc::default(),
         })
     }
 
     /// Restores tenants, then their uploaded plugins, then playbooks.
     pub async fn restore(&self) -> Result<(), ControlError> {
+        let space = self.executor.store().space().clone();
+        // Read first: a change made while restoring moves it again.
+        let epoch = read_epoch(&space)?;
         self.tenants.restore()?;
         self.packages.restore().await?;
-        self.playbooks.restore()
+        self.playbooks.restore()?;
+        self.sinks.restore()?;
+        self.seen.store(epoch, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Brings this node's copy of the control state up to date when another
+    /// node sharing the store changed it (the control epoch moved): restores
+    /// it all again. One store read when nothing changed. Whether it
+    /// restored.
+    ///
+    /// What a restore does not undo: a plugin deleted or a playbook removed
+    /// through another node stays loaded here until this node restarts (a
+    /// playbook disabled there is disabled here).
+    pub async fn sync(&self) -> Result<bool, ControlError> {
+        use std::sync::atomic::Ordering;
+        let space = self.executor.store().space().clone();
+        if read_epoch(&space)? == self.seen.load(Ordering::SeqCst) {
+            return Ok(false);
+        }
+        let _one = self.syncing.lock().await;
+        if read_epoch(&space)? == self.seen.load(Ordering::SeqCst) {
+            return Ok(false);
+        }
+        self.restore().await?;
+        Ok(true)
     }
 
     /// The executor.
@@ -310,6 +374,7 @@ fn audit_change(
     actor: &str,
     detail: serde_json::Value,
 ) -> Result<(), ControlError> {
+    bump_epoch(executor.store().space())?;
     executor
         .audit()
         .append(

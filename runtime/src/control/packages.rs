@@ -79,6 +79,7 @@ impl Packages {
         })?;
         self.packages
             .insert(key(&[tenant.as_str(), &plugin.manifest().name]), bytes)?;
+        super::bump_epoch(self.executor.store().space())?;
         self.packages.flush()?;
         Ok(plugin)
     }

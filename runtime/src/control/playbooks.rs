@@ -87,6 +87,7 @@ impl Playbooks {
         self.owners.insert(&k, owner.as_bytes())?;
         self.executor
             .set_playbook_owner(tenant, name, Some(owner.to_owned()));
+        super::bump_epoch(self.executor.store().space())?;
         self.sources.flush()?;
         Ok(parsed)
     }
@@ -136,10 +137,11 @@ impl Playbooks {
     }
 
     pub(super) fn restore(&self) -> Result<(), ControlError> {
+        let mut disabled = std::collections::HashSet::new();
         for entry in self.disabled.iter() {
             let (k, _) = entry?;
-            if let Some((tenant, name)) = split(&k) {
-                self.executor.set_playbook_enabled(&tenant, &name, false);
+            if let Some(named) = split(&k) {
+                disabled.insert(named);
             }
         }
         for entry in self.owners.iter() {
@@ -154,11 +156,15 @@ impl Playbooks {
         }
         for entry in self.sources.iter() {
             let (k, yaml) = entry?;
-            let Some((tenant, _)) = split(&k) else {
+            let Some((tenant, name)) = split(&k) else {
                 continue;
             };
             self.executor
                 .restore_playbook(&tenant, "stored", &String::from_utf8_lossy(&yaml))?;
+            // Set both ways: a restore that refreshes a node's copy also
+            // carries an enable made through another node.
+            let enabled = !disabled.contains(&(tenant.clone(), name.clone()));
+            self.executor.set_playbook_enabled(&tenant, &name, enabled);
         }
         Ok(())
     }

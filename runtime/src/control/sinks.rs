@@ -112,6 +112,22 @@ impl FindingSinks {
             .contains(tenant)
     }
 
+    /// Reads again which tenants have a sink (set through another node).
+    pub(super) fn restore(&self) -> Result<(), ControlError> {
+        let mut configured = HashSet::new();
+        for entry in self.configs.iter() {
+            let (tenant, _) = entry?;
+            if let Ok(tenant) = TenantId::new(String::from_utf8_lossy(&tenant).into_owned()) {
+                configured.insert(tenant);
+            }
+        }
+        *self
+            .configured
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = configured;
+        Ok(())
+    }
+
     fn mark(&self, tenant: &TenantId, configured: bool) {
         let mut set = self
             .configured

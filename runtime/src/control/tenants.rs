@@ -261,6 +261,7 @@ impl Tenants {
             source,
         })?;
         self.records.insert(record.id.as_str(), &bytes)?;
+        super::bump_epoch(self.executor.store().space())?;
         self.records.flush()?;
         self.apply(&stored)
     }
@@ -279,6 +280,7 @@ impl Tenants {
         let sealed = self.secret_box.seal(tenant, plugin, name, secret)?;
         self.secrets
             .insert(key(&[tenant.as_str(), plugin, name]), sealed)?;
+        super::bump_epoch(self.executor.store().space())?;
         self.secrets.flush()?;
         self.apply(&record)
     }

@@ -53,14 +53,7 @@ impl Executor {
                     id: alert.id.clone(),
                 });
             }
-            let runs = serde_json::from_value(previous["runs"].clone()).unwrap_or_default();
-            let folded_into =
-                serde_json::from_value(previous["folded_into"].clone()).unwrap_or_default();
-            return Ok(Ingested {
-                runs,
-                folded_into,
-                duplicate: true,
-            });
+            return self.answer_repeat(tenant, &previous);
         }
         self.inner.audit.append(tenant, AuditKind::AlertReceived, None, None, None, json!({"alert_id": alert.id, "source": alert.source, "title": alert.title, "sha256": body_hash}))?;
         for entity in &alert.entities {
@@ -129,9 +122,34 @@ impl Executor {
             folded_into: &folded_into,
             received: now,
         };
-        self.inner
-            .alerts
-            .insert(alert_key, record.with_alert(&body).map_err(store_err)?)?;
+        // Written only if no other intake wrote it meanwhile (on another
+        // node sharing the store: this node's intakes of one tenant take
+        // turns): the first one wins, the other's runs end unacted.
+        if let Err(conflict) = self.inner.alerts.compare_and_swap(
+            &alert_key,
+            None::<&[u8]>,
+            Some(record.with_alert(&body).map_err(store_err)?),
+        )? {
+            drop(intake);
+            for id in &started {
+                let mut run = self.get_run(tenant, id)?;
+                self.abandon(&mut run, "the same alert was accepted at the same moment by another intake (another node): its runs act, these do not")?;
+            }
+            self.commit().await?;
+            let previous: Value = conflict
+                .current
+                .as_deref()
+                .map(serde_json::from_slice)
+                .transpose()
+                .map_err(store_err)?
+                .unwrap_or(Value::Null);
+            if previous["sha256"] != json!(body_hash) {
+                return Err(ExecutorError::AlertConflict {
+                    id: alert.id.clone(),
+                });
+            }
+            return self.answer_repeat(tenant, &previous);
+        }
         drop(intake);
         // Accepted: flushed before anything acts on it.
         self.commit().await?;
@@ -146,6 +164,37 @@ impl Executor {
             runs: all_runs,
             folded_into,
             duplicate: false,
+        })
+    }
+
+    /// The answer to an alert received before: its runs, and those of them
+    /// still running queued again — the node that accepted it may have died
+    /// before queueing them (a queued one is not added twice; a redelivered
+    /// one whose run is done is a no-op).
+    fn answer_repeat(
+        &self,
+        tenant: &TenantId,
+        previous: &Value,
+    ) -> Result<Ingested, ExecutorError> {
+        let runs: Vec<String> =
+            serde_json::from_value(previous["runs"].clone()).unwrap_or_default();
+        let folded_into =
+            serde_json::from_value(previous["folded_into"].clone()).unwrap_or_default();
+        for id in &runs {
+            if self
+                .get_run(tenant, id)
+                .is_ok_and(|run| run.status == RunStatus::Running)
+            {
+                self.enqueue(queue::Work::Run {
+                    tenant: tenant.clone(),
+                    run: id.clone(),
+                })?;
+            }
+        }
+        Ok(Ingested {
+            runs,
+            folded_into,
+            duplicate: true,
         })
     }
 

@@ -105,6 +105,14 @@ pub enum ExecutorError {
         #[source]
         failure: Arc<ExecutorError>,
     },
+    /// Another node's worker failed on a run this caller waited for.
+    #[error("on node {node}: {failure}")]
+    Remote {
+        /// The node.
+        node: String,
+        /// What it ran into.
+        failure: String,
+    },
     /// Stored state does not match its seal: it was changed offline.
     #[error(transparent)]
     Sealed(#[from] crate::audit::seal::SealError),
@@ -221,7 +229,18 @@ struct Inner {
     dispatcher: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Per run, work queued or in flight and who waits for it to settle.
     outstanding: std::sync::Mutex<HashMap<(TenantId, String), work::Outstanding>>,
+    /// This node's id (in audit records, logs and metrics).
+    node: String,
+    /// Run and timer leases, when the queue is shared with other nodes.
+    leases: Option<crate::cluster::Leases>,
+    /// Brings this node's copy of the control state (tenants, plugins,
+    /// playbooks) up to date with the shared store before a worker starts
+    /// on an item that another node may have queued.
+    refresh: RwLock<Option<Refresh>>,
 }
+
+/// See [`Executor::set_refresh`].
+pub type Refresh = Arc<dyn Fn() -> futures::future::BoxFuture<'static, ()> + Send + Sync>;
 
 impl Drop for Inner {
     fn drop(&mut self) {
@@ -275,12 +294,29 @@ fn read_lock<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 }
 
 impl Executor {
-    /// Opens an executor over `store`, signing audit checkpoints with `key`.
-    /// Approvals whose time ran out while the process was down are denied now.
+    /// Opens an executor over `store`, signing audit checkpoints with `key`,
+    /// with the in-process work queue (a node of its own).
     pub fn new(
         config: RuntimeConfig,
         store: impl Backend,
         key: AuditKey,
+    ) -> Result<Self, ExecutorError> {
+        let node = crate::cluster::Node {
+            id: "local".to_owned(),
+            queue: Arc::new(queue::LocalQueue::new(DEFAULT_RUN_SHARE)),
+        };
+        Self::on_node(config, store, key, node)
+    }
+
+    /// Opens an executor over `store` as `node`: with its id in every audit
+    /// record, taking work from its queue. When the queue is shared (other
+    /// nodes on the same store take from it too) each run is worked on under
+    /// a lease in the store, and the cluster-wide timers run on one node.
+    pub fn on_node(
+        config: RuntimeConfig,
+        store: impl Backend,
+        key: AuditKey,
+        node: crate::cluster::Node,
     ) -> Result<Self, ExecutorError> {
         let store: Arc<dyn Backend> = Arc::new(store);
         let runtime = Runtime::new(config, store.clone())?;
@@ -289,7 +325,12 @@ impl Executor {
         let inner = Inner {
             group_commit: GroupCommit::default(),
             runtime,
-            audit: AuditLog::new(db.clone(), key),
+            // Records name their node when nodes share the chain.
+            audit: if node.queue.shared() {
+                AuditLog::new(db.clone(), key).on_node(&node.id)
+            } else {
+                AuditLog::new(db.clone(), key)
+            },
             approvals: Approvals::open(&db)?,
             runs: crate::audit::seal::SealedTree::open(&db, "runs", &seal_key)?,
             seal_key,
@@ -313,7 +354,14 @@ impl Executor {
             owners: RwLock::new(HashMap::new()),
             approval_sink: RwLock::new(None),
             finished_sink: RwLock::new(None),
-            queue: Arc::new(queue::LocalQueue::new(DEFAULT_RUN_SHARE)),
+            leases: if node.queue.shared() {
+                Some(crate::cluster::Leases::open(&db, &node.id)?)
+            } else {
+                None
+            },
+            queue: node.queue,
+            node: node.id,
+            refresh: RwLock::new(None),
             dispatcher: std::sync::Mutex::new(None),
             outstanding: std::sync::Mutex::new(HashMap::new()),
         };
@@ -323,6 +371,23 @@ impl Executor {
         executor.index_existing_runs()?;
         executor.rebuild_rate_counts()?;
         Ok(executor)
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> &str {
+        &self.inner.node
+    }
+
+    /// The cluster's leases (`None` on a node of its own).
+    pub fn leases(&self) -> Option<&crate::cluster::Leases> {
+        self.inner.leases.as_ref()
+    }
+
+    /// Sets what a worker calls before it works on an item from a shared
+    /// queue: the control plane's refresh, so that a playbook or plugin
+    /// installed through another node is known here first.
+    pub fn set_refresh(&self, refresh: Refresh) {
+        *write_lock(&self.inner.refresh) = Some(refresh);
     }
 
     /// The audit log.

@@ -13,6 +13,13 @@ use crate::tenant::TenantId;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
+/// On a shared queue, a running run younger than this may still be in the
+/// middle of another node's intake (its alert's record not yet written): a
+/// node starting up leaves it alone.
+const SHARED_INTAKE_GRACE_MS: i64 = 60_000;
+
+const NEVER_ACCEPTED: &str = "its alert was never accepted: the intake stopped before the alert's record was written; the alert gets new runs when sent again";
+
 impl Executor {
     /// Runs `playbook` on `alert` as a dry run: nothing is persisted, no
     /// action executes, no rate limit, dedup, memory or audit is touched;
@@ -71,6 +78,7 @@ impl Executor {
     pub async fn resume(&self) -> Result<Vec<String>, ExecutorError> {
         self.start_workers();
         self.expire_approvals(now_ms()).await?;
+        let leases = self.inner.leases.clone();
         let mut queued: Vec<(TenantId, String)> = Vec::new();
         for approval in self.inner.approvals.unapplied()? {
             self.enqueue(decisions::decided_work(&approval))?;
@@ -82,8 +90,19 @@ impl Executor {
             if let Ok(mut run) = serde_json::from_slice::<Run>(&bytes)
                 && run.status == RunStatus::Running
             {
+                if let Some(leases) = &leases {
+                    // Another node is on it, or may still be accepting its
+                    // alert: left to that node (its lease expires and its
+                    // queue redelivers if it died).
+                    let lease = crate::cluster::run_lease(run.tenant.as_str(), &run.id);
+                    if leases.holder(&lease)?.is_some()
+                        || now_ms() - run.created < SHARED_INTAKE_GRACE_MS
+                    {
+                        continue;
+                    }
+                }
                 if !self.accepted(&run)? {
-                    self.abandon(&mut run)?;
+                    self.abandon(&mut run, NEVER_ACCEPTED)?;
                     continue;
                 }
                 self.enqueue(queue::Work::Run {
@@ -93,6 +112,11 @@ impl Executor {
                 queued.push((run.tenant.clone(), run.id.clone()));
                 resumed.push(run.id);
             }
+        }
+        if leases.is_some() {
+            // The other nodes keep working: this one starts serving now and
+            // its share of the resumed work arrives like any other.
+            return Ok(resumed);
         }
         for (tenant, run) in queued {
             self.settle(&tenant, &[run], None).await?;
@@ -120,11 +144,17 @@ impl Executor {
 
     /// Ends a run that was never accepted as failed, without running a step
     /// of it (it stays listed, with the reason in the audit chain).
-    fn abandon(&self, run: &mut Run) -> Result<(), ExecutorError> {
+    pub(super) fn abandon(&self, run: &mut Run, why: &str) -> Result<(), ExecutorError> {
         run.status = RunStatus::Failed;
         run.finished = Some(now_ms());
         self.save(run)?;
-        self.audit_append(run, AuditKind::RunFinished, None, None, json!({"status": run.status, "abandoned": "its alert was never accepted: the intake stopped before the alert's record was written; the alert gets new runs when sent again"}))?;
+        self.audit_append(
+            run,
+            AuditKind::RunFinished,
+            None,
+            None,
+            json!({"status": run.status, "abandoned": why}),
+        )?;
         Ok(())
     }
 

@@ -4,9 +4,9 @@
 //! Callers that want the outcome wait with [`Executor::settle`].
 
 use super::approvals::ApprovalStatus;
-use super::queue::{Delivery, Work, WorkQueue};
+use super::queue::{Completion, Delivery, Work, WorkQueue};
 use super::run::{RunStatus, StepState, StepStatus};
-use super::{Executor, ExecutorError, Inner, StepResult};
+use super::{Executor, ExecutorError, Inner, StepResult, read_lock};
 use crate::audit::AuditKind;
 use crate::model::now_ms;
 use crate::tenant::TenantId;
@@ -15,6 +15,12 @@ use std::time::Duration;
 
 /// How often the workers deny approvals whose time ran out.
 const EXPIRY_TICK: Duration = Duration::from_secs(1);
+
+/// The lease of approval expiry on a shared queue.
+const EXPIRY_LEASE: &str = "timer\0approval-expiry";
+
+/// When an item whose run another node holds comes back.
+const HELD_ELSEWHERE: Duration = Duration::from_millis(500);
 
 /// Work not yet done for one run, and who waits for it.
 #[derive(Default)]
@@ -38,6 +44,21 @@ impl Executor {
     pub(super) fn enqueue(&self, work: Work) -> Result<(), ExecutorError> {
         self.start_workers();
         let run_key = (work.tenant().clone(), work.run().to_owned());
+        if self.inner.queue.shared() {
+            // Counted before the push, which waits for the broker: not under
+            // the lock (a worker finishing meanwhile would block a tokio
+            // worker on it while the broker's reply needs one), and early
+            // enough that a completion from another node is not missed.
+            lock(&self.inner.outstanding)
+                .entry(run_key.clone())
+                .or_default()
+                .count += 1;
+            if let Err(err) = self.inner.queue.push(work) {
+                self.complete(&run_key, None);
+                return Err(err.into());
+            }
+            return Ok(());
+        }
         // Counted under the lock a finishing worker takes, so its
         // completion cannot be missed by a waiter.
         let mut outstanding = lock(&self.inner.outstanding);
@@ -108,6 +129,33 @@ impl Executor {
     async fn work_on(self, delivery: Delivery) {
         use futures::FutureExt;
         let work = delivery.work.clone();
+        // On a shared queue another node may hold this run (a redelivery,
+        // a continuation queued while it still works on the run): the
+        // run's lease decides, and the item comes back later.
+        let lease = match &self.inner.leases {
+            Some(leases) => {
+                let name = crate::cluster::run_lease(work.tenant().as_str(), work.run());
+                match leases.take(&name, crate::cluster::RUN_LEASE) {
+                    Ok(true) => Some(LeaseKeeper::start(leases.clone(), name)),
+                    Ok(false) => {
+                        self.inner.queue.retry(&delivery, HELD_ELSEWHERE);
+                        return;
+                    }
+                    Err(err) => {
+                        tracing::warn!(?work, error = %err, "taking a run's lease failed; the item comes back");
+                        self.inner.queue.retry(&delivery, HELD_ELSEWHERE);
+                        return;
+                    }
+                }
+            }
+            None => None,
+        };
+        if lease.is_some() {
+            let refresh = read_lock(&self.inner.refresh).clone();
+            if let Some(refresh) = refresh {
+                refresh().await;
+            }
+        }
         let outcome = std::panic::AssertUnwindSafe(self.work(&work))
             .catch_unwind()
             .await
@@ -115,23 +163,65 @@ impl Executor {
         if let Err(err) = &outcome {
             tracing::warn!(?work, error = %err, "work item failed; the run resumes at the next start");
         }
-        self.inner.queue.ack(&delivery);
+        // Released after the item's effects are committed and before the
+        // ack: a crash between the two redelivers an item that is a no-op.
+        if let Some(lease) = lease {
+            lease.release();
+        }
+        let failure = outcome.as_ref().err().map(ToString::to_string);
+        self.inner.queue.ack(&delivery, failure.as_deref());
+        if self.inner.queue.shared() {
+            // Waiters on every node (this one too) learn of it from the
+            // queue's completions.
+            return;
+        }
         let run_key: RunKey = (work.tenant().clone(), work.run().to_owned());
+        self.complete(&run_key, outcome.err().map(Arc::new));
+    }
+
+    /// One item of `run_key` is done: the last one tells its waiters.
+    fn complete(&self, run_key: &RunKey, failure: Option<Arc<ExecutorError>>) {
         let mut outstanding = lock(&self.inner.outstanding);
-        let Some(entry) = outstanding.get_mut(&run_key) else {
+        let Some(entry) = outstanding.get_mut(run_key) else {
             return;
         };
-        if let Err(err) = outcome {
-            entry.failure = Some(Arc::new(err));
+        if let Some(failure) = failure {
+            entry.failure = Some(failure);
         }
         entry.count = entry.count.saturating_sub(1);
         if entry.count == 0
-            && let Some(entry) = outstanding.remove(&run_key)
+            && let Some(entry) = outstanding.remove(run_key)
         {
             for waiter in entry.waiters {
                 let _ = waiter.send(entry.failure.clone());
             }
         }
+    }
+
+    /// A completion from the shared queue (any node's, this one's too).
+    fn completed(&self, completion: Completion) {
+        let run_key: RunKey = (
+            completion.work.tenant().clone(),
+            completion.work.run().to_owned(),
+        );
+        let failure = completion.failure.map(|failure| {
+            Arc::new(ExecutorError::Remote {
+                node: completion.node,
+                failure,
+            })
+        });
+        self.complete(&run_key, failure);
+    }
+
+    /// Denies expired approvals — on a shared queue only on the node that
+    /// holds the expiry lease, so the cluster does it once.
+    async fn expiry_tick(&self) -> Result<(), ExecutorError> {
+        if let Some(leases) = &self.inner.leases
+            && !leases.take(EXPIRY_LEASE, crate::cluster::TIMER_LEASE)?
+        {
+            return Ok(());
+        }
+        self.expire_approvals(now_ms()).await.map(|_| ())
     }
 
     async fn work(&self, work: &Work) -> Result<(), ExecutorError> {
@@ -235,23 +325,96 @@ impl Executor {
 /// queue closes or the executor is gone; denies expired approvals on a tick.
 async fn dispatch(queue: Arc<dyn WorkQueue>, inner: std::sync::Weak<Inner>) {
     let mut expiry = tokio::time::interval(EXPIRY_TICK);
+    let mut completions = queue.completions();
     expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             delivery = queue.next() => {
                 let Some(delivery) = delivery else { break };
                 let Some(inner) = inner.upgrade() else {
-                    queue.ack(&delivery);
+                    queue.ack(&delivery, Some("the executor is gone"));
                     break;
                 };
                 tokio::spawn(Executor { inner }.work_on(delivery));
             }
             _ = expiry.tick() => {
                 let Some(inner) = inner.upgrade() else { break };
-                if let Err(err) = (Executor { inner }).expire_approvals(now_ms()).await {
+                if let Err(err) = (Executor { inner }).expiry_tick().await {
                     tracing::warn!(error = %err, "expiring approvals failed");
                 }
             }
+            completion = next_completion(&mut completions) => {
+                let Some(completion) = completion else {
+                    completions = None;
+                    continue;
+                };
+                let Some(inner) = inner.upgrade() else { break };
+                (Executor { inner }).completed(completion);
+            }
+        }
+    }
+}
+
+/// The next completion from a shared queue; never, for a local one. `None`
+/// when the queue's completions ended.
+async fn next_completion(
+    completions: &mut Option<tokio::sync::broadcast::Receiver<Completion>>,
+) -> Option<Completion> {
+    let Some(receiver) = completions else {
+        return std::future::pending().await;
+    };
+    loop {
+        match receiver.recv().await {
+            Ok(completion) => return Some(completion),
+            // A waiter that missed its completion times out as it would
+            // when the work takes too long; nothing else depends on it.
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                tracing::warn!(missed, "missed completions from the shared queue");
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+        }
+    }
+}
+
+/// Keeps a run's lease while a worker works on it: renewed every third of
+/// its time to live, released when the work is done.
+struct LeaseKeeper {
+    leases: crate::cluster::Leases,
+    name: String,
+    renewer: tokio::task::JoinHandle<()>,
+}
+
+impl LeaseKeeper {
+    fn start(leases: crate::cluster::Leases, name: String) -> Self {
+        let renewer = {
+            let (leases, name) = (leases.clone(), name.clone());
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(crate::cluster::RUN_LEASE / 3);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    match leases.take(&name, crate::cluster::RUN_LEASE) {
+                        Ok(true) => {}
+                        Ok(false) => tracing::error!(
+                            lease = %name.replace('\0', "/"),
+                            "another node took the lease of a run this node still works on (this node stalled past the lease)"
+                        ),
+                        Err(err) => tracing::warn!(error = %err, "renewing a run's lease failed"),
+                    }
+                }
+            })
+        };
+        LeaseKeeper {
+            leases,
+            name,
+            renewer,
+        }
+    }
+
+    fn release(self) {
+        self.renewer.abort();
+        if let Err(err) = self.leases.release(&self.name) {
+            tracing::warn!(error = %err, "releasing a run's lease failed; it expires");
         }
     }
 }

@@ -36,6 +36,52 @@ fn parse_store(value: &str) -> Result<StoreChoice, String> {
     }
 }
 
+/// Where the server's work queue lives: `--queue`.
+#[derive(Debug, Clone)]
+pub enum QueueChoice {
+    /// In this process (the default): one node.
+    Local,
+    /// NATS JetStream (`nats://host:port[/namespace]`), shared by every node
+    /// of a cluster.
+    Nats(String),
+}
+
+fn parse_queue(value: &str) -> Result<QueueChoice, String> {
+    if value == "local" {
+        Ok(QueueChoice::Local)
+    } else if value.starts_with("nats://") {
+        rampart_nats::QueueAddress::parse(value).map_err(|err| err.to_string())?;
+        Ok(QueueChoice::Nats(value.to_owned()))
+    } else {
+        Err(format!("`{value}` is neither `local` nor a nats:// URL"))
+    }
+}
+
+fn parse_node_id(value: &str) -> Result<String, String> {
+    match rampart::cluster::node_id_problem(value) {
+        Some(problem) => Err(problem),
+        None => Ok(value.to_owned()),
+    }
+}
+
+/// This machine's host name and the port: a node id that tells the nodes
+/// of one machine apart and stays the same across restarts.
+fn default_node_id(port: u16) -> String {
+    let host: String = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap_or_default()
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        .take(50)
+        .collect();
+    let host = if host.is_empty() {
+        "node".to_owned()
+    } else {
+        host
+    };
+    format!("{host}-{port}")
+}
+
 /// The store `choice` names, opened; with the connections a PostgreSQL
 /// pool may hold.
 enum Opened {
@@ -81,6 +127,15 @@ pub struct ServeArgs {
     /// Most PostgreSQL connections this server holds.
     #[arg(long, default_value_t = 16)]
     store_connections: u32,
+    /// Where accepted work waits for a worker: `local` (in this process) or
+    /// a NATS JetStream URL `nats://host:port[/namespace]` shared by every
+    /// node of a cluster (needs `--store postgres://…`, the same for all).
+    #[arg(long, env = "RAMPART_QUEUE", default_value = "local", value_parser = parse_queue)]
+    queue: QueueChoice,
+    /// This node's id, in audit records, metrics and the start line
+    /// (default: `<host name>-<listen port>`).
+    #[arg(long, env = "RAMPART_NODE_ID", value_parser = parse_node_id)]
+    node_id: Option<String>,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
@@ -212,17 +267,43 @@ pub async fn run_server(args: ServeArgs) -> Result<(), Failure> {
         ),
         _ => None,
     };
+    if matches!(args.queue, QueueChoice::Nats(_)) && matches!(args.store, StoreChoice::Sled) {
+        return Err(Failure::usage(
+            "--queue nats://… makes this server one node of a cluster, and the nodes share their state: give them --store postgres://… (sled is one process's store)",
+        ));
+    }
+    let node_id = args
+        .node_id
+        .clone()
+        .unwrap_or_else(|| default_node_id(args.listen.port()));
     let key = AuditKey::load_or_create(&args.audit_key, Some(&args.data))
         .map_err(|err| Failure::usage(err.to_string()))?;
     let store = Opened::open(&args.store, &args.data, args.store_connections)?;
-    // Held for as long as the server runs: one server per database.
+    // Held for as long as the server runs: one server per database, or
+    // any number of nodes sharing a queue.
     let _claimed = match &store {
         Opened::Postgres(store) => Some(
-            store
-                .claim()
-                .map_err(|err| Failure::load(err.to_string()))?,
+            match args.queue {
+                QueueChoice::Local => store.claim(),
+                QueueChoice::Nats(_) => store.claim_as_node(),
+            }
+            .map_err(|err| Failure::load(err.to_string()))?,
         ),
         Opened::Sled(_) => None,
+    };
+    let queue: std::sync::Arc<dyn rampart::executor::queue::WorkQueue> = match &args.queue {
+        QueueChoice::Local => std::sync::Arc::new(rampart::executor::queue::LocalQueue::new(
+            rampart::executor::DEFAULT_RUN_SHARE,
+        )),
+        QueueChoice::Nats(url) => std::sync::Arc::new(
+            rampart_nats::NatsQueue::connect(url, &node_id, rampart::executor::DEFAULT_RUN_SHARE)
+                .await
+                .map_err(|err| Failure::load(err.to_string()))?,
+        ),
+    };
+    let node = rampart::cluster::Node {
+        id: node_id.clone(),
+        queue,
     };
     let cache = args
         .cache_dir
@@ -241,8 +322,8 @@ pub async fn run_server(args: ServeArgs) -> Result<(), Failure> {
         ..RuntimeConfig::default()
     };
     let executor = match store {
-        Opened::Sled(store) => Executor::new(config, store, key),
-        Opened::Postgres(store) => Executor::new(config, *store, key),
+        Opened::Sled(store) => Executor::on_node(config, store, key, node),
+        Opened::Postgres(store) => Executor::on_node(config, *store, key, node),
     }
     .map_err(|err| Failure::load(err.to_string()))?;
     let secret_box = rampart::secrets::SecretBox::open(&args.master_key_file, Some(&args.data))
@@ -283,20 +364,34 @@ pub async fn run_server(args: ServeArgs) -> Result<(), Failure> {
             let listener = rampart_server::tls::TlsListener::new(listener, config)
                 .map_err(|err| Failure::usage(err.to_string()))?;
             eprintln!(
-                "rampart listening on https://{bound} ({})",
-                shown_store(&args.store, &args.data)
+                "rampart listening on https://{bound} (node {node_id}, {}, {})",
+                shown_store(&args.store, &args.data),
+                shown_queue(&args.queue)
             );
             serve(state, listener, shutdown).await
         }
         _ => {
             eprintln!(
-                "rampart listening on http://{bound} ({})",
-                shown_store(&args.store, &args.data)
+                "rampart listening on http://{bound} (node {node_id}, {}, {})",
+                shown_store(&args.store, &args.data),
+                shown_queue(&args.queue)
             );
             serve(state, listener, shutdown).await
         }
     };
     served.map_err(|err| Failure::call(err.to_string()))
+}
+
+/// The queue for the start-up line.
+fn shown_queue(choice: &QueueChoice) -> String {
+    match choice {
+        QueueChoice::Local => "queue in process".to_owned(),
+        QueueChoice::Nats(url) => {
+            let rest = url.trim_start_matches("nats://");
+            let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+            format!("queue nats://{host}")
+        }
+    }
 }
 
 /// The store for the start-up line, a URL's password left out.

@@ -146,6 +146,7 @@ pub(crate) async fn ingest(
     }
     // Accepted (durable, queued) one by one; then the runs are waited for
     // as the client prefers. They run on the executor's workers either way.
+    state.up_to_date().await?;
     let mut results = Vec::new();
     let mut runs = Vec::new();
     for alert in &alerts {

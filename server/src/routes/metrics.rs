@@ -77,6 +77,11 @@ pub(crate) async fn metrics(
     let mut text = String::new();
     let _ = writeln!(
         text,
+        "# HELP rampart_node_info The node that answered (counters below are its own; runs and approvals are the shared store's).\n# TYPE rampart_node_info gauge\nrampart_node_info{{node=\"{}\"}} 1",
+        state.executor.node_id()
+    );
+    let _ = writeln!(
+        text,
         "# HELP rampart_runs Runs by tenant and status.\n# TYPE rampart_runs gauge"
     );
     for ((tenant, status), count) in &runs_by_status {

@@ -2,7 +2,7 @@
 //! admin tokens and a `rampart serve` child.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -38,32 +38,55 @@ pub fn call(
     token: &str,
     body: Option<&[u8]>,
 ) -> (u16, Vec<u8>) {
-    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    try_call(addr, method, path, token, body, &[]).unwrap_or_else(|err| panic!("{err}"))
+}
+
+/// [`call`] with extra headers, failing (instead of panicking) when the
+/// server is gone: a client of a node that may be killed.
+pub fn try_call(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<&[u8]>,
+    headers: &[(&str, &str)],
+) -> Result<(u16, Vec<u8>), String> {
+    let failed =
+        |what: &str, err: std::io::Error| format!("{method} {path} on {addr}: {what}: {err}");
+    let mut stream = std::net::TcpStream::connect(addr).map_err(|e| failed("connect", e))?;
     stream
         .set_read_timeout(Some(Duration::from_secs(60)))
-        .expect("timeout");
+        .map_err(|e| failed("timeout", e))?;
     let body = body.unwrap_or_default();
+    let extra: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nhost: rampart\r\nauthorization: Bearer {token}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nhost: rampart\r\nauthorization: Bearer {token}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{extra}connection: close\r\n\r\n",
         body.len()
     );
-    stream.write_all(head.as_bytes()).expect("write");
-    stream.write_all(body).expect("write");
+    stream
+        .write_all(head.as_bytes())
+        .map_err(|e| failed("write", e))?;
+    stream.write_all(body).map_err(|e| failed("write", e))?;
     let mut answer = Vec::new();
-    stream.read_to_end(&mut answer).expect("read");
+    stream
+        .read_to_end(&mut answer)
+        .map_err(|e| failed("read", e))?;
     let end = answer
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
-        .expect("head");
+        .ok_or_else(|| format!("{method} {path} on {addr}: no complete answer"))?;
     let status = String::from_utf8_lossy(&answer[9..12])
         .parse()
-        .expect("status");
+        .map_err(|_| format!("{method} {path} on {addr}: no status"))?;
     let head = String::from_utf8_lossy(&answer[..end]).to_ascii_lowercase();
     let mut body = answer[end + 4..].to_vec();
     if head.contains("transfer-encoding: chunked") {
         body = dechunk(&body);
     }
-    (status, body)
+    Ok((status, body))
 }
 
 pub fn dechunk(mut bytes: &[u8]) -> Vec<u8> {
@@ -238,4 +261,62 @@ impl Served {
         let _ = self.child.kill();
         panic!("serve did not stop on {signal}");
     }
+}
+
+/// POSTs per idempotency key, as the counting API saw them.
+pub type Posts = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, u32>>>;
+
+/// An API that applies each idempotency key once and counts POSTs per key.
+pub fn counting_api() -> (u16, Posts) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let posts: Posts = Posts::default();
+    let seen = posts.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let seen = seen.clone();
+            std::thread::spawn(move || {
+                let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+                let mut request_line = String::new();
+                if reader.read_line(&mut request_line).is_err() {
+                    return;
+                }
+                let mut length = 0usize;
+                loop {
+                    let mut header = String::new();
+                    if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
+                        break;
+                    }
+                    if let Some(value) = header.to_ascii_lowercase().strip_prefix("content-length:")
+                    {
+                        length = value.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0u8; length];
+                let _ = reader.read_exact(&mut body);
+                let mut parts = request_line.split_whitespace();
+                let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+                let status = if let Some(key) = path.strip_prefix("/status/") {
+                    if seen.lock().unwrap().contains_key(key) {
+                        200
+                    } else {
+                        404
+                    }
+                } else if let Some(key) = path.strip_prefix("/act/") {
+                    if method == "POST" {
+                        *seen.lock().unwrap().entry(key.to_owned()).or_default() += 1;
+                    }
+                    200
+                } else {
+                    404
+                };
+                let mut stream = stream;
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                );
+            });
+        }
+    });
+    (port, posts)
 }
