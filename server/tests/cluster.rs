@@ -331,7 +331,6 @@ fn alert_count() -> usize {
 }
 
 #[test]
-#[ignore = "fails today: under 6 concurrent clients a node's ingest requests stop being answered (workers idle, requests past 60 s); see issue 14's note. Run with --ignored"]
 fn three_nodes_finish_all_work_when_one_is_killed_and_it_rejoins() {
     let cluster = Cluster::new("autonomous");
     let a = cluster.start("node-a");
