@@ -16,7 +16,7 @@ use std::sync::Arc;
 /// On a shared queue, a running run younger than this may still be in the
 /// middle of another node's intake (its alert's record not yet written): a
 /// node starting up leaves it alone.
-const SHARED_INTAKE_GRACE_MS: i64 = 60_000;
+const SHARED_INTAKE_GRACE_MS: i64 = 30_000;
 
 const NEVER_ACCEPTED: &str = "its alert was never accepted: the intake stopped before the alert's record was written; the alert gets new runs when sent again";
 

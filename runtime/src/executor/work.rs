@@ -19,6 +19,10 @@ const EXPIRY_TICK: Duration = Duration::from_secs(1);
 /// The lease of approval expiry on a shared queue.
 const EXPIRY_LEASE: &str = "timer\0approval-expiry";
 
+/// On a shared queue, every this many expiry ticks the node holding the
+/// expiry lease sweeps the journal for runs nobody holds (see `resume`).
+const SWEEP_EVERY_TICKS: u64 = 10;
+
 /// When an item whose run another node holds comes back.
 const HELD_ELSEWHERE: Duration = Duration::from_millis(500);
 
@@ -215,10 +219,19 @@ impl Executor {
 
     /// Denies expired approvals — on a shared queue only on the node that
     /// holds the expiry lease, so the cluster does it once.
-    async fn expiry_tick(&self) -> Result<(), ExecutorError> {
-        if let Some(leases) = &self.inner.leases
-            && !leases.take(EXPIRY_LEASE, crate::cluster::TIMER_LEASE)?
-        {
+    async fn expiry_tick(&self, tick: u64) -> Result<(), ExecutorError> {
+        let Some(leases) = &self.inner.leases else {
+            return self.expire_approvals(now_ms()).await.map(|_| ());
+        };
+        if !leases.take(EXPIRY_LEASE, crate::cluster::TIMER_LEASE)? {
+            return Ok(());
+        }
+        if tick.is_multiple_of(SWEEP_EVERY_TICKS) {
+            // What no node holds and no queue will bring: a run whose node
+            // died after saving it and before its alert was accepted (ended
+            // as never accepted), or after accepting and before queueing
+            // it (queued again). The same pass as at start-up.
+            self.resume().await?;
             return Ok(());
         }
         self.expire_approvals(now_ms()).await.map(|_| ())
@@ -325,6 +338,7 @@ impl Executor {
 /// queue closes or the executor is gone; denies expired approvals on a tick.
 async fn dispatch(queue: Arc<dyn WorkQueue>, inner: std::sync::Weak<Inner>) {
     let mut expiry = tokio::time::interval(EXPIRY_TICK);
+    let mut ticks: u64 = 0;
     let mut completions = queue.completions();
     expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -339,7 +353,8 @@ async fn dispatch(queue: Arc<dyn WorkQueue>, inner: std::sync::Weak<Inner>) {
             }
             _ = expiry.tick() => {
                 let Some(inner) = inner.upgrade() else { break };
-                if let Err(err) = (Executor { inner }).expiry_tick().await {
+                ticks += 1;
+                if let Err(err) = (Executor { inner }).expiry_tick(ticks).await {
                     tracing::warn!(error = %err, "expiring approvals failed");
                 }
             }
