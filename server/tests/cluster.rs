@@ -554,22 +554,11 @@ fn an_approval_asked_on_one_node_and_granted_on_another_executes_once() {
 #[test]
 fn a_node_refuses_a_shared_queue_on_a_store_of_its_own() {
     let dir = tempfile::tempdir().unwrap();
-    let out = rampart()
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--queue",
-            "nats://127.0.0.1:1",
-        ])
-        .arg("--data")
-        .arg(dir.path().join("data"))
-        .arg("--audit-key")
-        .arg(dir.path().join("audit.key"))
-        .arg("--master-key-file")
-        .arg(dir.path().join("master.key"))
-        .output()
-        .unwrap();
+    let out = serve_output(
+        dir.path(),
+        &dir.path().join("data"),
+        &["--queue", "nats://127.0.0.1:1"],
+    );
     assert!(!out.status.success());
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(said.contains("--store postgres://"), "{said}");

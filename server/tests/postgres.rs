@@ -58,22 +58,11 @@ fn a_server_on_postgres_keeps_its_state_in_the_database() {
     );
 
     // A second server on the same database is refused, naming why.
-    let second = rampart()
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--store",
-            &store,
-            "--data",
-        ])
-        .arg(dir.path().join("other-data"))
-        .arg("--audit-key")
-        .arg(dir.path().join("audit.key"))
-        .arg("--master-key-file")
-        .arg(dir.path().join("master.key"))
-        .output()
-        .unwrap();
+    let second = serve_output(
+        dir.path(),
+        &dir.path().join("other-data"),
+        &["--store", &store],
+    );
     assert!(!second.status.success());
     let said = String::from_utf8_lossy(&second.stderr);
     assert!(said.contains("in use by another rampart server"), "{said}");

@@ -25,17 +25,11 @@ fn a_bad_config_file_is_refused_with_every_problem_and_nothing_written() {
         "tenants:\n  - id: Acme Corp\n    quotas: { max_concurrent_runs: 0 }\n  - id: beta\n    inventory: nowhere.json\n",
     )
     .unwrap();
-    let out = rampart()
-        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-        .arg(&config)
-        .arg("--data")
-        .arg(dir.path().join("data"))
-        .arg("--audit-key")
-        .arg(dir.path().join("audit.key"))
-        .arg("--master-key-file")
-        .arg(dir.path().join("master.key"))
-        .output()
-        .unwrap();
+    let out = serve_output(
+        dir.path(),
+        &dir.path().join("data"),
+        &["--config", config.to_str().unwrap()],
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     for expected in [

@@ -320,3 +320,18 @@ pub fn counting_api() -> (u16, Posts) {
     });
     (port, posts)
 }
+
+/// `rampart serve` run to its end (for start-ups that must be refused):
+/// state in `data`, the keys of `dir`, then `extra`.
+pub fn serve_output(dir: &Path, data: &Path, extra: &[&str]) -> std::process::Output {
+    rampart()
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(data)
+        .arg("--audit-key")
+        .arg(dir.join("audit.key"))
+        .arg("--master-key-file")
+        .arg(dir.join("master.key"))
+        .args(extra)
+        .output()
+        .unwrap()
+}
