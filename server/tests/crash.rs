@@ -145,7 +145,8 @@ impl Case {
             "{label}: audit: {}",
             String::from_utf8_lossy(&verify.stdout)
         );
-        // Every action that happened has its audit record (recovered or not).
+        // Every action that happened has exactly one audit record (recovered
+        // or not): recovery records only what the crash took.
         let export = Command::new(env!("CARGO_BIN_EXE_rampart"))
             .args(["audit", "export", "--tenant", "local", "--data"])
             .arg(self.dir.path().join("data"))
@@ -160,11 +161,17 @@ impl Case {
             .filter_map(|r| r["run_id"].as_str().map(str::to_owned))
             .collect();
         acted_runs.sort();
+        let records = acted_runs.len();
         acted_runs.dedup();
         assert_eq!(
             acted_runs.len(),
             self.alerts.len(),
             "{label}: an executed action has no audit record"
+        );
+        assert_eq!(
+            records,
+            self.alerts.len(),
+            "{label}: an executed action has more than one audit record"
         );
         let posts = self.posts.lock().unwrap();
         assert_eq!(

@@ -297,6 +297,22 @@ impl AuditLog {
         }
     }
 
+    /// The seq of `tenant`'s latest record as this node knows it (0 when
+    /// empty). Another node may have appended since, so it is a lower bound:
+    /// every record appended after this call has a greater seq.
+    pub fn head_seq(&self, tenant: &TenantId) -> Result<u64, AuditError> {
+        let cached = self
+            .heads
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(tenant)
+            .copied();
+        match cached {
+            Some(head) => Ok(head.seq),
+            None => Ok(self.load_head(tenant)?.seq),
+        }
+    }
+
     /// Appends a record; returns its seq. Not flushed: call
     /// [`AuditLog::flush`] before acknowledging what it records.
     pub fn append(

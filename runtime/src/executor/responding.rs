@@ -200,7 +200,11 @@ impl Executor {
     ) -> Result<StepResult, ExecutorError> {
         crate::crashpoint::reached("before-intent");
         let intent_key = key(&[run.tenant.as_str(), &idempotency_key]);
-        let intent = json!({"run": run.id, "step": step.id, "target": target, "plugin": loaded.digest, "started": now_ms()});
+        // `audit_from`: every audit record of this action comes after it, so
+        // recovery can tell whether the crash took the records or only the
+        // step state (reading only what was appended since).
+        let audit_from = self.inner.audit.head_seq(&run.tenant)?;
+        let intent = json!({"run": run.id, "step": step.id, "target": target, "plugin": loaded.digest, "started": now_ms(), "audit_from": audit_from});
         self.inner.intents.insert(
             intent_key.clone(),
             serde_json::to_vec(&intent).map_err(store_err)?,
@@ -275,16 +279,20 @@ impl Executor {
         };
         // The action finished before the crash; only the step state was lost.
         state.finished = Some(Self::now_for(run));
+        // The crash may or may not have taken the action's audit records
+        // with it (they are appended one by one before the run is saved):
+        // record from the intent only what is not there yet.
+        let recorded_kinds = self.recorded_since(run, step, &intent)?;
         match serde_json::from_value::<crate::model::ActionResult>(recorded.clone()) {
             Ok(done) => {
                 state.status = StepStatus::Succeeded;
                 result.acted = Some(target_label(&target));
-                // The crash may have taken the action's audit record with
-                // it: record the action from its intent, marked recovered.
-                result.audit.push((
-                    AuditKind::ActionExecuted,
-                    json!({"target": target, "action": step.action, "outcome": done.outcome, "summary": done.summary, "recovered": true}),
-                ));
+                if !recorded_kinds.contains(&AuditKind::ActionExecuted) {
+                    result.audit.push((
+                        AuditKind::ActionExecuted,
+                        json!({"target": target, "action": step.action, "outcome": done.outcome, "summary": done.summary, "recovered": true}),
+                    ));
+                }
                 state.output = Some(output::to_value(&output::RespondOutput::executed(&done)));
             }
             Err(_) => {
@@ -292,12 +300,40 @@ impl Executor {
                 state.error = Some(format!("action failed before the restart: {recorded}"));
             }
         }
-        result.audit.push((
-            AuditKind::StepFinished,
-            json!({"status": state.status, "recovered": true}),
-        ));
+        if !recorded_kinds.contains(&AuditKind::StepFinished) {
+            result.audit.push((
+                AuditKind::StepFinished,
+                json!({"status": state.status, "recovered": true}),
+            ));
+        }
         result.state = state;
         Ok(result)
+    }
+
+    /// The kinds of audit record already written for `step` of `run` since
+    /// its intent was (none when the intent predates `audit_from`: then
+    /// everything is recorded again, marked recovered).
+    fn recorded_since(
+        &self,
+        run: &Run,
+        step: &Step,
+        intent: &Value,
+    ) -> Result<Vec<AuditKind>, ExecutorError> {
+        let Some(from) = intent.get("audit_from").and_then(Value::as_u64) else {
+            return Ok(Vec::new());
+        };
+        let mut kinds = Vec::new();
+        self.inner
+            .audit
+            .read_after(&run.tenant, from, |record, _| {
+                if record.run_id.as_deref() == Some(run.id.as_str())
+                    && record.step_id.as_deref() == Some(step.id.as_str())
+                {
+                    kinds.push(record.kind);
+                }
+                true
+            })?;
+        Ok(kinds)
     }
 
     #[allow(clippy::too_many_arguments)]
